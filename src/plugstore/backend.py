@@ -1,0 +1,240 @@
+"""The contract a storage backend implements.
+
+A backend author writes two classes:
+
+* a :class:`Backend` -- one opened engine: connections or files, the list of namespaces,
+  ``open``/``close``;
+* a :class:`Bucket` -- one namespace of that engine, working on ``bytes`` only.
+
+Values are encoded by the :class:`~plugstore.namespace.Namespace` before they get here,
+so a bucket never sees Python objects, and keys arrive already validated (see
+:mod:`plugstore.keys`).  Five bucket methods are required (``get``, ``set``, ``remove``,
+``cas``, ``keys``); everything else has a generic version built on them that a backend
+overrides where its engine has a native, faster or atomic form.
+
+Thread-safety: a backend must be safe to use from many threads at once.  Backends whose
+``multiprocess`` flag is true must also be safe when several processes open the same
+store, and must not reuse a connection inherited across ``fork()``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, ClassVar, TypeVar
+
+from .errors import ConfigurationError, ConflictError
+from .keys import check_counter, parse_counter
+from .url import StoreURL
+
+#: Default limit on one encoded value, shared by the built-in backends so that data which
+#: fits one of them fits the others (MariaDB's default max_allowed_packet is 16 MiB).
+DEFAULT_MAX_VALUE_SIZE = 16 * 1024 * 1024
+
+T = TypeVar("T")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class Options:
+    """Backend options from the URL query and keyword arguments (keywords win).
+
+    A backend ``take``s what it understands in its ``__init__``; whatever is left over is
+    reported as an unknown option, so a typo never passes silently.
+    """
+
+    def __init__(self, values: dict[str, Any] | None = None) -> None:
+        self._values: dict[str, Any] = dict(values or {})
+
+    def take(self, name: str, default: T, convert: Callable[[Any], T] | None = None) -> T:
+        """Remove and return option ``name`` converted like ``default`` (or by ``convert``)."""
+        if name not in self._values:
+            return default
+        raw = self._values.pop(name)
+        if convert is not None:
+            try:
+                return convert(raw)
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(f"invalid value for option {name!r}: {exc}") from None
+        if isinstance(default, bool):
+            return self._bool(name, raw)  # type: ignore[return-value]
+        if isinstance(default, (int, float)) and not isinstance(raw, (int, float)):
+            try:
+                return type(default)(raw)
+            except ValueError:
+                raise ConfigurationError(f"option {name!r} must be a number, got {raw!r}") from None
+        return raw  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _bool(name: str, raw: Any) -> bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ConfigurationError(f"option {name!r} must be true or false, got {raw!r}")
+
+    def leftover(self) -> list[str]:
+        """Names of the options nobody took."""
+        return sorted(self._values)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
+
+
+class Bucket(ABC):
+    """One namespace of one backend.  Keys are ``str``, values ``bytes``."""
+
+    def __init__(self, backend: Backend, namespace: str) -> None:
+        self.backend = backend
+        self.namespace = namespace
+
+    # -- required -------------------------------------------------------------------
+
+    @abstractmethod
+    def get(self, key: str) -> bytes | None:
+        """Return the stored bytes, or ``None`` if the key is absent."""
+
+    @abstractmethod
+    def set(self, key: str, value: bytes) -> None:
+        """Store ``value`` under ``key``, durably if the backend is durable."""
+
+    @abstractmethod
+    def remove(self, key: str) -> bool:
+        """Delete ``key``; return whether it existed."""
+
+    @abstractmethod
+    def cas(self, key: str, expected: bytes | None, new: bytes | None) -> bool:
+        """Atomically replace ``expected`` by ``new``; return whether it happened.
+
+        ``expected=None`` means "only if absent"; ``new=None`` means delete.  This is the
+        primitive the generic ``incr``/``compute``/``mutable`` are built on, so it must be
+        atomic across threads (and processes, for multi-process backends).
+        """
+
+    @abstractmethod
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """Yield the keys starting with ``prefix``, streaming.
+
+        Must tolerate deletions while the caller iterates (a snapshot, or a cursor that
+        pages by key).  Order is unspecified.
+        """
+
+    # -- generic, override where the engine does better ----------------------------------
+
+    def count(self, prefix: str = "") -> int:
+        """Number of keys starting with ``prefix``."""
+        return sum(1 for _ in self.keys(prefix))
+
+    def contains(self, key: str) -> bool:
+        """Whether ``key`` is present."""
+        return self.get(key) is not None
+
+    def items(self, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+        """Yield ``(key, value)`` pairs starting with ``prefix``, skipping vanished keys."""
+        for key in self.keys(prefix):
+            value = self.get(key)
+            if value is not None:
+                yield key, value
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """Return the present keys among ``keys`` with their values."""
+        found = {}
+        for key in keys:
+            value = self.get(key)
+            if value is not None:
+                found[key] = value
+        return found
+
+    def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Store many pairs; atomically where the engine allows it."""
+        for key, value in items:
+            self.set(key, value)
+
+    def incr(self, key: str, delta: int) -> int:
+        """Add ``delta`` to the integer at ``key`` (absent counts as 0); return the result."""
+        for attempt in retry_schedule():
+            raw = self.get(key)
+            new = check_counter((0 if raw is None else parse_counter(raw)) + delta)
+            if self.cas(key, raw, str(new).encode("ascii")):
+                return new
+            attempt()
+        raise ConflictError(f"incr on {key!r} kept conflicting with other writers")
+
+    def clear(self, prefix: str = "") -> int:
+        """Delete every key starting with ``prefix``; return how many were deleted."""
+        return sum(1 for key in list(self.keys(prefix)) if self.remove(key))
+
+
+class Backend(ABC):
+    """An engine plugstore can store namespaces in.
+
+    Subclasses set the class attributes, read their options in ``__init__`` (which must
+    not connect: ``open`` does) and hand out buckets.
+    """
+
+    #: Registry name (also the URL scheme).
+    name: ClassVar[str] = "?"
+    #: Acknowledged writes survive a ``kill -9`` of the writing process.
+    durable: ClassVar[bool] = False
+    #: Several processes may open the same store at once, safely.
+    multiprocess: ClassVar[bool] = False
+    #: Largest encoded value accepted; larger ones raise ``ValueTooLargeError`` up front.
+    max_value_size: ClassVar[int] = DEFAULT_MAX_VALUE_SIZE
+
+    def __init__(self, url: StoreURL, options: Options) -> None:
+        self.url = url
+
+    @abstractmethod
+    def open(self) -> None:
+        """Connect / open files.  Raise ``BackendUnavailableError`` if that fails."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release every connection, file and lock."""
+
+    @abstractmethod
+    def bucket(self, namespace: str) -> Bucket:
+        """Return the bucket for ``namespace`` (cheap; may be cached)."""
+
+    @abstractmethod
+    def namespaces(self) -> Iterable[str]:
+        """Names of the namespaces holding data."""
+
+    def drop_namespace(self, namespace: str) -> int:
+        """Delete a whole namespace; return how many keys it held."""
+        return self.bucket(namespace).clear()
+
+    def info(self) -> dict[str, str]:
+        """Facts for ``plugstore doctor``: engine and library versions (never secrets)."""
+        return {"backend": self.name, "url": str(self.url)}
+
+
+def retry_schedule(
+    attempts: int = 2000, base: float = 0.0005, cap: float = 0.02
+) -> Iterator[Callable[[], None]]:
+    """Yield ``attempts`` back-off callables for optimistic retry loops.
+
+    The first retry is immediate; later ones sleep a jittered, growing delay so that
+    writers racing on one key spread out instead of colliding again in lock-step.
+    """
+    delay = base
+
+    def immediate() -> None:
+        return None
+
+    def backoff() -> None:
+        nonlocal delay
+        time.sleep(random.uniform(0, delay))
+        delay = min(cap, delay * 2)
+
+    for n in range(attempts):
+        yield immediate if n == 0 else backoff
+
+
+__all__ = ["DEFAULT_MAX_VALUE_SIZE", "Backend", "Bucket", "Options", "retry_schedule"]

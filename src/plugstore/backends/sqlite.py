@@ -1,0 +1,340 @@
+"""``sqlite:///PATH`` -- the embedded default: every namespace in one SQLite file.
+
+* WAL journal, one table ``plugstore_kv (namespace, key, value)`` keyed on
+  ``(namespace, key)`` (``WITHOUT ROWID``: one B-tree write per set).
+* Every write is its own committed transaction before the call returns, so it survives a
+  ``kill -9`` of the process without relying on ``close()``.  With the default
+  ``synchronous=normal`` a power loss can roll back the last few commits (WAL mode never
+  corrupts the file); ``synchronous=full`` fsyncs every commit and survives that too,
+  at a large cost in writes per second.
+* Safe across threads (one connection per process behind a lock) and processes (SQLite
+  file locks, a busy timeout, and single-statement upserts for ``incr``/``cas`` so that
+  no read-modify-write ever spans two statements).  A forked child opens its own
+  connection instead of reusing its parent's.
+
+Options: ``timeout`` (seconds to wait for another process's write lock, default 30),
+``synchronous`` (``normal`` or ``full``), ``table`` (default ``plugstore_kv``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..backend import Backend, Bucket, Options
+from ..errors import BackendUnavailableError, ConfigurationError, NotAnIntegerError
+from ..keys import INT64_MAX, INT64_MIN, check_counter
+from ..url import StoreURL
+
+_PAGE = 512
+_IN_CHUNK = 500  # stays under SQLite's bound-parameter limit
+_MAX_CHAR = chr(0x10FFFF)
+_getpid = os.getpid
+_TABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
+
+
+def prefix_range(prefix: str) -> tuple[str, str | None]:
+    """Return ``(low, high)`` such that ``low <= key < high`` iff ``key`` starts with prefix.
+
+    ``high`` is ``None`` when no finite bound exists (prefix of only U+10FFFF).  UTF-8
+    byte order (SQLite's BINARY collation) equals code point order, so this is exact.
+    """
+    stem = prefix.rstrip(_MAX_CHAR)
+    if not stem:
+        return prefix, None
+    return prefix, stem[:-1] + chr(ord(stem[-1]) + 1)
+
+
+class SQLiteBucket(Bucket):
+    """One namespace: the rows of ``plugstore_kv`` with this namespace."""
+
+    backend: SQLiteBackend
+
+    def __init__(self, backend: SQLiteBackend, namespace: str) -> None:
+        super().__init__(backend, namespace)
+        self._sql = backend.sql
+
+    def _range(self, prefix: str) -> tuple[str, tuple[Any, ...]]:
+        if not prefix:
+            return "", ()
+        low, high = prefix_range(prefix)
+        if high is None:
+            return " AND key >= ?", (low,)
+        return " AND key >= ? AND key < ?", (low, high)
+
+    def get(self, key: str) -> bytes | None:
+        row = self.backend.one(self._sql["get"], (self.namespace, key))
+        return None if row is None else row[0]
+
+    def set(self, key: str, value: bytes) -> None:
+        self.backend.run(self._sql["set"], (self.namespace, key, value))
+
+    def remove(self, key: str) -> bool:
+        return self.backend.run(self._sql["remove"], (self.namespace, key)) > 0
+
+    def contains(self, key: str) -> bool:
+        return self.backend.one(self._sql["contains"], (self.namespace, key)) is not None
+
+    def cas(self, key: str, expected: bytes | None, new: bytes | None) -> bool:
+        ns = self.namespace
+        if expected is None:
+            if new is None:
+                return not self.contains(key)
+            return self.backend.run(self._sql["insert_absent"], (ns, key, new)) > 0
+        if new is None:
+            return self.backend.run(self._sql["remove_if"], (ns, key, expected)) > 0
+        return self.backend.run(self._sql["replace_if"], (new, ns, key, expected)) > 0
+
+    def incr(self, key: str, delta: int) -> int:
+        # One statement: insert `delta`, or add to a canonical integer; RETURNING gives the
+        # result.  A non-integer or overflowing value fails the WHERE and returns no row.
+        row = self.backend.one(
+            self._sql["incr"], (self.namespace, key, str(delta).encode("ascii"), delta)
+        )
+        if row is None:
+            raise NotAnIntegerError(
+                f"cannot incr {key!r}: the stored value is not an integer or the result "
+                "would leave the signed 64-bit range"
+            )
+        return check_counter(int(row[0]))
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        for key, _ in self._pages("key", prefix):
+            yield key
+
+    def items(self, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+        yield from self._pages("key, value", prefix)
+
+    def _pages(self, columns: str, prefix: str) -> Iterator[tuple[str, Any]]:
+        # Keyset pagination: each page is its own short query, so the caller may write
+        # (or delete) between pages and no read transaction is held open.
+        where, args = self._range(prefix)
+        table = self.backend.table
+        cols = "key, NULL" if columns == "key" else columns
+        base = f"SELECT {cols} FROM {table} WHERE namespace = ?"
+        last: str | None = None
+        while True:
+            if last is None:
+                sql = f"{base}{where} ORDER BY key LIMIT {_PAGE}"
+                params: tuple[Any, ...] = (self.namespace, *args)
+            else:
+                sql = f"{base}{where} AND key > ? ORDER BY key LIMIT {_PAGE}"
+                params = (self.namespace, *args, last)
+            rows = self.backend.all(sql, params)
+            yield from rows
+            if len(rows) < _PAGE:
+                return
+            last = rows[-1][0]
+
+    def count(self, prefix: str = "") -> int:
+        where, args = self._range(prefix)
+        sql = f"SELECT count(*) FROM {self.backend.table} WHERE namespace = ?{where}"
+        row = self.backend.one(sql, (self.namespace, *args))
+        return int(row[0]) if row else 0
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for start in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[start : start + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            sql = (
+                f"SELECT key, value FROM {self.backend.table} "
+                f"WHERE namespace = ? AND key IN ({marks})"
+            )
+            found.update(self.backend.all(sql, (self.namespace, *chunk)))
+        return found
+
+    def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        ns = self.namespace
+        self.backend.run_batch(self._sql["set"], [(ns, k, v) for k, v in items])
+
+    def clear(self, prefix: str = "") -> int:
+        where, args = self._range(prefix)
+        sql = f"DELETE FROM {self.backend.table} WHERE namespace = ?{where}"
+        return self.backend.run(sql, (self.namespace, *args))
+
+
+class SQLiteBackend(Backend):
+    """All namespaces in one SQLite file (WAL), safe across threads and processes."""
+
+    name = "sqlite"
+    durable = True
+    multiprocess = True
+
+    def __init__(self, url: StoreURL, options: Options) -> None:
+        super().__init__(url, options)
+        path = options.take("path", url.file_path, str)
+        if not path or path == ":memory:":
+            raise ConfigurationError(
+                "the sqlite backend needs a file path: sqlite:///relative.db or "
+                "sqlite:////absolute/path.db (use memory:// for a throwaway store)"
+            )
+        self.path = Path(os.path.expanduser(path))
+        self.timeout = options.take("timeout", 30.0)
+        sync = options.take("synchronous", "normal").lower()
+        if sync not in ("normal", "full"):
+            raise ConfigurationError("option 'synchronous' must be 'normal' or 'full'")
+        self.synchronous = sync
+        self.table = options.take("table", "plugstore_kv")
+        if not _TABLE_RE.match(self.table):
+            raise ConfigurationError(f"invalid table name {self.table!r}")
+        self.sql = self._statements(self.table)
+        self._conn: sqlite3.Connection | None = None
+        self._pid = os.getpid()
+        self._lock = threading.RLock()
+
+    @staticmethod
+    def _statements(t: str) -> dict[str, str]:
+        return {
+            "get": f"SELECT value FROM {t} WHERE namespace = ? AND key = ?",
+            "contains": f"SELECT 1 FROM {t} WHERE namespace = ? AND key = ?",
+            "set": (
+                f"INSERT INTO {t} (namespace, key, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value"
+            ),
+            "remove": f"DELETE FROM {t} WHERE namespace = ? AND key = ?",
+            "insert_absent": (
+                f"INSERT INTO {t} (namespace, key, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (namespace, key) DO NOTHING"
+            ),
+            "remove_if": f"DELETE FROM {t} WHERE namespace = ? AND key = ? AND value = ?",
+            "replace_if": (
+                f"UPDATE {t} SET value = ? WHERE namespace = ? AND key = ? AND value = ?"
+            ),
+            # ?4 is the delta.  The WHERE admits only canonical decimal text whose sum
+            # stays an INTEGER inside int64 (SQLite turns an overflowing sum into REAL).
+            "incr": (
+                f"INSERT INTO {t} (namespace, key, value) VALUES (?1, ?2, ?3) "
+                "ON CONFLICT (namespace, key) DO UPDATE "
+                "SET value = CAST(CAST(CAST(value AS INTEGER) + ?4 AS TEXT) AS BLOB) "
+                "WHERE CAST(value AS TEXT) = CAST(CAST(value AS INTEGER) AS TEXT) "
+                f"AND typeof(CAST(value AS INTEGER) + ?4) = 'integer' "
+                f"AND CAST(value AS INTEGER) + ?4 BETWEEN {INT64_MIN} AND {INT64_MAX} "
+                "RETURNING CAST(value AS TEXT)"
+            ),
+        }
+
+    # -- connection management -----------------------------------------------------------
+
+    def open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BackendUnavailableError(f"cannot create {self.path.parent}: {exc}") from None
+        with self._lock:
+            self._pid = os.getpid()
+            self._conn = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise BackendUnavailableError(f"cannot open SQLite file {self.path}: {exc}") from None
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.table} ("
+                "namespace TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, "
+                "PRIMARY KEY (namespace, key)) WITHOUT ROWID"
+            )
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._unavailable(exc) from None
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None and self._pid == os.getpid():
+                conn.close()
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():
+            # A forked child: never touch the parent's connection or its lock state.
+            self._lock = threading.RLock()
+            self._pid = os.getpid()
+            self._conn = self._connect()
+        conn = self._conn
+        if conn is None:
+            raise BackendUnavailableError("the SQLite store is closed")
+        return conn
+
+    def _unavailable(self, exc: sqlite3.Error) -> BackendUnavailableError:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            text = f"database is locked by another connection for more than {self.timeout}s"
+        return BackendUnavailableError(f"SQLite {self.path}: {text}")
+
+    # -- statement helpers (each holds the lock for one statement) --------------------------
+
+    def one(self, sql: str, params: Sequence[Any]) -> Any:
+        with self._lock:
+            try:
+                conn = self._conn if self._pid == _getpid() else None
+                return (conn or self._connection()).execute(sql, params).fetchone()
+            except sqlite3.OperationalError as exc:
+                raise self._unavailable(exc) from None
+
+    def all(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        with self._lock:
+            try:
+                return self._connection().execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise self._unavailable(exc) from None
+
+    def run(self, sql: str, params: Sequence[Any]) -> int:
+        with self._lock:
+            try:
+                conn = self._conn if self._pid == _getpid() else None
+                return (conn or self._connection()).execute(sql, params).rowcount
+            except sqlite3.OperationalError as exc:
+                raise self._unavailable(exc) from None
+
+    def run_batch(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run ``sql`` for every row in one transaction: all rows land, or none."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(sql, rows)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                raise self._unavailable(exc) from None
+
+    # -- backend API ---------------------------------------------------------------------
+
+    def bucket(self, namespace: str) -> SQLiteBucket:
+        return SQLiteBucket(self, namespace)
+
+    def namespaces(self) -> list[str]:
+        # A skip-scan over the primary key: one index probe per namespace, not per row.
+        t = self.table
+        rows = self.all(
+            f"WITH RECURSIVE ns(n) AS (SELECT min(namespace) FROM {t} UNION ALL "
+            f"SELECT (SELECT min(namespace) FROM {t} WHERE namespace > n) FROM ns "
+            "WHERE n IS NOT NULL) SELECT n FROM ns WHERE n IS NOT NULL",
+            (),
+        )
+        return [r[0] for r in rows]
+
+    def info(self) -> dict[str, str]:
+        mode = self.one("PRAGMA journal_mode", ())
+        return {
+            **super().info(),
+            "path": str(self.path),
+            "sqlite": sqlite3.sqlite_version,
+            "journal_mode": str(mode[0]) if mode else "?",
+            "synchronous": self.synchronous,
+        }

@@ -1,0 +1,305 @@
+"""Codecs turn values into the bytes a backend stores, and back.
+
+* :class:`JSONCodec` (``"json"``, the default) is safe: loading data never runs code.  It
+  is plain JSON plus tags for what JSON lacks (tuple, set, frozenset, bytes, bytearray,
+  datetime/date/time/timedelta, Decimal, UUID, complex, non-finite floats and dicts whose
+  keys are not all strings).  Exact types only: a subclass (``OrderedDict``, a
+  namedtuple, an ``IntEnum``) is refused rather than silently changed into its base.
+* :class:`PickleCodec` (``"pickle"``) stores any picklable object.  Loading a pickle can
+  run arbitrary code, so it is never the default: choose it only for data you trust.
+* :class:`SignedPickleCodec` (``"signed-pickle"``) prefixes every pickle with an
+  HMAC-SHA256 under a secret you configure and refuses to unpickle anything whose
+  signature does not match.
+
+Every codec stores a top-level ``int`` as canonical decimal text, so a backend's native
+counter (SQL arithmetic, Redis INCRBY, DynamoDB ADD) and ``get`` always agree.  Those
+integers are not signed: they can never execute code, but anyone who can write to the
+engine can change them.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import pickle
+import re
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from .errors import ConfigurationError, DecodeError, EncodeError
+
+_DECIMAL_INT = re.compile(rb"-?(?:0|[1-9][0-9]*)\Z")
+
+
+class Codec(ABC):
+    """Turns a value into bytes and back.  Implementations must be thread-safe."""
+
+    #: The name used in URLs and options (``?codec=json``) and recorded in dumps.
+    name: ClassVar[str]
+
+    @abstractmethod
+    def encode(self, value: Any) -> bytes:
+        """Return the bytes for ``value`` or raise :class:`EncodeError`."""
+
+    @abstractmethod
+    def decode(self, data: bytes) -> Any:
+        """Return the value stored as ``data`` or raise :class:`DecodeError`."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+# --------------------------------------------------------------------------- JSON
+
+_TAG = "$t"
+
+
+def _tag(kind: str, value: Any) -> dict[str, Any]:
+    return {_TAG: kind, "v": value}
+
+
+def _float_to_json(value: float) -> Any:
+    if value != value or value in (float("inf"), float("-inf")):
+        return _tag("float", repr(value))
+    return value
+
+
+#: Types JSON carries as they are; checked inline to avoid a call per element.
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def _to_json(value: Any) -> Any:
+    t = type(value)
+    if t in _PLAIN:
+        return value
+    if t is float:
+        return _float_to_json(value)
+    if t is list:
+        return [v if type(v) in _PLAIN else _to_json(v) for v in value]
+    if t is dict:
+        if all(type(k) is str for k in value) and _TAG not in value:
+            return {k: v if type(v) in _PLAIN else _to_json(v) for k, v in value.items()}
+        return _tag("dict", [[_to_json(k), _to_json(v)] for k, v in value.items()])
+    encoder = _ENCODERS.get(t)
+    if encoder is None:
+        raise EncodeError(
+            f"the json codec cannot store {t.__module__}.{t.__qualname__} values "
+            "(convert it to a supported type, or use the pickle codec for trusted data)"
+        )
+    return encoder(value)
+
+
+_ENCODERS: dict[type, Callable[[Any], Any]] = {
+    tuple: lambda v: _tag("tuple", [_to_json(x) for x in v]),
+    set: lambda v: _tag("set", [_to_json(x) for x in v]),
+    frozenset: lambda v: _tag("frozenset", [_to_json(x) for x in v]),
+    bytes: lambda v: _tag("bytes", base64.b64encode(v).decode("ascii")),
+    bytearray: lambda v: _tag("bytearray", base64.b64encode(v).decode("ascii")),
+    dt.datetime: lambda v: _tag("datetime", v.isoformat()),
+    dt.date: lambda v: _tag("date", v.isoformat()),
+    dt.time: lambda v: _tag("time", v.isoformat()),
+    dt.timedelta: lambda v: _tag("timedelta", [v.days, v.seconds, v.microseconds]),
+    Decimal: lambda v: _tag("decimal", str(v)),
+    uuid.UUID: lambda v: _tag("uuid", str(v)),
+    complex: lambda v: _tag("complex", [repr(v.real), repr(v.imag)]),
+}
+
+_DECODERS: dict[str, Callable[[Any], Any]] = {
+    "tuple": tuple,
+    "set": set,
+    "frozenset": frozenset,
+    "bytes": lambda v: base64.b64decode(v, validate=True),
+    "bytearray": lambda v: bytearray(base64.b64decode(v, validate=True)),
+    "datetime": dt.datetime.fromisoformat,
+    "date": dt.date.fromisoformat,
+    "time": dt.time.fromisoformat,
+    "timedelta": lambda v: dt.timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
+    "decimal": Decimal,
+    "uuid": uuid.UUID,
+    "complex": lambda v: complex(float(v[0]), float(v[1])),
+    "float": float,
+    "dict": lambda v: {k: x for k, x in v},
+}
+
+
+def _from_json_object(obj: dict[str, Any]) -> Any:
+    kind = obj.get(_TAG)
+    if kind is None or len(obj) != 2 or "v" not in obj:
+        return obj
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        raise DecodeError(f"unknown type tag {kind!r} in stored JSON")
+    return decoder(obj["v"])
+
+
+def to_tagged_json(value: Any) -> Any:
+    """Return a JSON-compatible structure for ``value`` (the json codec's tagging).
+
+    Used by dumps and the CLI so what they print is exactly what the codec carries.
+    """
+    try:
+        return _to_json(value)
+    except RecursionError:
+        raise EncodeError("value is nested too deeply or contains a reference cycle") from None
+
+
+def from_tagged_json(data: Any) -> Any:
+    """Inverse of :func:`to_tagged_json` for an already-parsed JSON structure."""
+    return _JSON_TAG_DECODER.decode(json.dumps(data))
+
+
+# Built once: json.dumps/json.loads with non-default arguments build a new encoder or
+# decoder on every call, which costs more than a small value's whole encoding.
+_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_JSON_TAG_DECODER = json.JSONDecoder(object_hook=_from_json_object)
+_JSON_PLAIN_DECODER = json.JSONDecoder()
+
+
+class JSONCodec(Codec):
+    """Safe default codec: JSON with type tags.  Never executes code on load."""
+
+    name = "json"
+
+    def encode(self, value: Any) -> bytes:
+        if type(value) is int:  # canonical decimal text, shared with native counters
+            return str(value).encode("ascii")
+        try:
+            return _JSON_ENCODER.encode(_to_json(value)).encode("utf-8")
+        except EncodeError:
+            raise
+        except RecursionError:
+            raise EncodeError("value is nested too deeply or contains a reference cycle") from None
+        except (ValueError, UnicodeEncodeError) as exc:
+            # int too large to print, lone surrogates in a str, ...
+            raise EncodeError(f"the json codec cannot store this value: {exc}") from None
+
+    def decode(self, data: bytes) -> Any:
+        if data[:1] == b"\x80":
+            raise DecodeError(
+                "the stored bytes are a pickle, not JSON: open the store with "
+                "codec='pickle' (or 'signed-pickle') if, and only if, you trust this data"
+            )
+        try:
+            text = data.decode("utf-8")
+            if '"$t"' not in text:  # no tags: the plain decoder alone is exact
+                return _JSON_PLAIN_DECODER.decode(text)
+            return _JSON_TAG_DECODER.decode(text)
+        except DecodeError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
+            raise DecodeError(f"stored bytes are not valid plugstore JSON: {exc}") from None
+
+
+# ------------------------------------------------------------------------- pickle
+
+
+class PickleCodec(Codec):
+    """Stores any picklable object.  Unpickling runs code: use only for trusted data."""
+
+    name = "pickle"
+
+    def __init__(self, protocol: int = pickle.DEFAULT_PROTOCOL) -> None:
+        self.protocol = protocol
+
+    def _dumps(self, value: Any) -> bytes:
+        if type(value) is int:
+            return str(value).encode("ascii")
+        try:
+            return pickle.dumps(value, protocol=self.protocol)
+        except RecursionError:
+            raise EncodeError("value is nested too deeply to pickle") from None
+        except Exception as exc:  # PicklingError, TypeError, AttributeError (local objects)
+            raise EncodeError(f"the pickle codec cannot store this value: {exc}") from None
+
+    def _loads(self, data: bytes) -> Any:
+        if _DECIMAL_INT.match(data):
+            return int(data)
+        try:
+            return pickle.loads(data)
+        except Exception as exc:
+            raise DecodeError(f"stored bytes are not a loadable pickle: {exc}") from None
+
+    def encode(self, value: Any) -> bytes:
+        return self._dumps(value)
+
+    def decode(self, data: bytes) -> Any:
+        return self._loads(data)
+
+
+class SignedPickleCodec(PickleCodec):
+    """Pickle with an HMAC-SHA256 signature; tampered or foreign pickles are refused."""
+
+    name = "signed-pickle"
+    _MAGIC = b"PSG1"
+    _DIGEST_SIZE = 32
+
+    def __init__(self, secret: str | bytes, protocol: int = pickle.DEFAULT_PROTOCOL) -> None:
+        super().__init__(protocol)
+        if isinstance(secret, str):
+            secret = secret.encode("utf-8")
+        if not secret:
+            raise ConfigurationError("the signed-pickle codec needs a non-empty secret")
+        self._secret = secret
+
+    def _sign(self, payload: bytes) -> bytes:
+        return hmac.new(self._secret, payload, hashlib.sha256).digest()
+
+    def encode(self, value: Any) -> bytes:
+        payload = self._dumps(value)
+        if _DECIMAL_INT.match(payload):
+            return payload
+        return self._MAGIC + self._sign(payload) + payload
+
+    def decode(self, data: bytes) -> Any:
+        if _DECIMAL_INT.match(data):
+            return int(data)
+        head = len(self._MAGIC) + self._DIGEST_SIZE
+        if data[: len(self._MAGIC)] != self._MAGIC or len(data) <= head:
+            raise DecodeError("refusing to unpickle: the stored value is not signed")
+        signature, payload = data[len(self._MAGIC) : head], data[head:]
+        if not hmac.compare_digest(signature, self._sign(payload)):
+            raise DecodeError(
+                "refusing to unpickle: the signature does not match (tampered data or a "
+                "different secret)"
+            )
+        return self._loads(payload)
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"<{type(self).__name__} {self.name!r} secret=***>"
+
+
+def get_codec(codec: str | Codec | None = None, *, secret: str | bytes | None = None) -> Codec:
+    """Return a codec from a name (``json``, ``pickle``, ``signed-pickle``) or an instance."""
+    if isinstance(codec, Codec):
+        return codec
+    name = (codec or "json").lower().replace("_", "-")
+    if name == "json":
+        return JSONCodec()
+    if name == "pickle":
+        return PickleCodec()
+    if name in ("signed-pickle", "pickle-signed"):
+        if secret is None:
+            raise ConfigurationError(
+                "codec 'signed-pickle' needs a secret: pass secret=... or set PLUGSTORE_SECRET"
+            )
+        return SignedPickleCodec(secret)
+    raise ConfigurationError(
+        f"unknown codec {codec!r}: choose 'json' (default), 'pickle' or 'signed-pickle'"
+    )
+
+
+__all__ = [
+    "Codec",
+    "JSONCodec",
+    "PickleCodec",
+    "SignedPickleCodec",
+    "from_tagged_json",
+    "get_codec",
+    "to_tagged_json",
+]

@@ -1,0 +1,98 @@
+"""The exception hierarchy.
+
+Every error plugstore raises on purpose derives from :class:`StoreError`.  Where a
+builtin exception already carries the meaning (a bad key is a ``ValueError``, an
+unencodable value a ``TypeError``), the specific class derives from it too, so code
+written against plain dicts keeps working.  A missing key is a plain ``KeyError``.
+
+The lifecycle names (``StoreNotOpenError``, ``StoreAlreadyOpenError``) are the ones
+Errbot's storage layer uses, so adapters can re-raise them unchanged.
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base class of every plugstore error."""
+
+
+class StoreNotOpenError(StoreError):
+    """The store (or namespace) is closed: open it, or stop using it after close()."""
+
+
+class StoreAlreadyOpenError(StoreError):
+    """open() was called on a store that is already open."""
+
+
+class ConflictError(StoreError):
+    """A concurrent writer changed the value between read and write.
+
+    Raised by ``Namespace.mutable`` when its atomic write-back loses the race, and by
+    ``Namespace.compute`` after it ran out of retries.  Nothing was written.
+    """
+
+
+class InvalidKeyError(StoreError, ValueError):
+    """A key is not acceptable on every backend (type, empty, NUL, length, encoding)."""
+
+
+class InvalidNamespaceError(StoreError, ValueError):
+    """A namespace name is not acceptable (see ``plugstore.keys`` for the rules)."""
+
+
+class ValueTooLargeError(StoreError, ValueError):
+    """The encoded value exceeds the backend's size limit.  Nothing was written."""
+
+
+class CodecError(StoreError):
+    """Base class of encoding and decoding failures."""
+
+
+class EncodeError(CodecError, TypeError):
+    """The codec cannot represent this value.  Nothing was written."""
+
+
+class DecodeError(CodecError, ValueError):
+    """Stored bytes cannot be decoded by this codec (wrong codec, corrupt or tampered)."""
+
+
+class NotAnIntegerError(StoreError, TypeError):
+    """``incr`` met a stored value that is not a 64-bit integer, or would overflow one."""
+
+
+class ConfigurationError(StoreError, ValueError):
+    """A URL or option is malformed or contradictory."""
+
+
+class BackendNotFoundError(StoreError, LookupError):
+    """No backend is registered under this name or URL scheme."""
+
+
+class MissingDependencyError(BackendNotFoundError, ImportError):
+    """The backend exists but its optional dependencies are not installed.
+
+    The message carries the exact ``pip install`` line that fixes it.
+    """
+
+
+class BackendUnavailableError(StoreError, ConnectionError):
+    """The engine cannot be reached or used (refused, timed out, locked, unwritable)."""
+
+
+__all__ = [
+    "BackendNotFoundError",
+    "BackendUnavailableError",
+    "CodecError",
+    "ConfigurationError",
+    "ConflictError",
+    "DecodeError",
+    "EncodeError",
+    "InvalidKeyError",
+    "InvalidNamespaceError",
+    "MissingDependencyError",
+    "NotAnIntegerError",
+    "StoreAlreadyOpenError",
+    "StoreError",
+    "StoreNotOpenError",
+    "ValueTooLargeError",
+]

@@ -1,0 +1,82 @@
+"""Key and namespace rules, identical on every backend.
+
+A store must give the same answer for the same input whatever engine sits under it, so
+the rules are the strictest common denominator of the engines plugstore supports:
+
+* a **key** is a non-empty ``str`` of at most :data:`MAX_KEY_BYTES` UTF-8 bytes (DynamoDB's
+  sort-key limit), encodable as UTF-8 (no lone surrogates) and free of NUL (PostgreSQL
+  text cannot hold it).  Any other character, including SQL and glob metacharacters,
+  round-trips exactly.
+* a **namespace** is 1 to :data:`MAX_NAMESPACE_LENGTH` characters of ``[A-Za-z0-9_.-]``
+  not starting with ``.`` or ``-``.  Namespaces become file names (the Errbot shelf
+  layout), key prefixes and partition keys, so they are kept boring on purpose.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import InvalidKeyError, InvalidNamespaceError, NotAnIntegerError
+
+MAX_KEY_BYTES = 1024
+MAX_NAMESPACE_LENGTH = 128
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+_NAMESPACE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
+
+
+def check_key(key: object) -> str:
+    """Return ``key`` if it is a valid key, else raise :class:`InvalidKeyError`."""
+    if type(key) is not str:
+        raise InvalidKeyError(f"keys must be str, not {type(key).__name__}")
+    if not key:
+        raise InvalidKeyError("keys must not be empty")
+    if "\x00" in key:
+        raise InvalidKeyError("keys must not contain NUL characters")
+    if len(key) <= MAX_KEY_BYTES // 4 and key.isascii():
+        return key  # fast path: short ASCII keys are always valid
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidKeyError("keys must be valid Unicode (no lone surrogates)") from None
+    if size > MAX_KEY_BYTES:
+        raise InvalidKeyError(f"keys are limited to {MAX_KEY_BYTES} UTF-8 bytes, got {size}")
+    return key
+
+
+def check_namespace(name: object) -> str:
+    """Return ``name`` if it is a valid namespace, else raise :class:`InvalidNamespaceError`."""
+    if type(name) is not str:
+        raise InvalidNamespaceError(f"namespaces must be str, not {type(name).__name__}")
+    if not name:
+        raise InvalidNamespaceError("namespaces must not be empty")
+    if len(name) > MAX_NAMESPACE_LENGTH:
+        raise InvalidNamespaceError(
+            f"namespaces are limited to {MAX_NAMESPACE_LENGTH} characters, got {len(name)}"
+        )
+    if not _NAMESPACE_RE.match(name):
+        raise InvalidNamespaceError(
+            f"invalid namespace {name!r}: use letters, digits, '_', '.' and '-' "
+            "(not starting with '.' or '-')"
+        )
+    return name
+
+
+def check_counter(value: int) -> int:
+    """Return ``value`` if it fits a signed 64-bit counter (the range every engine shares)."""
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise NotAnIntegerError("counter would leave the signed 64-bit range")
+    return value
+
+
+def parse_counter(raw: bytes) -> int:
+    """Parse a stored counter (canonical decimal text) or raise ``NotAnIntegerError``."""
+    try:
+        text = raw.decode("ascii")
+        value = int(text)
+    except (UnicodeDecodeError, ValueError):
+        raise NotAnIntegerError("the stored value is not an integer") from None
+    if str(value) != text:
+        raise NotAnIntegerError("the stored value is not an integer")
+    return check_counter(value)

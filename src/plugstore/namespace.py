@@ -1,0 +1,264 @@
+"""Namespace: the dict-like view of one plugin's data."""
+
+from __future__ import annotations
+
+from collections.abc import (
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    ValuesView,
+)
+from collections.abc import ItemsView as _ItemsView
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from .backend import Bucket, retry_schedule
+from .codecs import Codec
+from .errors import ConflictError, InvalidKeyError, StoreNotOpenError, ValueTooLargeError
+from .keys import check_counter, check_key
+
+if TYPE_CHECKING:
+    from .store import Store
+
+_MISSING: Any = object()
+
+
+class _ScanItemsView(_ItemsView[str, Any]):
+    """``ns.items()``: one streaming pass that skips keys deleted meanwhile."""
+
+    _mapping: Namespace
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        return self._mapping.scan()
+
+
+class _ScanValuesView(ValuesView[Any]):
+    _mapping: Namespace
+
+    def __iter__(self) -> Iterator[Any]:
+        return (value for _, value in self._mapping.scan())
+
+
+class Namespace(MutableMapping[str, Any]):
+    """One plugin's key-value data: a ``MutableMapping[str, Any]`` with atomic helpers.
+
+    Values are encoded by the store's codec on the way in and decoded on the way out, so
+    every read returns a fresh copy: mutating it never changes what is stored.  A missing
+    key raises ``KeyError`` in ``ns[key]`` and ``del ns[key]`` on every backend.  Invalid
+    keys raise :class:`~plugstore.errors.InvalidKeyError` (a ``ValueError``) and are
+    reported as absent by ``in``.
+    """
+
+    def __init__(self, store: Store, name: str, bucket: Bucket, codec: Codec) -> None:
+        self._store = store
+        self._name = name
+        self._bucket = bucket
+        self._codec = codec
+        self._max = store.max_value_size
+        self._closed = False
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The namespace's name."""
+        return self._name
+
+    @property
+    def store(self) -> Store:
+        """The store this namespace belongs to."""
+        return self._store
+
+    @property
+    def closed(self) -> bool:
+        """Whether this namespace (or its store) has been closed."""
+        return self._closed or not self._store.is_open
+
+    def _b(self) -> Bucket:
+        if self._closed:
+            raise StoreNotOpenError(f"namespace {self._name!r} is closed")
+        if not self._store.is_open:
+            raise StoreNotOpenError(
+                f"namespace {self._name!r}: its store is closed (open it again first)"
+            )
+        return self._bucket
+
+    def _encode(self, value: Any) -> bytes:
+        raw = self._codec.encode(value)
+        if len(raw) > self._max:
+            raise ValueTooLargeError(
+                f"encoded value is {len(raw)} bytes; this store accepts at most {self._max}"
+            )
+        return raw
+
+    def close(self) -> None:
+        """Close this namespace; further use raises ``StoreNotOpenError``.
+
+        The store (and other namespaces) stay open.  Closing twice raises
+        ``StoreNotOpenError``, like Errbot's storage.
+        """
+        if self.closed:
+            raise StoreNotOpenError(f"namespace {self._name!r} is not open")
+        self._closed = True
+
+    def __enter__(self) -> Namespace:
+        self._b()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.closed:
+            self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<Namespace {self._name!r} of {self._store.url} ({state})>"
+
+    # -- mapping protocol ------------------------------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        raw = (self._bucket if self._store._open and not self._closed else self._b()).get(
+            check_key(key)
+        )
+        if raw is None:
+            raise KeyError(key)
+        return self._codec.decode(raw)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        bucket = self._bucket if self._store._open and not self._closed else self._b()
+        bucket.set(check_key(key), self._encode(value))
+
+    def __delitem__(self, key: str) -> None:
+        if not self._b().remove(check_key(key)):
+            raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return self._b().keys()
+
+    def __len__(self) -> int:
+        return self._b().count()
+
+    def __contains__(self, key: object) -> bool:
+        bucket = self._b()
+        try:
+            return bucket.contains(check_key(key))
+        except InvalidKeyError:
+            return False
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Return the value for ``key``, or ``default`` if it is absent."""
+        raw = self._b().get(check_key(key))
+        return default if raw is None else self._codec.decode(raw)
+
+    def items(self) -> _ScanItemsView:
+        """A view whose iteration streams ``(key, value)`` pairs (see :meth:`scan`)."""
+        return _ScanItemsView(self)
+
+    def values(self) -> _ScanValuesView:
+        """A view whose iteration streams the values."""
+        return _ScanValuesView(self)
+
+    def clear(self) -> None:
+        """Delete every key of this namespace (one bulk operation where possible)."""
+        self._b().clear()
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        """Like ``dict.update``, through :meth:`set_many` (one bulk write)."""
+        pairs = dict(other.items() if isinstance(other, Mapping) else other)
+        pairs.update(kwargs)
+        self.set_many(pairs)
+
+    # -- streaming and batches ---------------------------------------------------------------
+
+    def scan(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        """Stream ``(key, value)`` pairs whose key starts with ``prefix``.
+
+        Memory use stays bounded by the backend's page size, so it suits namespaces too
+        large to load at once.  Keys deleted during the scan are skipped.
+        """
+        for key, raw in self._b().items(prefix):
+            yield key, self._codec.decode(raw)
+
+    def scan_keys(self, prefix: str = "") -> Iterator[str]:
+        """Stream the keys that start with ``prefix``."""
+        return self._b().keys(prefix)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Return ``{key: value}`` for the present keys among ``keys`` (one bulk read)."""
+        wanted = [check_key(k) for k in keys]
+        found = self._b().get_many(wanted)
+        return {k: self._codec.decode(v) for k, v in found.items()}
+
+    def set_many(self, items: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
+        """Store many values in one bulk write.
+
+        Every key is validated and every value encoded first: if one is refused, nothing
+        is written.
+        """
+        pairs = items.items() if isinstance(items, Mapping) else items
+        encoded = [(check_key(k), self._encode(v)) for k, v in pairs]
+        if encoded:
+            self._b().set_many(encoded)
+
+    # -- atomic helpers ---------------------------------------------------------------------
+
+    def incr(self, key: str, delta: int = 1) -> int:
+        """Atomically add ``delta`` to an integer (absent counts as 0); return the result.
+
+        Uses the engine's native counter where it has one.  Raises ``NotAnIntegerError``
+        if the stored value is not an integer or the result leaves the 64-bit range.
+        """
+        if type(delta) is not int:
+            raise TypeError(f"incr delta must be int, not {type(delta).__name__}")
+        check_counter(delta)
+        return self._b().incr(check_key(key), delta)
+
+    def decr(self, key: str, delta: int = 1) -> int:
+        """``incr(key, -delta)``."""
+        return self.incr(key, -delta)
+
+    def compute(self, key: str, fn: Callable[[Any], Any], default: Any = None) -> Any:
+        """Atomically replace the value at ``key`` by ``fn(value)`` and return it.
+
+        ``fn`` receives the current value (``default`` when absent) and may be called more
+        than once: it is retried whenever another writer got there first, so it should
+        have no side effects.  Raises ``ConflictError`` if it never gets through.
+        """
+        bucket = self._b()
+        check_key(key)
+        for attempt in retry_schedule():
+            raw = bucket.get(key)
+            new = fn(default if raw is None else self._codec.decode(raw))
+            if bucket.cas(key, raw, self._encode(new)):
+                return new
+            attempt()
+        raise ConflictError(f"compute on {key!r} kept conflicting with other writers")
+
+    @contextmanager
+    def mutable(self, key: str, default: Any = _MISSING) -> Iterator[Any]:
+        """Errbot's idiom, made safe: edit a value in a ``with`` block, written back on exit.
+
+        ``with ns.mutable("scores", {}) as scores: scores["alice"] = 3``.  The write-back
+        is a compare-and-set: if another writer changed the value since it was read,
+        :class:`ConflictError` is raised and their update is kept, never silently lost.
+        Nothing is written if the block raises or leaves the value unchanged.  Without a
+        ``default`` a missing key raises ``KeyError``.
+        """
+        bucket = self._b()
+        raw = bucket.get(check_key(key))
+        if raw is None:
+            if default is _MISSING:
+                raise KeyError(key)
+            value = default
+        else:
+            value = self._codec.decode(raw)
+        yield value
+        new = self._encode(value)
+        if new == raw:
+            return
+        if not self._b().cas(key, raw, new):
+            raise ConflictError(
+                f"{key!r} was changed by another writer while mutable() held it; "
+                "your change was not written (retry, or use compute())"
+            )

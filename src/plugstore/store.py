@@ -1,0 +1,108 @@
+"""Store: an opened backend that hands out namespaces."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from .backend import Backend
+from .codecs import Codec
+from .errors import StoreAlreadyOpenError, StoreNotOpenError
+from .keys import check_namespace
+from .namespace import Namespace
+
+
+class Store:
+    """An opened backend: hands out :class:`Namespace` objects and owns the connections.
+
+    Create one with :func:`plugstore.open`.  A store is a context manager; after
+    :meth:`close` every namespace raises ``StoreNotOpenError``; :meth:`open` opens it
+    again.  Closing a closed store, or opening an open one, raises (Errbot's names).
+    """
+
+    def __init__(self, backend: Backend, codec: Codec, *, max_value_size: int | None = None):
+        self._backend = backend
+        self._codec = codec
+        self._max = min(max_value_size or backend.max_value_size, backend.max_value_size)
+        self._open = False
+        self._lock = threading.Lock()
+
+    @property
+    def backend(self) -> Backend:
+        """The backend instance (for backend-specific tools)."""
+        return self._backend
+
+    @property
+    def codec(self) -> Codec:
+        """The codec values are encoded with."""
+        return self._codec
+
+    @property
+    def url(self) -> str:
+        """The store URL with its password masked."""
+        return str(self._backend.url)
+
+    @property
+    def max_value_size(self) -> int:
+        """Largest encoded value this store accepts."""
+        return self._max
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the store is open."""
+        return self._open
+
+    def open(self) -> Store:
+        """Open the backend; raise ``StoreAlreadyOpenError`` if it is already open."""
+        with self._lock:
+            if self._open:
+                raise StoreAlreadyOpenError(f"store {self.url} is already open")
+            self._backend.open()
+            self._open = True
+        return self
+
+    def close(self) -> None:
+        """Close the backend; raise ``StoreNotOpenError`` if it is not open."""
+        with self._lock:
+            if not self._open:
+                raise StoreNotOpenError(f"store {self.url} is not open")
+            self._open = False
+            self._backend.close()
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise StoreNotOpenError(f"store {self.url} is not open")
+
+    def namespace(self, name: str) -> Namespace:
+        """Return the namespace ``name`` (validated; created on first write)."""
+        self._check_open()
+        check_namespace(name)
+        return Namespace(self, name, self._backend.bucket(name), self._codec)
+
+    __getitem__ = namespace
+
+    def namespaces(self) -> list[str]:
+        """Sorted names of the namespaces that hold data."""
+        self._check_open()
+        return sorted(self._backend.namespaces())
+
+    def drop_namespace(self, name: str) -> int:
+        """Delete namespace ``name`` entirely; return how many keys it held."""
+        self._check_open()
+        return self._backend.drop_namespace(check_namespace(name))
+
+    def info(self) -> dict[str, str]:
+        """Backend facts for diagnostics (URL masked, never credentials)."""
+        self._check_open()
+        return {**self._backend.info(), "codec": self._codec.name}
+
+    def __enter__(self) -> Store:
+        self._check_open()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._open:
+            self.close()
+
+    def __repr__(self) -> str:
+        return f"<Store {self.url} codec={self._codec.name} {'open' if self._open else 'closed'}>"

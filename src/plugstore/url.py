@@ -1,0 +1,119 @@
+"""Store URLs: one string configures a store; the password never leaves it unmasked.
+
+``scheme://[user[:password]@]host[:port][/path][?option=value&...]``.  File-based
+backends follow SQLAlchemy's convention: ``sqlite:///relative.db`` (three slashes, a path
+relative to the working directory) and ``sqlite:////abs/path.db`` (four slashes).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+
+from .errors import ConfigurationError
+
+MASK = "***"
+#: Query options whose values are secrets and are masked like the password.
+SECRET_OPTIONS = frozenset({"password", "secret", "token", "aws_secret_access_key"})
+
+
+@dataclass(frozen=True)
+class StoreURL:
+    """A parsed store URL.  ``str()`` and ``repr()`` mask the password and secrets."""
+
+    scheme: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    host: str | None = None
+    port: int | None = None
+    path: str = ""
+    query: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> StoreURL:
+        """Parse ``text``; raise :class:`ConfigurationError` (with the URL masked) if bad."""
+        if "://" not in text:
+            raise ConfigurationError(f"not a store URL (no '://'): {mask_text(text)!r}")
+        parts = urlsplit(text)
+        scheme = parts.scheme.lower()
+        if not scheme:
+            raise ConfigurationError(f"store URL has no scheme: {mask_text(text)!r}")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ConfigurationError(f"invalid port in store URL {mask_text(text)!r}") from None
+        # a path after the authority always starts with "/"; strip exactly that one
+        path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        return cls(
+            scheme=scheme,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password is not None else None,
+            host=parts.hostname,
+            port=port,
+            path=path,
+            query=query,
+        )
+
+    @property
+    def backend_name(self) -> str:
+        """The registry name: the scheme without a ``+driver`` suffix."""
+        return self.scheme.split("+", 1)[0]
+
+    @property
+    def file_path(self) -> str:
+        """The path for file-based backends, with ``~`` expanded."""
+        return os.path.expanduser(self.path)
+
+    def render(self, *, mask: bool = True) -> str:
+        """Return the URL as a string; the password and secret options masked by default."""
+        netloc = ""
+        if self.username is not None or self.password is not None:
+            netloc = quote(self.username or "", safe="")
+            if self.password is not None:
+                netloc += ":" + (MASK if mask else quote(self.password, safe=""))
+            netloc += "@"
+        if self.host:
+            netloc += f"[{self.host}]" if ":" in self.host else self.host
+        if self.port is not None:
+            netloc += f":{self.port}"
+        text = f"{self.scheme}://{netloc}"
+        if self.path:
+            text += "/" + quote(self.path, safe="/~:")
+        if self.query:
+            shown = {
+                k: (MASK if mask and k.lower() in SECRET_OPTIONS else v)
+                for k, v in self.query.items()
+            }
+            text += "?" + urlencode(shown, safe="*")
+        return text
+
+    def with_query(self, **options: Any) -> StoreURL:
+        """Return a copy with ``options`` merged into the query."""
+        merged = dict(self.query)
+        merged.update({k: str(v) for k, v in options.items()})
+        return replace(self, query=merged)
+
+    def __str__(self) -> str:
+        return self.render(mask=True)
+
+    def __repr__(self) -> str:
+        return f"StoreURL({self.render(mask=True)!r})"
+
+
+def mask_text(text: str) -> str:
+    """Mask a password in a URL-like string even when it does not parse."""
+    try:
+        parts = urlsplit(text)
+        if parts.password is not None:
+            userinfo, _, hostinfo = parts.netloc.rpartition("@")
+            user = userinfo.split(":", 1)[0]
+            text = text.replace(parts.netloc, f"{user}:{MASK}@{hostinfo}", 1)
+    except ValueError:
+        pass
+    return text
+
+
+__all__ = ["MASK", "StoreURL", "mask_text"]
