@@ -1,0 +1,59 @@
+"""Worker processes for the conformance kit's multi-process and crash tests.
+
+Run as ``python -m plugstore.testing._child MODE SPEC_JSON``.  ``SPEC_JSON`` holds the
+store URL, options, an optional preamble (code that registers a third-party backend in
+the child) and the mode's parameters.  Workers print ``ready``, wait for a line on stdin
+(so racers start together), work, and report on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import plugstore
+
+
+def _open(spec: dict[str, Any]) -> plugstore.Store:
+    if spec.get("preamble"):
+        exec(spec["preamble"], {"__name__": "__plugstore_child__"})  # noqa: S102 - the test author's own setup code
+    return plugstore.open(spec["url"], **spec.get("options", {}))
+
+
+def incr(spec: dict[str, Any]) -> None:
+    """``n`` increments of one key (``incr`` or ``compute``)."""
+    with _open(spec) as store:
+        ns = store.namespace(spec["namespace"])
+        print("ready", flush=True)
+        sys.stdin.readline()
+        for _ in range(spec["n"]):
+            if spec.get("how") == "compute":
+                ns.compute(spec["key"], lambda v: v + 1, 0)
+            else:
+                ns.incr(spec["key"])
+        print("done", flush=True)
+
+
+def writer(spec: dict[str, Any]) -> None:
+    """Write ``prefix<i>`` keys forever, printing ``i`` once each write has returned."""
+    with _open(spec) as store:
+        ns = store.namespace(spec["namespace"])
+        print("ready", flush=True)
+        pad = "x" * spec.get("pad", 100)
+        i = 0
+        while True:
+            ns[f"{spec['prefix']}{i}"] = {"i": i, "pad": pad}
+            if i % 7 == 0:
+                ns.incr(f"{spec['prefix']}counter")
+            print(i, flush=True)
+            i += 1
+
+
+def main() -> None:
+    mode, raw = sys.argv[1], sys.argv[2]
+    {"incr": incr, "writer": writer}[mode](json.loads(raw))
+
+
+if __name__ == "__main__":
+    main()
