@@ -256,12 +256,20 @@ class SQLiteBackend(Backend):
             if conn is not None and self._pid == os.getpid():
                 conn.close()
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._pid != os.getpid():
-            # A forked child: never touch the parent's connection or its lock state.
+    def _locked(self) -> threading.RLock:
+        """The connection lock, after making sure this process owns the connection.
+
+        Checked before taking the lock: a child forked while another thread of the parent
+        held it would otherwise wait forever on a lock nobody in the child can release.
+        """
+        if self._pid != _getpid():
             self._lock = threading.RLock()
-            self._pid = os.getpid()
-            self._conn = self._connect()
+            self._pid = _getpid()
+            if self._conn is not None:  # never close or reuse the parent's connection
+                self._conn = self._connect()
+        return self._lock
+
+    def _connection(self) -> sqlite3.Connection:
         conn = self._conn
         if conn is None:
             raise BackendUnavailableError("the SQLite store is closed")
@@ -276,31 +284,29 @@ class SQLiteBackend(Backend):
     # -- statement helpers (each holds the lock for one statement) --------------------------
 
     def one(self, sql: str, params: Sequence[Any]) -> Any:
-        with self._lock:
+        with self._locked():
             try:
-                conn = self._conn if self._pid == _getpid() else None
-                return (conn or self._connection()).execute(sql, params).fetchone()
+                return self._connection().execute(sql, params).fetchone()
             except sqlite3.OperationalError as exc:
                 raise self._unavailable(exc) from None
 
     def all(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        with self._lock:
+        with self._locked():
             try:
                 return self._connection().execute(sql, params).fetchall()
             except sqlite3.OperationalError as exc:
                 raise self._unavailable(exc) from None
 
     def run(self, sql: str, params: Sequence[Any]) -> int:
-        with self._lock:
+        with self._locked():
             try:
-                conn = self._conn if self._pid == _getpid() else None
-                return (conn or self._connection()).execute(sql, params).rowcount
+                return self._connection().execute(sql, params).rowcount
             except sqlite3.OperationalError as exc:
                 raise self._unavailable(exc) from None
 
     def run_batch(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run ``sql`` for every row in one transaction: all rows land, or none."""
-        with self._lock:
+        with self._locked():
             conn = self._connection()
             try:
                 conn.execute("BEGIN IMMEDIATE")

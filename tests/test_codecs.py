@@ -1,0 +1,149 @@
+"""Codec behaviour beyond round trips (those are in the conformance kit)."""
+
+from __future__ import annotations
+
+import collections
+import enum
+import pickle
+from typing import Any, NamedTuple
+
+import pytest
+
+import plugstore
+from plugstore.codecs import (
+    JSONCodec,
+    PickleCodec,
+    SignedPickleCodec,
+    from_tagged_json,
+    get_codec,
+    to_tagged_json,
+)
+from plugstore.errors import ConfigurationError, DecodeError, EncodeError
+
+
+class Color(enum.IntEnum):
+    RED = 1
+
+
+class Point(NamedTuple):
+    x: int
+    y: int
+
+
+class Evil:
+    """Unpickling this would run code; a safe codec must never get that far."""
+
+    def __reduce__(self) -> Any:
+        return (exec, ("import sys; sys.modules['__main__'].PWNED = True",))
+
+
+@pytest.mark.parametrize("codec", [JSONCodec(), PickleCodec(), SignedPickleCodec("s")])
+@pytest.mark.parametrize("value", [0, 1, -1, 2**63 - 1, -(2**63), 10**40])
+def test_ints_are_canonical_decimal_text_in_every_codec(codec: Any, value: int) -> None:
+    assert codec.encode(value) == str(value).encode()
+    assert codec.decode(str(value).encode()) == value
+
+
+def test_json_refuses_subclasses_instead_of_changing_them() -> None:
+    codec = JSONCodec()
+    for value in (Color.RED, Point(1, 2), collections.OrderedDict(a=1), collections.Counter("a")):
+        with pytest.raises(EncodeError):
+            codec.encode(value)
+
+
+def test_json_refuses_unprintable_ints_and_surrogates() -> None:
+    codec = JSONCodec()
+    with pytest.raises(EncodeError):
+        codec.encode([10**5000])  # beyond Python's int-to-str limit
+    with pytest.raises(EncodeError):
+        codec.encode("\ud800")
+
+
+def test_json_output_is_strict_json() -> None:
+    data = JSONCodec().encode({"inf": float("inf"), "nan": float("nan"), "s": {1}})
+    assert b"Infinity" not in data
+    assert b"NaN" not in data
+    import json
+
+    json.loads(data, parse_constant=lambda c: pytest.fail(f"non-standard constant {c}"))
+
+
+def test_json_decode_never_unpickles() -> None:
+    evil = pickle.dumps(Evil())
+    with pytest.raises(DecodeError, match="codec='pickle'"):
+        JSONCodec().decode(evil)
+
+
+def test_json_decode_errors_are_decode_errors() -> None:
+    codec = JSONCodec()
+    for junk in (b"{", b"\xff\xfe", b'{"$t": "nope", "v": 1}', b'{"$t": "bytes", "v": "!!"}'):
+        with pytest.raises(DecodeError):
+            codec.decode(junk)
+
+
+def test_user_dicts_that_look_like_tags_round_trip() -> None:
+    codec = JSONCodec()
+    for value in ({"$t": "tuple", "v": [1, 2]}, {"$t": "x"}, {"v": 1}, [{"$t": "set", "v": []}]):
+        assert codec.decode(codec.encode(value)) == value
+
+
+def test_tagged_json_helpers_are_inverse() -> None:
+    value = {"a": (1, {2, 3}), 4: b"\x00"}
+    assert from_tagged_json(to_tagged_json(value)) == value
+
+
+def test_signed_pickle_refuses_tampered_and_unsigned_data() -> None:
+    codec = SignedPickleCodec("secret-1")
+    good = codec.encode({"x": 1})
+    assert codec.decode(good) == {"x": 1}
+    tampered = good[:-3] + bytes([good[-3] ^ 1]) + good[-2:]
+    with pytest.raises(DecodeError, match="signature"):
+        codec.decode(tampered)
+    with pytest.raises(DecodeError, match="not signed"):
+        codec.decode(pickle.dumps(Evil()))
+    with pytest.raises(DecodeError, match="signature"):
+        SignedPickleCodec("other-secret").decode(good)
+    # a forged payload signed with the wrong key never reaches pickle.loads
+    forged = SignedPickleCodec("attacker").encode(Evil())
+    with pytest.raises(DecodeError):
+        codec.decode(forged)
+    import __main__
+
+    assert not hasattr(__main__, "PWNED")
+
+
+def test_signed_pickle_needs_a_secret_and_hides_it() -> None:
+    with pytest.raises(ConfigurationError):
+        SignedPickleCodec("")
+    with pytest.raises(ConfigurationError, match="secret"):
+        get_codec("signed-pickle")
+    assert "hunter2" not in repr(get_codec("signed-pickle", secret="hunter2"))
+
+
+def test_pickle_codec_errors() -> None:
+    codec = PickleCodec()
+    with pytest.raises(EncodeError):
+        codec.encode(lambda: 1)
+    with pytest.raises(DecodeError):
+        codec.decode(b"\x80\x05garbage")
+
+
+def test_get_codec_names() -> None:
+    assert get_codec(None).name == "json"
+    assert get_codec("PICKLE").name == "pickle"
+    assert get_codec("signed_pickle", secret="s").name == "signed-pickle"
+    with pytest.raises(ConfigurationError, match="unknown codec"):
+        get_codec("yaml")
+
+
+def test_store_codec_from_url_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    with plugstore.open("memory://?codec=pickle") as store:
+        assert store.codec.name == "pickle"
+    monkeypatch.setenv("PLUGSTORE_SECRET", "from-env")
+    with plugstore.open("memory://", codec="signed-pickle") as store:
+        ns = store.namespace("n")
+        ns["k"] = {1, 2}
+        assert ns["k"] == {1, 2}
+        raw = store.backend.bucket("n").get("k")
+        assert raw is not None
+        assert raw.startswith(b"PSG1")

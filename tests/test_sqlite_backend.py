@@ -1,0 +1,147 @@
+"""SQLite specifics: the generic behaviour is in the conformance kit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import plugstore
+from plugstore.backends.sqlite import prefix_range
+from plugstore.errors import BackendUnavailableError
+
+
+def url(tmp_path: Path, name: str = "store.db") -> str:
+    return f"sqlite:///{tmp_path / name}"
+
+
+def test_file_layout_wal_and_info(tmp_path: Path) -> None:
+    with plugstore.open(url(tmp_path, "sub/dir/store.db")) as store:
+        store.namespace("a")["k"] = 1
+        info = store.info()
+        assert info["journal_mode"] == "wal"
+        assert info["synchronous"] == "normal"
+        assert info["sqlite"] == sqlite3.sqlite_version
+    raw = sqlite3.connect(tmp_path / "sub/dir/store.db")
+    rows = raw.execute("SELECT namespace, key, value FROM plugstore_kv").fetchall()
+    assert rows == [("a", "k", b"1")]
+
+
+def test_each_write_is_visible_to_another_connection_immediately(tmp_path: Path) -> None:
+    with plugstore.open(url(tmp_path)) as store:
+        ns = store.namespace("n")
+        other = sqlite3.connect(tmp_path / "store.db")
+        ns["k"] = "v"  # no close, no explicit commit
+        assert other.execute("SELECT value FROM plugstore_kv").fetchone() == (b'"v"',)
+        ns.set_many({"a": 1, "b": 2})
+        assert other.execute("SELECT count(*) FROM plugstore_kv").fetchone() == (3,)
+
+
+def test_namespaces_listing_scales_by_namespace(tmp_path: Path) -> None:
+    with plugstore.open(url(tmp_path)) as store:
+        for i in range(30):
+            store.namespace(f"ns{i:02d}").set_many({f"k{j}": j for j in range(50)})
+        assert store.namespaces() == [f"ns{i:02d}" for i in range(30)]
+        assert store.drop_namespace("ns00") == 50
+        assert "ns00" not in store.namespaces()
+
+
+def test_locked_database_gives_backend_unavailable(tmp_path: Path) -> None:
+    with plugstore.open(url(tmp_path), timeout=0.2) as store:
+        ns = store.namespace("n")
+        ns["k"] = 1
+        blocker = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(BackendUnavailableError, match="locked"):
+                ns["k"] = 2
+        finally:
+            blocker.execute("ROLLBACK")
+        ns["k"] = 3  # recovers once the lock is gone
+        assert ns["k"] == 3
+
+
+def test_unusable_paths_give_backend_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(BackendUnavailableError):
+        plugstore.open(url(tmp_path, "a-file/store.db"))
+    (tmp_path / "garbage.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(BackendUnavailableError):
+        plugstore.open(url(tmp_path, "garbage.db"))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork() is POSIX")
+def test_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
+    with plugstore.open(url(tmp_path)) as store:
+        ns = store.namespace("n")
+        ns["parent"] = 1
+        parent_conn = store.backend._conn  # type: ignore[attr-defined]
+        pid = os.fork()
+        if pid == 0:  # child: must work without touching the parent's connection
+            signal.alarm(20)  # a hang here must not hang the suite
+            try:
+                ns.incr("child")
+                ok = store.backend._conn is not parent_conn  # type: ignore[attr-defined]
+                os._exit(0 if ok and ns["parent"] == 1 else 3)
+            except BaseException:
+                os._exit(4)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert ns["child"] == 1
+        ns["after-fork"] = True  # the parent's connection is intact
+        assert ns["after-fork"] is True
+
+
+def test_fork_while_another_thread_holds_the_lock(tmp_path: Path) -> None:
+    with plugstore.open(url(tmp_path)) as store:
+        ns = store.namespace("n")
+        lock = store.backend._lock  # type: ignore[attr-defined]
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with lock:
+                held.set()
+                release.wait(10)
+
+        t = threading.Thread(target=hold)
+        t.start()
+        held.wait(10)
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(20)  # the bug this guards against is a deadlock
+            try:
+                ns["from-child"] = 1  # would deadlock on an inherited, held lock
+                os._exit(0)
+            except BaseException:
+                os._exit(4)
+        _, status = os.waitpid(pid, 0)
+        release.set()
+        t.join()
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert ns["from-child"] == 1
+
+
+def test_prefix_range() -> None:
+    assert prefix_range("ab") == ("ab", "ac")
+    assert prefix_range("a\U0010ffff") == ("a\U0010ffff", "b")
+    assert prefix_range("\U0010ffff") == ("\U0010ffff", None)
+
+
+def test_prefix_scan_with_max_code_point(tmp_path: Path) -> None:
+    with plugstore.open(url(tmp_path)) as store:
+        ns = store.namespace("n")
+        keys = ["\U0010ffff", "\U0010ffffa", "a\U0010ffff", "a\U0010ffffz", "b"]
+        ns.set_many(dict.fromkeys(keys, 1))
+        assert sorted(ns.scan_keys("\U0010ffff")) == ["\U0010ffff", "\U0010ffffa"]
+        assert sorted(ns.scan_keys("a\U0010ffff")) == ["a\U0010ffff", "a\U0010ffffz"]
+
+
+def test_synchronous_full_option(tmp_path: Path) -> None:
+    with plugstore.open(url(tmp_path), synchronous="full") as store:
+        store.namespace("n")["k"] = 1
+        assert store.info()["synchronous"] == "full"
