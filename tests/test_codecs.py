@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import json
 import pickle
 from typing import Any, NamedTuple
 
@@ -63,7 +64,6 @@ def test_json_output_is_strict_json() -> None:
     data = JSONCodec().encode({"inf": float("inf"), "nan": float("nan"), "s": {1}})
     assert b"Infinity" not in data
     assert b"NaN" not in data
-    import json
 
     json.loads(data, parse_constant=lambda c: pytest.fail(f"non-standard constant {c}"))
 
@@ -147,3 +147,32 @@ def test_store_codec_from_url_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
         raw = store.backend.bucket("n").get("k")
         assert raw is not None
         assert raw.startswith(b"PSG1")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        [10**20, "x"],
+        {"a": 2**64, "b": -(2**63) - 1},
+        {"n": 2**63 - 1, "m": -(2**63)},
+        "digits 12345678901234567890 in a string",
+        [0.1234567890123456789, 1e-320, -0.0],
+        {"$t": 1, "v": 2},
+        {"plain": [1, 2], "tuple": (1, 2)},
+    ],
+    ids=repr,
+)
+def test_json_fast_and_exact_paths_agree(value: Any) -> None:
+    """The C fast path (orjson) must never change a value the stdlib path keeps exact."""
+    codec = JSONCodec()
+    data = codec.encode(value)
+    got = codec.decode(data)
+    assert got == value
+    assert type(got) is type(value)
+    assert json.loads(data) is not None  # what is stored is standard JSON
+
+
+def test_json_decodes_text_written_by_other_json_writers() -> None:
+    codec = JSONCodec()
+    assert codec.decode(b' {"a": [1, 2.5, null, true]} ') == {"a": [1, 2.5, None, True]}
+    assert codec.decode(b"123456789012345678901234567890") == 123456789012345678901234567890

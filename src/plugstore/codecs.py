@@ -32,6 +32,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, ClassVar
 
+import orjson
+
 from .errors import ConfigurationError, DecodeError, EncodeError
 
 _DECIMAL_INT = re.compile(rb"-?(?:0|[1-9][0-9]*)\Z")
@@ -151,14 +153,95 @@ def to_tagged_json(value: Any) -> Any:
 
 def from_tagged_json(data: Any) -> Any:
     """Inverse of :func:`to_tagged_json` for an already-parsed JSON structure."""
-    return _JSON_TAG_DECODER.decode(json.dumps(data))
+    return _JSON_TAG_DECODER.decode(_encode_json(data))
 
 
-# Built once: json.dumps/json.loads with non-default arguments build a new encoder or
-# decoder on every call, which costs more than a small value's whole encoding.
+def _is_plain(value: Any) -> bool:
+    """Whether ``value`` is JSON exactly as it is: no tags needed, nothing to convert.
+
+    A walk that allocates nothing, so the common case (dicts of strings, numbers and
+    lists) goes straight to the C encoder instead of through :func:`_to_json`.
+    """
+    t = type(value)
+    if t in _PLAIN:
+        return True
+    if t is float:
+        return bool(value - value == 0.0)  # False for inf and nan
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is not str or (type(v) not in _PLAIN and not _is_plain(v)):
+                return False
+        return _TAG not in value
+    if t is list:
+        for v in value:  # noqa: SIM110 - a plain loop is faster than all() over a genexpr
+            if type(v) not in _PLAIN and not _is_plain(v):
+                return False
+        return True
+    return False
+
+
+# Built once.  json.dumps/json.loads rebuild an encoder or decoder per call (and the
+# stdlib encoder rebuilds its C accelerator per call), which costs more than encoding a
+# small value; these call the C accelerators directly where the interpreter has them.
 _JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _JSON_TAG_DECODER = json.JSONDecoder(object_hook=_from_json_object)
 _JSON_PLAIN_DECODER = json.JSONDecoder()
+_c_encoder = getattr(json.encoder, "c_make_encoder", None)
+if _c_encoder is not None:
+    _C_ENCODE = _c_encoder(
+        None,  # no cycle markers: _is_plain/_to_json already refuse cycles (RecursionError)
+        _JSON_ENCODER.default,
+        json.encoder.encode_basestring,  # ensure_ascii=False
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        False,  # allow_nan=False: non-finite floats are tagged before they get here
+    )
+
+    def _encode_json(value: Any) -> str:
+        return "".join(_C_ENCODE(value, 0))
+else:  # pragma: no cover - interpreters without the C accelerator
+
+    def _encode_json(value: Any) -> str:
+        return _JSON_ENCODER.encode(value)
+
+
+_scan_plain = _JSON_PLAIN_DECODER.scan_once  # type: ignore[attr-defined]
+_scan_tagged = _JSON_TAG_DECODER.scan_once  # type: ignore[attr-defined]
+
+
+# orjson is exact for everything _is_plain admits except integers beyond 64 bits: it
+# refuses them when encoding (we fall back to the stdlib) and silently turns them into
+# floats when decoding -- so any text with a run of 19+ digits is decoded by the stdlib.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
+def _dumps(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # an integer outside 64 bits: the stdlib prints any int
+        return _encode_json(value).encode("utf-8")
+
+
+def _loads(data: bytes) -> Any:
+    if b'"$t"' in data:
+        return _decode_json(data.decode("utf-8"), True)
+    if _LONG_DIGITS.search(data):
+        return _decode_json(data.decode("utf-8"), False)
+    return orjson.loads(data)
+
+
+def _decode_json(text: str, tagged: bool) -> Any:
+    try:
+        value, end = (_scan_tagged if tagged else _scan_plain)(text, 0)
+    except StopIteration:
+        raise ValueError("not a JSON document") from None
+    if end != len(text):
+        # leading/trailing whitespace or garbage: let the full decoder judge it
+        return (_JSON_TAG_DECODER if tagged else _JSON_PLAIN_DECODER).decode(text)
+    return value
 
 
 class JSONCodec(Codec):
@@ -170,7 +253,7 @@ class JSONCodec(Codec):
         if type(value) is int:  # canonical decimal text, shared with native counters
             return str(value).encode("ascii")
         try:
-            return _JSON_ENCODER.encode(_to_json(value)).encode("utf-8")
+            return _dumps(value if _is_plain(value) else _to_json(value))
         except EncodeError:
             raise
         except RecursionError:
@@ -186,10 +269,7 @@ class JSONCodec(Codec):
                 "codec='pickle' (or 'signed-pickle') if, and only if, you trust this data"
             )
         try:
-            text = data.decode("utf-8")
-            if '"$t"' not in text:  # no tags: the plain decoder alone is exact
-                return _JSON_PLAIN_DECODER.decode(text)
-            return _JSON_TAG_DECODER.decode(text)
+            return _loads(data)
         except DecodeError:
             raise
         except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:

@@ -127,7 +127,11 @@ class Namespace(MutableMapping[str, Any]):
 
     def __setitem__(self, key: str, value: Any) -> None:
         bucket = self._bucket if self._store._open and not self._closed else self._b()
-        bucket.set(check_key(key), self._encode(value))
+        key = check_key(key)
+        raw = self._codec.encode(value)
+        if len(raw) > self._max:
+            self._encode(value)  # raises ValueTooLargeError, with the sizes
+        bucket.set(key, raw)
 
     def __delitem__(self, key: str) -> None:
         if not self._b().remove(check_key(key)):

@@ -25,19 +25,24 @@ class MemoryBucket(Bucket):
 
     backend: MemoryBackend
 
-    @property
-    def _lock(self) -> threading.RLock:
-        return self.backend.lock
+    def __init__(self, backend: MemoryBackend, namespace: str) -> None:
+        super().__init__(backend, namespace)
+        self._lock = backend.lock  # one lock per backend instance, stable across reopen
 
     def _d(self) -> dict[str, bytes]:
         return self.backend.data.get(self.namespace) or {}
 
     def _w(self) -> dict[str, bytes]:
-        return self.backend.data.setdefault(self.namespace, {})
+        data = self.backend.data
+        d = data.get(self.namespace)
+        if d is None:
+            d = data[self.namespace] = {}
+        return d
 
     def get(self, key: str) -> bytes | None:
         with self._lock:
-            return self._d().get(key)
+            d = self.backend.data.get(self.namespace)
+            return None if d is None else d.get(key)
 
     def set(self, key: str, value: bytes) -> None:
         with self._lock:
