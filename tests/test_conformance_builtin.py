@@ -21,3 +21,17 @@ class TestMemoryShared(StoreConformance):
 class TestSQLite(StoreConformance):
     def make_url(self, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'conformance.db'}"
+
+
+class TestShelf(StoreConformance):
+    def make_url(self, tmp_path: Path) -> str:
+        return f"shelf:///{tmp_path / 'data'}"
+
+
+class TestShelfSQLite3Files(StoreConformance):
+    """Shelf files in Python 3.13's dbm.sqlite3 format, readable on every Python."""
+
+    options = {"dbm": "sqlite3"}  # noqa: RUF012 - read by the kit only
+
+    def make_url(self, tmp_path: Path) -> str:
+        return f"shelf:///{tmp_path / 'data'}"

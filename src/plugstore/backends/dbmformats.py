@@ -1,0 +1,537 @@
+"""On-disk dbm formats for the shelf backend, one engine per flavour.
+
+Each engine is one opened namespace file working on raw ``bytes`` keys and values:
+
+* :class:`DumbEngine` writes ``dbm.dumb``'s exact format (``.dat`` values, ``.dir`` text
+  index) but crash-safely: a value is only written to space the committed index does not
+  reference, and the index is replaced atomically.
+* :class:`SQLiteEngine` writes Python 3.13's ``dbm.sqlite3`` table with :mod:`sqlite3`, so
+  such files open on every supported Python.
+* :class:`StdlibEngine` wraps ``dbm.gnu`` / ``dbm.ndbm`` when this Python has them.
+
+Locking is not done here: :mod:`plugstore.backends.shelf` serialises access.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import dbm
+import importlib
+import logging
+import os
+import sqlite3
+import sys
+from abc import ABC, abstractmethod
+from typing import Any
+
+from ..errors import BackendUnavailableError
+
+log = logging.getLogger("plugstore.backends.shelf")
+
+_BLOCK = 512  # dbm.dumb aligns every value to this
+#: File name endings a namespace ``NS`` can own: dumb, ndbm, Berkeley-ndbm, gdbm/sqlite3.
+SUFFIXES = (".db.dat", ".db.dir", ".db.bak", ".db.pag", ".db.db", ".db")
+DATA_SUFFIXES = (*SUFFIXES, ".db.dir.tmp", ".db-wal", ".db-shm", ".db-journal")
+FLAVOURS = {
+    "dumb": "dbm.dumb",
+    "sqlite3": "dbm.sqlite3",
+    "sqlite": "dbm.sqlite3",
+    "gnu": "dbm.gnu",
+    "gdbm": "dbm.gnu",
+    "ndbm": "dbm.ndbm",
+}
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_HINTS = {
+    "dbm.gnu": "install your system's python3-gdbm package or use a Python built with gdbm",
+    "dbm.ndbm": "use a Python built with ndbm/Berkeley DB support",
+}
+
+
+def _align(n: int) -> int:
+    return (n + _BLOCK - 1) // _BLOCK * _BLOCK
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+# ---------------------------------------------------------------------------- engines
+
+
+class Engine(ABC):
+    """One opened namespace file, working on raw ``bytes`` keys and values."""
+
+    kind = "?"
+    #: The handle must be reopened after a write (ndbm has no ``sync``).
+    reopen_after_write = False
+    #: Nothing reaches the file before ``commit`` (a failed batch leaves it unchanged).
+    transactional = False
+
+    @abstractmethod
+    def get(self, key: bytes) -> bytes | None: ...
+
+    @abstractmethod
+    def put(self, key: bytes, value: bytes) -> None: ...
+
+    @abstractmethod
+    def delete(self, key: bytes) -> bool: ...
+
+    @abstractmethod
+    def keys(self) -> list[bytes]: ...
+
+    def count(self) -> int:
+        return len(self.keys())
+
+    def refresh(self) -> bool:
+        """Catch up with another process's writes in place; ``False``: reopen instead."""
+        return False
+
+    def begin(self) -> None:
+        """Start a batch of writes (called under the exclusive lock)."""
+        return None
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Make the batch durable against a crash of this process, and visible."""
+
+    def rollback(self) -> None:
+        """Forget an unfinished batch (the caller reloads the handle afterwards)."""
+        return None
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class Empty(Engine):
+    """A namespace with no file: reads find nothing, and nothing is ever created."""
+
+    kind = "absent"
+
+    def get(self, key: bytes) -> bytes | None:
+        return None
+
+    def put(self, key: bytes, value: bytes) -> None:  # pragma: no cover - a bug if reached
+        raise AssertionError("write to an absent namespace without creating it")
+
+    def delete(self, key: bytes) -> bool:
+        return False
+
+    def keys(self) -> list[bytes]:
+        return []
+
+    def commit(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+EMPTY = Empty()
+
+
+class DumbEngine(Engine):
+    """``dbm.dumb``'s format (``.dat`` values, ``.dir`` text index), written crash-safely.
+
+    Stock dumb overwrites values in place and rewrites the index by renaming it to
+    ``.bak`` first, so a crash can lose data or the whole index.  Here a value is only
+    ever written to space the committed index does not reference, and the index is
+    written to a temporary file and ``os.replace``-d over ``.dir``: whatever instant the
+    process dies, ``.dir`` is the old or the new index and every value it names is intact.
+    """
+
+    kind = "dbm.dumb"
+    transactional = True
+
+    def __init__(self, base: str, *, create: bool, fsync: bool) -> None:
+        self._dat = base + ".dat"
+        self._dir = base + ".dir"
+        self._bak = base + ".bak"
+        self._tmp = base + ".dir.tmp"
+        self._fsync = fsync
+        self._free: list[list[int]] | None = None  # [start, size] extents, lazily computed
+        self._dirty = False
+        self._mode: int | None = None  # permission bits of an existing index, kept on rewrite
+        flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | (os.O_CREAT if create else 0)
+        self._fd = os.open(self._dat, flags, 0o666)
+        try:
+            self.index, self._lines = self._load()
+            if create and not os.path.exists(self._dir):
+                self._dirty = True
+                self.commit()
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    # -- index file ---------------------------------------------------------------------
+
+    def _load(self) -> tuple[dict[bytes, tuple[int, int]], dict[bytes, str]]:
+        """Read the index: ``{key: (pos, size)}`` and each key's line as written."""
+        source = self._dir
+        try:
+            with open(self._dir, "rb") as f:
+                raw = f.read()
+                self._mode = os.fstat(f.fileno()).st_mode & 0o777
+        except FileNotFoundError:
+            # Stock dumb renames .dir to .bak before rewriting it: a crash in between
+            # leaves only .bak.  Use it; the next write commits it as .dir again.
+            try:
+                with open(self._bak, "rb") as f:
+                    raw = f.read()
+            except FileNotFoundError:
+                return {}, {}
+            source = self._bak
+            self._dirty = True
+            log.warning("%s is missing; recovered the index from %s", self._dir, self._bak)
+        index: dict[bytes, tuple[int, int]] = {}
+        lines: dict[bytes, str] = {}
+        for number, line in enumerate(raw.decode("latin-1").split("\n"), 1):
+            line = line.rstrip()
+            if not line:
+                continue
+            try:
+                key, where = _parse_index_line(line)
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                raise BackendUnavailableError(
+                    f"{source} line {number} is not a dbm.dumb index entry: the file is "
+                    "corrupt (a crash of a non-plugstore writer?); restore it from a backup"
+                ) from None
+            index[key] = where
+            lines[key] = line + "\n"  # a later line for the same key wins, as in dumb
+        return index, lines
+
+    def refresh(self) -> bool:
+        try:
+            current = os.stat(self._dat)
+        except FileNotFoundError:
+            return False
+        own = os.fstat(self._fd)
+        if (current.st_ino, current.st_dev) != (own.st_ino, own.st_dev):
+            return False  # the namespace was dropped and created again
+        self._dirty, self._free = False, None
+        self.index, self._lines = self._load()
+        return True
+
+    def commit(self) -> None:
+        if not self._dirty:
+            return
+        text = "".join(self._lines.values())
+        if self._fsync:
+            os.fsync(self._fd)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(self._tmp, flags, 0o666)
+        try:
+            if self._mode is not None:
+                with contextlib.suppress(OSError):
+                    os.fchmod(fd, self._mode)
+            _write_all(fd, text.encode("latin-1"))
+            if self._fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(self._tmp, self._dir)
+        if self._fsync:
+            dir_fd = os.open(os.path.dirname(self._dir) or ".", os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        self._dirty = False
+        self._free = None  # superseded values became free space
+
+    # -- values ---------------------------------------------------------------------------
+
+    def _free_extents(self) -> list[list[int]]:
+        """Space the committed index does not reference (block-aligned gaps)."""
+        extents = sorted((pos, _align(size)) for pos, size in self.index.values() if size)
+        free: list[list[int]] = []
+        cursor = 0
+        for pos, size in extents:
+            gap_end = pos // _BLOCK * _BLOCK
+            if gap_end > cursor:
+                free.append([cursor, gap_end - cursor])
+            cursor = max(cursor, _align(pos + size))
+        end = _align(os.fstat(self._fd).st_size)
+        if end > cursor:
+            free.append([cursor, end - cursor])
+        return free
+
+    def _allocate(self, size: int) -> tuple[int, int]:
+        """Return ``(offset, file size)`` for a new value; never overlaps a live value."""
+        need = _align(size)
+        if self._free is None:
+            self._free = self._free_extents()
+        for extent in self._free:
+            if extent[1] >= need:
+                start = extent[0]
+                extent[0] += need
+                extent[1] -= need
+                return start, -1
+        eof = os.fstat(self._fd).st_size
+        return _align(eof), eof
+
+    def get(self, key: bytes) -> bytes | None:
+        where = self.index.get(key)
+        if where is None:
+            return None
+        pos, size = where
+        data = os.pread(self._fd, size, pos) if size else b""
+        if len(data) != size:
+            raise BackendUnavailableError(
+                f"{self._dat} is shorter than its index says (truncated or corrupt file)"
+            )
+        return data
+
+    def put(self, key: bytes, value: bytes) -> None:
+        if value:
+            pos, eof = self._allocate(len(value))
+            if eof >= 0:  # appending: pad with NULs up to the block boundary, like dumb
+                _pwrite_all(self._fd, b"\x00" * (pos - eof) + value, eof)
+            else:
+                _pwrite_all(self._fd, value, pos)
+        else:
+            pos = 0
+        self.index[key] = (pos, len(value))
+        self._lines[key] = f"{key.decode('latin-1')!r}, ({pos}, {len(value)})\n"
+        self._dirty = True
+
+    def delete(self, key: bytes) -> bool:
+        if self.index.pop(key, None) is None:
+            return False
+        del self._lines[key]
+        self._dirty = True
+        return True
+
+    def keys(self) -> list[bytes]:
+        return list(self.index)
+
+    def count(self) -> int:
+        return len(self.index)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def _parse_index_line(line: str) -> tuple[bytes, tuple[int, int]]:
+    """Parse one ``.dir`` line, ``'key', (pos, size)``, as dumb writes it (``%r, %r``)."""
+    head, sep, tail = line.rpartition(", (")
+    if not sep or not tail.endswith(")"):
+        raise ValueError("no (pos, size) pair")
+    pos_text, comma, size_text = tail[:-1].partition(", ")
+    if not comma:
+        raise ValueError("no (pos, size) pair")
+    pos, size = int(pos_text), int(size_text)
+    if pos < 0 or size < 0:
+        raise ValueError("negative offset or size")
+    quote = head[:1]
+    if len(head) >= 2 and quote in ("'", '"') and head[-1] == quote and "\\" not in head:
+        key = head[1:-1]  # repr() of a string without escapes: the text between quotes
+    else:
+        key = ast.literal_eval(head)
+        if not isinstance(key, str):
+            raise ValueError("key is not a string")
+    return key.encode("latin-1"), (pos, size)
+
+
+class SQLiteEngine(Engine):
+    """``dbm.sqlite3``'s layout (Python 3.13+): table ``Dict(key BLOB, value BLOB)``.
+
+    Implemented on :mod:`sqlite3` directly, so these files open on any Python and the
+    connection can be shared between threads.  Every statement (or batch) commits.
+    """
+
+    kind = "dbm.sqlite3"
+    transactional = True
+
+    def __init__(self, path: str, *, create: bool) -> None:
+        try:
+            if create:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+                os.close(fd)
+            self._cx = sqlite3.connect(
+                path, timeout=60, isolation_level=None, check_same_thread=False
+            )
+            try:
+                with contextlib.suppress(sqlite3.OperationalError):
+                    self._cx.execute("PRAGMA journal_mode = wal")
+                self._cx.execute(
+                    "CREATE TABLE IF NOT EXISTS Dict "
+                    "(key BLOB UNIQUE NOT NULL, value BLOB NOT NULL)"
+                )
+            except BaseException:
+                self._cx.close()
+                raise
+        except sqlite3.Error as exc:
+            raise BackendUnavailableError(f"cannot open dbm.sqlite3 file {path}: {exc}") from None
+        self._path = path
+        self._identity = _identity(path)
+
+    def refresh(self) -> bool:
+        return _identity(self._path) == self._identity  # SQLite itself reads current data
+
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        try:
+            return self._cx.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise BackendUnavailableError(f"dbm.sqlite3 file {self._path}: {exc}") from None
+
+    def get(self, key: bytes) -> bytes | None:
+        row = self._run("SELECT value FROM Dict WHERE key = CAST(? AS BLOB)", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._run(
+            "REPLACE INTO Dict (key, value) VALUES (CAST(? AS BLOB), CAST(? AS BLOB))",
+            (key, value),
+        )
+
+    def delete(self, key: bytes) -> bool:
+        return self._run("DELETE FROM Dict WHERE key = CAST(? AS BLOB)", (key,)).rowcount > 0
+
+    def keys(self) -> list[bytes]:
+        rows = self._run("SELECT key FROM Dict").fetchall()
+        return [k.encode("utf-8") if isinstance(k, str) else bytes(k) for (k,) in rows]
+
+    def count(self) -> int:
+        return int(self._run("SELECT count(key) FROM Dict").fetchone()[0])
+
+    def begin(self) -> None:
+        self._run("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        if self._cx.in_transaction:
+            self._run("COMMIT")
+
+    def rollback(self) -> None:
+        if self._cx.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._cx.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self._cx.close()
+
+
+class StdlibEngine(Engine):
+    """``dbm.gnu`` / ``dbm.ndbm`` through the standard modules (when this Python has them)."""
+
+    def __init__(self, kind: str, path: str, *, create: bool) -> None:
+        self.kind = kind
+        module = _import_flavour(kind, path)
+        flag = "c" if create else "w"
+        if kind == "dbm.gnu":
+            flag += "u"  # no gdbm file lock: the .lock sidecar coordinates processes
+        else:
+            self.reopen_after_write = True  # ndbm has no sync(): close() flushes
+        try:
+            self._db: Any = module.open(path, flag, 0o666)
+        except OSError as exc:
+            raise BackendUnavailableError(f"cannot open {kind} file {path}: {exc}") from None
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self._db.get(key)
+        return None if value is None else bytes(value)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._db[key] = value
+
+    def delete(self, key: bytes) -> bool:
+        try:
+            del self._db[key]
+        except KeyError:
+            return False
+        return True
+
+    def keys(self) -> list[bytes]:
+        return [bytes(k) for k in self._db.keys()]  # noqa: SIM118 - gdbm cannot iterate
+
+    def commit(self) -> None:
+        sync = getattr(self._db, "sync", None)
+        if sync is not None:
+            sync()
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_dev
+
+
+def _import_flavour(kind: str, path: str) -> Any:
+    try:
+        return importlib.import_module(kind)
+    except ImportError:
+        hint = _HINTS.get(kind, "use a Python that has it")
+        version = ".".join(map(str, sys.version_info[:3]))
+        raise BackendUnavailableError(
+            f"{path} is a {kind} file, but this Python ({version}) has no {kind} module: "
+            f"{hint}, or convert the file with a Python that has it"
+        ) from None
+
+
+def flavour_of(path: str) -> str | None:
+    """The dbm flavour that wrote ``path`` (``None`` if there is no such database)."""
+    kind = dbm.whichdb(path)
+    if kind is None:
+        if os.path.exists(path + ".dat") and os.path.exists(path + ".bak"):
+            return "dbm.dumb"  # stock dumb died between renaming .dir to .bak and rewriting it
+        return None
+    if kind == "":
+        try:
+            with open(path, "rb") as f:
+                head = f.read(len(_SQLITE_MAGIC))
+        except OSError:
+            head = b""
+        if head == _SQLITE_MAGIC:
+            return "dbm.sqlite3"  # whichdb before Python 3.13 does not know it
+        raise BackendUnavailableError(f"{path} exists but is not a dbm file this Python knows")
+    return kind
+
+
+def default_flavour() -> str:
+    """The flavour Python's ``dbm`` (and so Errbot) would create a new file with."""
+    for name in getattr(dbm, "_names", ("dbm.gnu", "dbm.ndbm", "dbm.dumb")):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
+        return str(name)
+    return "dbm.dumb"
+
+
+def open_engine(kind: str, base: str, *, create: bool, fsync: bool) -> Engine:
+    try:
+        if kind == "dbm.dumb":
+            return DumbEngine(base, create=create, fsync=fsync)
+        if kind == "dbm.sqlite3":
+            return SQLiteEngine(base, create=create)
+        if kind in ("dbm.gnu", "dbm.ndbm"):
+            return StdlibEngine(kind, base, create=create)
+    except OSError as exc:
+        raise BackendUnavailableError(f"cannot open {kind} file {base}: {exc}") from None
+    raise BackendUnavailableError(f"{base} is a {kind} file, which plugstore cannot open")
+
+
+__all__ = [
+    "DATA_SUFFIXES",
+    "EMPTY",
+    "FLAVOURS",
+    "SUFFIXES",
+    "Engine",
+    "default_flavour",
+    "flavour_of",
+    "open_engine",
+]

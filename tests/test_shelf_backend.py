@@ -1,0 +1,536 @@
+"""Shelf specifics: Errbot interop, locking across processes, crash safety.
+
+The generic dict behaviour is in the conformance kit.
+"""
+
+from __future__ import annotations
+
+import dbm
+import dbm.dumb
+import importlib.util
+import os
+import pickle
+import random
+import shelve
+import signal
+import sqlite3
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import plugstore
+from plugstore.errors import (
+    BackendUnavailableError,
+    ConfigurationError,
+    DecodeError,
+    NotAnIntegerError,
+)
+from plugstore.testing import PicklableThing
+
+
+def url(d: Path) -> str:
+    return f"shelf:///{d}"
+
+
+def errbot_shelf(d: Path, namespace: str) -> shelve.Shelf[Any]:
+    """Open a namespace exactly the way Errbot's Shelf storage does."""
+    return shelve.DbfilenameShelf(os.path.join(str(d), namespace + ".db"), protocol=2)
+
+
+def run_child(code: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def generation(d: Path, namespace: str) -> int:
+    raw = (d / f"{namespace}.db.lock").read_bytes()
+    return int(struct.unpack("<Q", raw[:8])[0])
+
+
+# -- configuration ---------------------------------------------------------------------
+
+
+def test_url_forms_and_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with plugstore.open("shelf:///rel/data") as store:  # three slashes: relative
+        store.namespace("n")["k"] = 1
+    assert (tmp_path / "rel/data/n.db.dir").is_file()
+    with plugstore.open(f"shelf:///{tmp_path / 'abs'}") as store:  # four: absolute
+        store.namespace("n")["k"] = 2
+        assert store.backend.path == tmp_path / "abs"  # type: ignore[attr-defined]
+    # Errbot's STORAGE_CONFIG style: a backend name plus basedir (or path)
+    with plugstore.open("Shelf", basedir=str(tmp_path / "abs")) as store:
+        assert store.namespace("n")["k"] == 2
+    with plugstore.open("shelve", path=str(tmp_path / "rel/data")) as store:
+        assert store.namespace("n")["k"] == 1
+    with plugstore.open(f"shelf:///{tmp_path / 'abs'}?dbm=dumb&fsync=true") as store:
+        assert store.info()["dbm_for_new_files"] == "dbm.dumb"
+        assert store.info()["fsync"] == "true"
+        store.namespace("n")["k"] = 3
+        assert store.namespace("n")["k"] == 3
+
+
+def test_bad_configuration(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="needs a directory"):
+        plugstore.open("shelf")
+    with pytest.raises(ConfigurationError, match="disagree"):
+        plugstore.open("shelf", path=str(tmp_path / "a"), basedir=str(tmp_path / "b"))
+    with pytest.raises(ConfigurationError, match="unknown dbm flavour"):
+        plugstore.open(url(tmp_path), dbm="berkeley")
+    with pytest.raises(ConfigurationError, match="unknown option"):
+        plugstore.open(url(tmp_path), base_dir=str(tmp_path))
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(BackendUnavailableError):
+        plugstore.open(url(tmp_path / "a-file"))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("_gdbm") is not None, reason="gdbm is present")
+def test_asking_for_a_missing_flavour_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match=r"no dbm\.gnu module"):
+        plugstore.open(url(tmp_path), dbm="gnu")
+
+
+# -- Errbot compatibility --------------------------------------------------------------
+
+
+def test_reads_what_errbot_wrote(tmp_path: Path) -> None:
+    thing = PicklableThing("bob", ["admin"])
+    with errbot_shelf(tmp_path, "Karma") as shelf:
+        shelf["scores"] = {"alice": 3, "bob": [1, 2]}
+        shelf["who"] = thing
+        shelf["ключ"] = ("tu", "ple")
+        shelf["count"] = 41  # Errbot pickles ints too
+    with plugstore.open(url(tmp_path), codec="pickle") as store:
+        assert store.namespaces() == ["Karma"]
+        ns = store.namespace("Karma")
+        assert sorted(ns) == sorted(["scores", "who", "ключ", "count"])
+        assert ns["scores"] == {"alice": 3, "bob": [1, 2]}
+        assert ns["who"] == thing
+        assert ns["ключ"] == ("tu", "ple")
+        assert ns["count"] == 41
+        # A pickled int is not a counter: documented, and the fix is to rewrite it once.
+        with pytest.raises(NotAnIntegerError):
+            ns.incr("count")
+        ns["count"] = ns["count"]
+        assert ns.incr("count") == 42
+
+
+def test_errbot_reads_what_we_wrote(tmp_path: Path) -> None:
+    thing = PicklableThing("eve", [])
+    with plugstore.open(url(tmp_path), codec="pickle") as store:
+        ns = store.namespace("Notes")
+        ns["text"] = "hello"
+        ns.set_many({"nested": {"a": [1, (2, 3)], "b": None}, "obj": thing, "é/ü": 1.5})
+        ns["int"] = 7
+    with errbot_shelf(tmp_path, "Notes") as shelf:
+        assert shelf["text"] == "hello"
+        assert shelf["nested"] == {"a": [1, (2, 3)], "b": None}
+        assert shelf["obj"] == thing
+        assert shelf["é/ü"] == 1.5
+        # The documented caveat: every codec stores a top-level int as decimal text.
+        with pytest.raises(pickle.UnpicklingError):
+            shelf["int"]
+        # Errbot keeps writing to the same files (stock dbm.dumb: in place, appends).
+        shelf["text"] = "hi"
+        shelf["from-errbot"] = ["x"] * 300
+        del shelf["nested"]
+    with plugstore.open(url(tmp_path), codec="pickle") as store:
+        ns = store.namespace("Notes")
+        assert ns["text"] == "hi"
+        assert ns["from-errbot"] == ["x"] * 300
+        assert "nested" not in ns
+        assert ns["obj"] == thing
+
+
+def test_json_codec_refuses_pickled_data_with_a_hint(tmp_path: Path) -> None:
+    with errbot_shelf(tmp_path, "Plugin") as shelf:
+        shelf["k"] = {"some": "state"}
+    with plugstore.open(url(tmp_path)) as store:  # the default, safe json codec
+        ns = store.namespace("Plugin")
+        assert list(ns) == ["k"]  # keys are fine: nothing is unpickled
+        with pytest.raises(DecodeError, match=r"codec='pickle'.*trust"):
+            ns["k"]
+        with pytest.raises(DecodeError):
+            ns.get_many(["k"])
+
+
+def test_on_disk_layout_is_dbm_dumb(tmp_path: Path) -> None:
+    with plugstore.open(url(tmp_path), dbm="dumb") as store:
+        ns = store.namespace("Layout")
+        ns["a"] = "x" * 700  # two blocks
+        ns["ключ"] = [1]
+        files = sorted(p.name for p in tmp_path.iterdir())
+        assert files == ["Layout.db.dat", "Layout.db.dir", "Layout.db.lock"]
+        assert dbm.whichdb(str(tmp_path / "Layout.db")) == "dbm.dumb"
+    lines = (tmp_path / "Layout.db.dir").read_bytes().decode("latin-1").splitlines()
+    assert lines == [
+        f"{'a'!r}, (0, 702)",
+        f"{'ключ'.encode().decode('latin-1')!r}, (1024, 3)",
+    ]
+    dat = (tmp_path / "Layout.db.dat").read_bytes()
+    assert dat[:702] == b'"' + b"x" * 700 + b'"'
+    assert dat[702:1024] == b"\x00" * 322  # padded to dumb's 512-byte blocks
+    with dbm.dumb.open(str(tmp_path / "Layout.db"), "r") as raw:  # stock dumb reads it
+        assert raw["ключ".encode()] == b"[1]"
+
+
+def test_overwrites_reuse_space_instead_of_growing(tmp_path: Path) -> None:
+    with plugstore.open(url(tmp_path)) as store:
+        ns = store.namespace("n")
+        for _ in range(1000):
+            ns.incr("counter")
+        for i in range(200):
+            ns["grows"] = "y" * (i * 13 % 2000)  # from 0 to 4 blocks and back
+        assert ns["counter"] == 1000
+        size = os.path.getsize(tmp_path / "n.db.dat")
+    # Append-only would need 1200 blocks; reused free space stays a handful.
+    assert size <= 16 * 512, size
+
+
+def test_index_recovered_from_bak_after_a_stock_dumb_crash(tmp_path: Path) -> None:
+    with errbot_shelf(tmp_path, "P") as shelf:
+        shelf["a"] = 1
+        shelf["b"] = "two"
+    # Stock dumb's commit renames .dir to .bak before writing a new .dir; die there.
+    os.rename(tmp_path / "P.db.dir", tmp_path / "P.db.bak")
+    with plugstore.open(url(tmp_path), codec="pickle") as store:
+        ns = store.namespace("P")
+        assert dict(ns) == {"a": 1, "b": "two"}
+        ns["c"] = [3]
+        assert (tmp_path / "P.db.dir").exists()
+    with errbot_shelf(tmp_path, "P") as shelf:
+        assert dict(shelf) == {"a": 1, "b": "two", "c": [3]}
+
+
+def test_corrupt_index_is_a_clear_error(tmp_path: Path) -> None:
+    with plugstore.open(url(tmp_path)) as store:
+        store.namespace("bad")["k"] = 1
+        (tmp_path / "bad.db.dir").write_text("'k', (0, \n")
+        store.close()
+        store.open()
+        with pytest.raises(BackendUnavailableError, match=r"bad\.db\.dir line 1 .*corrupt"):
+            store.namespace("bad")["k"]
+
+
+# -- flavours ----------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(importlib.util.find_spec("_gdbm") is not None, reason="gdbm is present")
+def test_file_of_a_missing_flavour_fails_clearly(tmp_path: Path) -> None:
+    # A GNU dbm header (what whichdb looks at); this Python cannot open such files.
+    (tmp_path / "Gnu.db").write_bytes(struct.pack("=l", 0x13579ACE) + b"\x00" * 60)
+    (tmp_path / "Junk.db").write_bytes(b"not a database at all")
+    with plugstore.open(url(tmp_path)) as store:
+        for op in (lambda ns: ns["k"], lambda ns: ns.__setitem__("k", 1), len):
+            with pytest.raises(BackendUnavailableError, match=r"is a dbm\.gnu file.*no dbm\.gnu"):
+                op(store.namespace("Gnu"))
+        with pytest.raises(BackendUnavailableError, match="not a dbm file"):
+            store.namespace("Junk").get("k")
+        # listed (it holds a namespace), never modified
+        assert store.namespaces() == ["Gnu", "Junk"]
+    assert (tmp_path / "Gnu.db").read_bytes()[:4] == struct.pack("=l", 0x13579ACE)
+
+
+def _python313_dbm_sqlite3(path: Path, items: dict[bytes, bytes]) -> None:
+    """Write a file the way Python 3.13's dbm.sqlite3 (its default flavour) does."""
+    cx = sqlite3.connect(path, isolation_level=None)
+    cx.execute("PRAGMA journal_mode = wal")
+    cx.execute("CREATE TABLE IF NOT EXISTS Dict (key BLOB UNIQUE NOT NULL, value BLOB NOT NULL)")
+    for k, v in items.items():
+        cx.execute(
+            "REPLACE INTO Dict (key, value) VALUES (CAST(? AS BLOB), CAST(? AS BLOB))", (k, v)
+        )
+    cx.close()
+
+
+def test_dbm_sqlite3_files_open_on_any_python(tmp_path: Path) -> None:
+    _python313_dbm_sqlite3(tmp_path / "New.db", {b"k": pickle.dumps({"v": 1}, protocol=2)})
+    with plugstore.open(url(tmp_path), codec="pickle") as store:
+        ns = store.namespace("New")
+        assert ns["k"] == {"v": 1}
+        ns.set_many({"a": "b", "ключ": [2]})
+        assert ns.incr("n", 3) == 3
+        assert store.namespaces() == ["New"]
+        assert store.drop_namespace("New") == 4
+        assert store.namespaces() == []
+    # new files in that flavour on request
+    with plugstore.open(url(tmp_path), dbm="sqlite3") as store:
+        store.namespace("Made")["x"] = 1
+    cx = sqlite3.connect(tmp_path / "Made.db")
+    assert cx.execute("SELECT key, value FROM Dict").fetchall() == [(b"x", b"1")]
+    cx.close()
+
+
+# -- files: what is created, listed and removed ---------------------------------------------
+
+
+def test_reading_an_absent_namespace_creates_nothing(tmp_path: Path) -> None:
+    with plugstore.open(url(tmp_path)) as store:
+        ns = store.namespace("ghost")
+        assert ns.get("k") is None
+        assert len(ns) == 0
+        assert list(ns) == []
+        assert "k" not in ns
+        assert ns.get_many(["a", "b"]) == {}
+        with pytest.raises(KeyError):
+            del ns["k"]
+        ns.clear()
+        assert not ns.store.backend.bucket("ghost").cas("k", b"1", b"2")
+        assert store.drop_namespace("ghost") == 0
+        assert store.namespaces() == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_namespaces_listing(tmp_path: Path) -> None:
+    with errbot_shelf(tmp_path, "FromErrbot") as shelf:
+        shelf["k"] = 1
+    for stray in ("README.txt", "Orphan.db.lock", "bad name.db.dat", "x.db.dir.tmp", ".db"):
+        (tmp_path / stray).write_text("")
+    (tmp_path / "subdir.db").mkdir()
+    with plugstore.open(url(tmp_path)) as store:
+        for name in ("b-plugin", "A.v2", "9lives"):
+            store.namespace(name)["k"] = 1
+        store.namespace("emptied")["k"] = 1
+        store.namespace("emptied").clear()
+        assert store.namespaces() == ["9lives", "A.v2", "FromErrbot", "b-plugin"]
+        assert store.drop_namespace("b-plugin") == 1
+        assert store.namespaces() == ["9lives", "A.v2", "FromErrbot"]
+    leftovers = {p.name for p in tmp_path.iterdir() if p.name.startswith("b-plugin")}
+    assert leftovers == {"b-plugin.db.lock"}  # data gone; the lock file stays
+
+
+def test_set_many_is_one_write(tmp_path: Path) -> None:
+    with plugstore.open(url(tmp_path)) as store:
+        ns = store.namespace("n")
+        ns["first"] = 0
+        before = generation(tmp_path, "n")
+        ns.update({f"k{i}": i for i in range(200)})
+        assert generation(tmp_path, "n") == before + 1
+        assert len(ns) == 201
+        assert ns.get_many(["k1", "k2"]) == {"k1": 1, "k2": 2}
+        assert generation(tmp_path, "n") == before + 1
+
+
+def test_failed_incr_changes_nothing(tmp_path: Path) -> None:
+    with plugstore.open(url(tmp_path)) as store:
+        ns = store.namespace("n")
+        ns["text"] = "abc"
+        before = generation(tmp_path, "n")
+        with pytest.raises(NotAnIntegerError):
+            ns.incr("text")
+        assert ns["text"] == "abc"
+        assert generation(tmp_path, "n") == before  # nothing reached the file
+        assert ns.incr("fresh") == 1
+
+
+# -- processes ------------------------------------------------------------------------------
+
+_CHILD_EDIT = """
+import sys, plugstore
+with plugstore.open(sys.argv[1]) as store:
+    ns = store.namespace("shared")
+    ns["shared"] = "from child"
+    ns["child"] = list(range(100))
+    del ns["gone"]
+    print(sorted(ns))
+"""
+
+
+def test_a_stale_handle_reloads_before_reading_and_writing(tmp_path: Path) -> None:
+    with plugstore.open(url(tmp_path)) as store:
+        ns = store.namespace("shared")
+        ns.update({"shared": "from parent", "gone": 1, "keep": 2})
+        assert ns["shared"] == "from parent"  # our handle is open and loaded
+        out = run_child(_CHILD_EDIT, url(tmp_path))
+        assert out.strip() == str(["child", "keep", "shared"])
+        # reads see the other process's writes
+        assert ns["shared"] == "from child"
+        assert "gone" not in ns
+        assert sorted(ns) == ["child", "keep", "shared"]
+        # and a write from a handle that was stale does not drop them
+        run_child(_CHILD_EDIT.replace('del ns["gone"]', ""), url(tmp_path))
+        ns["parent-after"] = True
+        assert ns["child"] == list(range(100))
+    with dbm.dumb.open(str(tmp_path / "shared.db"), "r") as raw:
+        assert sorted(raw.keys()) == [b"child", b"keep", b"parent-after", b"shared"]
+
+
+_RACER = """
+import sys, plugstore
+with plugstore.open(sys.argv[1]) as store:
+    ns = store.namespace("race")
+    print("ready", flush=True)
+    sys.stdin.readline()
+    for _ in range(int(sys.argv[2])):
+        ns.incr("n")
+"""
+
+
+@pytest.mark.slow
+def test_four_processes_incr_exactly(tmp_path: Path) -> None:
+    n_procs, per_proc = 4, 500
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RACER, url(tmp_path), str(per_proc)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(n_procs)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout is not None
+            assert p.stdout.readline().strip() == "ready"
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        for p in procs:
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    with plugstore.open(url(tmp_path)) as store:
+        assert store.namespace("race")["n"] == n_procs * per_proc
+
+
+_WRITER = """
+import sys, plugstore
+with plugstore.open(sys.argv[1], codec="pickle") as store:
+    ns = store.namespace("crash")
+    p = sys.argv[2]
+    print("ready", flush=True)
+    i = 0
+    while True:
+        ns[p + str(i)] = {"i": i, "pad": "x" * (i * 37 % 1500)}
+        ns[p + "last"] = {"i": i, "pad": "z" * (i % 97)}  # overwritten, size changing
+        if i % 5 == 0:
+            ns.incr(p + "counter")
+        if i % 3 == 2:
+            del ns[p + str(i - 1)]
+        print(i, flush=True)
+        i += 1
+"""
+
+
+def _check_round(ns: Any, p: str, acked: int) -> None:
+    def value(i: int) -> dict[str, Any]:
+        return {"i": i, "pad": "x" * (i * 37 % 1500)}
+
+    for i in range(acked + 1):
+        deleted_by = i + 1 if (i + 1) % 3 == 2 else None
+        if deleted_by is not None and deleted_by <= acked:
+            assert f"{p}{i}" not in ns, i
+        elif deleted_by is not None:  # the unacknowledged next step may have run
+            assert ns.get(f"{p}{i}", value(i)) == value(i), i
+        else:
+            assert ns[f"{p}{i}"] == value(i), i
+    assert ns.get(f"{p}{acked + 1}", value(acked + 1)) == value(acked + 1)
+    assert ns[f"{p}last"] in [{"i": i, "pad": "z" * (i % 97)} for i in (acked, acked + 1)]
+    incrs = acked // 5 + 1
+    assert ns[f"{p}counter"] in (incrs, incrs + 1)
+
+
+@pytest.mark.slow
+def test_kill_9_loses_no_acknowledged_write(tmp_path: Path) -> None:
+    rng = random.Random()
+    acked_per_round: list[int] = []
+    for round_no in range(8):
+        p = f"r{round_no}-"
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _WRITER, url(tmp_path), p],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        try:
+            assert proc.stdout.readline().strip() == "ready"
+            stop_after = rng.randint(3, 150)
+            acked = -1
+            while acked < stop_after:
+                line = proc.stdout.readline()
+                assert line, proc.stderr.read() if proc.stderr else "writer died"
+                acked = int(line)
+            # land the kill at a random point of a later write, not always at the start
+            time.sleep(rng.uniform(0, 0.004))
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)  # no cleanup, no close, no flush
+            proc.wait()
+        # writes acknowledged between our last read and the kill count too
+        for line in proc.stdout.read().splitlines(keepends=True):
+            if line.endswith("\n"):
+                acked = int(line)
+        acked_per_round.append(acked)
+        # the shelf opens, through plugstore and through stock dbm.dumb (Errbot)
+        with plugstore.open(url(tmp_path), codec="pickle") as store:
+            ns = store.namespace("crash")
+            for done, acked_then in enumerate(acked_per_round):
+                _check_round(ns, f"r{done}-", acked_then)
+            ours = set(ns)
+        with dbm.dumb.open(str(tmp_path / "crash.db"), "r") as raw:
+            assert {k.decode() for k in raw.keys()} == ours  # noqa: SIM118
+        with errbot_shelf(tmp_path, "crash") as shelf:
+            assert shelf[f"{p}0"] == {"i": 0, "pad": ""}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork() is POSIX")
+def test_forked_child_uses_its_own_handles(tmp_path: Path) -> None:
+    with plugstore.open(url(tmp_path)) as store:
+        ns = store.namespace("n")
+        ns["parent"] = 1
+        pid = os.fork()
+        if pid == 0:  # child: must not use the parent's lock fd or handle
+            try:
+                ns.incr("child")
+                os._exit(0 if ns["parent"] == 1 else 3)
+            except BaseException:
+                os._exit(4)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert ns["child"] == 1  # a stale handle here would not see it
+        ns["after-fork"] = True
+        assert ns["after-fork"] is True
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork() is POSIX")
+def test_fork_while_another_thread_holds_the_lock(tmp_path: Path) -> None:
+    with plugstore.open(url(tmp_path)) as store:
+        ns = store.namespace("n")
+        ns["k"] = 1
+        lock = store.backend._lock  # type: ignore[attr-defined]
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with lock:
+                held.set()
+                release.wait(10)
+
+        t = threading.Thread(target=hold)
+        t.start()
+        held.wait(10)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                ns["from-child"] = 1  # would deadlock on the inherited, held lock
+                os._exit(0)
+            except BaseException:
+                os._exit(4)
+        _, status = os.waitpid(pid, 0)
+        release.set()
+        t.join()
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert ns["from-child"] == 1
