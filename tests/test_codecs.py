@@ -176,3 +176,34 @@ def test_json_decodes_text_written_by_other_json_writers() -> None:
     codec = JSONCodec()
     assert codec.decode(b' {"a": [1, 2.5, null, true]} ') == {"a": [1, 2.5, None, True]}
     assert codec.decode(b"123456789012345678901234567890") == 123456789012345678901234567890
+
+
+def test_json_codec_names_the_right_codec_for_signed_pickles() -> None:
+    signed = SignedPickleCodec("s").encode({"x": 1})
+    with pytest.raises(DecodeError, match="signed-pickle"):
+        JSONCodec().decode(signed)
+
+
+class Tone(str, enum.Enum):
+    LOW = "low"
+
+
+class Name(str):
+    pass
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{Tone.LOW: 1}, {Name("a"): 1}, {Color.RED: "x"}, {"ok": {Name("nested"): 1}}],
+    ids=repr,
+)
+def test_json_refuses_subclass_dict_keys(value: Any) -> None:
+    """The fast path leaves key checks to orjson; subclass keys must still be refused."""
+    with pytest.raises(EncodeError):
+        JSONCodec().encode(value)
+
+
+def test_json_encoded_values_are_compact_exact_size_bytes() -> None:
+    data = JSONCodec().encode({"n": 1, "tags": ["a", "b"]})
+    assert type(data) is bytes
+    assert data == b'{"n":1,"tags":["a","b"]}'

@@ -35,3 +35,17 @@ class TestShelfSQLite3Files(StoreConformance):
 
     def make_url(self, tmp_path: Path) -> str:
         return f"shelf:///{tmp_path / 'data'}"
+
+
+def test_memory_namespaces_keep_working_and_share_one_lock_after_reopen() -> None:
+    import plugstore
+
+    store = plugstore.open("memory://")
+    old = store.namespace("n")
+    store.close()
+    store.open()
+    new = store.namespace("n")
+    old["k"] = 1  # a namespace object from before the reopen is usable again
+    assert new["k"] == 1
+    assert old._bucket._lock is new._bucket._lock  # type: ignore[attr-defined]
+    store.close()

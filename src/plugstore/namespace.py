@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any
 from .backend import Bucket, retry_schedule
 from .codecs import Codec
 from .errors import ConflictError, InvalidKeyError, StoreNotOpenError, ValueTooLargeError
-from .keys import check_counter, check_key
+from .keys import MAX_KEY_BYTES, check_counter, check_key
 
 if TYPE_CHECKING:
     from .store import Store
 
 _MISSING: Any = object()
+#: Short ASCII keys are valid unless they hold NUL: checked inline on the hot paths.
+_FAST_KEY_LEN = MAX_KEY_BYTES // 4
 
 
 class _ScanItemsView(_ItemsView[str, Any]):
@@ -118,16 +120,20 @@ class Namespace(MutableMapping[str, Any]):
     # -- mapping protocol ------------------------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:
-        raw = (self._bucket if self._store._open and not self._closed else self._b()).get(
-            check_key(key)
-        )
+        bucket = self._bucket if self._store._open and not self._closed else self._b()
+        fast = type(key) is str and 0 < len(key) <= _FAST_KEY_LEN and key.isascii()
+        if not fast or "\x00" in key:
+            check_key(key)  # the full rules; raises for bad keys
+        raw = bucket.get(key)
         if raw is None:
             raise KeyError(key)
         return self._codec.decode(raw)
 
     def __setitem__(self, key: str, value: Any) -> None:
         bucket = self._bucket if self._store._open and not self._closed else self._b()
-        key = check_key(key)
+        fast = type(key) is str and 0 < len(key) <= _FAST_KEY_LEN and key.isascii()
+        if not fast or "\x00" in key:
+            check_key(key)
         raw = self._codec.encode(value)
         if len(raw) > self._max:
             self._encode(value)  # raises ValueTooLargeError, with the sizes

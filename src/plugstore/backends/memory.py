@@ -16,7 +16,7 @@ from ..keys import check_counter, parse_counter
 from ..url import StoreURL
 
 _Data = dict[str, dict[str, bytes]]
-_shared: dict[str, tuple[_Data, threading.RLock]] = {}
+_shared: dict[str, tuple[_Data, threading.Lock]] = {}
 _shared_lock = threading.Lock()
 
 
@@ -40,13 +40,18 @@ class MemoryBucket(Bucket):
         return d
 
     def get(self, key: str) -> bytes | None:
-        with self._lock:
-            d = self.backend.data.get(self.namespace)
-            return None if d is None else d.get(key)
+        # Lock-free: a single dict read is atomic in CPython (with or without the GIL).
+        # Writes keep the lock so that cas/incr stay atomic with respect to them.
+        d = self.backend.data.get(self.namespace)
+        return None if d is None else d.get(key)
 
     def set(self, key: str, value: bytes) -> None:
+        data = self.backend.data
         with self._lock:
-            self._w()[key] = value
+            d = data.get(self.namespace)
+            if d is None:
+                d = data[self.namespace] = {}
+            d[key] = value
 
     def remove(self, key: str) -> bool:
         with self._lock:
@@ -74,8 +79,7 @@ class MemoryBucket(Bucket):
             return sum(1 for k in self._d() if k.startswith(prefix))
 
     def contains(self, key: str) -> bool:
-        with self._lock:
-            return key in self._d()
+        return key in self._d()
 
     def items(self, prefix: str = "") -> Iterator[tuple[str, bytes]]:
         with self._lock:
@@ -118,14 +122,20 @@ class MemoryBackend(Backend):
         super().__init__(url, options)
         self.shared_name = url.host or url.path or None
         self.data: _Data = {}
-        self.lock = threading.RLock()
+        # One lock per backend for its whole life (buckets hold on to it); a shared
+        # store's lock is the one every store of that name uses.
+        self.lock: threading.Lock
+        if self.shared_name:
+            with _shared_lock:
+                self.data, self.lock = _shared.setdefault(self.shared_name, ({}, threading.Lock()))
+        else:
+            self.lock = threading.Lock()
 
     def open(self) -> None:
         if self.shared_name:
-            with _shared_lock:
-                self.data, self.lock = _shared.setdefault(self.shared_name, ({}, threading.RLock()))
+            self.data = _shared[self.shared_name][0]
         else:
-            self.data, self.lock = {}, threading.RLock()
+            self.data = {}
 
     def close(self) -> None:
         self.data = {}

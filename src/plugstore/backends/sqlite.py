@@ -28,7 +28,6 @@ from typing import Any
 
 from ..backend import Backend, Bucket, Options
 from ..errors import BackendUnavailableError, ConfigurationError, NotAnIntegerError
-from ..keys import INT64_MAX, INT64_MIN, check_counter
 from ..url import StoreURL
 
 _PAGE = 512
@@ -101,7 +100,7 @@ class SQLiteBucket(Bucket):
                 f"cannot incr {key!r}: the stored value is not an integer or the result "
                 "would leave the signed 64-bit range"
             )
-        return check_counter(int(row[0]))
+        return int(row[0])  # the WHERE clause kept it inside int64
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         for key, _ in self._pages("key", prefix):
@@ -206,15 +205,14 @@ class SQLiteBackend(Backend):
             "replace_if": (
                 f"UPDATE {t} SET value = ? WHERE namespace = ? AND key = ? AND value = ?"
             ),
-            # ?4 is the delta.  The WHERE admits only canonical decimal text whose sum
-            # stays an INTEGER inside int64 (SQLite turns an overflowing sum into REAL).
+            # ?4 is the delta.  The WHERE admits only canonical decimal text whose sum is
+            # still an INTEGER (SQLite turns a sum that overflows int64 into a REAL).
             "incr": (
                 f"INSERT INTO {t} (namespace, key, value) VALUES (?1, ?2, ?3) "
                 "ON CONFLICT (namespace, key) DO UPDATE "
                 "SET value = CAST(CAST(CAST(value AS INTEGER) + ?4 AS TEXT) AS BLOB) "
                 "WHERE CAST(value AS TEXT) = CAST(CAST(value AS INTEGER) AS TEXT) "
-                f"AND typeof(CAST(value AS INTEGER) + ?4) = 'integer' "
-                f"AND CAST(value AS INTEGER) + ?4 BETWEEN {INT64_MIN} AND {INT64_MAX} "
+                "AND typeof(CAST(value AS INTEGER) + ?4) = 'integer' "
                 "RETURNING CAST(value AS TEXT)"
             ),
         }
