@@ -232,14 +232,20 @@ _scan_tagged = _JSON_TAG_DECODER.scan_once  # type: ignore[attr-defined]
 
 
 _orjson_dumps = orjson.dumps
+#: Joining with an empty piece always builds a new, exact-size bytes object: the
+#: cheapest copy CPython offers (bytes(x) and x + b"" return x itself).
+_copy_bytes = b"".join
 _orjson_loads = orjson.loads
-_CONTAINER_START = frozenset((b"{", b"["))
+_CONTAINER_START = (0x7B, 0x5B)  # "{" and "[": an object or an array
+
+
+_TAG_MARK = b'"$t"'
 
 
 def _loads(data: bytes) -> Any:
     # orjson turns integers beyond 64 bits into floats; ours only occur tagged, so only
     # tagged text (and a bare top-level integer, handled by the caller) needs the stdlib.
-    if b'"$t"' in data:
+    if 36 in data and data.find(_TAG_MARK) >= 0:
         return _decode_json(data.decode("utf-8"), True)
     return orjson.loads(data)
 
@@ -269,10 +275,10 @@ class JSONCodec(Codec):
             # copy every kept value pins fresh heap (measured: 3.7 us vs 0.9 us a value).
             if _is_plain(value):
                 try:
-                    return bytes(memoryview(_orjson_dumps(value)))
+                    return _copy_bytes((_orjson_dumps(value), b""))
                 except TypeError:  # an integer beyond orjson's range: tag it below
                     pass
-            return bytes(memoryview(_orjson_dumps(_to_json(value))))
+            return _copy_bytes((_orjson_dumps(_to_json(value)), b""))
         except EncodeError:
             raise
         except RecursionError:
@@ -282,7 +288,9 @@ class JSONCodec(Codec):
             raise EncodeError(f"the json codec cannot store this value: {exc}") from None
 
     def decode(self, data: bytes) -> Any:
-        if data[:1] in _CONTAINER_START and b'"$t"' not in data:
+        # No "$" byte means no tag (36 is "$"; an int operand makes this a memchr, ten
+        # times cheaper than searching for the bytes '"$t"').
+        if data and data[0] in _CONTAINER_START and (36 not in data or data.find(_TAG_MARK) < 0):
             try:  # the common case: an untagged object or array
                 return _orjson_loads(data)
             except ValueError as exc:

@@ -60,6 +60,11 @@ class Namespace(MutableMapping[str, Any]):
         self._codec = codec
         self._max = store.max_value_size
         self._closed = False
+        # Bound methods of the hot paths, looked up once.
+        self._bucket_get = bucket.get
+        self._bucket_set = bucket.set
+        self._codec_encode = codec.encode
+        self._codec_decode = codec.decode
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -120,24 +125,26 @@ class Namespace(MutableMapping[str, Any]):
     # -- mapping protocol ------------------------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:
-        bucket = self._bucket if self._store._open and not self._closed else self._b()
+        if not self._store._open or self._closed:
+            self._b()  # raises StoreNotOpenError
         fast = type(key) is str and 0 < len(key) <= _FAST_KEY_LEN and key.isascii()
         if not fast or "\x00" in key:
             check_key(key)  # the full rules; raises for bad keys
-        raw = bucket.get(key)
+        raw = self._bucket_get(key)
         if raw is None:
             raise KeyError(key)
-        return self._codec.decode(raw)
+        return self._codec_decode(raw)
 
     def __setitem__(self, key: str, value: Any) -> None:
-        bucket = self._bucket if self._store._open and not self._closed else self._b()
+        if not self._store._open or self._closed:
+            self._b()  # raises StoreNotOpenError
         fast = type(key) is str and 0 < len(key) <= _FAST_KEY_LEN and key.isascii()
         if not fast or "\x00" in key:
             check_key(key)
-        raw = self._codec.encode(value)
+        raw = self._codec_encode(value)
         if len(raw) > self._max:
             self._encode(value)  # raises ValueTooLargeError, with the sizes
-        bucket.set(key, raw)
+        self._bucket_set(key, raw)
 
     def __delitem__(self, key: str) -> None:
         if not self._b().remove(check_key(key)):
