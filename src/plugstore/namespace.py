@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .backend import Bucket, retry_schedule
 from .codecs import Codec
 from .errors import ConflictError, InvalidKeyError, StoreNotOpenError, ValueTooLargeError
-from .keys import MAX_KEY_BYTES, check_counter, check_key
+from .keys import INT64_MAX, INT64_MIN, MAX_KEY_BYTES, check_counter, check_key
 
 if TYPE_CHECKING:
     from .store import Store
@@ -63,6 +63,7 @@ class Namespace(MutableMapping[str, Any]):
         # Bound methods of the hot paths, looked up once.
         self._bucket_get = bucket.get
         self._bucket_set = bucket.set
+        self._bucket_incr = bucket.incr
         self._codec_encode = codec.encode
         self._codec_decode = codec.decode
 
@@ -228,8 +229,14 @@ class Namespace(MutableMapping[str, Any]):
         """
         if type(delta) is not int:
             raise TypeError(f"incr delta must be int, not {type(delta).__name__}")
-        check_counter(delta)
-        return self._b().incr(check_key(key), delta)
+        if not INT64_MIN <= delta <= INT64_MAX:
+            check_counter(delta)  # raises NotAnIntegerError
+        if not self._store._open or self._closed:
+            self._b()  # raises StoreNotOpenError
+        fast = type(key) is str and 0 < len(key) <= _FAST_KEY_LEN and key.isascii()
+        if not fast or "\x00" in key:
+            check_key(key)
+        return self._bucket_incr(key, delta)
 
     def decr(self, key: str, delta: int = 1) -> int:
         """``incr(key, -delta)``."""

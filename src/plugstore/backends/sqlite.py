@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import forks
 from ..backend import Backend, Bucket, Options
 from ..errors import BackendUnavailableError, ConfigurationError, NotAnIntegerError
 from ..url import StoreURL
@@ -33,7 +34,6 @@ from ..url import StoreURL
 _PAGE = 512
 _IN_CHUNK = 500  # stays under SQLite's bound-parameter limit
 _MAX_CHAR = chr(0x10FFFF)
-_getpid = os.getpid
 _TABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 
 
@@ -57,6 +57,7 @@ class SQLiteBucket(Bucket):
     def __init__(self, backend: SQLiteBackend, namespace: str) -> None:
         super().__init__(backend, namespace)
         self._sql = backend.sql
+        self._incr_sql = backend.sql["incr"]
 
     def _range(self, prefix: str) -> tuple[str, tuple[Any, ...]]:
         if not prefix:
@@ -92,9 +93,7 @@ class SQLiteBucket(Bucket):
     def incr(self, key: str, delta: int) -> int:
         # One statement: insert `delta`, or add to a canonical integer; RETURNING gives the
         # result.  A non-integer or overflowing value fails the WHERE and returns no row.
-        row = self.backend.one(
-            self._sql["incr"], (self.namespace, key, str(delta).encode("ascii"), delta)
-        )
+        row = self.backend.one(self._incr_sql, (self.namespace, key, delta))
         if row is None:
             raise NotAnIntegerError(
                 f"cannot incr {key!r}: the stored value is not an integer or the result "
@@ -184,7 +183,7 @@ class SQLiteBackend(Backend):
             raise ConfigurationError(f"invalid table name {self.table!r}")
         self.sql = self._statements(self.table)
         self._conn: sqlite3.Connection | None = None
-        self._pid = os.getpid()
+        self._fork_gen = forks.generation
         self._lock = threading.RLock()
 
     @staticmethod
@@ -205,14 +204,15 @@ class SQLiteBackend(Backend):
             "replace_if": (
                 f"UPDATE {t} SET value = ? WHERE namespace = ? AND key = ? AND value = ?"
             ),
-            # ?4 is the delta.  The WHERE admits only canonical decimal text whose sum is
+            # ?3 is the delta.  The WHERE admits only canonical decimal text whose sum is
             # still an INTEGER (SQLite turns a sum that overflows int64 into a REAL).
             "incr": (
-                f"INSERT INTO {t} (namespace, key, value) VALUES (?1, ?2, ?3) "
+                f"INSERT INTO {t} (namespace, key, value) "
+                "VALUES (?1, ?2, CAST(CAST(?3 AS TEXT) AS BLOB)) "
                 "ON CONFLICT (namespace, key) DO UPDATE "
-                "SET value = CAST(CAST(CAST(value AS INTEGER) + ?4 AS TEXT) AS BLOB) "
+                "SET value = CAST(CAST(CAST(value AS INTEGER) + ?3 AS TEXT) AS BLOB) "
                 "WHERE CAST(value AS TEXT) = CAST(CAST(value AS INTEGER) AS TEXT) "
-                "AND typeof(CAST(value AS INTEGER) + ?4) = 'integer' "
+                "AND typeof(CAST(value AS INTEGER) + ?3) = 'integer' "
                 "RETURNING CAST(value AS TEXT)"
             ),
         }
@@ -225,7 +225,7 @@ class SQLiteBackend(Backend):
         except OSError as exc:
             raise BackendUnavailableError(f"cannot create {self.path.parent}: {exc}") from None
         with self._lock:
-            self._pid = os.getpid()
+            self._fork_gen = forks.generation
             self._conn = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
@@ -251,7 +251,7 @@ class SQLiteBackend(Backend):
     def close(self) -> None:
         with self._lock:
             conn, self._conn = self._conn, None
-            if conn is not None and self._pid == os.getpid():
+            if conn is not None and self._fork_gen == forks.generation:
                 conn.close()
 
     def _locked(self) -> threading.RLock:
@@ -260,9 +260,9 @@ class SQLiteBackend(Backend):
         Checked before taking the lock: a child forked while another thread of the parent
         held it would otherwise wait forever on a lock nobody in the child can release.
         """
-        if self._pid != _getpid():
+        if self._fork_gen != forks.generation:
             self._lock = threading.RLock()
-            self._pid = _getpid()
+            self._fork_gen = forks.generation
             if self._conn is not None:  # never close or reuse the parent's connection
                 self._conn = self._connect()
         return self._lock
@@ -282,7 +282,7 @@ class SQLiteBackend(Backend):
     # -- statement helpers (each holds the lock for one statement) --------------------------
 
     def one(self, sql: str, params: Sequence[Any]) -> Any:
-        with self._locked():
+        with self._lock if self._fork_gen == forks.generation else self._locked():
             try:
                 return self._connection().execute(sql, params).fetchone()
             except sqlite3.OperationalError as exc:
@@ -296,7 +296,7 @@ class SQLiteBackend(Backend):
                 raise self._unavailable(exc) from None
 
     def run(self, sql: str, params: Sequence[Any]) -> int:
-        with self._locked():
+        with self._lock if self._fork_gen == forks.generation else self._locked():
             try:
                 return self._connection().execute(sql, params).rowcount
             except sqlite3.OperationalError as exc:
