@@ -1,0 +1,847 @@
+#!/usr/bin/env python
+"""plugstore benchmarks: ops/s of plugstore and its peers, measured in the same run.
+
+    python benchmarks/run.py                 # full run (about 1.5-2.5 minutes on 2 cores)
+    python benchmarks/run.py --quick         # small sizes, 3 repeats
+    python benchmarks/run.py --only sqlite,race --repeat 7 --json results.json
+
+Every number is the median of ``--repeat`` (>= 3) runs.  In each repeat every contender
+of a workload runs once, in alternating order, so plugstore and its peers share the same
+noise; compare ratios inside one run, never numbers across runs.  See docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dbm
+import functools
+import gc
+import json
+import multiprocessing
+import os
+import pickle
+import platform
+import shelve
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import diskcache
+from sqlitedict import SqliteDict
+
+import plugstore
+
+WORKLOADS = ("sqlite", "batch", "peers", "memory", "race")
+Value = dict[str, Any]
+#: A per-op contender: (fresh dir, keys, values) -> seconds spent per timed phase.
+Contender = Callable[[Path, Sequence[str], Sequence[Value]], dict[str, float]]
+
+
+def make_value(i: int) -> Value:
+    """The value every contender stores (a small dict, as a bot plugin would)."""
+    return {"n": i, "name": f"user-{i}", "tags": ["a", "b"]}
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Row:
+    """One contender doing one operation: the seconds of each repeat for ``n`` ops."""
+
+    contender: str
+    op: str
+    n: int
+    seconds: list[float] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rates(self) -> list[float]:
+        return [self.n / s for s in self.seconds]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.rates)
+
+
+def paired_ratio(a: Row, b: Row) -> float:
+    """Median over repeats of ``a`` ops/s / ``b`` ops/s measured in the same repeat."""
+    return statistics.median(x / y for x, y in zip(a.rates, b.rates, strict=True))
+
+
+@dataclass
+class Bar:
+    """A target from the project brief, checked against this run's paired ratios."""
+
+    label: str
+    measured: str
+    passed: bool
+
+
+@dataclass
+class Result:
+    key: str
+    title: str
+    subject: str  # the plugstore contender ratios are computed for
+    rows: list[Row]
+    bars: list[Bar] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def row(self, contender: str, op: str) -> Row:
+        for r in self.rows:
+            if r.contender == contender and r.op == op:
+                return r
+        raise KeyError((contender, op))
+
+    def ratio(self, peer: str, op: str) -> float:
+        """Median over repeats of plugstore ops/s / ``peer`` ops/s in the same repeat.
+
+        Pairing by repeat cancels the slow phases of a shared machine: both runs of a pair
+        happened within seconds of each other.
+        """
+        return paired_ratio(self.row(self.subject, op), self.row(peer, op))
+
+    def ratio_bar(self, peer: str, op: str, minimum: float) -> None:
+        r = self.ratio(peer, op)
+        self.bars.append(
+            Bar(f"{self.subject} >= {minimum:g}x {peer} ({op})", f"{r:.2f}x", r >= minimum)
+        )
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def timed(loop: Callable[[], Any]) -> tuple[float, Any]:
+    """Run ``loop`` once; return (seconds, its result).  Garbage is collected first."""
+    gc.collect()
+    t0 = time.perf_counter()
+    out = loop()
+    return time.perf_counter() - t0, out
+
+
+def set_get(sets: Callable[[], Any], gets: Callable[[], Any], expected: Any) -> dict[str, float]:
+    """Time a set loop then a get loop; check the last value read back is ``expected``."""
+    set_s, _ = timed(sets)
+    get_s, last = timed(gets)
+    if last != expected:
+        raise AssertionError(f"read back {last!r}, expected {expected!r}")
+    return {"set": set_s, "get": get_s}
+
+
+def measure(
+    contenders: Sequence[tuple[str, int, Contender]],
+    keys: Sequence[str],
+    values: Sequence[Value],
+    tmp: Path,
+    repeat: int,
+) -> list[Row]:
+    """Run every contender ``repeat`` times (order alternating) in fresh directories."""
+
+    def once(fn: Contender, n: int) -> dict[str, float]:
+        d = Path(tempfile.mkdtemp(dir=tmp))
+        try:
+            return fn(d, keys[:n], values[:n])
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+    rows: dict[tuple[str, str], Row] = {}
+    for _, n, fn in contenders:  # warm-up: imports, code paths, page cache
+        once(fn, min(n, 50))
+    for r in range(repeat):
+        for name, n, fn in contenders if r % 2 == 0 else contenders[::-1]:
+            for op, secs in once(fn, n).items():
+                rows.setdefault((name, op), Row(name, op, n)).seconds.append(secs)
+    return list(rows.values())
+
+
+# --------------------------------------------------------------------- sqlite and peers
+
+RAW_SET = (
+    "INSERT INTO kv (key, value) VALUES (?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
+RAW_GET = "SELECT value FROM kv WHERE key = ?"
+RAW_INCR = (
+    "INSERT INTO kv (key, value) VALUES (?, 1) "
+    "ON CONFLICT (key) DO UPDATE SET value = value + 1 RETURNING value"
+)
+TIMEOUT = 30.0  # busy timeout (seconds) for plugstore and raw sqlite3 alike
+
+
+def raw_connect(path: Path, without_rowid: bool = False) -> sqlite3.Connection:
+    """sqlite3 with plugstore's settings: WAL, synchronous=NORMAL, autocommit."""
+    conn = sqlite3.connect(path, timeout=TIMEOUT, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    tail = " WITHOUT ROWID" if without_rowid else ""
+    conn.execute(f"CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB){tail}")
+    return conn
+
+
+def open_plugstore_sqlite(path: Path) -> plugstore.Store:
+    return plugstore.open(f"sqlite:///{path}", timeout=TIMEOUT)
+
+
+#: Opens a dict-like store in a directory: returns (the mapping, how to close it).
+Opener = Callable[[Path], tuple[Any, Callable[[], None]]]
+
+
+def mapping_contender(open_map: Opener) -> Contender:
+    """A contender for anything dict-like: ``m[k] = v`` for every key, then ``m[k]``."""
+
+    def contender(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[str, float]:
+        m, close = open_map(d)
+
+        def sets() -> None:
+            for k, v in zip(keys, values, strict=True):
+                m[k] = v
+
+        def gets() -> Any:
+            for k in keys:
+                out = m[k]
+            return out
+
+        try:
+            return set_get(sets, gets, values[-1])
+        finally:
+            close()
+
+    return contender
+
+
+def open_plugstore(d: Path) -> tuple[Any, Callable[[], None]]:
+    store = open_plugstore_sqlite(d / "plugstore.db")
+    return store.namespace("bench"), store.close
+
+
+def open_diskcache(d: Path) -> tuple[Any, Callable[[], None]]:
+    cache = diskcache.Cache(str(d / "diskcache"))
+    return cache, cache.close
+
+
+def open_sqlitedict(d: Path) -> tuple[Any, Callable[[], None]]:
+    db = SqliteDict(str(d / "sqlitedict.db"), autocommit=True)
+    return db, db.close
+
+
+def open_shelve(d: Path) -> tuple[Any, Callable[[], None]]:
+    # writeback=False (the default): each assignment goes straight to the dbm file.
+    db = shelve.open(str(d / "shelf"))  # noqa: SIM115 - closed by the contender
+    return db, db.close
+
+
+class ReopeningShelf:
+    """The storage pattern Lamson's docs show: open the shelf on every call, under a lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.lock = threading.RLock()
+
+    def __getitem__(self, key: str) -> Any:
+        with self.lock, shelve.open(self.path) as db:
+            return db[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        with self.lock, shelve.open(self.path) as db:
+            db[key] = value
+
+
+def open_reopening_shelf(d: Path) -> tuple[Any, Callable[[], None]]:
+    return ReopeningShelf(d / "shelf"), lambda: None
+
+
+plugstore_sqlite = mapping_contender(open_plugstore)
+
+
+def raw_sqlite(
+    d: Path, keys: Sequence[str], values: Sequence[Value], without_rowid: bool = False
+) -> dict[str, float]:
+    conn = raw_connect(d / "raw.db", without_rowid)
+
+    def sets() -> None:
+        for k, v in zip(keys, values, strict=True):
+            conn.execute(RAW_SET, (k, json.dumps(v).encode()))
+
+    def gets() -> Any:
+        for k in keys:
+            row = conn.execute(RAW_GET, (k,)).fetchone()
+            if row is None:
+                raise KeyError(k)
+            out = json.loads(row[0])
+        return out
+
+    try:
+        return set_get(sets, gets, values[-1])
+    finally:
+        conn.close()
+
+
+# ----------------------------------------------------------------------- batched writes
+
+
+def batches(
+    keys: Sequence[str], values: Sequence[Value], size: int
+) -> list[list[tuple[str, Value]]]:
+    pairs = list(zip(keys, values, strict=True))
+    return [pairs[i : i + size] for i in range(0, len(pairs), size)]
+
+
+def make_batch_contenders(size: int) -> tuple[Contender, Contender, Contender]:
+    def plugstore_batch(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[str, float]:
+        store = open_plugstore_sqlite(d / "plugstore.db")
+        ns = store.namespace("bench")
+        chunks = batches(keys, values, size)
+
+        def sets() -> None:
+            for chunk in chunks:
+                ns.set_many(chunk)
+
+        try:
+            secs, _ = timed(sets)
+            if ns[keys[-1]] != values[-1] or len(ns) != len(keys):
+                raise AssertionError("plugstore set_many did not store every item")
+            return {"set_many": secs}
+        finally:
+            store.close()
+
+    def raw_batch(
+        d: Path, keys: Sequence[str], values: Sequence[Value], without_rowid: bool = False
+    ) -> dict[str, float]:
+        conn = raw_connect(d / "raw.db", without_rowid)
+        chunks = batches(keys, values, size)
+
+        def sets() -> None:
+            for chunk in chunks:
+                rows = [(k, json.dumps(v).encode()) for k, v in chunk]
+                conn.execute("BEGIN")
+                conn.executemany(RAW_SET, rows)
+                conn.execute("COMMIT")
+
+        try:
+            secs, _ = timed(sets)
+            if conn.execute("SELECT count(*) FROM kv").fetchone()[0] != len(keys):
+                raise AssertionError("raw executemany did not store every item")
+            return {"set_many": secs}
+        finally:
+            conn.close()
+
+    return plugstore_batch, raw_batch, functools.partial(raw_batch, without_rowid=True)
+
+
+# ------------------------------------------------------------------------------- memory
+
+
+def make_memory_contender(codec: str) -> Contender:
+    def plugstore_memory(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[str, float]:
+        store = plugstore.open("memory://", codec=codec)
+        ns = store.namespace("bench")
+
+        def round_trips() -> Any:
+            for k, v in zip(keys, values, strict=True):
+                ns[k] = v
+                out = ns[k]
+            return out
+
+        try:
+            secs, last = timed(round_trips)
+            if last != values[-1]:
+                raise AssertionError("memory round trip changed the value")
+            return {"set+get": secs}
+        finally:
+            store.close()
+
+    return plugstore_memory
+
+
+def dict_pickle(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[str, float]:
+    data: dict[str, bytes] = {}
+
+    def round_trips() -> Any:
+        for k, v in zip(keys, values, strict=True):
+            data[k] = pickle.dumps(v)
+            out = pickle.loads(data[k])
+        return out
+
+    secs, last = timed(round_trips)
+    if last != values[-1]:
+        raise AssertionError("pickle round trip changed the value")
+    return {"set+get": secs}
+
+
+# ------------------------------------------------------------------ multi-process race
+
+COUNTER = "counter"
+RACE_KINDS = {
+    "plugstore incr": "ns.incr(k) (one upsert statement)",
+    "raw sqlite3 upsert": "INSERT .. ON CONFLICT DO UPDATE SET value = value + 1 RETURNING",
+    "plugstore naive": "ns[k] = ns[k] + 1 (get, then set)",
+    "sqlitedict naive": "d[k] = d[k] + 1 (autocommit=True)",
+}
+_barrier: Any = None
+
+
+def _init_race_worker(barrier: Any) -> None:
+    global _barrier
+    _barrier = barrier
+
+
+def _race_target(kind: str, path: Path) -> tuple[Callable[[], Any], Callable[[], None]]:
+    """Return (one increment, close) for ``kind``; opening happens before the clock."""
+    if kind == "raw sqlite3 upsert":
+        conn = raw_connect(path)
+        return (lambda: conn.execute(RAW_INCR, (COUNTER,)).fetchone()), conn.close
+    if kind == "sqlitedict naive":
+        db = SqliteDict(str(path), autocommit=True, timeout=TIMEOUT)
+
+        def bump_dict() -> None:
+            db[COUNTER] = db[COUNTER] + 1
+
+        return bump_dict, db.close
+    store = open_plugstore_sqlite(path)
+    ns = store.namespace("bench")
+    if kind == "plugstore incr":
+        return (lambda: ns.incr(COUNTER)), store.close
+
+    def bump_ns() -> None:
+        ns[COUNTER] = ns[COUNTER] + 1
+
+    return bump_ns, store.close
+
+
+def race_task(kind: str, path: str, n: int) -> tuple[float, float, int, int]:
+    """In a worker process: ``n`` increments after the barrier -> (start, end, ok, errors)."""
+    op, close = _race_target(kind, Path(path))
+    ok = errors = 0
+    _barrier.wait(timeout=120)
+    t0 = time.perf_counter()  # CLOCK_MONOTONIC: comparable across processes
+    for _ in range(n):
+        try:
+            op()
+            ok += 1
+        except Exception:  # a peer giving up (e.g. "database is locked") is counted
+            errors += 1
+    t1 = time.perf_counter()
+    close()
+    return t0, t1, ok, errors
+
+
+def _race_prepare(kind: str, path: Path) -> None:
+    if kind == "raw sqlite3 upsert":
+        raw_connect(path).close()
+    elif kind == "sqlitedict naive":
+        with SqliteDict(str(path), autocommit=True) as db:
+            db[COUNTER] = 0
+    else:
+        with open_plugstore_sqlite(path) as store:
+            if kind == "plugstore naive":
+                store.namespace("bench")[COUNTER] = 0
+
+
+def _race_final(kind: str, path: Path) -> int:
+    if kind == "raw sqlite3 upsert":
+        conn = raw_connect(path)
+        try:
+            row = conn.execute(RAW_GET, (COUNTER,)).fetchone()
+            return int(row[0]) if row else 0
+        finally:
+            conn.close()
+    if kind == "sqlitedict naive":
+        with SqliteDict(str(path), flag="r") as db:
+            return int(db[COUNTER])
+    with open_plugstore_sqlite(path) as store:
+        return int(store.namespace("bench").get(COUNTER, 0))
+
+
+def run_race(
+    tmp: Path, procs: int, per_proc: dict[str, int], repeat: int
+) -> tuple[list[Row], dict[str, list[int]]]:
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(procs)
+    rows = {kind: Row(kind, "incr", n * procs) for kind, n in per_proc.items()}
+    lost: dict[str, list[int]] = {kind: [] for kind in per_proc}
+    with ctx.Pool(procs, initializer=_init_race_worker, initargs=(barrier,)) as pool:
+
+        def once(kind: str, n: int) -> tuple[float, int, int, int]:
+            d = Path(tempfile.mkdtemp(dir=tmp))
+            try:
+                path = d / "race.db"
+                _race_prepare(kind, path)
+                # chunksize=1 and the barrier: each worker takes exactly one task.
+                out = pool.starmap(race_task, [(kind, str(path), n)] * procs, chunksize=1)
+                final = _race_final(kind, path)
+            finally:
+                shutil.rmtree(d, ignore_errors=True)
+            wall = max(t1 for _, t1, _, _ in out) - min(t0 for t0, _, _, _ in out)
+            ok = sum(o for _, _, o, _ in out)
+            errors = sum(e for _, _, _, e in out)
+            return wall, ok, errors, final
+
+        for kind in per_proc:  # warm-up: worker imports and first connections
+            once(kind, 5)
+        kinds = list(per_proc)
+        for r in range(repeat):
+            for kind in kinds if r % 2 == 0 else kinds[::-1]:
+                wall, ok, errors, final = once(kind, per_proc[kind])
+                row = rows[kind]
+                row.seconds.append(wall)
+                row.extra.setdefault("final", []).append(final)
+                row.extra.setdefault("errors", []).append(errors)
+                # Every successful increment must be in the final value; the rest were lost.
+                lost[kind].append(ok - final)
+                row.extra["lost"] = lost[kind]
+    return list(rows.values()), lost
+
+
+# ----------------------------------------------------------------------------- workloads
+
+
+@dataclass
+class Settings:
+    n: int
+    repeat: int
+    batch: int
+    race_n: int
+    procs: int
+
+
+RAW_WITHOUT_ROWID_NOTE = (
+    "info: 'raw sqlite3 WITHOUT ROWID' is the same with a clustered key, as plugstore's "
+    "table: one B-tree write per row instead of table + index (no bar)"
+)
+
+
+def w_sqlite(s: Settings, tmp: Path) -> Result:
+    keys, values = make_data(s.n)
+    contenders: list[tuple[str, int, Contender]] = [
+        ("plugstore sqlite", s.n, plugstore_sqlite),
+        ("raw sqlite3", s.n, raw_sqlite),
+        ("raw sqlite3 WITHOUT ROWID", s.n, functools.partial(raw_sqlite, without_rowid=True)),
+    ]
+    res = Result(
+        "sqlite",
+        "1. sqlite backend per-op set/get vs raw sqlite3 (same pragmas, autocommit)",
+        "plugstore sqlite",
+        measure(contenders, keys, values, tmp, s.repeat),
+    )
+    res.ratio_bar("raw sqlite3", "set", 0.7)
+    res.ratio_bar("raw sqlite3", "get", 0.7)
+    res.notes += [
+        "raw: table (key TEXT PRIMARY KEY, value BLOB), WAL, synchronous=NORMAL, "
+        "isolation_level=None, json.dumps(v).encode() / json.loads in the loop",
+        RAW_WITHOUT_ROWID_NOTE,
+    ]
+    return res
+
+
+def w_batch(s: Settings, tmp: Path) -> Result:
+    total = 10 * s.n
+    keys, values = make_data(total)
+    ps, raw, raw_wr = make_batch_contenders(s.batch)
+    contenders: list[tuple[str, int, Contender]] = [
+        ("plugstore sqlite", total, ps),
+        ("raw sqlite3", total, raw),
+        ("raw sqlite3 WITHOUT ROWID", total, raw_wr),
+    ]
+    res = Result(
+        "batch",
+        f"2. sqlite set_many (batches of {s.batch}) vs raw executemany in one transaction",
+        "plugstore sqlite",
+        measure(contenders, keys, values, tmp, s.repeat),
+    )
+    res.ratio_bar("raw sqlite3", "set_many", 0.7)
+    res.notes += ["ops/s counts items written, not batches", RAW_WITHOUT_ROWID_NOTE]
+    return res
+
+
+def w_peers(s: Settings, tmp: Path) -> Result:
+    keys, values = make_data(s.n)
+    slow = max(s.n // 5, 20)
+    lamson = max(s.n // 50, 20)
+    contenders: list[tuple[str, int, Contender]] = [
+        ("plugstore sqlite", s.n, plugstore_sqlite),
+        ("diskcache.Cache", s.n, mapping_contender(open_diskcache)),
+        ("sqlitedict autocommit", slow, mapping_contender(open_sqlitedict)),
+        ("shelve kept open", s.n, mapping_contender(open_shelve)),
+        ("shelve reopened per call", lamson, mapping_contender(open_reopening_shelf)),
+    ]
+    res = Result(
+        "peers",
+        "3. sqlite backend set/get vs diskcache, sqlitedict, shelve",
+        "plugstore sqlite",
+        measure(contenders, keys, values, tmp, s.repeat),
+    )
+    res.ratio_bar("diskcache.Cache", "set", 1.0)
+    res.ratio_bar("sqlitedict autocommit", "set", 3.0)
+    res.ratio_bar("sqlitedict autocommit", "get", 3.0)
+    res.notes += [
+        "peers store the dict itself (their own pickle encoding); plugstore uses its json codec",
+        f"shelve uses dbm backend {dbm_backend()!r} on this machine",
+        "'shelve reopened per call' is Lamson's documented ShelveStorage pattern "
+        "(shelve.open + close on every get/set under a threading.RLock); "
+        f"it slows down as the shelf grows, so it runs {lamson} ops",
+    ]
+    return res
+
+
+def w_memory(s: Settings, tmp: Path) -> Result:
+    n = 4 * s.n
+    keys, values = make_data(n)
+    contenders: list[tuple[str, int, Contender]] = [
+        ("plugstore memory (json)", n, make_memory_contender("json")),
+        ("plugstore memory (pickle)", n, make_memory_contender("pickle")),
+        ("dict + pickle", n, dict_pickle),
+    ]
+    res = Result(
+        "memory",
+        "4. memory backend set+get round trips vs dict + pickle",
+        "plugstore memory (json)",
+        measure(contenders, keys, values, tmp, s.repeat),
+    )
+    res.ratio_bar("dict + pickle", "set+get", 0.5)
+    r = paired_ratio(
+        res.row("plugstore memory (pickle)", "set+get"), res.row("dict + pickle", "set+get")
+    )
+    res.notes += [
+        "one op = ns[k] = v then ns[k]  vs  d[k] = pickle.dumps(v) then pickle.loads(d[k])",
+        f"info: plugstore memory with codec='pickle' is {r:.2f}x dict + pickle",
+    ]
+    return res
+
+
+def w_race(s: Settings, tmp: Path) -> Result:
+    per_proc = {kind: s.race_n for kind in RACE_KINDS}
+    per_proc["sqlitedict naive"] = max(s.race_n // 10, 10)  # slow: autocommit waits per write
+    rows, lost = run_race(tmp, s.procs, per_proc, s.repeat)
+    res = Result(
+        "race",
+        f"5. {s.procs}-process incr race on one key (spawned processes, busy timeout {TIMEOUT:g}s)",
+        "plugstore incr",
+        rows,
+    )
+    res.ratio_bar("raw sqlite3 upsert", "incr", 0.7)
+    worst = max(lost["plugstore incr"])
+    res.bars.append(
+        Bar("plugstore incr loses 0 updates (every repeat)", f"lost {worst}", worst == 0)
+    )
+    res.notes += [
+        f"{kind}: {how}; {s.procs} x {per_proc[kind]} increments"
+        for kind, how in RACE_KINDS.items()
+    ]
+    res.notes.append("lost = successful increments - final value; errors = increments that raised")
+    return res
+
+
+def plugstore_incr(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[str, float]:
+    """Single-process ``ns.incr`` on one key (for --profile; the race itself is above)."""
+    store = open_plugstore_sqlite(d / "plugstore.db")
+    ns = store.namespace("bench")
+    try:
+        secs, last = timed(lambda: [ns.incr(COUNTER) for _ in keys][-1])
+        if last != len(keys):
+            raise AssertionError("incr lost an update in a single process")
+        return {"incr": secs}
+    finally:
+        store.close()
+
+
+def profile(key: str, s: Settings, tmp: Path) -> str:
+    """cProfile plugstore's side of workload ``key`` once; return the top functions."""
+    import cProfile
+    import io
+    import pstats
+
+    n = {"batch": 10 * s.n, "memory": 4 * s.n}.get(key, s.n)
+    fn: Contender = {
+        "sqlite": plugstore_sqlite,
+        "peers": plugstore_sqlite,
+        "batch": make_batch_contenders(s.batch)[0],
+        "memory": make_memory_contender("json"),
+        "race": plugstore_incr,
+    }[key]
+    keys, values = make_data(n)
+    d = Path(tempfile.mkdtemp(dir=tmp))
+    prof = cProfile.Profile()
+    prof.runcall(fn, d, keys, values)
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(14)
+    body = out.getvalue().strip().splitlines()
+    start = next(i for i, line in enumerate(body) if "ncalls" in line)
+    return "\n".join(
+        [f"== profile of plugstore in '{key}' ({n} ops, sorted by own time)", *body[start:]]
+    )
+
+
+RUNNERS: dict[str, Callable[[Settings, Path], Result]] = {
+    "sqlite": w_sqlite,
+    "batch": w_batch,
+    "peers": w_peers,
+    "memory": w_memory,
+    "race": w_race,
+}
+
+
+def make_data(n: int) -> tuple[list[str], list[Value]]:
+    return [f"user:{i:08d}" for i in range(n)], [make_value(i) for i in range(n)]
+
+
+def dbm_backend() -> str:
+    with tempfile.TemporaryDirectory() as d:
+        with shelve.open(os.path.join(d, "probe")) as db:
+            db["x"] = 1
+        return dbm.whichdb(os.path.join(d, "probe")) or "?"
+
+
+# ------------------------------------------------------------------------------- report
+
+
+def span(xs: Sequence[int]) -> str:
+    """``"7"`` if every run gave 7, else ``"min..max"``."""
+    return str(xs[0]) if min(xs) == max(xs) else f"{min(xs)}..{max(xs)}"
+
+
+def fmt_rate(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def report(res: Result) -> str:
+    """The workload as a text table, its notes and its bars."""
+    race = res.key == "race"
+    extra_cols = ("final", "lost per run", "lost total", "errors") if race else ()
+    head = ("contender", "op", "ops", "ops/s (median)", "min .. max", "plugstore/this")
+    table: list[tuple[str, ...]] = [head + extra_cols]
+    for row in res.rows:
+        ratio = "" if row.contender == res.subject else f"{res.ratio(row.contender, row.op):.2f}x"
+        rates = row.rates
+        line: tuple[str, ...] = (
+            row.contender,
+            row.op,
+            str(row.n),
+            fmt_rate(row.median),
+            f"{fmt_rate(min(rates))} .. {fmt_rate(max(rates))}",
+            ratio,
+        )
+        if race:  # exact counts; every run's numbers are in --json
+            lost = row.extra["lost"]
+            line += (span(row.extra["final"]), span(lost), str(sum(lost)))
+            line += (str(sum(row.extra["errors"])),)
+        table.append(line)
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    out = [f"== {res.title}"]
+    for i, r in enumerate(table):
+        cells = [
+            c.ljust(w) if j < 2 else c.rjust(w)
+            for j, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
+        out.append("  " + "  ".join(cells).rstrip())
+        if i == 0:
+            out.append("  " + "  ".join("-" * w for w in widths))
+    out.append(
+        f"  * plugstore/this = median over repeats of {res.subject} ops/s / this row's "
+        "ops/s in the same repeat"
+    )
+    out += [f"  * {note}" for note in res.notes]
+    for bar in res.bars:
+        out.append(f"  bar: {bar.label:<60} {bar.measured:>9}  {'PASS' if bar.passed else 'FAIL'}")
+    return "\n".join(out)
+
+
+def header(s: Settings) -> str:
+    return "\n".join(
+        [
+            "plugstore benchmarks",
+            f"  python {platform.python_version()} ({platform.python_implementation()}), "
+            f"sqlite {sqlite3.sqlite_version}, plugstore {plugstore.__version__}, "
+            f"diskcache {diskcache.__version__}",
+            f"  {platform.platform()}, cpu count {os.cpu_count()}",
+            f"  n={s.n} batch={s.batch} race={s.procs}x{s.race_n} repeat={s.repeat} "
+            "(ops/s are medians; ratios are medians of same-repeat pairs)",
+        ]
+    )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small sizes and 3 repeats")
+    p.add_argument("--n", type=int, help="ops per contender for per-op workloads (4000)")
+    p.add_argument("--repeat", type=int, help="repeats per contender, >= 3 (11; --quick: 3)")
+    p.add_argument("--batch", type=int, default=1000, help="set_many batch size (1000)")
+    p.add_argument("--race-n", type=int, help="incr per process in the race (2500)")
+    p.add_argument("--procs", type=int, default=4, help="processes in the race (4)")
+    p.add_argument(
+        "--only", default=",".join(WORKLOADS), help=f"comma-separated subset of {WORKLOADS}"
+    )
+    p.add_argument("--json", type=Path, metavar="FILE", help="also save the results as JSON")
+    p.add_argument("--check", action="store_true", help="exit with status 1 if a bar fails")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead of timing, cProfile plugstore's side of each chosen workload",
+    )
+    args = p.parse_args(argv)
+    if args.n is None:
+        args.n = 1000 if args.quick else 4000
+    if args.repeat is None:
+        args.repeat = 3 if args.quick else 11
+    if args.race_n is None:
+        args.race_n = 300 if args.quick else 2500
+    only = [w.strip() for w in args.only.split(",") if w.strip()]
+    unknown = sorted(set(only) - set(WORKLOADS))
+    if unknown:
+        p.error(f"unknown workload(s) {unknown}; choose from {', '.join(WORKLOADS)}")
+    args.only = [w for w in WORKLOADS if w in only]
+    if args.repeat < 3:
+        p.error("--repeat must be >= 3 (results are medians)")
+    if min(args.n, args.batch, args.race_n, args.procs) < 1:
+        p.error("sizes must be >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    s = Settings(args.n, args.repeat, args.batch, args.race_n, args.procs)
+    print(header(s), flush=True)
+    started = time.perf_counter()
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="plugstore-bench-") as tmp:
+        for key in args.only:
+            if args.profile:
+                print("\n" + profile(key, s, Path(tmp)), flush=True)
+                continue
+            res = RUNNERS[key](s, Path(tmp))
+            results.append(res)
+            print("\n" + report(res), flush=True)
+    if args.profile:
+        return 0
+    bars = [(res.key, bar) for res in results for bar in res.bars]
+    print("\n== summary of bars")
+    for key, bar in bars:
+        print(f"  {'PASS' if bar.passed else 'FAIL'}  [{key}] {bar.label}: {bar.measured}")
+    failed = sum(not bar.passed for _, bar in bars)
+    print(f"  {len(bars) - failed}/{len(bars)} bars pass; {time.perf_counter() - started:.0f}s")
+    if args.json:
+        doc = {
+            "python": platform.python_version(),
+            "sqlite": sqlite3.sqlite_version,
+            "plugstore": plugstore.__version__,
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "settings": asdict(s),
+            "workloads": [
+                {**asdict(res), "rows": [{**asdict(r), "median": r.median} for r in res.rows]}
+                for res in results
+            ],
+        }
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+    return 1 if args.check and failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
