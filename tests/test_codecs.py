@@ -207,3 +207,13 @@ def test_json_encoded_values_are_compact_exact_size_bytes() -> None:
     data = JSONCodec().encode({"n": 1, "tags": ["a", "b"]})
     assert type(data) is bytes
     assert data == b'{"n":1,"tags":["a","b"]}'
+
+
+def test_json_nesting_limit_is_a_clear_encode_error() -> None:
+    codec = JSONCodec()
+    value: Any = 1
+    for _ in range(254):
+        value = [value]
+    assert codec.decode(codec.encode(value)) == value
+    with pytest.raises(EncodeError):
+        codec.encode([value])

@@ -699,11 +699,10 @@ class StoreConformance:
         if not store.backend.multiprocess:
             pytest.skip(f"{store.backend.name} stores are single-process")
 
-    @pytest.mark.slow
-    def test_processes_incr_exact(self, store: Store, ns: Namespace) -> None:
+    def _race(self, store: Store, spec: dict[str, Any], n_procs: int = 4) -> None:
+        """Start ``n_procs`` incrementing children, release them together, wait for all."""
         self._need_multiprocess(store)
-        n_procs, per_proc = 4, 2000
-        procs = self._children(store, "incr", [{"key": "race", "n": per_proc}] * n_procs)
+        procs = self._children(store, "incr", [spec] * n_procs)
         try:
             for p in procs:
                 assert p.stdout is not None
@@ -720,31 +719,16 @@ class StoreConformance:
             for p in procs:
                 if p.poll() is None:
                     p.kill()
-        assert ns["race"] == n_procs * per_proc
+
+    @pytest.mark.slow
+    def test_processes_incr_exact(self, store: Store, ns: Namespace) -> None:
+        self._race(store, {"key": "race", "n": 2000})
+        assert ns["race"] == 4 * 2000
 
     @pytest.mark.slow
     def test_processes_compute_exact(self, store: Store, ns: Namespace) -> None:
-        self._need_multiprocess(store)
-        n_procs, per_proc = 4, 250
-        procs = self._children(
-            store, "incr", [{"key": "race-c", "n": per_proc, "how": "compute"}] * n_procs
-        )
-        try:
-            for p in procs:
-                assert p.stdout is not None
-                assert p.stdout.readline().strip() == "ready"
-            for p in procs:
-                assert p.stdin is not None
-                p.stdin.write("go\n")
-                p.stdin.flush()
-            for p in procs:
-                _, err = p.communicate(timeout=240)
-                assert p.returncode == 0, err
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-        assert ns["race-c"] == n_procs * per_proc
+        self._race(store, {"key": "race-c", "n": 250, "how": "compute"})
+        assert ns["race-c"] == 4 * 250
 
     @pytest.mark.slow
     def test_kill_9_loses_no_acknowledged_write(self, store: Store, ns: Namespace) -> None:
