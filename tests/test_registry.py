@@ -152,3 +152,12 @@ def test_bad_plug_files(tmp_path: Path) -> None:
     (tmp_path / "p4" / "junk.plug").write_text("not an ini file at all")
     with pytest.raises(BackendNotFoundError):
         plugstore.open("junk://", plugin_dirs=[str(tmp_path / "p4")])
+
+
+def test_real_backend_without_its_driver_names_its_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The PostgreSQL backend with psycopg uninstalled (None in sys.modules blocks it)."""
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # type: ignore[arg-type]
+    monkeypatch.delitem(sys.modules, "plugstore.backends.postgresql", raising=False)
+    with pytest.raises(MissingDependencyError) as err:
+        plugstore.open("postgresql://localhost/db")
+    assert 'pip install "plugstore[postgresql]"' in str(err.value)

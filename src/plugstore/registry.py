@@ -61,9 +61,18 @@ BUILTINS: dict[str, BackendSpec] = {
         _builtin("memory", "memory", "MemoryBackend"),
         _builtin("sqlite", "sqlite", "SQLiteBackend"),
         _builtin("shelf", "shelf", "ShelfBackend"),
+        _builtin(
+            "postgresql", "postgresql", "PostgreSQLBackend", "postgresql", "psycopg", "psycopg_pool"
+        ),
     )
 }
-ALIASES = {"sqlite3": "sqlite", "shelve": "shelf", "mem": "memory"}
+ALIASES = {
+    "sqlite3": "sqlite",
+    "shelve": "shelf",
+    "mem": "memory",
+    "postgres": "postgresql",
+    "pgsql": "postgresql",
+}
 
 _registered: dict[str, type[Backend] | BackendSpec] = {}
 _lock = threading.Lock()

@@ -1,0 +1,390 @@
+"""``postgresql://user:password@host:port/database`` -- PostgreSQL through psycopg 3.
+
+* **Layout**: one table for every namespace (default ``public.plugstore_kv``), primary key
+  ``(namespace, key)``, ``key`` in the ``"C"`` collation so that ordering and prefix
+  ranges follow code points as on every other backend, ``value bytea``, and a ``version``
+  counter bumped by every write.  Schema and table are created on first use (under an
+  advisory lock, so several processes starting at once do not collide); no DDL per
+  namespace.
+* **Atomic operations** are single statements: ``incr`` is an upsert that validates the
+  stored text and the 64-bit range in its ``WHERE`` clause; compare-and-set is a
+  conditional ``UPDATE``/``DELETE``/``INSERT ... ON CONFLICT DO NOTHING``.
+* **Durability**: every write is its own committed transaction before the call returns
+  (autocommit), so it survives a ``kill -9`` of the client.
+* **Connections**: a ``psycopg_pool.ConnectionPool`` per process (thread-safe); a forked
+  child builds its own pool and never touches its parent's sockets.  Connecting has a
+  bounded timeout and fails with :class:`~plugstore.errors.BackendUnavailableError` naming
+  host and port, never the password.
+
+Options (query string or keywords): ``schema`` (default ``public``), ``table`` (default
+``plugstore_kv``), ``connect_timeout`` (seconds, default 5), ``pool_min``/``pool_max``
+(default 1/10); any other libpq parameter such as ``sslmode``, ``sslrootcert`` or
+``application_name`` is passed through to the server connection.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import zlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from .. import forks
+from ..backend import Backend, Bucket, Options
+from ..errors import BackendUnavailableError, ConfigurationError, NotAnIntegerError
+from ..keys import INT64_MAX, INT64_MIN
+from ..url import StoreURL
+from .sqlite import prefix_range
+
+_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
+_PAGE = 500
+#: libpq parameters passed through from the URL query (everything else is refused).
+_LIBPQ_PASSTHROUGH = frozenset(
+    {
+        "sslmode",
+        "sslcert",
+        "sslkey",
+        "sslrootcert",
+        "sslcrl",
+        "sslpassword",
+        "application_name",
+        "target_session_attrs",
+        "options",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+        "passfile",
+        "service",
+        "channel_binding",
+    }
+)
+
+
+class PostgreSQLBucket(Bucket):
+    """One namespace: the rows of the store's table with this namespace."""
+
+    backend: PostgreSQLBackend
+
+    def __init__(self, backend: PostgreSQLBackend, namespace: str) -> None:
+        super().__init__(backend, namespace)
+        self._q = backend.queries
+
+    def _range(self, prefix: str) -> tuple[str, tuple[Any, ...]]:
+        if not prefix:
+            return "", ()
+        low, high = prefix_range(prefix)
+        if high is None:
+            return " AND key >= %s", (low,)
+        return " AND key >= %s AND key < %s", (low, high)
+
+    def get(self, key: str) -> bytes | None:
+        row = self.backend.one(self._q["get"], (self.namespace, key))
+        return None if row is None else bytes(row[0])
+
+    def set(self, key: str, value: bytes) -> None:
+        self.backend.run(self._q["set"], (self.namespace, key, value))
+
+    def remove(self, key: str) -> bool:
+        return self.backend.run(self._q["remove"], (self.namespace, key)) > 0
+
+    def contains(self, key: str) -> bool:
+        return self.backend.one(self._q["contains"], (self.namespace, key)) is not None
+
+    def cas(self, key: str, expected: bytes | None, new: bytes | None) -> bool:
+        ns = self.namespace
+        if expected is None:
+            if new is None:
+                return not self.contains(key)
+            return self.backend.run(self._q["insert_absent"], (ns, key, new)) > 0
+        if new is None:
+            return self.backend.run(self._q["remove_if"], (ns, key, expected)) > 0
+        return self.backend.run(self._q["replace_if"], (new, ns, key, expected)) > 0
+
+    def incr(self, key: str, delta: int) -> int:
+        row = self.backend.one(self._q["incr"], {"ns": self.namespace, "key": key, "d": delta})
+        if row is None:
+            raise NotAnIntegerError(
+                f"cannot incr {key!r}: the stored value is not an integer or the result "
+                "would leave the signed 64-bit range"
+            )
+        return int(bytes(row[0]))
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        for row in self._pages("key", prefix):
+            yield row[0]
+
+    def items(self, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+        for key, value in self._pages("key, value", prefix):
+            yield key, bytes(value)
+
+    def _pages(self, columns: str, prefix: str) -> Iterator[tuple[Any, ...]]:
+        # Keyset pagination: short queries, nothing held open between pages.
+        where, args = self._range(prefix)
+        base = f"SELECT {columns} FROM {{t}} WHERE namespace = %s{where}"
+        first = self.backend.compose(f"{base} ORDER BY key LIMIT {_PAGE}")
+        after = self.backend.compose(f"{base} AND key > %s ORDER BY key LIMIT {_PAGE}")
+        rows = self.backend.all(first, (self.namespace, *args))
+        while True:
+            yield from rows
+            if len(rows) < _PAGE:
+                return
+            rows = self.backend.all(after, (self.namespace, *args, rows[-1][0]))
+
+    def count(self, prefix: str = "") -> int:
+        where, args = self._range(prefix)
+        query = self.backend.compose(f"SELECT count(*) FROM {{t}} WHERE namespace = %s{where}")
+        row = self.backend.one(query, (self.namespace, *args))
+        return int(row[0]) if row else 0
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        rows = self.backend.all(self._q["get_many"], (self.namespace, list(keys)))
+        return {key: bytes(value) for key, value in rows}
+
+    def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        ns = self.namespace
+        self.backend.run_batch(self._q["set"], [(ns, k, v) for k, v in items])
+
+    def clear(self, prefix: str = "") -> int:
+        where, args = self._range(prefix)
+        query = self.backend.compose(f"DELETE FROM {{t}} WHERE namespace = %s{where}")
+        return self.backend.run(query, (self.namespace, *args))
+
+
+class PostgreSQLBackend(Backend):
+    """One PostgreSQL table for every namespace; pooled, thread- and fork-safe."""
+
+    name = "postgresql"
+    durable = True
+    multiprocess = True
+
+    def __init__(self, url: StoreURL, options: Options) -> None:
+        super().__init__(url, options)
+        self.schema = options.take("schema", "public", str)
+        self.table = options.take("table", "plugstore_kv", str)
+        for what, ident in (("schema", self.schema), ("table", self.table)):
+            if not _IDENT_RE.match(ident):
+                raise ConfigurationError(
+                    f"invalid {what} name {ident!r}: letters, digits and '_' (at most 63)"
+                )
+        self.connect_timeout = options.take("connect_timeout", 5.0)
+        self.pool_min = options.take("pool_min", 1)
+        self.pool_max = options.take("pool_max", 10)
+        if not 0 <= self.pool_min <= self.pool_max or self.pool_max < 1:
+            raise ConfigurationError("need 0 <= pool_min <= pool_max and pool_max >= 1")
+        self._libpq: dict[str, str] = {}
+        for k in sorted(_LIBPQ_PASSTHROUGH):
+            value = options.take(k, None, str)
+            if value is not None:
+                self._libpq[k] = value
+        # Errbot-style config dicts may carry the password as an option (never in logs).
+        self._password: str | None = options.take("password", url.password, str)
+        self.where = f"{url.host or 'localhost'}:{url.port or 5432}"
+        self._qualified = sql.Identifier(self.schema, self.table)
+        self.queries = self._statements()
+        self._pool: ConnectionPool[Any] | None = None
+        self._fork_gen = forks.generation
+        self._lock = threading.Lock()
+
+    # -- SQL --------------------------------------------------------------------------
+
+    def compose(self, text: str) -> sql.Composed:
+        """``text`` with ``{t}`` replaced by the quoted, schema-qualified table name."""
+        return sql.SQL(text).format(t=self._qualified)
+
+    def _statements(self) -> dict[str, sql.Composed]:
+        c = self.compose
+        number = "encode({t}.value, 'escape')"  # any bytes, as text; non-ASCII escaped
+        return {
+            "get": c("SELECT value FROM {t} WHERE namespace = %s AND key = %s"),
+            "contains": c("SELECT 1 FROM {t} WHERE namespace = %s AND key = %s"),
+            "set": c(
+                "INSERT INTO {t} (namespace, key, value) VALUES (%s, %s, %s) "
+                "ON CONFLICT (namespace, key) DO UPDATE "
+                "SET value = EXCLUDED.value, version = {t}.version + 1"
+            ),
+            "remove": c("DELETE FROM {t} WHERE namespace = %s AND key = %s"),
+            "insert_absent": c(
+                "INSERT INTO {t} (namespace, key, value) VALUES (%s, %s, %s) "
+                "ON CONFLICT (namespace, key) DO NOTHING"
+            ),
+            "remove_if": c("DELETE FROM {t} WHERE namespace = %s AND key = %s AND value = %s"),
+            "replace_if": c(
+                "UPDATE {t} SET value = %s, version = version + 1 "
+                "WHERE namespace = %s AND key = %s AND value = %s"
+            ),
+            "get_many": c("SELECT key, value FROM {t} WHERE namespace = %s AND key = ANY(%s)"),
+            # Canonical decimal text only; the sum is computed in numeric (no overflow
+            # error) and must stay inside int64, else no row comes back.
+            "incr": c(
+                "INSERT INTO {t} (namespace, key, value) "
+                "VALUES (%(ns)s, %(key)s, convert_to(%(d)s::bigint::text, 'UTF8')) "
+                "ON CONFLICT (namespace, key) DO UPDATE SET "
+                f"value = convert_to(({number}::numeric + %(d)s)::text, 'UTF8'), "
+                "version = {t}.version + 1 "
+                f"WHERE {number} ~ '^-?(0|[1-9][0-9]*)$' "
+                f"AND {number}::numeric + %(d)s BETWEEN {INT64_MIN} AND {INT64_MAX} "
+                "RETURNING value"
+            ),
+        }
+
+    # -- connections ------------------------------------------------------------------
+
+    def _conninfo(self) -> str:
+        url = self.url
+        params: dict[str, Any] = {
+            "host": url.host or "localhost",
+            "port": url.port or 5432,
+            "dbname": url.path or None,
+            "user": url.username,
+            "password": self._password,
+            "connect_timeout": max(1, round(self.connect_timeout)),
+            **self._libpq,
+        }
+        return psycopg.conninfo.make_conninfo(**{k: v for k, v in params.items() if v is not None})
+
+    def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
+        # psycopg's messages name host and port, never the password; keep only the first line.
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return BackendUnavailableError(f"PostgreSQL at {self.where} is unavailable: {detail}")
+
+    def open(self) -> None:
+        with self._lock:
+            self._fork_gen = forks.generation
+            self._pool = self._make_pool()
+        self._create_table()
+
+    def _make_pool(self) -> ConnectionPool[Any]:
+        pool: ConnectionPool[Any] = ConnectionPool(
+            self._conninfo(),
+            min_size=self.pool_min,
+            max_size=self.pool_max,
+            kwargs={"autocommit": True},
+            timeout=self.connect_timeout,
+            open=False,
+            name=f"plugstore {self.where}",
+        )
+        try:
+            pool.open(wait=self.pool_min > 0, timeout=self.connect_timeout)
+        except PoolTimeout as exc:
+            pool.close()
+            raise self._probe_error() from exc
+        return pool
+
+    def _probe_error(self) -> BackendUnavailableError:
+        """Connect once directly to report why the pool could not (refused, auth, ...)."""
+        try:
+            psycopg.connect(self._conninfo()).close()
+        except psycopg.Error as exc:
+            return self._unavailable(exc)
+        return BackendUnavailableError(
+            f"PostgreSQL at {self.where} did not accept connections within {self.connect_timeout}s"
+        )
+
+    def _create_table(self) -> None:
+        # A stable id (str hashes differ between processes): every process creating the
+        # same table takes the same advisory lock.
+        lock_id = zlib.crc32(f"plugstore:{self.schema}.{self.table}".encode())
+        statements = [
+            sql.SQL("SELECT pg_advisory_xact_lock(%s)"),
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)),
+            self.compose(
+                "CREATE TABLE IF NOT EXISTS {t} ("
+                'namespace text NOT NULL, key text COLLATE "C" NOT NULL, '
+                "value bytea NOT NULL, version bigint NOT NULL DEFAULT 1, "
+                "PRIMARY KEY (namespace, key))"
+            ),
+        ]
+        with self._connection() as conn, conn.transaction():
+            for i, stmt in enumerate(statements):
+                conn.execute(stmt, (lock_id,) if i == 0 else None)
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+            if pool is not None and self._fork_gen == forks.generation:
+                pool.close()
+
+    def _current_pool(self) -> ConnectionPool[Any]:
+        if self._fork_gen != forks.generation:
+            # A forked child: build a pool of its own, never touch the parent's sockets.
+            with self._lock:
+                if self._fork_gen != forks.generation:
+                    self._lock = threading.Lock()
+                    self._fork_gen = forks.generation
+                    if self._pool is not None:
+                        self._pool = self._make_pool()
+        pool = self._pool
+        if pool is None:
+            raise BackendUnavailableError("the PostgreSQL store is closed")
+        return pool
+
+    def _connection(self) -> Any:
+        return self._current_pool().connection(timeout=self.connect_timeout)
+
+    # -- statement helpers -----------------------------------------------------------------
+
+    def one(self, query: sql.Composable, params: Any) -> Any:
+        try:
+            with self._connection() as conn:
+                return conn.execute(query, params).fetchone()
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise self._unavailable(exc) from None
+
+    def all(self, query: sql.Composable, params: Any) -> list[Any]:
+        try:
+            with self._connection() as conn:
+                rows: list[Any] = conn.execute(query, params).fetchall()
+                return rows
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise self._unavailable(exc) from None
+
+    def run(self, query: sql.Composable, params: Any) -> int:
+        try:
+            with self._connection() as conn:
+                count: int = conn.execute(query, params).rowcount
+                return count
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise self._unavailable(exc) from None
+
+    def run_batch(self, query: sql.Composable, rows: Sequence[Sequence[Any]]) -> None:
+        """All rows in one transaction (pipelined by psycopg): all land, or none."""
+        try:
+            with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
+                cur.executemany(query, rows)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise self._unavailable(exc) from None
+
+    # -- backend API ---------------------------------------------------------------------
+
+    def bucket(self, namespace: str) -> PostgreSQLBucket:
+        return PostgreSQLBucket(self, namespace)
+
+    def namespaces(self) -> list[str]:
+        # A skip-scan over the primary key: one index probe per namespace.
+        query = self.compose(
+            "WITH RECURSIVE ns(n) AS (SELECT min(namespace) FROM {t} UNION ALL "
+            "SELECT (SELECT min(namespace) FROM {t} WHERE namespace > n) FROM ns "
+            "WHERE n IS NOT NULL) SELECT n FROM ns WHERE n IS NOT NULL"
+        )
+        return [row[0] for row in self.all(query, None)]
+
+    def drop(self) -> None:
+        """Drop this store's table (tests and tooling; not part of the Backend contract)."""
+        with self._connection() as conn:
+            conn.execute(self.compose("DROP TABLE IF EXISTS {t}"))
+
+    def info(self) -> dict[str, str]:
+        row = self.one(sql.SQL("SELECT current_setting('server_version')"), None)
+        return {
+            **super().info(),
+            "server": f"PostgreSQL {row[0] if row else '?'} at {self.where}",
+            "driver": f"psycopg {psycopg.__version__}",
+            "table": f"{self.schema}.{self.table}",
+        }

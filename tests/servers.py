@@ -1,0 +1,21 @@
+"""Reaching the test servers: a missing server skips on a laptop and fails in CI."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_server(name: str, host: str, port: int) -> None:
+    """Skip (on a developer's machine) or fail (with CI=true) when nothing listens."""
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError as exc:
+        message = f"{name} is not reachable at {host}:{port} ({exc})"
+        if IN_CI:
+            pytest.fail(f"{message}: CI must run every backend's tests (.ci/run starts it)")
+        pytest.skip(f"{message}; start it to run these tests")

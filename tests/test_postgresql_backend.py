@@ -1,0 +1,113 @@
+"""PostgreSQL: the conformance kit and server-specific behaviour, against the real server.
+
+Every test run works in a schema of its own (dropped at the end) and every test in a
+table of its own, so parallel or repeated runs never collide.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import plugstore
+from plugstore.errors import BackendUnavailableError, ConfigurationError
+from plugstore.testing import StoreConformance
+from servers import require_server
+
+HOST, PORT, DB, USER = "127.0.0.1", 5432, "test", "postgres"
+SCHEMA = f"pstest_{uuid.uuid4().hex[:12]}"
+BASE = f"postgresql://{USER}@{HOST}:{PORT}/{DB}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _run_schema() -> Iterator[None]:
+    require_server("PostgreSQL", HOST, PORT)
+    yield
+    import psycopg.sql
+
+    with psycopg.connect(f"host={HOST} port={PORT} dbname={DB} user={USER}") as conn:
+        drop = psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE")
+        conn.execute(drop.format(psycopg.sql.Identifier(SCHEMA)))
+
+
+def table_for(tmp_path: Path) -> str:
+    name = re.sub(r"\W", "_", tmp_path.name).lower()[:40]
+    return f"t_{name}_{zlib.crc32(str(tmp_path).encode()):08x}"
+
+
+class TestPostgreSQL(StoreConformance):
+    def make_url(self, tmp_path: Path) -> str:
+        return f"{BASE}?schema={SCHEMA}&table={table_for(tmp_path)}"
+
+
+def test_layout_one_table_with_version_column(tmp_path: Path) -> None:
+    import psycopg
+
+    table = table_for(tmp_path)
+    with plugstore.open(f"{BASE}?schema={SCHEMA}&table={table}") as store:
+        ns = store.namespace("a")
+        ns["k"] = 1
+        ns["k"] = 2
+        ns.incr("k")
+        store.namespace("b")["k"] = "x"
+    with psycopg.connect(f"host={HOST} port={PORT} dbname={DB} user={USER}") as conn:
+        query = psycopg.sql.SQL("SELECT namespace, key, value, version FROM {} ORDER BY 1")
+        rows = conn.execute(query.format(psycopg.sql.Identifier(SCHEMA, table))).fetchall()
+        collation = conn.execute(
+            "SELECT collation_name FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = %s AND column_name = 'key'",
+            (SCHEMA, table),
+        ).fetchone()
+    assert rows == [("a", "k", b"3", 3), ("b", "k", b'"x"', 1)]
+    assert collation == ("C",)
+
+
+def test_server_down_at_start_fails_fast_and_clearly() -> None:
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailableError) as err:
+        plugstore.open("postgresql://bob:s3cr3t-pw@127.0.0.1:1/test?connect_timeout=2")
+    assert time.monotonic() - started < 10
+    message = str(err.value)
+    assert "127.0.0.1:1" in message
+    assert "s3cr3t" not in message
+    assert "s3cr3t" not in repr(err.value)
+
+
+def test_wrong_database_is_reported_without_password() -> None:
+    url = f"postgresql://{USER}:pw-s3cr3t@{HOST}:{PORT}/no_such_db_{uuid.uuid4().hex[:6]}"
+    with pytest.raises(BackendUnavailableError, match="does not exist") as err:
+        plugstore.open(url)
+    assert "pw-s3cr3t" not in str(err.value)
+
+
+def test_credentials_never_in_repr_or_info(tmp_path: Path) -> None:
+    url = f"postgresql://{USER}:hunter2@{HOST}:{PORT}/{DB}?schema={SCHEMA}&table={table_for(tmp_path)}"
+    with plugstore.open(url) as store:  # trust auth: the password is sent but not checked
+        for text in (repr(store), store.url, str(store.info()), repr(store.namespace("n"))):
+            assert "hunter2" not in text
+
+
+def test_identifiers_are_validated() -> None:
+    for bad in ("kv; DROP TABLE x", "1abc", "a" * 64, 'q"uote'):
+        with pytest.raises(ConfigurationError):
+            plugstore.open(f"{BASE}?table={bad}")
+        with pytest.raises(ConfigurationError):
+            plugstore.open(f"{BASE}", schema=bad)
+
+
+def test_unknown_options_are_refused_but_libpq_ones_pass() -> None:
+    with pytest.raises(ConfigurationError, match="unknown option"):
+        plugstore.open(f"{BASE}?sslmdoe=require")
+    url = f"{BASE}?schema={SCHEMA}&table=t_libpq&application_name=plugstore-tests&sslmode=disable"
+    with plugstore.open(url) as store:
+        store.namespace("n")["k"] = 1
+        row = store.backend.one(  # type: ignore[attr-defined]
+            __import__("psycopg").sql.SQL("SELECT current_setting('application_name')"), None
+        )
+        assert row == ("plugstore-tests",)
