@@ -97,3 +97,26 @@ def test_store_repr_masks_and_reports_state() -> None:
     assert "open" in repr(store)
     store.close()
     assert "closed" in repr(store)
+
+
+@pytest.mark.parametrize("option", ["sslpassword", "api_token", "client_secret", "PASSWD"])
+def test_secret_looking_options_are_masked(option: str) -> None:
+    url = StoreURL.parse(f"postgresql://u:pw@h/db?{option}=KEYPASS123&sslmode=require")
+    assert "KEYPASS123" not in str(url)
+    assert "KEYPASS123" not in repr(url)
+    assert "sslmode=require" in str(url)
+
+
+def test_plugin_dirs_cannot_come_from_a_url(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    (tmp_path / "evil.plug").write_text("[Core]\nName = evil\nModule = evilmod\n")
+    (tmp_path / "evilmod.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    with pytest.raises(ConfigurationError, match="plugin_dirs"):
+        plugstore.open(f"evil://x?plugin_dirs={tmp_path}")
+    assert not marker.exists()
+
+
+def test_max_value_size_must_be_positive() -> None:
+    for bad in (0, -1):
+        with pytest.raises(ConfigurationError):
+            plugstore.open("memory://", max_value_size=bad)

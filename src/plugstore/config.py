@@ -55,11 +55,20 @@ def resolve_url(url_or_name: str | StoreURL | None, options: dict[str, Any]) -> 
 def open_store(url_or_name: str | StoreURL | None = None, **options: Any) -> Store:
     """Open a store.  See :func:`plugstore.open` for the documentation."""
     url = resolve_url(url_or_name, options)
+    if "plugin_dirs" in url.query:
+        # Loading a .plug module runs its code: only the application (keyword argument)
+        # or the operator (PLUGSTORE_PLUGIN_PATH) may name those directories, never a URL.
+        raise ConfigurationError(
+            "plugin_dirs cannot be set in a store URL; pass plugin_dirs=... to "
+            "plugstore.open() or set PLUGSTORE_PLUGIN_PATH"
+        )
     opts = Options({**url.query, **options})
     codec_opt: str | Codec | None = opts.take("codec", None, lambda v: v)
     secret = opts.take("secret", None, lambda v: v) or os.environ.get(SECRET_ENV)
     codec = get_codec(codec_opt, secret=secret)
     max_value_size: int | None = opts.take("max_value_size", None, int)
+    if max_value_size is not None and max_value_size < 1:
+        raise ConfigurationError("max_value_size must be a positive number of bytes")
     dirs = opts.take("plugin_dirs", None, lambda v: v)
     backend_cls = registry.resolve(url.backend_name, dirs)
     backend = backend_cls(url, opts)

@@ -15,8 +15,16 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 from .errors import ConfigurationError
 
 MASK = "***"
-#: Query options whose values are secrets and are masked like the password.
+#: Query options whose values are secrets and are masked like the password: these names,
+#: and any option whose name contains one of :data:`SECRET_WORDS`.
 SECRET_OPTIONS = frozenset({"password", "secret", "token", "aws_secret_access_key"})
+SECRET_WORDS = ("password", "passwd", "secret", "token", "credential")
+
+
+def is_secret_option(name: str) -> bool:
+    """Whether a query option's value must be masked (``sslpassword``, ``api_token``...)."""
+    lowered = name.lower()
+    return lowered in SECRET_OPTIONS or any(word in lowered for word in SECRET_WORDS)
 
 
 @dataclass(frozen=True)
@@ -84,8 +92,7 @@ class StoreURL:
             text += "/" + quote(self.path, safe="/~:")
         if self.query:
             shown = {
-                k: (MASK if mask and k.lower() in SECRET_OPTIONS else v)
-                for k, v in self.query.items()
+                k: (MASK if mask and is_secret_option(k) else v) for k, v in self.query.items()
             }
             text += "?" + urlencode(shown, safe="*")
         return text
@@ -116,4 +123,4 @@ def mask_text(text: str) -> str:
     return text
 
 
-__all__ = ["MASK", "StoreURL", "mask_text"]
+__all__ = ["MASK", "SECRET_OPTIONS", "StoreURL", "is_secret_option", "mask_text"]

@@ -15,7 +15,7 @@ import click
 from plugstore.config import SECRET_ENV, default_url, resolve_url
 from plugstore.errors import StoreError
 from plugstore.store import Store
-from plugstore.url import SECRET_OPTIONS, StoreURL
+from plugstore.url import StoreURL, is_secret_option
 
 #: Secrets shorter than this are not scrubbed from messages: replacing every "a" of an
 #: error message would make it unreadable, and a 1-2 character secret protects nothing.
@@ -76,7 +76,7 @@ class CliState:
         found = [password] if password else []
         if parts is not None:
             for name, value in parse_qsl(parts.query, keep_blank_values=True):
-                if name.lower() in SECRET_OPTIONS and value:
+                if is_secret_option(name) and value:
                     found.append(value)
         for secret in found:
             self.secrets.update({secret, unquote(secret), quote(secret, safe="")})
