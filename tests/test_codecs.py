@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import enum
 import json
 import pickle
+import zoneinfo
 from typing import Any, NamedTuple
 
 import pytest
@@ -217,3 +219,62 @@ def test_json_nesting_limit_is_a_clear_encode_error() -> None:
     assert codec.decode(codec.encode(value)) == value
     with pytest.raises(EncodeError):
         codec.encode([value])
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        b'{"$t": "timedelta", "v": [9999999999, 0, 0]}',
+        b'{"$t": "decimal", "v": "abc"}',
+        b'{"$t": "uuid", "v": "nope"}',
+        b'{"$t": "date", "v": "2026-13-45"}',
+        b'{"$t": "dict", "v": [[[1], 2]]}',
+        b"9" * 5000,
+    ],
+    ids=lambda b: b[:30].decode(),
+)
+def test_malformed_stored_json_is_always_a_decode_error(junk: bytes) -> None:
+    with pytest.raises(DecodeError):
+        JSONCodec().decode(junk)
+
+
+def test_top_level_int_beyond_the_digit_limit_is_an_encode_error() -> None:
+    with pytest.raises(EncodeError):
+        JSONCodec().encode(10**5000)
+
+
+PARIS = zoneinfo.ZoneInfo("Europe/Paris")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        dt.datetime(2026, 10, 25, 2, 30, tzinfo=PARIS),
+        dt.datetime(2026, 10, 25, 2, 30, tzinfo=PARIS, fold=1),
+        dt.datetime(2026, 1, 1, fold=1),
+        dt.datetime(2026, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30))),
+        dt.time(1, 2, fold=1),
+        dt.time(1, 2, tzinfo=dt.timezone(dt.timedelta(hours=-3))),
+    ],
+    ids=repr,
+)
+def test_json_keeps_zones_and_fold_exactly(value: Any) -> None:
+    codec = JSONCodec()
+    got = codec.decode(codec.encode(value))
+    assert got == value
+    assert got.tzinfo == value.tzinfo
+    assert type(got.tzinfo) is type(value.tzinfo)
+    assert got.fold == value.fold
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        dt.datetime(2026, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=1), "CET")),
+        dt.time(1, 2, tzinfo=PARIS),
+    ],
+    ids=repr,
+)
+def test_json_refuses_zones_it_cannot_keep(value: Any) -> None:
+    with pytest.raises(EncodeError):
+        JSONCodec().encode(value)

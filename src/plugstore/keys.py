@@ -63,6 +63,22 @@ def check_namespace(name: object) -> str:
     return name
 
 
+def check_prefix(prefix: object) -> str:
+    """Return ``prefix`` if it can start a key (``""`` matches every key)."""
+    if type(prefix) is not str:
+        raise InvalidKeyError(f"key prefixes must be str, not {type(prefix).__name__}")
+    if prefix:
+        if "\x00" in prefix:
+            raise InvalidKeyError("key prefixes must not contain NUL characters")
+        try:
+            prefix.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidKeyError(
+                "key prefixes must be valid Unicode (no lone surrogates)"
+            ) from None
+    return prefix
+
+
 def check_counter(value: int) -> int:
     """Return ``value`` if it fits a signed 64-bit counter (the range every engine shares)."""
     if not INT64_MIN <= value <= INT64_MAX:

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 from .backend import Bucket, retry_schedule
 from .codecs import Codec
 from .errors import ConflictError, InvalidKeyError, StoreNotOpenError, ValueTooLargeError
-from .keys import INT64_MAX, INT64_MIN, MAX_KEY_BYTES, check_counter, check_key
+from .keys import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_KEY_BYTES,
+    check_counter,
+    check_key,
+    check_prefix,
+)
 
 if TYPE_CHECKING:
     from .store import Store
@@ -28,7 +35,7 @@ _FAST_KEY_LEN = MAX_KEY_BYTES // 4
 
 
 class _ScanItemsView(_ItemsView[str, Any]):
-    """``ns.items()``: one streaming pass that skips keys deleted meanwhile."""
+    """``ns.items()``: one streaming pass, page by page (see :meth:`Namespace.scan`)."""
 
     _mapping: Namespace
 
@@ -177,6 +184,35 @@ class Namespace(MutableMapping[str, Any]):
         """A view whose iteration streams the values."""
         return _ScanValuesView(self)
 
+    def pop(self, key: str, default: Any = _MISSING) -> Any:
+        """Remove ``key`` and return its value, atomically: two racing pops never both win."""
+        bucket = self._b()
+        check_key(key)
+        for attempt in retry_schedule():
+            raw = bucket.get(key)
+            if raw is None:
+                if default is _MISSING:
+                    raise KeyError(key)
+                return default
+            if bucket.cas(key, raw, None):
+                return self._codec.decode(raw)
+            attempt()
+        raise ConflictError(f"pop of {key!r} kept conflicting with other writers")
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        """Return the value of ``key``, storing ``default`` first if absent (atomically)."""
+        bucket = self._b()
+        check_key(key)
+        new = self._encode(default)
+        for attempt in retry_schedule():
+            raw = bucket.get(key)
+            if raw is not None:
+                return self._codec.decode(raw)
+            if bucket.cas(key, None, new):
+                return self._codec.decode(new)
+            attempt()
+        raise ConflictError(f"setdefault of {key!r} kept conflicting with other writers")
+
     def clear(self) -> None:
         """Delete every key of this namespace (one bulk operation where possible)."""
         self._b().clear()
@@ -193,17 +229,21 @@ class Namespace(MutableMapping[str, Any]):
         """Stream ``(key, value)`` pairs whose key starts with ``prefix``.
 
         Memory use stays bounded by the backend's page size, so it suits namespaces too
-        large to load at once.  Keys deleted during the scan are skipped.
+        large to load at once.  Deleting keys during the scan is safe: it never fails and
+        never skips a key that is still there, but a key deleted after its page was read
+        can still be yielded once, with the value it had.
         """
-        for key, raw in self._b().items(prefix):
+        for key, raw in self._b().items(check_prefix(prefix)):
             yield key, self._codec.decode(raw)
 
     def scan_keys(self, prefix: str = "") -> Iterator[str]:
         """Stream the keys that start with ``prefix``."""
-        return self._b().keys(prefix)
+        return self._b().keys(check_prefix(prefix))
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Return ``{key: value}`` for the present keys among ``keys`` (one bulk read)."""
+        if isinstance(keys, (str, bytes)):
+            raise TypeError("get_many takes an iterable of keys, not a single key")
         wanted = [check_key(k) for k in keys]
         found = self._b().get_many(wanted)
         return {k: self._codec.decode(v) for k, v in found.items()}
@@ -251,9 +291,14 @@ class Namespace(MutableMapping[str, Any]):
         """
         bucket = self._b()
         check_key(key)
+        default_raw = None if default is None else self._encode(default)
         for attempt in retry_schedule():
             raw = bucket.get(key)
-            new = fn(default if raw is None else self._codec.decode(raw))
+            if raw is not None:
+                current = self._codec.decode(raw)
+            else:  # a fresh copy each time: fn may mutate it, and it is the caller's object
+                current = None if default_raw is None else self._codec.decode(default_raw)
+            new = fn(current)
             if bucket.cas(key, raw, self._encode(new)):
                 return new
             attempt()
@@ -271,16 +316,15 @@ class Namespace(MutableMapping[str, Any]):
         """
         bucket = self._b()
         raw = bucket.get(check_key(key))
-        if raw is None:
-            if default is _MISSING:
-                raise KeyError(key)
-            value = default
-        else:
-            value = self._codec.decode(raw)
+        if raw is None and default is _MISSING:
+            raise KeyError(key)
+        # Decoded from bytes either way, so the caller's default object is never mutated.
+        start: bytes = raw if raw is not None else self._encode(default)
+        value = self._codec.decode(start)
         yield value
         new = self._encode(value)
-        if new == raw:
-            return
+        if new == start:
+            return  # unchanged (including an untouched default): nothing to write
         if not self._b().cas(key, raw, new):
             raise ConflictError(
                 f"{key!r} was changed by another writer while mutable() held it; "

@@ -87,7 +87,15 @@ _hashable_scalars = st.one_of(
     st.decimals(allow_nan=False),
     st.uuids(),
     st.dates(),
-    st.datetimes(),
+    st.datetimes(
+        timezones=st.one_of(
+            st.none(),
+            st.just(dt.timezone.utc),
+            st.timedeltas(-dt.timedelta(hours=23), dt.timedelta(hours=23)).map(dt.timezone),
+            st.timezones(),  # zoneinfo zones, stored by key
+        ),
+        allow_imaginary=False,
+    ),
     st.times(),
     st.timedeltas(),
     st.complex_numbers(allow_nan=False),
@@ -132,6 +140,8 @@ def _equal(a: Any, b: Any) -> bool:
         return a.keys() == b.keys() and all(_equal(v, b[k]) for k, v in a.items())
     if isinstance(a, float) and a != a:
         return bool(b != b)
+    if isinstance(a, (dt.datetime, dt.time)):  # == alone compares instants, not zones
+        return bool(a == b and a.tzinfo == b.tzinfo and a.fold == b.fold)
     return bool(a == b)
 
 
@@ -602,6 +612,53 @@ class StoreConformance:
         with pytest.raises(RuntimeError):
             fail_inside()
         assert ns["scores"] == {"alice": 1}
+
+    def test_mutable_copies_its_default_and_skips_no_op_writes(self, ns: Namespace) -> None:
+        shared_default: dict[str, Any] = {}
+        with ns.mutable("a", shared_default) as value:
+            value["x"] = 1
+        assert shared_default == {}  # the caller's object is never handed out
+        assert ns["a"] == {"x": 1}
+        with ns.mutable("b", shared_default):
+            pass
+        assert "b" not in ns  # an untouched default is not written
+        default_list: list[Any] = []
+        ns.compute("c", lambda v: v.append(1) or v, default_list)  # fn may mutate what it gets
+        assert ns["c"] == [1]
+        assert default_list == []
+
+    def test_pop_and_setdefault_are_atomic(self, ns: Namespace) -> None:
+        assert ns.setdefault("s", [1]) == [1]
+        assert ns.setdefault("s", [2]) == [1]
+        ns["prize"] = "gold"
+        winners: list[Any] = []
+        barrier = threading.Barrier(8)
+
+        def grab() -> None:
+            barrier.wait()
+            winners.append(ns.pop("prize", None))
+
+        pool = [threading.Thread(target=grab) for _ in range(8)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        assert winners.count("gold") == 1  # exactly one pop wins
+        assert winners.count(None) == 7
+        assert "prize" not in ns
+
+    def test_scan_prefix_rules(self, ns: Namespace) -> None:
+        ns.set_many({"a\ud7ffb": 1, "a\ue000": 2, "b": 3})
+        assert list(ns.scan_keys("a\ud7ff")) == ["a\ud7ffb"]
+        assert ns.get_many(["b"]) == {"b": 3}
+        bad_prefixes: list[Any] = ["\ud800", "a\x00", None, 1]
+        for bad in bad_prefixes:
+            with pytest.raises(InvalidKeyError):
+                list(ns.scan_keys(bad))
+            with pytest.raises(InvalidKeyError):
+                list(ns.scan(bad))
+        with pytest.raises(TypeError):
+            ns.get_many("abc")
 
     def test_mutable_never_loses_a_concurrent_update(self, ns: Namespace) -> None:
         def race(key: str, default: Any, theirs: Any, mine: Callable[[Any], None]) -> None:
