@@ -797,3 +797,33 @@ def test_installed_script_and_module_run(tmp_path: Path) -> None:
     assert plugstore.__version__ in module.stdout
     doctor = proc("doctor", cmd=[sys.executable, "-m", "plugstore.cli"])
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+
+
+@pytest.mark.parametrize(
+    ("src", "dst"),
+    [
+        ("memory://cli-self", "memory://cli-self?codec=json"),
+        ("sqlite:///{d}/self.db", "sqlite:///{d}/./self.db?timeout=5"),
+        ("shelf:///{d}/shelfdir", "shelf:///{d}/shelfdir/../shelfdir"),
+    ],
+)
+def test_copy_onto_itself_is_refused_however_spelled(
+    run: Any, tmp_path: Path, src: str, dst: str
+) -> None:
+    src, dst = src.format(d=tmp_path), dst.format(d=tmp_path)
+    with plugstore.open(src) as store:
+        store.namespace("notes").update({f"k{i}": i for i in range(5)})
+    result = run("copy", "--replace", src, dst)
+    assert result.exit_code != 0
+    with plugstore.open(src) as store:
+        assert len(store.namespace("notes")) == 5  # nothing was wiped
+
+
+def test_copy_fails_when_the_source_changes_underneath(run: Any, tmp_path: Path) -> None:
+    from plugstore.cli.transfer import CopyResult
+
+    result = CopyResult("notes", source_before=5, copied=0, dest_before=0)
+    result.source_after = 0
+    result.dest_after = 0
+    result.verify()
+    assert any("before the copy" in p for p in result.problems)

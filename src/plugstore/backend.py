@@ -210,6 +210,18 @@ class Backend(ABC):
         """Delete a whole namespace; return how many keys it held."""
         return self.bucket(namespace).clear()
 
+    def identity(self) -> tuple[object, ...]:
+        """Where the data lives, normalised: equal identities mean the same stored data.
+
+        Tools use it to refuse copying a store onto itself however its URL is spelled.
+        The default is conservative (options are ignored, loopback names are unified);
+        backends refine it (a SQLite file's resolved path and table, for instance).
+        """
+        host = (self.url.host or "").lower()
+        if host in ("localhost", "127.0.0.1", "::1", ""):
+            host = "loopback"
+        return (self.name, host, self.url.port, self.url.path)
+
     def info(self) -> dict[str, str]:
         """Facts for ``plugstore doctor``: engine and library versions (never secrets)."""
         return {"backend": self.name, "url": str(self.url)}

@@ -147,5 +147,9 @@ class MemoryBackend(Backend):
         with self.lock:
             return [name for name, d in self.data.items() if d]
 
+    def identity(self) -> tuple[object, ...]:
+        # A private store is only ever itself; a named one is shared by name.
+        return (self.name, self.shared_name or id(self))
+
     def info(self) -> dict[str, str]:
         return {**super().info(), "shared": self.shared_name or "no (private to this store)"}

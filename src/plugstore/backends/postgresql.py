@@ -380,6 +380,9 @@ class PostgreSQLBackend(Backend):
         with self._connection() as conn:
             conn.execute(self.compose("DROP TABLE IF EXISTS {t}"))
 
+    def identity(self) -> tuple[object, ...]:
+        return (*super().identity(), self.schema, self.table)
+
     def info(self) -> dict[str, str]:
         row = self.one(sql.SQL("SELECT current_setting('server_version')"), None)
         return {

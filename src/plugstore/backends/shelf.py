@@ -451,6 +451,9 @@ class ShelfBackend(Backend):
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
+    def identity(self) -> tuple[object, ...]:
+        return (self.name, str(self.path.resolve()))
+
     def info(self) -> dict[str, str]:
         return {
             **super().info(),

@@ -46,7 +46,10 @@ def prefix_range(prefix: str) -> tuple[str, str | None]:
     stem = prefix.rstrip(_MAX_CHAR)
     if not stem:
         return prefix, None
-    return prefix, stem[:-1] + chr(ord(stem[-1]) + 1)
+    following = ord(stem[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:  # surrogates are not characters: skip to U+E000
+        following = 0xE000
+    return prefix, stem[:-1] + chr(following)
 
 
 class SQLiteBucket(Bucket):
@@ -332,6 +335,9 @@ class SQLiteBackend(Backend):
             (),
         )
         return [r[0] for r in rows]
+
+    def identity(self) -> tuple[object, ...]:
+        return (self.name, str(self.path.resolve()), self.table)
 
     def info(self) -> dict[str, str]:
         mode = self.one("PRAGMA journal_mode", ())

@@ -332,7 +332,12 @@ class CopyResult:
             self.problems.append(
                 f"destination holds {self.dest_after} keys, expected {self.expected}"
             )
-        if self.source_after != self.copied:
+        if self.source_after != self.source_before:
+            self.problems.append(
+                f"source held {self.source_before} keys before the copy and "
+                f"{self.source_after} after (was it written to, or is it the destination?)"
+            )
+        elif self.source_after != self.copied:
             self.problems.append(
                 f"source holds {self.source_after} keys but {self.copied} were copied "
                 "(was it written to during the copy?)"
@@ -355,12 +360,8 @@ def raw_compatible(src: Codec, dst: Codec) -> bool:
 
 
 def _same_store(a: Store, b: Store) -> bool:
-    path_a, path_b = getattr(a.backend, "path", None), getattr(b.backend, "path", None)
-    if isinstance(path_a, Path) and isinstance(path_b, Path):
-        return path_a.resolve() == path_b.resolve()
-    url_a, url_b = a.backend.url, b.backend.url
-    # memory:// without a name is private to each store: equal URLs, different stores
-    return url_a == url_b and bool(url_a.host or url_a.path)
+    # Identities, not URLs: options and host spellings must not hide that both are one.
+    return a.backend.identity() == b.backend.identity()
 
 
 def copy_namespace(
