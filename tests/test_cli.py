@@ -503,7 +503,8 @@ def test_dump_keeps_undecodable_values_as_raw_with_a_warning(
     result = run("-u", mem, "dump", "-o", str(out))
     assert result.exit_code == 0
     assert "1 stored values could not be decoded" in result.stderr
-    assert run("-u", db, "load", str(out)).exit_code == 0
+    assert run("-u", db, "load", str(out)).exit_code == 1  # refused by default
+    assert run("-u", db, "load", "--keep-unreadable", str(out)).exit_code == 0
     with plugstore.open(db) as store:
         assert store.backend.bucket("n").get("corrupt") == b"{not json"
         assert store.namespace("n")["ok"] == {"a": 1}
@@ -827,3 +828,44 @@ def test_copy_fails_when_the_source_changes_underneath(run: Any, tmp_path: Path)
     result.dest_after = 0
     result.verify()
     assert any("before the copy" in p for p in result.problems)
+
+
+def test_load_refuses_raw_records_the_destination_cannot_read(
+    run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    signed_a = plugstore.SignedPickleCodec("secret-A").encode({"x": 1})
+    dump = tmp_path / "raw.jsonl"
+    dump.write_text(
+        json.dumps({"ns": "n", "key": "fine", "value": 1})
+        + "\n"
+        + json.dumps(
+            {
+                "ns": "n",
+                "key": "k",
+                "raw": base64.b64encode(signed_a).decode(),
+                "codec": "signed-pickle",
+            }
+        )
+        + "\n"
+    )
+    db = f"sqlite:///{tmp_path / 'b.db'}"
+    monkeypatch.setenv("PLUGSTORE_SECRET", "secret-B")
+    result = run("-u", db, "--codec", "signed-pickle", "load", str(dump))
+    assert result.exit_code != 0
+    assert "could not read" in result.stderr
+    with plugstore.open(db, codec="signed-pickle", secret="secret-B") as store:
+        assert len(store.namespace("n")) == 0  # the whole file is refused, nothing written
+    monkeypatch.setenv("PLUGSTORE_SECRET", "secret-A")
+    result = run("-u", db, "--codec", "signed-pickle", "load", str(dump))
+    assert result.exit_code == 0, result.stderr
+    with plugstore.open(db, codec="signed-pickle", secret="secret-A") as store:
+        assert store.namespace("n")["k"] == {"x": 1}
+
+
+def test_load_refuses_raw_json_that_is_not_json(run: Any, tmp_path: Path) -> None:
+    dump = tmp_path / "raw.jsonl"
+    record = {"ns": "n", "key": "k", "raw": base64.b64encode(b"\xff{").decode(), "codec": "json"}
+    dump.write_text(json.dumps(record) + "\n")
+    result = run("-u", f"sqlite:///{tmp_path / 'j.db'}", "load", str(dump))
+    assert result.exit_code != 0
+    assert "could not read" in result.stderr

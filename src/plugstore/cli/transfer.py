@@ -174,7 +174,9 @@ def dump_cmd(
 # --------------------------------------------------------------------------- load
 
 
-def parse_record(line: bytes, where: str, store: Store) -> tuple[str, str, bytes]:
+def parse_record(
+    line: bytes, where: str, store: Store, *, check: bool = True
+) -> tuple[str, str, bytes]:
     """Validate one dump line; return ``(namespace, key, bytes to store)``."""
     try:
         record = json.loads(line)
@@ -196,13 +198,13 @@ def parse_record(line: bytes, where: str, store: Store) -> tuple[str, str, bytes
     if ("value" in record) == ("raw" in record):
         raise CliError(f"{where}: a record needs exactly one of 'value' and 'raw'")
     if "raw" in record:
-        data = _raw_bytes(record, where, store.codec)
+        data = _raw_bytes(record, where, store.codec, check=check)
     else:
         if "codec" in record:
             raise CliError(f"{where}: 'codec' belongs to raw records only")
         try:
             value = from_tagged_json(record["value"])
-        except (ValueError, TypeError, KeyError, IndexError) as exc:
+        except CodecError as exc:
             raise CliError(f"{where}: invalid tagged JSON value ({exc})") from None
         try:
             data = store.codec.encode(value)
@@ -216,7 +218,7 @@ def parse_record(line: bytes, where: str, store: Store) -> tuple[str, str, bytes
     return ns, key, data
 
 
-def _raw_bytes(record: dict[str, Any], where: str, codec: Codec) -> bytes:
+def _raw_bytes(record: dict[str, Any], where: str, codec: Codec, *, check: bool) -> bytes:
     name = record.get("codec")
     if not isinstance(name, str):
         raise CliError(f"{where}: a raw record needs the name of its 'codec'")
@@ -229,9 +231,18 @@ def _raw_bytes(record: dict[str, Any], where: str, codec: Codec) -> bytes:
     if not isinstance(raw, str):
         raise CliError(f"{where}: 'raw' must be a base64 string")
     try:
-        return base64.b64decode(raw, validate=True)
+        data = base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError):
         raise CliError(f"{where}: 'raw' is not valid base64") from None
+    if check:
+        try:  # never runs code: JSON decodes, signed pickles check their HMAC only
+            codec.check_readable(data)
+        except CodecError as exc:
+            raise CliError(
+                f"{where}: the destination could not read this raw value ({exc}); "
+                "pass --keep-unreadable to load it as it is"
+            ) from None
+    return data
 
 
 def _lines(source: IO[bytes], label: str) -> Iterator[tuple[str, bytes]]:
@@ -256,11 +267,19 @@ def _lines(source: IO[bytes], label: str) -> Iterator[tuple[str, bytes]]:
     help="Write over existing keys, keep the others (default).",
 )
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=DEFAULT_BATCH)
+@click.option(
+    "--keep-unreadable",
+    is_flag=True,
+    help="Write raw values the destination's codec cannot read (restoring a backup that "
+    "already held such values) instead of refusing the file.",
+)
 @click.pass_obj
-def load_cmd(state: CliState, file: str, mode: str, batch_size: int) -> None:
+def load_cmd(state: CliState, file: str, mode: str, batch_size: int, keep_unreadable: bool) -> None:
     """Load a dump (JSON Lines; FILE "-" is stdin) into the store.
 
-    The whole file is checked first: if any line is bad, nothing is written.
+    The whole file is checked first: if any line is bad, nothing is written.  Raw
+    values must be readable by the destination (checked without running any code: JSON
+    is parsed, signed pickles have their signature verified) unless --keep-unreadable.
     """
     with contextlib.ExitStack() as stack:
         if file == "-":
@@ -276,7 +295,7 @@ def load_cmd(state: CliState, file: str, mode: str, batch_size: int) -> None:
         counts: dict[str, int] = {}
         source.seek(0)
         for where, line in _lines(source, label):
-            ns, _, _ = parse_record(line, where, store)
+            ns, _, _ = parse_record(line, where, store, check=not keep_unreadable)
             counts[ns] = counts.get(ns, 0) + 1
 
         dropped = 0
@@ -288,7 +307,7 @@ def load_cmd(state: CliState, file: str, mode: str, batch_size: int) -> None:
         pending: dict[str, list[tuple[str, bytes]]] = {}
         written = 0
         for where, line in _lines(source, label):
-            ns, key, data = parse_record(line, where, store)
+            ns, key, data = parse_record(line, where, store, check=False)  # checked above
             batch = pending.setdefault(ns, [])
             batch.append((key, data))
             if len(batch) >= batch_size:
