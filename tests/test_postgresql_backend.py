@@ -111,3 +111,31 @@ def test_unknown_options_are_refused_but_libpq_ones_pass() -> None:
             __import__("psycopg").sql.SQL("SELECT current_setting('application_name')"), None
         )
         assert row == ("plugstore-tests",)
+
+
+def test_forked_child_never_touches_the_parents_connections(tmp_path: Path) -> None:
+    import gc
+    import os
+    import signal
+
+    url = f"{BASE}?schema={SCHEMA}&table={table_for(tmp_path)}&pool_min=2"
+    with plugstore.open(url) as store:
+        ns = store.namespace("n")
+        ns["parent"] = 1
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(20)
+            code = 0
+            try:
+                ns.incr("child")  # the child builds its own pool
+                gc.collect()  # closing or finalising the parent's pool here would
+                # terminate the parent's sessions (same sockets); the next loop checks
+            except BaseException:
+                code = 3
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        for i in range(20):  # every pooled connection of the parent still works
+            ns[f"after-{i}"] = i
+        assert ns["child"] == 1
+        assert len(ns) == 22

@@ -13,6 +13,17 @@ import os
 #: Bumped in the child after every ``os.fork()`` (including multiprocessing's fork).
 generation = 0
 
+#: Handles a forked child inherited from its parent.  They are kept referenced, never
+#: closed or finalised: finalising one in the child (libpq's PQfinish, sqlite3_close)
+#: would act on a socket or file the parent is still using.
+_inherited: list[object] = []
+
+
+def keep_inherited(handle: object) -> None:
+    """Keep ``handle`` (a parent's connection or pool) alive, untouched, in this child."""
+    if handle is not None:
+        _inherited.append(handle)
+
 
 def _after_fork_in_child() -> None:
     global generation

@@ -319,6 +319,7 @@ class PostgreSQLBackend(Backend):
                     self._lock = threading.Lock()
                     self._fork_gen = forks.generation
                     if self._pool is not None:
+                        forks.keep_inherited(self._pool)  # its sockets are the parent's
                         self._pool = self._make_pool()
         pool = self._pool
         if pool is None:

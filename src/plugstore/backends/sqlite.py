@@ -266,7 +266,8 @@ class SQLiteBackend(Backend):
         if self._fork_gen != forks.generation:
             self._lock = threading.RLock()
             self._fork_gen = forks.generation
-            if self._conn is not None:  # never close or reuse the parent's connection
+            if self._conn is not None:  # never close, reuse or finalise the parent's
+                forks.keep_inherited(self._conn)
                 self._conn = self._connect()
         return self._lock
 
