@@ -17,8 +17,9 @@
   host and port, never the password.
 
 Options (query string or keywords): ``schema`` (default ``public``), ``table`` (default
-``plugstore_kv``), ``connect_timeout`` (seconds, default 5), ``pool_min``/``pool_max``
-(default 1/10); any other libpq parameter such as ``sslmode``, ``sslrootcert`` or
+``plugstore_kv``), ``connect_timeout`` (seconds, default 5), ``retry_timeout`` (seconds
+reads and upserts keep retrying after a lost connection, default 30), ``pool_min``/
+``pool_max`` (default 1/10); any other libpq parameter such as ``sslmode``, ``sslrootcert`` or
 ``application_name`` is passed through to the server connection.
 """
 
@@ -26,9 +27,10 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import zlib
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -40,6 +42,8 @@ from ..errors import BackendUnavailableError, ConfigurationError, NotAnIntegerEr
 from ..keys import INT64_MAX, INT64_MIN
 from ..url import StoreURL
 from .sqlite import prefix_range
+
+T = TypeVar("T")
 
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 _PAGE = 500
@@ -85,17 +89,19 @@ class PostgreSQLBucket(Bucket):
         return " AND key >= %s AND key < %s", (low, high)
 
     def get(self, key: str) -> bytes | None:
-        row = self.backend.one(self._q["get"], (self.namespace, key))
+        row = self.backend.one(self._q["get"], (self.namespace, key), retry=True)
         return None if row is None else bytes(row[0])
 
     def set(self, key: str, value: bytes) -> None:
-        self.backend.run(self._q["set"], (self.namespace, key, value))
+        # An upsert of a given value: repeating it after a lost connection is harmless.
+        self.backend.run(self._q["set"], (self.namespace, key, value), retry=True)
 
     def remove(self, key: str) -> bool:
         return self.backend.run(self._q["remove"], (self.namespace, key)) > 0
 
     def contains(self, key: str) -> bool:
-        return self.backend.one(self._q["contains"], (self.namespace, key)) is not None
+        row = self.backend.one(self._q["contains"], (self.namespace, key), retry=True)
+        return row is not None
 
     def cas(self, key: str, expected: bytes | None, new: bytes | None) -> bool:
         ns = self.namespace
@@ -140,7 +146,7 @@ class PostgreSQLBucket(Bucket):
     def count(self, prefix: str = "") -> int:
         where, args = self._range(prefix)
         query = self.backend.compose(f"SELECT count(*) FROM {{t}} WHERE namespace = %s{where}")
-        row = self.backend.one(query, (self.namespace, *args))
+        row = self.backend.one(query, (self.namespace, *args), retry=True)
         return int(row[0]) if row else 0
 
     def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
@@ -174,6 +180,7 @@ class PostgreSQLBackend(Backend):
                     f"invalid {what} name {ident!r}: letters, digits and '_' (at most 63)"
                 )
         self.connect_timeout = options.take("connect_timeout", 5.0)
+        self.retry_timeout = options.take("retry_timeout", 30.0)
         self.pool_min = options.take("pool_min", 1)
         self.pool_max = options.take("pool_max", 10)
         if not 0 <= self.pool_min <= self.pool_max or self.pool_max < 1:
@@ -331,36 +338,53 @@ class PostgreSQLBackend(Backend):
 
     # -- statement helpers -----------------------------------------------------------------
 
-    def one(self, query: sql.Composable, params: Any) -> Any:
-        try:
-            with self._connection() as conn:
-                return conn.execute(query, params).fetchone()
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise self._unavailable(exc) from None
+    def _call(self, work: Callable[[Any], T], retry: bool) -> T:
+        """Run ``work(connection)``; after a lost connection, retry only if ``retry``.
 
-    def all(self, query: sql.Composable, params: Any) -> list[Any]:
-        try:
-            with self._connection() as conn:
-                rows: list[Any] = conn.execute(query, params).fetchall()
-                return rows
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise self._unavailable(exc) from None
+        Retried: statements whose repetition changes nothing (reads, upserts of a given
+        value), until ``retry_timeout`` -- a server restart heals by itself.  Never
+        retried: statements whose outcome depends on whether a lost attempt committed
+        (``incr``, compare-and-set, delete-and-report): they raise at once.  The pool
+        throws broken connections away, so each retry gets a healthy or new one.
+        """
+        deadline: float | None = None
+        delay = 0.05
+        while True:
+            try:
+                with self._connection() as conn:
+                    return work(conn)
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                now = time.monotonic()
+                deadline = deadline if deadline is not None else now + self.retry_timeout
+                if not retry or now >= deadline:
+                    raise self._unavailable(exc) from None
+                time.sleep(min(delay, max(0.0, deadline - now)))
+                delay = min(delay * 2, 1.0)
 
-    def run(self, query: sql.Composable, params: Any) -> int:
-        try:
-            with self._connection() as conn:
-                count: int = conn.execute(query, params).rowcount
-                return count
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise self._unavailable(exc) from None
+    def one(self, query: sql.Composable, params: Any, *, retry: bool = False) -> Any:
+        return self._call(lambda conn: conn.execute(query, params).fetchone(), retry)
+
+    def all(self, query: sql.Composable, params: Any, *, retry: bool = True) -> list[Any]:
+        """Reads: retried after a lost connection by default."""
+        rows: list[Any] = self._call(lambda conn: conn.execute(query, params).fetchall(), retry)
+        return rows
+
+    def run(self, query: sql.Composable, params: Any, *, retry: bool = False) -> int:
+        count: int = self._call(lambda conn: conn.execute(query, params).rowcount, retry)
+        return count
 
     def run_batch(self, query: sql.Composable, rows: Sequence[Sequence[Any]]) -> None:
-        """All rows in one transaction (pipelined by psycopg): all land, or none."""
-        try:
-            with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
+        """All rows in one transaction (pipelined by psycopg): all land, or none.
+
+        Retried after a lost connection: the batch is a set of upserts, so applying it
+        again gives the same result whether or not the lost attempt committed.
+        """
+
+        def work(conn: Any) -> None:
+            with conn.transaction(), conn.cursor() as cur:
                 cur.executemany(query, rows)
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise self._unavailable(exc) from None
+
+        self._call(work, retry=True)
 
     # -- backend API ---------------------------------------------------------------------
 
