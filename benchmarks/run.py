@@ -23,6 +23,7 @@ import pickle
 import platform
 import shelve
 import shutil
+import socket
 import sqlite3
 import statistics
 import sys
@@ -39,7 +40,7 @@ from sqlitedict import SqliteDict
 
 import plugstore
 
-WORKLOADS = ("sqlite", "batch", "peers", "memory", "race")
+WORKLOADS = ("sqlite", "batch", "peers", "memory", "race", "postgresql")
 Value = dict[str, Any]
 #: A per-op contender: (fresh dir, keys, values) -> seconds spent per timed phase.
 Contender = Callable[[Path, Sequence[str], Sequence[Value]], dict[str, float]]
@@ -679,12 +680,128 @@ def profile(key: str, s: Settings, tmp: Path) -> str:
     )
 
 
+# ------------------------------------------------------------------------- postgresql
+
+PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _pg_table(d: Path) -> str:
+    return "bench_" + "".join(c if c.isalnum() else "_" for c in d.name).lower()
+
+
+def plugstore_postgresql(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[str, float]:
+    store = plugstore.open(f"{PG_URL}?table={_pg_table(d)}")
+    ns = store.namespace("bench")
+    try:
+        times = set_get(
+            lambda: [ns.__setitem__(k, v) for k, v in zip(keys, values, strict=True)],
+            lambda: [ns[k] for k in keys][-1],
+            values[-1],
+        )
+        batch = [(f"b{k}", v) for k, v in zip(keys, values, strict=True)]
+        times["set_many"], _ = timed(lambda: ns.set_many(batch))
+        times["get_many"], got = timed(lambda: ns.get_many([k for k, _ in batch]))
+        if len(got) != len(batch):
+            raise AssertionError("get_many did not return every key")
+        return times
+    finally:
+        store.backend.drop()  # type: ignore[attr-defined]
+        store.close()
+
+
+def raw_psycopg(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[str, float]:
+    import psycopg
+
+    table = _pg_table(d) + "_raw"
+    conn = psycopg.connect(PG_DSN, autocommit=True)
+    conn.execute(f"CREATE TABLE {table} (key text PRIMARY KEY, value bytea NOT NULL)")
+    upsert = (
+        f"INSERT INTO {table} (key, value) VALUES (%s, %s) "
+        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+    )
+
+    def sets() -> None:
+        for k, v in zip(keys, values, strict=True):
+            conn.execute(upsert, (k, json.dumps(v).encode()))
+
+    def gets() -> Any:
+        for k in keys:
+            row = conn.execute(f"SELECT value FROM {table} WHERE key = %s", (k,)).fetchone()
+            if row is None:
+                raise KeyError(k)
+            out = json.loads(row[0])
+        return out
+
+    def set_many() -> None:
+        with conn.transaction(), conn.cursor() as cur:
+            cur.executemany(
+                upsert,
+                [(f"b{k}", json.dumps(v).encode()) for k, v in zip(keys, values, strict=True)],
+            )
+
+    def get_many() -> dict[str, Any]:
+        rows = conn.execute(
+            f"SELECT key, value FROM {table} WHERE key = ANY(%s)", ([f"b{k}" for k in keys],)
+        ).fetchall()
+        return {k: json.loads(v) for k, v in rows}
+
+    try:
+        times = set_get(sets, gets, values[-1])
+        times["set_many"], _ = timed(set_many)
+        times["get_many"], got = timed(get_many)
+        if len(got) != len(keys):
+            raise AssertionError("raw get_many did not return every key")
+        return times
+    finally:
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.close()
+
+
+def w_postgresql(s: Settings, tmp: Path) -> Result:
+    title = "6. postgresql backend vs raw psycopg (autocommit upsert per op; executemany; = ANY)"
+    n = max(1, s.n // 4)  # a round trip per op: fewer ops keep the run short
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
+        import psycopg  # noqa: F401 - the peer and the backend both need it
+    except (OSError, ImportError) as exc:
+        return Result(
+            "postgresql",
+            title,
+            "plugstore postgresql",
+            [],
+            notes=[f"skipped: PostgreSQL or psycopg unavailable ({exc})"],
+        )
+    keys, values = make_data(n)
+    contenders: list[tuple[str, int, Contender]] = [
+        ("plugstore postgresql", n, plugstore_postgresql),
+        ("raw psycopg", n, raw_psycopg),
+    ]
+    res = Result(
+        "postgresql",
+        title,
+        "plugstore postgresql",
+        measure(contenders, keys, values, tmp, s.repeat),
+    )
+    res.ratio_bar("raw psycopg", "set", 0.8)
+    res.ratio_bar("raw psycopg", "get", 0.8)
+    res.ratio_bar("raw psycopg", "set_many", 0.7)
+    res.ratio_bar("raw psycopg", "get_many", 0.7)
+    res.notes += [
+        "raw: one psycopg connection, autocommit, table (key text PRIMARY KEY, value bytea), "
+        "json.dumps(v).encode() / json.loads in the loop; loopback server",
+        "plugstore: a pooled connection per op, (namespace, key) primary key, version column",
+    ]
+    return res
+
+
 RUNNERS: dict[str, Callable[[Settings, Path], Result]] = {
     "sqlite": w_sqlite,
     "batch": w_batch,
     "peers": w_peers,
     "memory": w_memory,
     "race": w_race,
+    "postgresql": w_postgresql,
 }
 
 

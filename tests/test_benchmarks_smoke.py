@@ -43,7 +43,7 @@ def test_prints_header_and_every_workload(tiny_run: tuple[str, dict[str, Any]]) 
     stdout, _ = tiny_run
     assert "cpu count" in stdout
     assert "sqlite 3." in stdout
-    for number in range(1, 6):
+    for number in range(1, 7):
         assert f"== {number}. " in stdout
     for peer in (
         "raw sqlite3",
@@ -55,6 +55,7 @@ def test_prints_header_and_every_workload(tiny_run: tuple[str, dict[str, Any]]) 
         "raw sqlite3 upsert",
         "plugstore naive",
         "sqlitedict naive",
+        "raw psycopg",
     ):
         assert peer in stdout
     assert "== summary of bars" in stdout
@@ -67,7 +68,14 @@ def test_json_has_medians_and_exact_lost_update_counts(
 ) -> None:
     _, doc = tiny_run
     assert doc["cpu_count"] >= 1
-    assert {w["key"] for w in doc["workloads"]} == {"sqlite", "batch", "peers", "memory", "race"}
+    assert {w["key"] for w in doc["workloads"]} == {
+        "sqlite",
+        "batch",
+        "peers",
+        "memory",
+        "race",
+        "postgresql",
+    }
     for workload in doc["workloads"]:
         assert workload["bars"], workload["key"]
         for row in workload["rows"]:

@@ -194,6 +194,7 @@ class PostgreSQLBackend(Backend):
         self._password: str | None = options.take("password", url.password, str)
         self.where = f"{url.host or 'localhost'}:{url.port or 5432}"
         self._qualified = sql.Identifier(self.schema, self.table)
+        self._rendered: dict[str, str] = {}
         self.queries = self._statements()
         self._pool: ConnectionPool[Any] | None = None
         self._fork_gen = forks.generation
@@ -201,11 +202,19 @@ class PostgreSQLBackend(Backend):
 
     # -- SQL --------------------------------------------------------------------------
 
-    def compose(self, text: str) -> sql.Composed:
-        """``text`` with ``{t}`` replaced by the quoted, schema-qualified table name."""
-        return sql.SQL(text).format(t=self._qualified)
+    def compose(self, text: str) -> str:
+        """``text`` with ``{t}`` replaced by the quoted, schema-qualified table name.
 
-    def _statements(self) -> dict[str, sql.Composed]:
+        Rendered once to a plain string (and cached): psycopg would otherwise render a
+        ``Composed`` on every execute, which costs more than a local round trip's share.
+        """
+        rendered = self._rendered.get(text)
+        if rendered is None:
+            rendered = sql.SQL(text).format(t=self._qualified).as_string(None)
+            self._rendered[text] = rendered
+        return rendered
+
+    def _statements(self) -> dict[str, str]:
         c = self.compose
         number = "encode({t}.value, 'escape')"  # any bytes, as text; non-ASCII escaped
         return {
@@ -338,7 +347,7 @@ class PostgreSQLBackend(Backend):
 
     # -- statement helpers -----------------------------------------------------------------
 
-    def _call(self, work: Callable[[Any], T], retry: bool) -> T:
+    def _call(self, work: Callable[[Any], T], retry: bool, failed: BaseException) -> T:
         """Run ``work(connection)``; after a lost connection, retry only if ``retry``.
 
         Retried: statements whose repetition changes nothing (reads, upserts of a given
@@ -347,33 +356,63 @@ class PostgreSQLBackend(Backend):
         (``incr``, compare-and-set, delete-and-report): they raise at once.  The pool
         throws broken connections away, so each retry gets a healthy or new one.
         """
-        deadline: float | None = None
+        if not retry:
+            raise self._unavailable(failed) from None
+        deadline = time.monotonic() + self.retry_timeout
         delay = 0.05
         while True:
+            now = time.monotonic()
+            if now >= deadline:
+                raise self._unavailable(failed) from None
+            time.sleep(min(delay, deadline - now))
+            delay = min(delay * 2, 1.0)
             try:
                 with self._connection() as conn:
                     return work(conn)
             except (psycopg.OperationalError, PoolTimeout) as exc:
-                now = time.monotonic()
-                deadline = deadline if deadline is not None else now + self.retry_timeout
-                if not retry or now >= deadline:
-                    raise self._unavailable(exc) from None
-                time.sleep(min(delay, max(0.0, deadline - now)))
-                delay = min(delay * 2, 1.0)
+                failed = exc
 
-    def one(self, query: sql.Composable, params: Any, *, retry: bool = False) -> Any:
-        return self._call(lambda conn: conn.execute(query, params).fetchone(), retry)
+    # The three helpers below try once on the fast path (no closure, no loop) and only
+    # build the retrying version of the work after a failure.
 
-    def all(self, query: sql.Composable, params: Any, *, retry: bool = True) -> list[Any]:
+    def one(self, query: str | sql.Composable, params: Any, *, retry: bool = False) -> Any:
+        try:
+            pool = self._current_pool()
+            conn = pool.getconn(self.connect_timeout)  # cheaper than pool.connection()
+            try:
+                return conn.execute(query, params).fetchone()
+            finally:
+                pool.putconn(conn)  # the pool discards it if it broke
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            return self._call(lambda c: c.execute(query, params).fetchone(), retry, exc)
+
+    def all(self, query: str | sql.Composable, params: Any, *, retry: bool = True) -> list[Any]:
         """Reads: retried after a lost connection by default."""
-        rows: list[Any] = self._call(lambda conn: conn.execute(query, params).fetchall(), retry)
-        return rows
+        try:
+            pool = self._current_pool()
+            conn = pool.getconn(self.connect_timeout)
+            try:
+                rows: list[Any] = conn.execute(query, params).fetchall()
+                return rows
+            finally:
+                pool.putconn(conn)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            return self._call(lambda c: c.execute(query, params).fetchall(), retry, exc)
 
-    def run(self, query: sql.Composable, params: Any, *, retry: bool = False) -> int:
-        count: int = self._call(lambda conn: conn.execute(query, params).rowcount, retry)
-        return count
+    def run(self, query: str | sql.Composable, params: Any, *, retry: bool = False) -> int:
+        try:
+            pool = self._current_pool()
+            conn = pool.getconn(self.connect_timeout)
+            try:
+                count: int = conn.execute(query, params).rowcount
+                return count
+            finally:
+                pool.putconn(conn)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            retried: int = self._call(lambda c: c.execute(query, params).rowcount, retry, exc)
+            return retried
 
-    def run_batch(self, query: sql.Composable, rows: Sequence[Sequence[Any]]) -> None:
+    def run_batch(self, query: str | sql.Composable, rows: Sequence[Sequence[Any]]) -> None:
         """All rows in one transaction (pipelined by psycopg): all land, or none.
 
         Retried after a lost connection: the batch is a set of upserts, so applying it
@@ -384,7 +423,11 @@ class PostgreSQLBackend(Backend):
             with conn.transaction(), conn.cursor() as cur:
                 cur.executemany(query, rows)
 
-        self._call(work, retry=True)
+        try:
+            with self._connection() as conn:
+                work(conn)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            self._call(work, True, exc)
 
     # -- backend API ---------------------------------------------------------------------
 
