@@ -210,3 +210,46 @@ def test_server_restart_mid_run_loses_nothing_acknowledged(tmp_path: Path) -> No
         # every incr that returned is counted; one that raised may or may not have landed
         assert 10_000 - unavailable <= ns["counter"] <= 10_000
         ns.incr("counter")  # and the store works normally again
+
+
+@pytest.mark.slow
+def test_copy_100k_keys_sqlite_to_postgresql_and_back(tmp_path: Path) -> None:
+    """The CLI's copy between engines: counts and a content checksum match both ways."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    def checksum(url: str) -> tuple[int, str]:
+        digest = hashlib.sha256()
+        total = 0
+        with plugstore.open(url) as store:
+            for name in store.namespaces():
+                for key, raw in sorted(store.backend.bucket(name).items()):
+                    digest.update(f"{name}\0{key}\0".encode() + raw + b"\0")
+                    total += 1
+        return total, digest.hexdigest()
+
+    source = f"sqlite:///{tmp_path / 'source.db'}"
+    with plugstore.open(source) as store:
+        for n in range(5):
+            store.namespace(f"plugin{n}").set_many(
+                {f"key:{i:06d}": {"n": n, "i": i, "tags": ("x", i % 7)} for i in range(20_000)}
+            )
+    pg = f"{BASE}?schema={SCHEMA}&table={table_for(tmp_path)}"
+    back = f"sqlite:///{tmp_path / 'back.db'}"
+    env = {**os.environ, "COLUMNS": "100"}
+    for src, dst in ((source, pg), (pg, back)):
+        result = subprocess.run(
+            [sys.executable, "-m", "plugstore.cli", "copy", src, dst],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+    expected = checksum(source)
+    assert expected[0] == 100_000
+    assert checksum(pg) == expected
+    assert checksum(back) == expected
