@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from plugstore.testing import StoreConformance
 
@@ -49,3 +50,24 @@ def test_memory_namespaces_keep_working_and_share_one_lock_after_reopen() -> Non
     assert new["k"] == 1
     assert old._bucket._lock is new._bucket._lock  # type: ignore[attr-defined]
     store.close()
+
+
+def test_kit_children_get_the_url_outside_their_argv(monkeypatch: Any) -> None:
+    """The unmasked URL (password included) must not be visible in `ps`."""
+    import json
+
+    import plugstore
+    from plugstore import testing
+
+    seen: list[tuple[list[str], dict[str, str]]] = []
+
+    class FakePopen:
+        def __init__(self, argv: list[str], env: dict[str, str], **_: Any) -> None:
+            seen.append((argv, env))
+
+    monkeypatch.setattr("plugstore.testing.subprocess.Popen", FakePopen)
+    with plugstore.open("memory://user:hunter2@kit-argv") as store:
+        testing.StoreConformance()._children(store, "incr", [{"key": "k", "n": 1}])
+    ((argv, env),) = seen
+    assert "hunter2" not in " ".join(argv)
+    assert "hunter2" in json.loads(env[testing.SPEC_ENV])["url"]

@@ -55,6 +55,7 @@ from plugstore.keys import INT64_MAX, MAX_KEY_BYTES
 __all__ = ["PicklableThing", "StoreConformance", "json_values", "pickle_values"]
 
 NS = "conformance"
+SPEC_ENV = "PLUGSTORE_CHILD_SPEC"
 OTHER_NS = "conformance-other"
 
 
@@ -731,15 +732,12 @@ class StoreConformance:
             "preamble": self.child_preamble,
             "namespace": NS,
         }
+        # The spec (with the unmasked URL) travels in the child's environment, which only
+        # the same user can read, never in its argv, which every user's `ps` shows.
         procs = [
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "plugstore.testing._child",
-                    mode,
-                    json.dumps({**base, **spec}),
-                ],
+                [sys.executable, "-m", "plugstore.testing._child", mode],
+                env={**os.environ, SPEC_ENV: json.dumps({**base, **spec})},
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

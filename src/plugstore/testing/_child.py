@@ -1,6 +1,7 @@
 """Worker processes for the conformance kit's multi-process and crash tests.
 
-Run as ``python -m plugstore.testing._child MODE SPEC_JSON``.  ``SPEC_JSON`` holds the
+Run as ``python -m plugstore.testing._child MODE`` with the JSON spec in the environment
+variable ``PLUGSTORE_CHILD_SPEC`` (not argv: it holds the unmasked URL).  It holds the
 store URL, options, an optional preamble (code that registers a third-party backend in
 the child) and the mode's parameters.  Workers print ``ready``, wait for a line on stdin
 (so racers start together), work, and report on stdout.
@@ -9,6 +10,7 @@ the child) and the mode's parameters.  Workers print ``ready``, wait for a line 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -51,7 +53,7 @@ def writer(spec: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    mode, raw = sys.argv[1], sys.argv[2]
+    mode, raw = sys.argv[1], os.environ["PLUGSTORE_CHILD_SPEC"]
     {"incr": incr, "writer": writer}[mode](json.loads(raw))
 
 
