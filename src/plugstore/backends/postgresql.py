@@ -29,7 +29,7 @@ import re
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -37,16 +37,15 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .. import forks
-from ..backend import Backend, Bucket, Options
-from ..errors import BackendUnavailableError, ConfigurationError, NotAnIntegerError
+from ..backend import Backend, Options
+from ..errors import BackendUnavailableError, ConfigurationError
 from ..keys import INT64_MAX, INT64_MIN
 from ..url import StoreURL
-from .sqlite import prefix_range
+from .sqltable import TableBucket, not_an_integer
 
 T = TypeVar("T")
 
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
-_PAGE = 500
 #: libpq parameters passed through from the URL query (everything else is refused).
 _LIBPQ_PASSTHROUGH = frozenset(
     {
@@ -71,22 +70,11 @@ _LIBPQ_PASSTHROUGH = frozenset(
 )
 
 
-class PostgreSQLBucket(Bucket):
+class PostgreSQLBucket(TableBucket):
     """One namespace: the rows of the store's table with this namespace."""
 
+    placeholder = "%s"
     backend: PostgreSQLBackend
-
-    def __init__(self, backend: PostgreSQLBackend, namespace: str) -> None:
-        super().__init__(backend, namespace)
-        self._q = backend.queries
-
-    def _range(self, prefix: str) -> tuple[str, tuple[Any, ...]]:
-        if not prefix:
-            return "", ()
-        low, high = prefix_range(prefix)
-        if high is None:
-            return " AND key >= %s", (low,)
-        return " AND key >= %s AND key < %s", (low, high)
 
     def get(self, key: str) -> bytes | None:
         row = self.backend.one(self._q["get"], (self.namespace, key), retry=True)
@@ -103,64 +91,15 @@ class PostgreSQLBucket(Bucket):
         row = self.backend.one(self._q["contains"], (self.namespace, key), retry=True)
         return row is not None
 
-    def cas(self, key: str, expected: bytes | None, new: bytes | None) -> bool:
-        ns = self.namespace
-        if expected is None:
-            if new is None:
-                return not self.contains(key)
-            return self.backend.run(self._q["insert_absent"], (ns, key, new)) > 0
-        if new is None:
-            return self.backend.run(self._q["remove_if"], (ns, key, expected)) > 0
-        return self.backend.run(self._q["replace_if"], (new, ns, key, expected)) > 0
-
     def incr(self, key: str, delta: int) -> int:
         row = self.backend.one(self._q["incr"], {"ns": self.namespace, "key": key, "d": delta})
         if row is None:
-            raise NotAnIntegerError(
-                f"cannot incr {key!r}: the stored value is not an integer or the result "
-                "would leave the signed 64-bit range"
-            )
+            raise not_an_integer(key)
         return int(bytes(row[0]))
-
-    def keys(self, prefix: str = "") -> Iterator[str]:
-        for row in self._pages("key", prefix):
-            yield row[0]
-
-    def items(self, prefix: str = "") -> Iterator[tuple[str, bytes]]:
-        for key, value in self._pages("key, value", prefix):
-            yield key, bytes(value)
-
-    def _pages(self, columns: str, prefix: str) -> Iterator[tuple[Any, ...]]:
-        # Keyset pagination: short queries, nothing held open between pages.
-        where, args = self._range(prefix)
-        base = f"SELECT {columns} FROM {{t}} WHERE namespace = %s{where}"
-        first = self.backend.compose(f"{base} ORDER BY key LIMIT {_PAGE}")
-        after = self.backend.compose(f"{base} AND key > %s ORDER BY key LIMIT {_PAGE}")
-        rows = self.backend.all(first, (self.namespace, *args))
-        while True:
-            yield from rows
-            if len(rows) < _PAGE:
-                return
-            rows = self.backend.all(after, (self.namespace, *args, rows[-1][0]))
-
-    def count(self, prefix: str = "") -> int:
-        where, args = self._range(prefix)
-        query = self.backend.compose(f"SELECT count(*) FROM {{t}} WHERE namespace = %s{where}")
-        row = self.backend.one(query, (self.namespace, *args), retry=True)
-        return int(row[0]) if row else 0
 
     def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         rows = self.backend.all(self._q["get_many"], (self.namespace, list(keys)))
         return {key: bytes(value) for key, value in rows}
-
-    def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
-        ns = self.namespace
-        self.backend.run_batch(self._q["set"], [(ns, k, v) for k, v in items])
-
-    def clear(self, prefix: str = "") -> int:
-        where, args = self._range(prefix)
-        query = self.backend.compose(f"DELETE FROM {{t}} WHERE namespace = %s{where}")
-        return self.backend.run(query, (self.namespace, *args))
 
 
 class PostgreSQLBackend(Backend):

@@ -22,142 +22,63 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .. import forks
-from ..backend import Backend, Bucket, Options
-from ..errors import BackendUnavailableError, ConfigurationError, NotAnIntegerError
+from ..backend import Backend, Options
+from ..errors import BackendUnavailableError, ConfigurationError
 from ..url import StoreURL
+from .sqltable import TableBucket, not_an_integer, prefix_range
 
-_PAGE = 512
+__all__ = ["SQLiteBackend", "SQLiteBucket", "prefix_range"]
+
 _IN_CHUNK = 500  # stays under SQLite's bound-parameter limit
-_MAX_CHAR = chr(0x10FFFF)
 _TABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 
 
-def prefix_range(prefix: str) -> tuple[str, str | None]:
-    """Return ``(low, high)`` such that ``low <= key < high`` iff ``key`` starts with prefix.
-
-    ``high`` is ``None`` when no finite bound exists (prefix of only U+10FFFF).  UTF-8
-    byte order (SQLite's BINARY collation) equals code point order, so this is exact.
-    """
-    stem = prefix.rstrip(_MAX_CHAR)
-    if not stem:
-        return prefix, None
-    following = ord(stem[-1]) + 1
-    if 0xD800 <= following <= 0xDFFF:  # surrogates are not characters: skip to U+E000
-        following = 0xE000
-    return prefix, stem[:-1] + chr(following)
-
-
-class SQLiteBucket(Bucket):
+class SQLiteBucket(TableBucket):
     """One namespace: the rows of ``plugstore_kv`` with this namespace."""
 
+    placeholder = "?"
     backend: SQLiteBackend
 
     def __init__(self, backend: SQLiteBackend, namespace: str) -> None:
         super().__init__(backend, namespace)
-        self._sql = backend.sql
-        self._incr_sql = backend.sql["incr"]
-
-    def _range(self, prefix: str) -> tuple[str, tuple[Any, ...]]:
-        if not prefix:
-            return "", ()
-        low, high = prefix_range(prefix)
-        if high is None:
-            return " AND key >= ?", (low,)
-        return " AND key >= ? AND key < ?", (low, high)
+        self._incr_sql = self._q["incr"]
 
     def get(self, key: str) -> bytes | None:
-        row = self.backend.one(self._sql["get"], (self.namespace, key))
+        row = self.backend.one(self._q["get"], (self.namespace, key))
         return None if row is None else row[0]
 
     def set(self, key: str, value: bytes) -> None:
-        self.backend.run(self._sql["set"], (self.namespace, key, value))
+        self.backend.run(self._q["set"], (self.namespace, key, value))
 
     def remove(self, key: str) -> bool:
-        return self.backend.run(self._sql["remove"], (self.namespace, key)) > 0
+        return self.backend.run(self._q["remove"], (self.namespace, key)) > 0
 
     def contains(self, key: str) -> bool:
-        return self.backend.one(self._sql["contains"], (self.namespace, key)) is not None
-
-    def cas(self, key: str, expected: bytes | None, new: bytes | None) -> bool:
-        ns = self.namespace
-        if expected is None:
-            if new is None:
-                return not self.contains(key)
-            return self.backend.run(self._sql["insert_absent"], (ns, key, new)) > 0
-        if new is None:
-            return self.backend.run(self._sql["remove_if"], (ns, key, expected)) > 0
-        return self.backend.run(self._sql["replace_if"], (new, ns, key, expected)) > 0
+        return self.backend.one(self._q["contains"], (self.namespace, key)) is not None
 
     def incr(self, key: str, delta: int) -> int:
         # One statement: insert `delta`, or add to a canonical integer; RETURNING gives the
         # result.  A non-integer or overflowing value fails the WHERE and returns no row.
         row = self.backend.one(self._incr_sql, (self.namespace, key, delta))
         if row is None:
-            raise NotAnIntegerError(
-                f"cannot incr {key!r}: the stored value is not an integer or the result "
-                "would leave the signed 64-bit range"
-            )
+            raise not_an_integer(key)
         return int(row[0])  # the WHERE clause kept it inside int64
-
-    def keys(self, prefix: str = "") -> Iterator[str]:
-        for key, _ in self._pages("key", prefix):
-            yield key
-
-    def items(self, prefix: str = "") -> Iterator[tuple[str, bytes]]:
-        yield from self._pages("key, value", prefix)
-
-    def _pages(self, columns: str, prefix: str) -> Iterator[tuple[str, Any]]:
-        # Keyset pagination: each page is its own short query, so the caller may write
-        # (or delete) between pages and no read transaction is held open.
-        where, args = self._range(prefix)
-        table = self.backend.table
-        cols = "key, NULL" if columns == "key" else columns
-        base = f"SELECT {cols} FROM {table} WHERE namespace = ?"
-        last: str | None = None
-        while True:
-            if last is None:
-                sql = f"{base}{where} ORDER BY key LIMIT {_PAGE}"
-                params: tuple[Any, ...] = (self.namespace, *args)
-            else:
-                sql = f"{base}{where} AND key > ? ORDER BY key LIMIT {_PAGE}"
-                params = (self.namespace, *args, last)
-            rows = self.backend.all(sql, params)
-            yield from rows
-            if len(rows) < _PAGE:
-                return
-            last = rows[-1][0]
-
-    def count(self, prefix: str = "") -> int:
-        where, args = self._range(prefix)
-        sql = f"SELECT count(*) FROM {self.backend.table} WHERE namespace = ?{where}"
-        row = self.backend.one(sql, (self.namespace, *args))
-        return int(row[0]) if row else 0
 
     def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
         for start in range(0, len(keys), _IN_CHUNK):
             chunk = keys[start : start + _IN_CHUNK]
             marks = ",".join("?" * len(chunk))
-            sql = (
-                f"SELECT key, value FROM {self.backend.table} "
-                f"WHERE namespace = ? AND key IN ({marks})"
+            query = self.backend.compose(
+                f"SELECT key, value FROM {{t}} WHERE namespace = ? AND key IN ({marks})"
             )
-            found.update(self.backend.all(sql, (self.namespace, *chunk)))
+            found.update(self.backend.all(query, (self.namespace, *chunk)))
         return found
-
-    def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
-        ns = self.namespace
-        self.backend.run_batch(self._sql["set"], [(ns, k, v) for k, v in items])
-
-    def clear(self, prefix: str = "") -> int:
-        where, args = self._range(prefix)
-        sql = f"DELETE FROM {self.backend.table} WHERE namespace = ?{where}"
-        return self.backend.run(sql, (self.namespace, *args))
 
 
 class SQLiteBackend(Backend):
@@ -184,7 +105,8 @@ class SQLiteBackend(Backend):
         self.table = options.take("table", "plugstore_kv")
         if not _TABLE_RE.match(self.table):
             raise ConfigurationError(f"invalid table name {self.table!r}")
-        self.sql = self._statements(self.table)
+        self.queries = self._statements(self.table)
+        self._rendered: dict[str, str] = {}
         self._conn: sqlite3.Connection | None = None
         self._fork_gen = forks.generation
         self._lock = threading.RLock()
@@ -219,6 +141,13 @@ class SQLiteBackend(Backend):
                 "RETURNING CAST(value AS TEXT)"
             ),
         }
+
+    def compose(self, text: str) -> str:
+        """``text`` with ``{t}`` replaced by the (validated) table name; cached."""
+        rendered = self._rendered.get(text)
+        if rendered is None:
+            rendered = self._rendered[text] = text.replace("{t}", self.table)
+        return rendered
 
     # -- connection management -----------------------------------------------------------
 
@@ -285,21 +214,24 @@ class SQLiteBackend(Backend):
 
     # -- statement helpers (each holds the lock for one statement) --------------------------
 
-    def one(self, sql: str, params: Sequence[Any]) -> Any:
+    # ``retry`` is accepted for the shared TableBucket and ignored: a SQLite file has no
+    # connection to lose, and a lock held too long is reported, not waited out twice.
+
+    def one(self, sql: str, params: Sequence[Any], *, retry: bool = False) -> Any:
         with self._lock if self._fork_gen == forks.generation else self._locked():
             try:
                 return self._connection().execute(sql, params).fetchone()
             except sqlite3.OperationalError as exc:
                 raise self._unavailable(exc) from None
 
-    def all(self, sql: str, params: Sequence[Any]) -> list[Any]:
+    def all(self, sql: str, params: Sequence[Any], *, retry: bool = False) -> list[Any]:
         with self._locked():
             try:
                 return self._connection().execute(sql, params).fetchall()
             except sqlite3.OperationalError as exc:
                 raise self._unavailable(exc) from None
 
-    def run(self, sql: str, params: Sequence[Any]) -> int:
+    def run(self, sql: str, params: Sequence[Any], *, retry: bool = False) -> int:
         with self._lock if self._fork_gen == forks.generation else self._locked():
             try:
                 return self._connection().execute(sql, params).rowcount

@@ -1,0 +1,127 @@
+"""What every SQL backend shares: one ``(namespace, key, value)`` table for all namespaces.
+
+:class:`TableBucket` holds the contract logic that does not depend on the engine --
+compare-and-set, prefix ranges, keyset paging, counting, clearing, batches -- so it is
+written (and reviewed) once.  A backend supplies:
+
+* ``queries``: named statements, already rendered to text (``get``, ``contains``, ``set``,
+  ``remove``, ``insert_absent``, ``remove_if``, ``replace_if``);
+* ``compose(text)``: ``text`` with ``{t}`` replaced by the quoted table name;
+* ``one``/``all``/``run(query, params, *, retry=False)`` and ``run_batch(query, rows)``:
+  run one statement.  ``retry=True`` marks statements that may be repeated after a lost
+  connection (reads); engines without connections to lose ignore it.
+
+and overrides what is engine-specific: the hot single-key operations, ``incr`` and
+``get_many``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+from ..backend import Bucket
+from ..errors import NotAnIntegerError
+
+_MAX_CHAR = chr(0x10FFFF)
+#: Rows per page when streaming keys or items.
+PAGE = 512
+
+
+def prefix_range(prefix: str) -> tuple[str, str | None]:
+    """Return ``(low, high)`` such that ``low <= key < high`` iff ``key`` starts with prefix.
+
+    ``high`` is ``None`` when no finite bound exists (prefix of only U+10FFFF).  UTF-8
+    byte order (binary collations) equals code point order, so this is exact.
+    """
+    stem = prefix.rstrip(_MAX_CHAR)
+    if not stem:
+        return prefix, None
+    following = ord(stem[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:  # surrogates are not characters: skip to U+E000
+        following = 0xE000
+    return prefix, stem[:-1] + chr(following)
+
+
+def not_an_integer(key: str) -> NotAnIntegerError:
+    """The error for an ``incr`` whose statement refused the stored value."""
+    return NotAnIntegerError(
+        f"cannot incr {key!r}: the stored value is not an integer or the result "
+        "would leave the signed 64-bit range"
+    )
+
+
+class TableBucket(Bucket):
+    """One namespace: the rows of the backend's table with this namespace."""
+
+    #: The driver's parameter placeholder: ``?`` (sqlite3) or ``%s`` (psycopg, PyMySQL).
+    placeholder: ClassVar[str]
+    backend: Any  # a backend with queries/compose/one/all/run/run_batch (see module doc)
+
+    def __init__(self, backend: Any, namespace: str) -> None:
+        super().__init__(backend, namespace)
+        self._q: dict[str, str] = backend.queries
+
+    def _range(self, prefix: str) -> tuple[str, tuple[Any, ...]]:
+        if not prefix:
+            return "", ()
+        p = self.placeholder
+        low, high = prefix_range(prefix)
+        if high is None:
+            return f" AND key >= {p}", (low,)
+        return f" AND key >= {p} AND key < {p}", (low, high)
+
+    def cas(self, key: str, expected: bytes | None, new: bytes | None) -> bool:
+        ns, run = self.namespace, self.backend.run
+        if expected is None:
+            if new is None:
+                return not self.contains(key)
+            return bool(run(self._q["insert_absent"], (ns, key, new)) > 0)
+        if new is None:
+            return bool(run(self._q["remove_if"], (ns, key, expected)) > 0)
+        return bool(run(self._q["replace_if"], (new, ns, key, expected)) > 0)
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        for row in self._pages("key", prefix):
+            yield row[0]
+
+    def items(self, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+        for key, value in self._pages("key, value", prefix):
+            yield key, bytes(value)
+
+    def _pages(self, columns: str, prefix: str) -> Iterator[tuple[Any, ...]]:
+        # Keyset pagination: each page is its own short query, so the caller may write
+        # (or delete) between pages and no read transaction is held open.
+        p = self.placeholder
+        where, args = self._range(prefix)
+        base = f"SELECT {columns} FROM {{t}} WHERE namespace = {p}{where}"
+        first = self.backend.compose(f"{base} ORDER BY key LIMIT {PAGE}")
+        after = self.backend.compose(f"{base} AND key > {p} ORDER BY key LIMIT {PAGE}")
+        rows = self.backend.all(first, (self.namespace, *args), retry=True)
+        while True:
+            yield from rows
+            if len(rows) < PAGE:
+                return
+            rows = self.backend.all(after, (self.namespace, *args, rows[-1][0]), retry=True)
+
+    def count(self, prefix: str = "") -> int:
+        where, args = self._range(prefix)
+        query = self.backend.compose(
+            f"SELECT count(*) FROM {{t}} WHERE namespace = {self.placeholder}{where}"
+        )
+        row = self.backend.one(query, (self.namespace, *args), retry=True)
+        return int(row[0]) if row else 0
+
+    def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        ns = self.namespace
+        self.backend.run_batch(self._q["set"], [(ns, k, v) for k, v in items])
+
+    def clear(self, prefix: str = "") -> int:
+        where, args = self._range(prefix)
+        query = self.backend.compose(
+            f"DELETE FROM {{t}} WHERE namespace = {self.placeholder}{where}"
+        )
+        return int(self.backend.run(query, (self.namespace, *args)))
+
+
+__all__ = ["PAGE", "TableBucket", "not_an_integer", "prefix_range"]
