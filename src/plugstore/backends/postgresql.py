@@ -183,7 +183,7 @@ class PostgreSQLBackend(Backend):
                 "ON CONFLICT (namespace, key) DO UPDATE SET "
                 f"value = convert_to(({number}::numeric + %(d)s)::text, 'UTF8'), "
                 "version = {t}.version + 1 "
-                f"WHERE {number} ~ '^-?(0|[1-9][0-9]*)$' "
+                f"WHERE {number} ~ '^(0|-?[1-9][0-9]*)$' "
                 f"AND {number}::numeric + %(d)s BETWEEN {INT64_MIN} AND {INT64_MAX} "
                 "RETURNING value"
             ),

@@ -582,6 +582,14 @@ class StoreConformance:
             with pytest.raises(TypeError):
                 ns.incr("c", delta)  # type: ignore[arg-type]
         assert ns["c"] == 9
+        # Only canonical decimal text counts: engines matching it natively must not
+        # accept near-misses (a regex's "$" before a newline, a sign on zero, padding).
+        bucket = ns._b()
+        for raw in (b"-0", b"12\n", b" 12", b"+1", b"007", b"1" * 25, b"", b"\xff1"):
+            bucket.set("raw", raw)
+            with pytest.raises(NotAnIntegerError):
+                bucket.incr("raw", 1)
+            assert bucket.get("raw") == raw
 
     def test_compute(self, ns: Namespace) -> None:
         assert ns.compute("k", lambda v: [*v, 1], []) == [1]
