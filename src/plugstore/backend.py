@@ -185,7 +185,8 @@ class Backend(ABC):
     #: Several processes may open the same store at once, safely.
     multiprocess: ClassVar[bool] = False
     #: Largest encoded value accepted; larger ones raise ``ValueTooLargeError`` up front.
-    max_value_size: ClassVar[int] = DEFAULT_MAX_VALUE_SIZE
+    #: A backend may lower it in ``open`` once it knows the server's own limit.
+    max_value_size: int = DEFAULT_MAX_VALUE_SIZE
 
     def __init__(self, url: StoreURL, options: Options) -> None:
         self.url = url

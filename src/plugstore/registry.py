@@ -64,6 +64,7 @@ BUILTINS: dict[str, BackendSpec] = {
         _builtin(
             "postgresql", "postgresql", "PostgreSQLBackend", "postgresql", "psycopg", "psycopg_pool"
         ),
+        _builtin("mysql", "mysql", "MySQLBackend", "mysql", "pymysql", "sqlalchemy"),
     )
 }
 ALIASES = {
@@ -72,6 +73,7 @@ ALIASES = {
     "mem": "memory",
     "postgres": "postgresql",
     "pgsql": "postgresql",
+    "mariadb": "mysql",
 }
 
 _registered: dict[str, type[Backend] | BackendSpec] = {}

@@ -23,7 +23,7 @@ class Store:
     def __init__(self, backend: Backend, codec: Codec, *, max_value_size: int | None = None):
         self._backend = backend
         self._codec = codec
-        self._max = min(max_value_size or backend.max_value_size, backend.max_value_size)
+        self._requested_max = max_value_size
         self._open = False
         self._lock = threading.Lock()
 
@@ -44,8 +44,13 @@ class Store:
 
     @property
     def max_value_size(self) -> int:
-        """Largest encoded value this store accepts."""
-        return self._max
+        """Largest encoded value this store accepts.
+
+        The smaller of the ``max_value_size`` option and the backend's limit, which a
+        backend may lower when it opens and learns the server's own limit.
+        """
+        limit = self._backend.max_value_size
+        return min(self._requested_max or limit, limit)
 
     @property
     def is_open(self) -> bool:

@@ -56,6 +56,10 @@ class TableBucket(Bucket):
 
     #: The driver's parameter placeholder: ``?`` (sqlite3) or ``%s`` (psycopg, PyMySQL).
     placeholder: ClassVar[str]
+    #: The key column as written in SQL (MySQL reserves ``key``, so it quotes it).
+    kcol: ClassVar[str] = "key"
+    #: Keys come back as UTF-8 bytes (a binary column) and are decoded on the way out.
+    binary_keys: ClassVar[bool] = False
     backend: Any  # a backend with queries/compose/one/all/run/run_batch (see module doc)
 
     def __init__(self, backend: Any, namespace: str) -> None:
@@ -65,11 +69,11 @@ class TableBucket(Bucket):
     def _range(self, prefix: str) -> tuple[str, tuple[Any, ...]]:
         if not prefix:
             return "", ()
-        p = self.placeholder
+        p, k = self.placeholder, self.kcol
         low, high = prefix_range(prefix)
         if high is None:
-            return f" AND key >= {p}", (low,)
-        return f" AND key >= {p} AND key < {p}", (low, high)
+            return f" AND {k} >= {p}", (low,)
+        return f" AND {k} >= {p} AND {k} < {p}", (low, high)
 
     def cas(self, key: str, expected: bytes | None, new: bytes | None) -> bool:
         ns, run = self.namespace, self.backend.run
@@ -82,21 +86,27 @@ class TableBucket(Bucket):
         return bool(run(self._q["replace_if"], (new, ns, key, expected)) > 0)
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        for row in self._pages("key", prefix):
-            yield row[0]
+        if self.binary_keys:
+            for row in self._pages(False, prefix):
+                yield row[0].decode()
+        else:
+            for row in self._pages(False, prefix):
+                yield row[0]
 
     def items(self, prefix: str = "") -> Iterator[tuple[str, bytes]]:
-        for key, value in self._pages("key, value", prefix):
-            yield key, bytes(value)
+        binary = self.binary_keys
+        for key, value in self._pages(True, prefix):
+            yield (key.decode() if binary else key), bytes(value)
 
-    def _pages(self, columns: str, prefix: str) -> Iterator[tuple[Any, ...]]:
+    def _pages(self, values: bool, prefix: str) -> Iterator[tuple[Any, ...]]:
         # Keyset pagination: each page is its own short query, so the caller may write
         # (or delete) between pages and no read transaction is held open.
-        p = self.placeholder
+        p, k = self.placeholder, self.kcol
         where, args = self._range(prefix)
+        columns = f"{k}, value" if values else k
         base = f"SELECT {columns} FROM {{t}} WHERE namespace = {p}{where}"
-        first = self.backend.compose(f"{base} ORDER BY key LIMIT {PAGE}")
-        after = self.backend.compose(f"{base} AND key > {p} ORDER BY key LIMIT {PAGE}")
+        first = self.backend.compose(f"{base} ORDER BY {k} LIMIT {PAGE}")
+        after = self.backend.compose(f"{base} AND {k} > {p} ORDER BY {k} LIMIT {PAGE}")
         rows = self.backend.all(first, (self.namespace, *args), retry=True)
         while True:
             yield from rows

@@ -1,0 +1,433 @@
+"""``mysql://user:password@host:port/database`` (or ``mariadb://``) -- through PyMySQL.
+
+* **Layout**: one InnoDB table for every namespace (default ``plugstore_kv``), primary
+  key ``(namespace, key)``, ``value LONGBLOB`` and a ``version`` counter bumped by every
+  write.  ``key`` is ``VARBINARY(1024)`` holding the key's UTF-8 bytes: a 1,024-byte key
+  as ``utf8mb4`` text would need 4,096 index bytes, past InnoDB's 3,072-byte limit, and
+  binary order is code point order, as on every other backend.  Created on first use; no
+  DDL per namespace.
+* **Atomic operations** are single statements: ``incr`` is an upsert that validates the
+  stored text and the 64-bit range in SQL and hands the result back through
+  ``LAST_INSERT_ID(expr)`` in the same round trip (MySQL has no ``RETURNING``);
+  compare-and-set is a conditional ``UPDATE``/``DELETE``/insert.  A statement chosen as a
+  deadlock victim was rolled back whole, so it is run again.
+* **Durability**: autocommit; every write is committed before the call returns.
+* **Connections**: SQLAlchemy's ``QueuePool`` of PyMySQL connections (thread-safe); a
+  forked child builds its own pool and never touches its parent's sockets.  Statements
+  run on the driver's cursor directly: SQLAlchemy Core's ``execute`` measured 0.43x raw
+  PyMySQL per operation here, the pool alone costs a few microseconds.
+* **Limits**: PyMySQL sends values as escaped literals (up to twice their size), so the
+  largest value is a little under half the server's ``max_allowed_packet`` (16 MiB by
+  default: values up to ~8 MiB).  Raise ``max_allowed_packet`` for values up to 16 MiB.
+
+Options (query string or keywords): ``table`` (default ``plugstore_kv``),
+``connect_timeout`` (seconds, default 5), ``read_timeout`` (seconds, default none),
+``retry_timeout`` (seconds reads and upserts keep retrying after a lost connection,
+default 30), ``pool_max`` (default 10), ``password``, ``unix_socket``, and TLS:
+``ssl_ca``, ``ssl_cert``, ``ssl_key``, ``ssl_verify_cert``, ``ssl_verify_identity``,
+``ssl_disabled``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import pymysql
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.pool import QueuePool
+
+from .. import forks
+from ..backend import Backend, Options
+from ..errors import BackendUnavailableError, ConfigurationError
+from ..keys import INT64_MAX, INT64_MIN
+from ..url import StoreURL
+from .sqltable import TableBucket, not_an_integer
+
+T = TypeVar("T")
+
+_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+#: Error numbers meaning the connection broke under a statement: server gone or lost,
+#: shutting down, connection killed, disconnected for inactivity.
+_LOST = frozenset({2006, 2013, 2055, 1053, 1927, 4031})
+#: Connecting failed in a way that waiting may fix: refused (restarting), too many
+#: connections, lost during the handshake, shutting down.
+_TRANSIENT = frozenset({2002, 2003, 2013, 1040, 1053})
+#: The statement was rolled back whole (autocommit), so running it again is safe.
+_ROLLED_BACK = frozenset({1213, 1205})  # deadlock victim, lock wait timeout
+_DEADLOCK_ATTEMPTS = 20
+#: Keys per ``IN (...)`` list in ``get_many``.
+_IN_CHUNK = 1000
+_UINT64 = 1 << 64
+
+
+def _errno(exc: BaseException) -> int:
+    args = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) else 0
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc``, raised by a statement, means its connection broke."""
+    if isinstance(exc, pymysql.err.InterfaceError | OSError):
+        return True
+    return isinstance(exc, pymysql.err.OperationalError) and _errno(exc) in _LOST
+
+
+class MySQLBucket(TableBucket):
+    """One namespace: the rows of the store's table with this namespace."""
+
+    placeholder = "%s"
+    kcol = "`key`"
+    binary_keys = True
+    backend: MySQLBackend
+
+    def get(self, key: str) -> bytes | None:
+        row = self.backend.one(self._q["get"], (self.namespace, key), retry=True)
+        return None if row is None else row[0]
+
+    def set(self, key: str, value: bytes) -> None:
+        # An upsert of a given value: repeating it after a lost connection is harmless.
+        self.backend.run(self._q["set"], (self.namespace, key, value), retry=True)
+
+    def remove(self, key: str) -> bool:
+        return self.backend.run(self._q["remove"], (self.namespace, key)) > 0
+
+    def contains(self, key: str) -> bool:
+        row = self.backend.one(self._q["contains"], (self.namespace, key), retry=True)
+        return row is not None
+
+    def incr(self, key: str, delta: int) -> int:
+        params = {"ns": self.namespace, "key": key, "v": str(delta).encode(), "d": delta}
+        affected, result = self.backend.upsert_returning_id(self._q["incr"], params)
+        if affected == 1:  # inserted: the value is the delta itself
+            return delta
+        if affected == 0:  # the row was left unchanged: not a counter, or out of range
+            raise not_an_integer(key)
+        # LAST_INSERT_ID is unsigned on the wire: map it back to int64.
+        return result - _UINT64 if result > INT64_MAX else result
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for start in range(0, len(keys), _IN_CHUNK):
+            chunk = tuple(keys[start : start + _IN_CHUNK])
+            for key, value in self.backend.all(self._q["get_many"], (self.namespace, chunk)):
+                found[key.decode()] = value
+        return found
+
+
+class MySQLBackend(Backend):
+    """One MariaDB/MySQL table for every namespace; pooled, thread- and fork-safe."""
+
+    name = "mysql"
+    durable = True
+    multiprocess = True
+
+    def __init__(self, url: StoreURL, options: Options) -> None:
+        super().__init__(url, options)
+        self.database = url.path or ""
+        if not self.database:
+            raise ConfigurationError(
+                "the mysql backend needs a database: mysql://user@host:3306/DATABASE"
+            )
+        self.table = options.take("table", "plugstore_kv", str)
+        for what, ident in (("database", self.database), ("table", self.table)):
+            if not _IDENT_RE.match(ident):
+                raise ConfigurationError(
+                    f"invalid {what} name {ident!r}: letters, digits and '_' (at most 64)"
+                )
+        self.connect_timeout = options.take("connect_timeout", 5.0)
+        self.read_timeout = options.take("read_timeout", 0.0)
+        self.retry_timeout = options.take("retry_timeout", 30.0)
+        self.pool_max = options.take("pool_max", 10)
+        if self.pool_max < 1:
+            raise ConfigurationError("pool_max must be at least 1")
+        self._password: str | None = options.take("password", url.password, str)
+        self.unix_socket = options.take("unix_socket", None, str)
+        self._ssl: dict[str, Any] = {}
+        for name in ("ssl_ca", "ssl_cert", "ssl_key"):
+            path = options.take(name, None, str)
+            if path is not None:
+                self._ssl[name] = path
+        for name in ("ssl_verify_cert", "ssl_verify_identity", "ssl_disabled"):
+            if name in options:
+                self._ssl[name] = options.take(name, False)
+        host = url.host or "localhost"
+        self.where = self.unix_socket or f"{host}:{url.port or 3306}"
+        self.queries = self._statements()
+        self._pool: QueuePool | None = None
+        self._fork_gen = forks.generation
+        self._lock = threading.Lock()
+
+    # -- SQL --------------------------------------------------------------------------
+
+    def compose(self, text: str) -> str:
+        """``text`` with ``{t}`` replaced by the quoted table name."""
+        return text.replace("{t}", f"`{self.table}`")
+
+    def _statements(self) -> dict[str, str]:
+        c = self.compose
+        # Canonical decimal text only (no sign on zero, no padding; \z, not $, which
+        # would also match before a final newline), short enough to be an int64.
+        counter = r"LENGTH(value) <= 20 AND value REGEXP '^(0|-?[1-9][0-9]*)\\z'"
+        total = "CAST(value AS DECIMAL(21, 0)) + %(d)s"
+        valid = f"IF({counter}, {total} BETWEEN {INT64_MIN} AND {INT64_MAX}, FALSE)"
+        return {
+            "get": c("SELECT value FROM {t} WHERE namespace = %s AND `key` = %s"),
+            "contains": c("SELECT 1 FROM {t} WHERE namespace = %s AND `key` = %s"),
+            "set": c(
+                "INSERT INTO {t} (namespace, `key`, value) VALUES (%s, %s, %s) "
+                "ON DUPLICATE KEY UPDATE value = VALUES(value), version = version + 1"
+            ),
+            "remove": c("DELETE FROM {t} WHERE namespace = %s AND `key` = %s"),
+            # "Affected rows" is 0 when the row existed: the no-op assignment changes nothing.
+            # (INSERT IGNORE would also turn real errors into warnings.)
+            "insert_absent": c(
+                "INSERT INTO {t} (namespace, `key`, value) VALUES (%s, %s, %s) "
+                "ON DUPLICATE KEY UPDATE version = version"
+            ),
+            "remove_if": c("DELETE FROM {t} WHERE namespace = %s AND `key` = %s AND value = %s"),
+            "replace_if": c(
+                "UPDATE {t} SET value = %s, version = version + 1 "
+                "WHERE namespace = %s AND `key` = %s AND value = %s"
+            ),
+            "get_many": c("SELECT `key`, value FROM {t} WHERE namespace = %s AND `key` IN %s"),
+            # Inserted: affected rows 1.  Updated: 2, and the new total travels back as
+            # LAST_INSERT_ID (the OK packet's insert id, no second query).  Refused: the
+            # row is left as it was, affected rows 0.  `version` is assigned first so both
+            # assignments test the old value under either assignment-order mode.
+            "incr": c(
+                "INSERT INTO {t} (namespace, `key`, value) VALUES (%(ns)s, %(key)s, %(v)s) "
+                "ON DUPLICATE KEY UPDATE "
+                f"version = IF({valid}, version + 1 + 0 * LAST_INSERT_ID({total}), version), "
+                f"value = IF({valid}, CAST({total} AS CHAR), value)"
+            ),
+        }
+
+    # -- connections ------------------------------------------------------------------
+
+    def _connect(self) -> Any:  # a PyMySQL connection (the pool types it as DB-API)
+        url = self.url
+        return pymysql.connect(
+            host=url.host or "localhost",
+            port=url.port or 3306,
+            user=url.username or "root",
+            password=self._password or "",
+            database=self.database,
+            unix_socket=self.unix_socket,
+            charset="utf8mb4",
+            autocommit=True,
+            binary_prefix=True,  # bytes are sent as _binary'...': never re-read as text
+            sql_mode="STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION",
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout or None,
+            write_timeout=self.read_timeout or None,
+            **self._ssl,
+        )
+
+    def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
+        # PyMySQL's messages name host and port, never the password; keep the first line.
+        text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+        detail = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        return BackendUnavailableError(f"MySQL at {self.where} is unavailable: {detail}")
+
+    def open(self) -> None:
+        with self._lock:
+            self._fork_gen = forks.generation
+            self._pool = self._make_pool()
+        try:
+            self._prepare()
+        except BaseException:
+            self.close()
+            raise
+
+    def _make_pool(self) -> QueuePool:
+        return QueuePool(
+            self._connect,
+            pool_size=self.pool_max,
+            max_overflow=0,
+            timeout=self.connect_timeout,
+            # Connections are in autocommit; a batch that fails rolls back itself.  The
+            # default "rollback on return" would cost a round trip per operation.
+            reset_on_return=None,
+        )
+
+    def _prepare(self) -> None:
+        """Create the table if needed; learn the server's packet limit."""
+        self.run(
+            self.compose(
+                "CREATE TABLE IF NOT EXISTS {t} ("
+                "namespace VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL, "
+                "`key` VARBINARY(1024) NOT NULL, value LONGBLOB NOT NULL, "
+                "version BIGINT NOT NULL DEFAULT 1, PRIMARY KEY (namespace, `key`)"
+                ") ENGINE=InnoDB ROW_FORMAT=DYNAMIC"
+            ),
+            None,
+            retry=False,  # a server that is down at start fails fast, within connect_timeout
+        )
+        row = self.one("SELECT @@max_allowed_packet", None)
+        packet = int(row[0]) if row else 0
+        # Worst case every byte is escaped (two bytes), plus room for the statement.
+        self.max_value_size = max(1, min(Backend.max_value_size, (packet - 65536) // 2))
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+            if pool is not None and self._fork_gen == forks.generation:
+                pool.dispose()
+
+    def _current_pool(self) -> QueuePool:
+        if self._fork_gen != forks.generation:
+            # A forked child: build a pool of its own, never touch the parent's sockets.
+            with self._lock:
+                if self._fork_gen != forks.generation:
+                    self._lock = threading.Lock()
+                    self._fork_gen = forks.generation
+                    if self._pool is not None:
+                        forks.keep_inherited(self._pool)
+                        self._pool = self._make_pool()
+        pool = self._pool
+        if pool is None:
+            raise BackendUnavailableError("the MySQL store is closed")
+        return pool
+
+    # -- statement helpers -----------------------------------------------------------------
+
+    def _execute(self, work: Callable[[Any], T], retry: bool) -> T:
+        """Run ``work(cursor)`` on a pooled connection.
+
+        A deadlock victim or lock-wait timeout was rolled back whole, so it is run again
+        (any statement).  After a lost connection only ``retry`` statements run again --
+        those whose repetition changes nothing (reads, upserts of a given value) -- until
+        ``retry_timeout``; ``incr``, compare-and-set and delete-and-report raise at once,
+        since whether the lost attempt committed is unknown.
+        """
+        deadline: float | None = None
+        delay = 0.05
+        deadlocks = stale = 0
+        while True:
+            try:
+                fairy = self._current_pool().connect()
+            except (pymysql.err.MySQLError, PoolTimeout) as exc:
+                # Nothing ran.  Wait for a server that is restarting or full; refuse at
+                # once what waiting cannot fix (bad login, unknown database, TLS, ...).
+                transient = isinstance(exc, PoolTimeout) or _errno(exc) in _TRANSIENT
+                if not (retry and transient):
+                    raise self._unavailable(exc) from None
+                now = time.monotonic()
+                deadline = deadline or now + self.retry_timeout
+                if now >= deadline:
+                    raise self._unavailable(exc) from None
+                time.sleep(min(delay, deadline - now))
+                delay = min(delay * 2, 1.0)
+                continue
+            try:
+                raw: Any = fairy.dbapi_connection
+                with raw.cursor() as cur:
+                    result = work(cur)
+            except (pymysql.err.MySQLError, OSError) as exc:
+                if not _connection_lost(exc):
+                    fairy.close()
+                    if _errno(exc) in _ROLLED_BACK and deadlocks < _DEADLOCK_ATTEMPTS:
+                        deadlocks += 1
+                        time.sleep(random.uniform(0, 0.002 * deadlocks))
+                        continue
+                    raise
+                fairy.invalidate()  # a broken connection never goes back to the pool
+                if not retry:
+                    raise self._unavailable(exc) from None
+                now = time.monotonic()
+                deadline = deadline or now + self.retry_timeout
+                if now >= deadline:
+                    raise self._unavailable(exc) from None
+                if stale < self.pool_max:
+                    stale += 1  # likely a stale pooled connection: try the next at once
+                else:
+                    time.sleep(min(delay, deadline - now))
+                    delay = min(delay * 2, 1.0)
+                continue
+            fairy.close()
+            return result
+
+    def one(self, query: str, params: Any, *, retry: bool = False) -> Any:
+        def work(cur: Any) -> Any:
+            cur.execute(query, params)
+            return cur.fetchone()
+
+        return self._execute(work, retry)
+
+    def all(self, query: str, params: Any, *, retry: bool = True) -> list[Any]:
+        """Reads: retried after a lost connection by default."""
+
+        def work(cur: Any) -> list[Any]:
+            cur.execute(query, params)
+            return list(cur.fetchall())
+
+        return self._execute(work, retry)
+
+    def run(self, query: str, params: Any, *, retry: bool = False) -> int:
+        def work(cur: Any) -> int:
+            return int(cur.execute(query, params))
+
+        return self._execute(work, retry)
+
+    def upsert_returning_id(self, query: str, params: Any) -> tuple[int, int]:
+        """Run an upsert; return (affected rows, the OK packet's insert id).  Never retried
+        after a lost connection."""
+
+        def work(cur: Any) -> tuple[int, int]:
+            affected = cur.execute(query, params)
+            return int(affected), int(cur.lastrowid or 0)
+
+        return self._execute(work, False)
+
+    def run_batch(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
+        """All rows in one transaction (multi-row inserts by PyMySQL): all land, or none.
+
+        Retried after a lost connection or a deadlock: the batch is a set of upserts, so
+        applying it again gives the same result whether or not the lost attempt committed.
+        """
+
+        def work(cur: Any) -> None:
+            conn = cur.connection
+            conn.begin()
+            try:
+                cur.executemany(query, rows)
+                conn.commit()
+            except BaseException:
+                with contextlib.suppress(pymysql.err.MySQLError):
+                    conn.rollback()  # if the connection is gone, the server rolled back
+                raise
+
+        self._execute(work, True)
+
+    # -- backend API ---------------------------------------------------------------------
+
+    def bucket(self, namespace: str) -> MySQLBucket:
+        return MySQLBucket(self, namespace)
+
+    def namespaces(self) -> list[str]:
+        # DISTINCT on the primary key's first column: a loose index scan.
+        query = self.compose("SELECT DISTINCT namespace FROM {t} ORDER BY namespace")
+        return [row[0] for row in self.all(query, None)]
+
+    def drop(self) -> None:
+        """Drop this store's table (tests and tooling; not part of the Backend contract)."""
+        self.run(self.compose("DROP TABLE IF EXISTS {t}"), None)
+
+    def identity(self) -> tuple[object, ...]:
+        return (*super().identity(), self.database, self.table)
+
+    def info(self) -> dict[str, str]:
+        row = self.one("SELECT VERSION()", None, retry=True)
+        return {
+            **super().info(),
+            "server": f"{row[0] if row else '?'} at {self.where}",
+            "driver": f"PyMySQL {pymysql.__version__}",
+            "table": f"{self.database}.{self.table}",
+            "max value size": f"{self.max_value_size} bytes",
+        }

@@ -1,0 +1,316 @@
+"""MariaDB/MySQL: the conformance kit and server-specific behaviour, against the real server.
+
+Every test run works in a database of its own (dropped at the end) and every test in a
+table of its own, so parallel or repeated runs never collide.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import plugstore
+from plugstore.errors import (
+    BackendUnavailableError,
+    ConfigurationError,
+    NotAnIntegerError,
+    ValueTooLargeError,
+)
+from plugstore.testing import StoreConformance
+from servers import IN_CI, require_server
+
+HOST, PORT, USER = "127.0.0.1", 3306, "root"
+DB = f"pstest_{uuid.uuid4().hex[:12]}"
+BASE = f"mysql://{USER}@{HOST}:{PORT}/{DB}"
+#: How .ci/run (and this machine's setup) starts the server.
+START_MARIADB = ["start-stop-daemon", "--start", "--oknodo", "--background"]
+START_MARIADB += ["--exec", "/usr/sbin/mariadbd"]
+
+
+def _admin(database: str | None = None) -> Any:
+    import pymysql
+
+    deadline = time.monotonic() + 60  # a restart test may have just bounced the server
+    while True:
+        try:
+            return pymysql.connect(
+                host=HOST, port=PORT, user=USER, password="", database=database, autocommit=True
+            )
+        except pymysql.err.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _run_database() -> Iterator[None]:
+    require_server("MariaDB", HOST, PORT)
+    with _admin() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{DB}`")
+    yield
+    with _admin() as conn, conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{DB}`")
+
+
+def table_for(tmp_path: Path) -> str:
+    name = re.sub(r"\W", "_", tmp_path.name).lower()[:40]
+    return f"t_{name}_{zlib.crc32(str(tmp_path).encode()):08x}"
+
+
+class TestMySQL(StoreConformance):
+    def make_url(self, tmp_path: Path) -> str:
+        return f"{BASE}?table={table_for(tmp_path)}"
+
+
+def test_mariadb_scheme_is_the_same_backend(tmp_path: Path) -> None:
+    url = f"mariadb://{USER}@{HOST}:{PORT}/{DB}?table={table_for(tmp_path)}"
+    with plugstore.open(url) as store:
+        assert store.backend.name == "mysql"
+        store.namespace("n")["k"] = 1
+    with plugstore.open(f"{BASE}?table={table_for(tmp_path)}") as store:
+        assert store.namespace("n")["k"] == 1
+
+
+def test_layout_one_table_binary_keys_and_version(tmp_path: Path) -> None:
+    table = table_for(tmp_path)
+    with plugstore.open(f"{BASE}?table={table}") as store:
+        ns = store.namespace("a")
+        ns["k"] = 1
+        ns["k"] = 2
+        ns.incr("k")
+        ns["ké\U0001f600"] = "x"
+        store.namespace("b")["k"] = "x"
+    with _admin(DB) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT namespace, `key`, value, version FROM `{table}` ORDER BY 1, 2")
+        rows = cur.fetchall()
+        cur.execute(
+            "SELECT column_name, column_type FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+            (DB, table),
+        )
+        columns = cur.fetchall()
+    assert rows == (
+        ("a", b"k", b"3", 3),
+        ("a", "ké\U0001f600".encode(), b'"x"', 1),
+        ("b", b"k", b'"x"', 1),
+    )
+    assert [c[1] for c in columns] == ["varchar(128)", "varbinary(1024)", "longblob", "bigint(20)"]
+
+
+def test_incr_result_travels_back_for_every_sign(tmp_path: Path) -> None:
+    """``incr``'s result rides on LAST_INSERT_ID, which is unsigned on the wire."""
+    from plugstore.keys import INT64_MAX, INT64_MIN
+
+    with plugstore.open(f"{BASE}?table={table_for(tmp_path)}") as store:
+        ns = store.namespace("n")
+        assert ns.incr("c", -5) == -5  # inserted
+        assert ns.incr("c", 0) == -5  # updated, unchanged total
+        assert ns.incr("c", 5) == 0
+        assert ns.incr("c", INT64_MIN) == INT64_MIN
+        with pytest.raises(NotAnIntegerError):
+            ns.incr("c", -1)
+        assert ns.incr("c", INT64_MAX) == -1
+        assert ns.incr("c", INT64_MAX) == INT64_MAX - 1
+        assert ns["c"] == INT64_MAX - 1
+
+
+def test_value_limit_follows_the_servers_packet_size(tmp_path: Path) -> None:
+    with _admin() as conn, conn.cursor() as cur:
+        cur.execute("SELECT @@max_allowed_packet")
+        packet = int(cur.fetchone()[0])
+    with plugstore.open(f"{BASE}?table={table_for(tmp_path)}") as store:
+        limit = store.max_value_size
+        assert limit == min(16 * 1024 * 1024, (packet - 65536) // 2)
+        ns = store.namespace("n")
+        worst = b"\x00" * limit  # every byte escaped: the largest statement possible
+        bucket = ns._b()
+        bucket.set("worst", worst)
+        assert bucket.get("worst") == worst
+        bucket.set_many([("worst", worst), ("other", b"'" * limit)])
+        assert bucket.get_many(["worst", "other"]) == {"worst": worst, "other": b"'" * limit}
+        with pytest.raises(ValueTooLargeError):
+            ns["too-big"] = b"x" * limit
+
+
+def test_server_down_at_start_fails_fast_and_clearly() -> None:
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailableError) as err:
+        plugstore.open("mysql://bob:s3cr3t-pw@127.0.0.1:1/test?connect_timeout=2")
+    assert time.monotonic() - started < 10
+    message = str(err.value)
+    assert "127.0.0.1:1" in message
+    assert "s3cr3t" not in message
+    assert "s3cr3t" not in repr(err.value)
+
+
+def test_wrong_database_and_bad_login_are_reported_without_password() -> None:
+    missing = f"no_such_db_{uuid.uuid4().hex[:6]}"
+    with pytest.raises(BackendUnavailableError, match="Unknown database"):
+        plugstore.open(f"mysql://{USER}@{HOST}:{PORT}/{missing}")
+    with pytest.raises(BackendUnavailableError, match="Access denied") as err:
+        plugstore.open(f"mysql://nobody_{uuid.uuid4().hex[:6]}:pw-s3cr3t@{HOST}:{PORT}/{DB}")
+    assert "pw-s3cr3t" not in str(err.value)
+
+
+def test_credentials_never_in_repr_or_info(tmp_path: Path) -> None:
+    with _admin() as conn, conn.cursor() as cur:
+        user = f"ps_{uuid.uuid4().hex[:8]}"
+        cur.execute(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'hunter2-pw'")
+        cur.execute(f"GRANT ALL ON `{DB}`.* TO '{user}'@'127.0.0.1'")
+    try:
+        url = f"mysql://{user}:hunter2-pw@{HOST}:{PORT}/{DB}?table={table_for(tmp_path)}"
+        with plugstore.open(url) as store:  # a real password login
+            store.namespace("n")["k"] = 1
+            texts = (repr(store), store.url, str(store.info()), repr(store.namespace("n")))
+            for text in texts:
+                assert "hunter2" not in text
+        # the password as an option (Errbot-style config dicts) works the same way
+        with plugstore.open(url.replace(":hunter2-pw", ""), password="hunter2-pw") as store:
+            assert store.namespace("n")["k"] == 1
+    finally:
+        with _admin() as conn, conn.cursor() as cur:
+            cur.execute(f"DROP USER '{user}'@'127.0.0.1'")
+
+
+def test_identifiers_and_options_are_validated() -> None:
+    for bad in ("kv; DROP TABLE x", "1abc", "a" * 65, "q`uote"):
+        with pytest.raises(ConfigurationError):
+            plugstore.open(f"{BASE}?table={bad}")
+    with pytest.raises(ConfigurationError, match="needs a database"):
+        plugstore.open(f"mysql://{USER}@{HOST}:{PORT}")
+    with pytest.raises(ConfigurationError, match="unknown option"):
+        plugstore.open(f"{BASE}?ssl_verfy_cert=1")
+    with pytest.raises(ConfigurationError):
+        plugstore.open(f"{BASE}?pool_max=0")
+
+
+def test_unix_socket_option(tmp_path: Path) -> None:
+    sockets = ("/run/mysqld/mysqld.sock", "/var/run/mysqld/mysqld.sock")
+    path = next((p for p in sockets if os.path.exists(p)), None)
+    if path is None:
+        pytest.skip("no MariaDB unix socket on this machine")
+    url = f"mysql://{USER}@localhost/{DB}?unix_socket={path}&table={table_for(tmp_path)}"
+    with plugstore.open(url) as store:
+        store.namespace("n")["k"] = "via socket"
+        assert store.info()["server"].endswith(f"at {path}")
+    with plugstore.open(f"{BASE}?table={table_for(tmp_path)}") as store:
+        assert store.namespace("n")["k"] == "via socket"
+
+
+def test_forked_child_never_touches_the_parents_connections(tmp_path: Path) -> None:
+    import gc
+    import signal
+
+    with plugstore.open(f"{BASE}?table={table_for(tmp_path)}") as store:
+        ns = store.namespace("n")
+        # several pooled connections in the parent, all idle in the pool at fork time
+        threads = [threading.Thread(target=ns.incr, args=(f"warm{i}",)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(20)
+            code = 0
+            try:
+                ns.incr("child")  # the child builds its own pool
+                gc.collect()  # closing the parent's pool here would send COM_QUIT on
+                # the parent's sockets and end its sessions; the loop below checks
+            except BaseException:
+                code = 3
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        for i in range(20):
+            ns[f"after-{i}"] = i
+        assert ns["child"] == 1
+
+
+def _port_open() -> bool:
+    try:
+        socket.create_connection((HOST, PORT), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def _restart_mariadb() -> subprocess.CompletedProcess[bytes]:
+    """Stop the server (clean shutdown) and start it the way .ci/run does."""
+    down = subprocess.run(
+        ["mariadb-admin", "-h", HOST, "-P", str(PORT), "-u", USER, "shutdown"],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    if down.returncode != 0:
+        return down
+    deadline = time.monotonic() + 60
+    while _port_open() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # stay down a moment: clients must notice and retry
+    up = subprocess.run(
+        START_MARIADB,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    while not _port_open() and time.monotonic() < deadline + 60:
+        time.sleep(0.1)
+    return up
+
+
+@pytest.mark.slow
+def test_server_restart_mid_run_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    tools = all(shutil.which(t) for t in ("mariadb-admin", "start-stop-daemon"))
+    if not (tools and os.path.exists("/usr/sbin/mariadbd") and os.geteuid() == 0):
+        if IN_CI:
+            pytest.fail("CI must be able to restart MariaDB (mariadb-admin, start-stop-daemon)")
+        pytest.skip("restarting MariaDB needs mariadb-admin, start-stop-daemon and root")
+    url = f"{BASE}?table={table_for(tmp_path)}&retry_timeout=60"
+    restarted: list[subprocess.CompletedProcess[bytes]] = []
+    restart_done: list[float] = []
+
+    def restart() -> None:
+        time.sleep(0.5)
+        restarted.append(_restart_mariadb())
+        restart_done.append(time.monotonic())
+
+    with plugstore.open(url) as store:
+        ns = store.namespace("n")
+        worker = threading.Thread(target=restart)
+        worker.start()
+        acked = unavailable = 0
+        try:
+            for i in range(10_000):
+                ns[f"k{i}"] = {"i": i}  # an upsert: retried through the restart
+                acked += 1
+                try:
+                    ns.incr("counter")  # never retried: may fail while the server is away
+                except BackendUnavailableError:
+                    unavailable += 1
+            loop_done = time.monotonic()
+        finally:
+            worker.join()  # never leave the server down for the next test
+        assert restarted, "the restart did not run"
+        assert restarted[0].returncode == 0, restarted
+        assert restart_done[0] < loop_done, "the restart must land while writes are running"
+        assert acked == 10_000
+        assert len(ns) == 10_001
+        missing = [i for i in range(10_000) if ns.get(f"k{i}") != {"i": i}]
+        assert missing == []
+        # every incr that returned is counted; one that raised may or may not have landed
+        assert 10_000 - unavailable <= ns["counter"] <= 10_000
+        ns.incr("counter")  # and the store works normally again
