@@ -65,6 +65,7 @@ BUILTINS: dict[str, BackendSpec] = {
             "postgresql", "postgresql", "PostgreSQLBackend", "postgresql", "psycopg", "psycopg_pool"
         ),
         _builtin("mysql", "mysql", "MySQLBackend", "mysql", "pymysql", "sqlalchemy"),
+        _builtin("redis", "redis", "RedisBackend", "redis", "redis"),
     )
 }
 ALIASES = {
@@ -74,6 +75,7 @@ ALIASES = {
     "postgres": "postgresql",
     "pgsql": "postgresql",
     "mariadb": "mysql",
+    "rediss": "redis",
 }
 
 _registered: dict[str, type[Backend] | BackendSpec] = {}

@@ -1,0 +1,442 @@
+"""``redis://[user:password@]host:port/db`` and ``rediss://`` (TLS) -- Redis through redis-py.
+
+* **Layout**: one Redis string per entry, ``<prefix>{<namespace>}:k:<key>``, plus one
+  sorted set per namespace, ``<prefix>{<namespace>}:i``, whose members are the keys
+  (UTF-8, all scored 0, so they sort by byte -- that is, code point -- order).  The index
+  answers ``len`` (``ZCARD``/``ZLEXCOUNT``) and key listings, including by prefix
+  (``ZRANGEBYLEX``), without scanning anything; namespaces are found with ``SCAN`` (never
+  ``KEYS``) over the index names, the prefix's glob characters escaped.  The braces are a
+  Redis Cluster hash tag: every key of a namespace lives in one slot.
+* **Atomic operations**: writes touching an entry and its index run as one Lua script
+  (``EVALSHA``): ``set``, ``remove``, compare-and-set, and ``incr`` (native ``INCRBY``,
+  whose integer rules are exactly plugstore's: canonical decimal text, signed 64-bit).
+  ``set_many`` is one ``MULTI``/``EXEC`` transaction of ``MSET`` and ``ZADD``;
+  ``get_many`` is ``MGET``.
+* **Durability** is the server's: with ``appendonly yes`` and ``appendfsync always`` an
+  acknowledged write survives a server crash; ``everysec`` (Redis' default once AOF is
+  on) may lose the last second; without AOF a restart loses what the last snapshot did
+  not hold -- everything, with ``save ""``.  A ``kill -9`` of the *client* never loses an
+  acknowledged write.  ``plugstore doctor`` shows the server's setting.  The server must
+  not evict keys (``maxmemory-policy noeviction``, the default), or entries could vanish
+  behind the index's back.
+* **Connections**: a redis-py blocking connection pool (thread-safe; a forked child gets
+  fresh connections, redis-py checks the pid).  redis-py's own silent retries are off:
+  plugstore retries only what is safe to repeat (reads, ``set``, ``set_many``) after a
+  lost connection, until ``retry_timeout``; ``incr``, compare-and-set and ``remove``
+  raise :class:`~plugstore.errors.BackendUnavailableError` instead.
+
+Options (query string or keywords): ``prefix`` (default ``plugstore:``), ``db`` (or the
+URL path), ``connect_timeout`` (seconds, default 5), ``socket_timeout`` (default 10),
+``retry_timeout`` (default 30), ``pool_max`` (default 20), ``username``, ``password``,
+``unix_socket`` (a socket path instead of host and port), and for ``rediss://``:
+``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs``
+(``required``/``optional``/``none``), ``ssl_check_hostname``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from typing import Any, TypeVar
+
+import redis
+from redis import exceptions as rx
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ..backend import Backend, Bucket, Options
+from ..errors import BackendUnavailableError, ConfigurationError
+from ..url import StoreURL
+from .sqltable import PAGE, not_an_integer, prefix_range
+
+T = TypeVar("T")
+
+_PREFIX_RE = re.compile(r"[A-Za-z0-9_.:/-]{0,100}\Z")
+_GLOB = re.compile(r"([*?\[\]\\])")
+#: Keys per MGET / MSET / ZADD command in the bulk paths.
+_CHUNK = 1000
+
+_SET = """
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], 'NX', 0, ARGV[2])
+"""
+# The result travels back as the stored text: a Lua number is a double and would round
+# counters past 2**53.
+_INCR = """
+redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], 'NX', 0, ARGV[2])
+return redis.call('GET', KEYS[1])
+"""
+_REMOVE = """
+local n = redis.call('DEL', KEYS[1])
+if n == 1 then redis.call('ZREM', KEYS[2], ARGV[1]) end
+return n
+"""
+# ARGV: expected present ("1"/"0"), expected value, new present, new value, member.
+_CAS = """
+local cur = redis.call('GET', KEYS[1])
+if ARGV[1] == '1' then
+  if cur ~= ARGV[2] then return 0 end
+elseif cur then
+  return 0
+end
+if ARGV[3] == '1' then
+  redis.call('SET', KEYS[1], ARGV[4])
+  redis.call('ZADD', KEYS[2], 'NX', 0, ARGV[5])
+elseif cur then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[5])
+end
+return 1
+"""
+# KEYS: the entries, then the index; ARGV: the members.
+_REMOVE_MANY = """
+local idx = table.remove(KEYS)
+local n = redis.call('DEL', unpack(KEYS))
+redis.call('ZREM', idx, unpack(ARGV))
+return n
+"""
+_SCRIPTS = {"set": _SET, "incr": _INCR, "remove": _REMOVE, "cas": _CAS, "remove_many": _REMOVE_MANY}
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a Redis glob pattern matching exactly itself."""
+    return _GLOB.sub(r"\\\1", text)
+
+
+def _lex_range(prefix: str) -> tuple[bytes, bytes]:
+    """ZRANGEBYLEX bounds selecting the members that start with ``prefix``."""
+    if not prefix:
+        return b"-", b"+"
+    low, high = prefix_range(prefix)
+    return b"[" + low.encode(), (b"(" + high.encode()) if high is not None else b"+"
+
+
+class RedisBucket(Bucket):
+    """One namespace: its entry strings and their sorted-set index."""
+
+    backend: RedisBackend
+
+    def __init__(self, backend: RedisBackend, namespace: str) -> None:
+        super().__init__(backend, namespace)
+        base = f"{backend.prefix}{{{namespace}}}:".encode()
+        self._kp = base + b"k:"
+        self._idx = base + b"i"
+        self._r = backend.client
+        self._sha = backend.shas
+
+    # -- single keys ----------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        name = self._kp + key.encode()
+        try:
+            value: bytes | None = self._r.get(name)
+            return value
+        except rx.RedisError as exc:
+            retried: bytes | None = self.backend.recover(exc, partial(self._r.get, name), True)
+            return retried
+
+    def contains(self, key: str) -> bool:
+        name = self._kp + key.encode()
+        try:
+            return bool(self._r.exists(name))
+        except rx.RedisError as exc:
+            return bool(self.backend.recover(exc, lambda: self._r.exists(name), retry=True))
+
+    def _script(self, which: str, keys: Sequence[bytes], args: Sequence[Any]) -> Any:
+        # EVALSHA, never EVAL: the script text is sent once per server (re-sent after a
+        # restart empties the script cache -- NOSCRIPT means nothing ran).
+        return self._r.evalsha(self._sha[which], len(keys), *keys, *args)
+
+    def _run(self, which: str, keys: Sequence[bytes], args: Sequence[Any], retry: bool) -> Any:
+        try:
+            return self._script(which, keys, args)
+        except rx.RedisError as exc:
+            return self.backend.recover(exc, lambda: self._script(which, keys, args), retry)
+
+    def set(self, key: str, value: bytes) -> None:
+        member = key.encode()
+        # Setting a given value twice is harmless: retried after a lost connection.
+        self._run("set", (self._kp + member, self._idx), (value, member), True)
+
+    def remove(self, key: str) -> bool:
+        member = key.encode()
+        return bool(self._run("remove", (self._kp + member, self._idx), (member,), False))
+
+    def cas(self, key: str, expected: bytes | None, new: bytes | None) -> bool:
+        member = key.encode()
+        args = (
+            b"0" if expected is None else b"1",
+            expected or b"",
+            b"0" if new is None else b"1",
+            new or b"",
+            member,
+        )
+        return bool(self._run("cas", (self._kp + member, self._idx), args, False))
+
+    def incr(self, key: str, delta: int) -> int:
+        member = key.encode()
+        try:
+            raw = self._run("incr", (self._kp + member, self._idx), (delta, member), False)
+        except rx.ResponseError as exc:  # not an integer, or the sum would overflow
+            if "integer" in str(exc) or "overflow" in str(exc):
+                raise not_an_integer(key) from None
+            raise
+        return int(raw)
+
+    # -- many keys ------------------------------------------------------------------------
+
+    def _members(self, prefix: str) -> Iterator[list[bytes]]:
+        """Pages of index members starting with ``prefix``, in order; each page is its
+        own short command, so the caller may write between pages."""
+        low, high = _lex_range(prefix)
+        while True:
+            page: list[bytes] = self.backend.call(
+                partial(self._r.zrangebylex, self._idx, low, high, 0, PAGE), retry=True
+            )
+            if page:
+                yield page
+            if len(page) < PAGE:
+                return
+            low = b"(" + page[-1]
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        for page in self._members(prefix):
+            for member in page:
+                yield member.decode()
+
+    def items(self, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+        for page in self._members(prefix):
+            names = [self._kp + m for m in page]
+            values = self.backend.call(partial(self._r.mget, names), retry=True)
+            for member, value in zip(page, values, strict=True):
+                if value is not None:  # removed since the page was read
+                    yield member.decode(), value
+
+    def count(self, prefix: str = "") -> int:
+        if not prefix:
+            return int(self.backend.call(lambda: self._r.zcard(self._idx), retry=True))
+        low, high = _lex_range(prefix)
+        return int(self.backend.call(lambda: self._r.zlexcount(self._idx, low, high), retry=True))
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            names = [self._kp + k.encode() for k in chunk]
+            values = self.backend.call(partial(self._r.mget, names), retry=True)
+            for key, value in zip(chunk, values, strict=True):
+                if value is not None:
+                    found[key] = value
+        return found
+
+    def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        if not items:
+            return
+
+        def work() -> None:
+            # One MULTI/EXEC: every pair lands, or (connection lost before EXEC) none.
+            pipe = self._r.pipeline(transaction=True)
+            for start in range(0, len(items), _CHUNK):
+                chunk = [(k.encode(), v) for k, v in items[start : start + _CHUNK]]
+                pipe.mset({self._kp + m: v for m, v in chunk})
+                pipe.zadd(self._idx, {m: 0 for m, _ in chunk}, nx=True)
+            pipe.execute()
+
+        self.backend.call(work, retry=True)  # the same upserts again: harmless
+
+    def clear(self, prefix: str = "") -> int:
+        removed = 0
+        for page in self._members(prefix):  # each page deleted atomically
+            keys = [*(self._kp + m for m in page), self._idx]
+            removed += int(self._run("remove_many", keys, page, False))
+        return removed
+
+
+class RedisBackend(Backend):
+    """Entries as Redis strings under a prefix, one sorted-set index per namespace."""
+
+    name = "redis"
+    durable = True  # a killed client loses nothing acknowledged (server persistence aside)
+    multiprocess = True
+
+    def __init__(self, url: StoreURL, options: Options) -> None:
+        super().__init__(url, options)
+        self.prefix = options.take("prefix", "plugstore:", str)
+        if not _PREFIX_RE.match(self.prefix):
+            raise ConfigurationError(
+                f"invalid prefix {self.prefix!r}: letters, digits and _ . : / - (at most 100)"
+            )
+        db_text = options.take("db", url.path or "0", str)
+        if not db_text.isdigit():
+            raise ConfigurationError(f"the Redis database must be a number, got {db_text!r}")
+        self.db = int(db_text)
+        self.connect_timeout = options.take("connect_timeout", 5.0)
+        self.socket_timeout = options.take("socket_timeout", 10.0)
+        self.retry_timeout = options.take("retry_timeout", 30.0)
+        self.pool_max = options.take("pool_max", 20)
+        if self.pool_max < 1:
+            raise ConfigurationError("pool_max must be at least 1")
+        self._username = options.take("username", url.username, str)
+        self._password = options.take("password", url.password, str)
+        self.unix_socket = options.take("unix_socket", None, str)
+        self.tls = url.scheme == "rediss"
+        self._ssl: dict[str, Any] = {}
+        for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs"):
+            value = options.take(name, None, str)
+            if value is not None:
+                self._ssl[name] = value
+        if "ssl_check_hostname" in options:
+            self._ssl["ssl_check_hostname"] = options.take("ssl_check_hostname", True)
+        if self._ssl and not self.tls:
+            raise ConfigurationError("TLS options need a rediss:// URL")
+        host, port = url.host or "localhost", url.port or 6379
+        self.where = self.unix_socket or f"{host}:{port}"
+        self._host, self._port = host, port
+        self.client: Any = None  # a redis.Redis on the pool, set by open()
+        self.shas: dict[str, str] = {}
+        self._pool: redis.BlockingConnectionPool | None = None
+
+    # -- connections ------------------------------------------------------------------
+
+    def _make_pool(self) -> redis.BlockingConnectionPool:
+        kwargs: dict[str, Any] = {
+            "db": self.db,
+            "username": self._username,
+            "password": self._password,
+            "socket_connect_timeout": self.connect_timeout,
+            "socket_timeout": self.socket_timeout,
+            # redis-py would otherwise re-send any command after a lost connection,
+            # incr included, and apply it twice; plugstore decides what is safe.
+            "retry": Retry(NoBackoff(), 0),
+            "client_name": "plugstore",
+        }
+        if self.unix_socket:
+            kwargs["path"] = self.unix_socket
+            kwargs["connection_class"] = redis.UnixDomainSocketConnection
+        else:
+            kwargs["host"], kwargs["port"] = self._host, self._port
+            if self.tls:
+                kwargs["connection_class"] = redis.SSLConnection
+                kwargs.update(self._ssl)
+        pool: redis.BlockingConnectionPool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
+            max_connections=self.pool_max, timeout=self.connect_timeout, **kwargs
+        )
+        return pool
+
+    def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
+        # redis-py's messages name host and port, never the password; keep the first line.
+        text = str(exc).strip()
+        detail = text.splitlines()[0] if text else type(exc).__name__
+        return BackendUnavailableError(f"Redis at {self.where} is unavailable: {detail}")
+
+    def open(self) -> None:
+        self._pool = self._make_pool()
+        self.client = redis.Redis(connection_pool=self._pool)
+        try:
+            self.call(self._load_scripts, retry=False)  # fails fast if the server is down
+        except BaseException:
+            self.close()
+            raise
+
+    def _load_scripts(self) -> None:
+        for which, text in _SCRIPTS.items():
+            self.shas[which] = self.client.script_load(text)
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.disconnect()
+
+    def call(self, work: Callable[[], T], *, retry: bool) -> T:
+        """Run ``work()``; on failure, recover as :meth:`recover` says."""
+        try:
+            return work()
+        except rx.RedisError as exc:
+            return self.recover(exc, work, retry)
+
+    def recover(self, exc: rx.RedisError, work: Callable[[], T], retry: bool) -> T:
+        """``work()`` raised ``exc``: run it again if that is safe, or raise.
+
+        NOSCRIPT (a restarted server forgot the scripts) and "loading the dataset" mean
+        nothing ran: load the scripts / wait, then run again, whatever the operation.
+        After a lost connection or a timeout, only ``retry`` work runs again, until
+        ``retry_timeout``; the rest raises ``BackendUnavailableError`` at once, since
+        whether the lost attempt applied is unknown.
+        """
+        deadline = time.monotonic() + self.retry_timeout
+        delay = 0.05
+        while True:
+            if isinstance(exc, rx.NoScriptError):
+                pass  # reload below, then run again
+            elif isinstance(exc, rx.BusyLoadingError | rx.ConnectionError | rx.TimeoutError):
+                if not (retry or isinstance(exc, rx.BusyLoadingError)):
+                    raise self._unavailable(exc) from None
+                now = time.monotonic()
+                if now >= deadline:
+                    raise self._unavailable(exc) from None
+                time.sleep(min(delay, deadline - now))
+                delay = min(delay * 2, 1.0)
+            else:
+                raise exc
+            try:
+                if isinstance(exc, rx.NoScriptError):
+                    self._load_scripts()
+                return work()
+            except rx.RedisError as again:
+                exc = again
+
+    # -- backend API ---------------------------------------------------------------------
+
+    def bucket(self, namespace: str) -> RedisBucket:
+        return RedisBucket(self, namespace)
+
+    def namespaces(self) -> list[str]:
+        # SCAN (never KEYS) for the index names, the prefix's glob characters escaped;
+        # entries whose key happens to end in "}:i" are strings, so TYPE leaves them out.
+        pattern = glob_escape(self.prefix) + "{*}:i"
+        head = len(self.prefix.encode()) + 1
+
+        def scan() -> list[str]:
+            found = set()
+            for name in self.client.scan_iter(match=pattern, count=1000, _type="zset"):
+                inner = name[head:-3]
+                if b"}" not in inner:
+                    found.add(inner.decode())
+            return sorted(found)
+
+        return self.call(scan, retry=True)
+
+    def identity(self) -> tuple[object, ...]:
+        host = "loopback" if self._host in ("localhost", "127.0.0.1", "::1") else self._host
+        place = self.unix_socket or f"{host}:{self._port}"
+        return (self.name, place, self.db, self.prefix)
+
+    def persistence(self) -> str:
+        """The server's durability setting, in words (for ``plugstore doctor``)."""
+        info = self.call(lambda: self.client.info("persistence"), retry=True)
+        if int(info.get("aof_enabled", 0)):
+            try:
+                fsync = self.client.config_get("appendfsync").get("appendfsync", "?")
+            except rx.ResponseError:  # CONFIG may be disabled or renamed
+                fsync = "?"
+            return f"AOF, appendfsync {fsync}"
+        try:
+            save = self.client.config_get("save").get("save", "")
+        except rx.ResponseError:
+            save = "?"
+        if save == "":
+            return "none: a server restart loses every key"
+        return f"RDB snapshots only ({save}): a restart loses writes since the last one"
+
+    def info(self) -> dict[str, str]:
+        server = self.call(lambda: self.client.info("server"), retry=True)
+        return {
+            **super().info(),
+            "server": f"Redis {server.get('redis_version', '?')} at {self.where}",
+            "driver": f"redis-py {redis.__version__}",
+            "prefix": self.prefix,
+            "persistence": self.persistence(),
+        }
