@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import dbm
 import functools
-import gc
 import json
 import multiprocessing
 import os
@@ -23,15 +22,13 @@ import pickle
 import platform
 import shelve
 import shutil
-import socket
 import sqlite3
-import statistics
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -39,130 +36,22 @@ import diskcache
 from sqlitedict import SqliteDict
 
 import plugstore
+from harness import (
+    Bar,
+    Contender,
+    Result,
+    Row,
+    Settings,
+    Value,
+    make_data,
+    measure,
+    paired_ratio,
+    set_get,
+    timed,
+)
+from servers import w_mysql, w_postgresql, w_redis
 
-WORKLOADS = ("sqlite", "batch", "peers", "memory", "race", "postgresql")
-Value = dict[str, Any]
-#: A per-op contender: (fresh dir, keys, values) -> seconds spent per timed phase.
-Contender = Callable[[Path, Sequence[str], Sequence[Value]], dict[str, float]]
-
-
-def make_value(i: int) -> Value:
-    """The value every contender stores (a small dict, as a bot plugin would)."""
-    return {"n": i, "name": f"user-{i}", "tags": ["a", "b"]}
-
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclass
-class Row:
-    """One contender doing one operation: the seconds of each repeat for ``n`` ops."""
-
-    contender: str
-    op: str
-    n: int
-    seconds: list[float] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def rates(self) -> list[float]:
-        return [self.n / s for s in self.seconds]
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.rates)
-
-
-def paired_ratio(a: Row, b: Row) -> float:
-    """Median over repeats of ``a`` ops/s / ``b`` ops/s measured in the same repeat."""
-    return statistics.median(x / y for x, y in zip(a.rates, b.rates, strict=True))
-
-
-@dataclass
-class Bar:
-    """A target from the project brief, checked against this run's paired ratios."""
-
-    label: str
-    measured: str
-    passed: bool
-
-
-@dataclass
-class Result:
-    key: str
-    title: str
-    subject: str  # the plugstore contender ratios are computed for
-    rows: list[Row]
-    bars: list[Bar] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def row(self, contender: str, op: str) -> Row:
-        for r in self.rows:
-            if r.contender == contender and r.op == op:
-                return r
-        raise KeyError((contender, op))
-
-    def ratio(self, peer: str, op: str) -> float:
-        """Median over repeats of plugstore ops/s / ``peer`` ops/s in the same repeat.
-
-        Pairing by repeat cancels the slow phases of a shared machine: both runs of a pair
-        happened within seconds of each other.
-        """
-        return paired_ratio(self.row(self.subject, op), self.row(peer, op))
-
-    def ratio_bar(self, peer: str, op: str, minimum: float) -> None:
-        r = self.ratio(peer, op)
-        self.bars.append(
-            Bar(f"{self.subject} >= {minimum:g}x {peer} ({op})", f"{r:.2f}x", r >= minimum)
-        )
-
-
-# --------------------------------------------------------------------------- timing
-
-
-def timed(loop: Callable[[], Any]) -> tuple[float, Any]:
-    """Run ``loop`` once; return (seconds, its result).  Garbage is collected first."""
-    gc.collect()
-    t0 = time.perf_counter()
-    out = loop()
-    return time.perf_counter() - t0, out
-
-
-def set_get(sets: Callable[[], Any], gets: Callable[[], Any], expected: Any) -> dict[str, float]:
-    """Time a set loop then a get loop; check the last value read back is ``expected``."""
-    set_s, _ = timed(sets)
-    get_s, last = timed(gets)
-    if last != expected:
-        raise AssertionError(f"read back {last!r}, expected {expected!r}")
-    return {"set": set_s, "get": get_s}
-
-
-def measure(
-    contenders: Sequence[tuple[str, int, Contender]],
-    keys: Sequence[str],
-    values: Sequence[Value],
-    tmp: Path,
-    repeat: int,
-) -> list[Row]:
-    """Run every contender ``repeat`` times (order alternating) in fresh directories."""
-
-    def once(fn: Contender, n: int) -> dict[str, float]:
-        d = Path(tempfile.mkdtemp(dir=tmp))
-        try:
-            return fn(d, keys[:n], values[:n])
-        finally:
-            shutil.rmtree(d, ignore_errors=True)
-
-    rows: dict[tuple[str, str], Row] = {}
-    for _, n, fn in contenders:  # warm-up: imports, code paths, page cache
-        once(fn, min(n, 50))
-    for r in range(repeat):
-        for name, n, fn in contenders if r % 2 == 0 else contenders[::-1]:
-            for op, secs in once(fn, n).items():
-                rows.setdefault((name, op), Row(name, op, n)).seconds.append(secs)
-    return list(rows.values())
-
-
+WORKLOADS = ("sqlite", "batch", "peers", "memory", "race", "postgresql", "mysql", "redis")
 # --------------------------------------------------------------------- sqlite and peers
 
 RAW_SET = (
@@ -504,15 +393,6 @@ def run_race(
 # ----------------------------------------------------------------------------- workloads
 
 
-@dataclass
-class Settings:
-    n: int
-    repeat: int
-    batch: int
-    race_n: int
-    procs: int
-
-
 RAW_WITHOUT_ROWID_NOTE = (
     "info: 'raw sqlite3 WITHOUT ROWID' is the same with a clustered key, as plugstore's "
     "table: one B-tree write per row instead of table + index (no bar)"
@@ -680,121 +560,6 @@ def profile(key: str, s: Settings, tmp: Path) -> str:
     )
 
 
-# ------------------------------------------------------------------------- postgresql
-
-PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def _pg_table(d: Path) -> str:
-    return "bench_" + "".join(c if c.isalnum() else "_" for c in d.name).lower()
-
-
-def plugstore_postgresql(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[str, float]:
-    store = plugstore.open(f"{PG_URL}?table={_pg_table(d)}")
-    ns = store.namespace("bench")
-    try:
-        times = set_get(
-            lambda: [ns.__setitem__(k, v) for k, v in zip(keys, values, strict=True)],
-            lambda: [ns[k] for k in keys][-1],
-            values[-1],
-        )
-        batch = [(f"b{k}", v) for k, v in zip(keys, values, strict=True)]
-        times["set_many"], _ = timed(lambda: ns.set_many(batch))
-        times["get_many"], got = timed(lambda: ns.get_many([k for k, _ in batch]))
-        if len(got) != len(batch):
-            raise AssertionError("get_many did not return every key")
-        return times
-    finally:
-        store.backend.drop()  # type: ignore[attr-defined]
-        store.close()
-
-
-def raw_psycopg(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[str, float]:
-    import psycopg
-
-    table = _pg_table(d) + "_raw"
-    conn = psycopg.connect(PG_DSN, autocommit=True)
-    conn.execute(f"CREATE TABLE {table} (key text PRIMARY KEY, value bytea NOT NULL)")
-    upsert = (
-        f"INSERT INTO {table} (key, value) VALUES (%s, %s) "
-        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
-    )
-
-    def sets() -> None:
-        for k, v in zip(keys, values, strict=True):
-            conn.execute(upsert, (k, json.dumps(v).encode()))
-
-    def gets() -> Any:
-        for k in keys:
-            row = conn.execute(f"SELECT value FROM {table} WHERE key = %s", (k,)).fetchone()
-            if row is None:
-                raise KeyError(k)
-            out = json.loads(row[0])
-        return out
-
-    def set_many() -> None:
-        with conn.transaction(), conn.cursor() as cur:
-            cur.executemany(
-                upsert,
-                [(f"b{k}", json.dumps(v).encode()) for k, v in zip(keys, values, strict=True)],
-            )
-
-    def get_many() -> dict[str, Any]:
-        rows = conn.execute(
-            f"SELECT key, value FROM {table} WHERE key = ANY(%s)", ([f"b{k}" for k in keys],)
-        ).fetchall()
-        return {k: json.loads(v) for k, v in rows}
-
-    try:
-        times = set_get(sets, gets, values[-1])
-        times["set_many"], _ = timed(set_many)
-        times["get_many"], got = timed(get_many)
-        if len(got) != len(keys):
-            raise AssertionError("raw get_many did not return every key")
-        return times
-    finally:
-        conn.execute(f"DROP TABLE IF EXISTS {table}")
-        conn.close()
-
-
-def w_postgresql(s: Settings, tmp: Path) -> Result:
-    title = "6. postgresql backend vs raw psycopg (autocommit upsert per op; executemany; = ANY)"
-    n = max(1, s.n // 4)  # a round trip per op: fewer ops keep the run short
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
-        import psycopg  # noqa: F401 - the peer and the backend both need it
-    except (OSError, ImportError) as exc:
-        return Result(
-            "postgresql",
-            title,
-            "plugstore postgresql",
-            [],
-            notes=[f"skipped: PostgreSQL or psycopg unavailable ({exc})"],
-        )
-    keys, values = make_data(n)
-    contenders: list[tuple[str, int, Contender]] = [
-        ("plugstore postgresql", n, plugstore_postgresql),
-        ("raw psycopg", n, raw_psycopg),
-    ]
-    res = Result(
-        "postgresql",
-        title,
-        "plugstore postgresql",
-        measure(contenders, keys, values, tmp, s.repeat),
-    )
-    res.ratio_bar("raw psycopg", "set", 0.8)
-    res.ratio_bar("raw psycopg", "get", 0.8)
-    res.ratio_bar("raw psycopg", "set_many", 0.7)
-    res.ratio_bar("raw psycopg", "get_many", 0.7)
-    res.notes += [
-        "raw: one psycopg connection, autocommit, table (key text PRIMARY KEY, value bytea), "
-        "json.dumps(v).encode() / json.loads in the loop; loopback server",
-        "plugstore: a pooled connection per op, (namespace, key) primary key, version column",
-    ]
-    return res
-
-
 RUNNERS: dict[str, Callable[[Settings, Path], Result]] = {
     "sqlite": w_sqlite,
     "batch": w_batch,
@@ -802,11 +567,9 @@ RUNNERS: dict[str, Callable[[Settings, Path], Result]] = {
     "memory": w_memory,
     "race": w_race,
     "postgresql": w_postgresql,
+    "mysql": w_mysql,
+    "redis": w_redis,
 }
-
-
-def make_data(n: int) -> tuple[list[str], list[Value]]:
-    return [f"user:{i:08d}" for i in range(n)], [make_value(i) for i in range(n)]
 
 
 def dbm_backend() -> str:

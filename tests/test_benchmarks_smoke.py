@@ -43,7 +43,7 @@ def test_prints_header_and_every_workload(tiny_run: tuple[str, dict[str, Any]]) 
     stdout, _ = tiny_run
     assert "cpu count" in stdout
     assert "sqlite 3." in stdout
-    for number in range(1, 7):
+    for number in range(1, 9):
         assert f"== {number}. " in stdout
     for peer in (
         "raw sqlite3",
@@ -56,6 +56,8 @@ def test_prints_header_and_every_workload(tiny_run: tuple[str, dict[str, Any]]) 
         "plugstore naive",
         "sqlitedict naive",
         "raw psycopg",
+        "raw PyMySQL",
+        "raw redis-py",
     ):
         assert peer in stdout
     assert "== summary of bars" in stdout
@@ -75,6 +77,8 @@ def test_json_has_medians_and_exact_lost_update_counts(
         "memory",
         "race",
         "postgresql",
+        "mysql",
+        "redis",
     }
     for workload in doc["workloads"]:
         assert workload["bars"], workload["key"]

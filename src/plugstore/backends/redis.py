@@ -91,6 +91,21 @@ elseif cur then
 end
 return 1
 """
+# KEYS: the entries, then the index; ARGV: the values, then the length of the entry
+# names' common head (the members are the names without it: half the arguments to send).
+_SET_MANY = """
+local idx = table.remove(KEYS)
+local head = tonumber(table.remove(ARGV))
+local pairs, members = {}, {}
+for i = 1, #KEYS do
+  pairs[2 * i - 1] = KEYS[i]
+  pairs[2 * i] = ARGV[i]
+  members[2 * i - 1] = 0
+  members[2 * i] = string.sub(KEYS[i], head + 1)
+end
+redis.call('MSET', unpack(pairs))
+redis.call('ZADD', idx, 'NX', unpack(members))
+"""
 # KEYS: the entries, then the index; ARGV: the members.
 _REMOVE_MANY = """
 local idx = table.remove(KEYS)
@@ -98,7 +113,14 @@ local n = redis.call('DEL', unpack(KEYS))
 redis.call('ZREM', idx, unpack(ARGV))
 return n
 """
-_SCRIPTS = {"set": _SET, "incr": _INCR, "remove": _REMOVE, "cas": _CAS, "remove_many": _REMOVE_MANY}
+_SCRIPTS = {
+    "set": _SET,
+    "incr": _INCR,
+    "remove": _REMOVE,
+    "cas": _CAS,
+    "set_many": _SET_MANY,
+    "remove_many": _REMOVE_MANY,
+}
 
 
 def glob_escape(text: str) -> str:
@@ -236,13 +258,17 @@ class RedisBucket(Bucket):
         if not items:
             return
 
+        kp, head, sha = self._kp, len(self._kp), self._sha
+
         def work() -> None:
-            # One MULTI/EXEC: every pair lands, or (connection lost before EXEC) none.
+            # One MULTI/EXEC of a script per chunk: every pair lands, or (connection
+            # lost before EXEC) none.
             pipe = self._r.pipeline(transaction=True)
             for start in range(0, len(items), _CHUNK):
-                chunk = [(k.encode(), v) for k, v in items[start : start + _CHUNK]]
-                pipe.mset({self._kp + m: v for m, v in chunk})
-                pipe.zadd(self._idx, {m: 0 for m, _ in chunk}, nx=True)
+                chunk = items[start : start + _CHUNK]
+                names = [kp + k.encode() for k, _ in chunk]
+                values = [v for _, v in chunk]
+                pipe.evalsha(sha["set_many"], len(names) + 1, *names, self._idx, *values, head)
             pipe.execute()
 
         self.backend.call(work, retry=True)  # the same upserts again: harmless

@@ -1,0 +1,151 @@
+"""The benchmark harness: contenders, paired repeats, results and bars.
+
+Shared by the workloads in run.py (embedded engines and their peers) and servers.py
+(server backends against their raw drivers).
+"""
+
+from __future__ import annotations
+
+import gc
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+Value = dict[str, Any]
+#: A per-op contender: (fresh dir, keys, values) -> seconds spent per timed phase.
+Contender = Callable[[Path, Sequence[str], Sequence[Value]], dict[str, float]]
+
+
+def make_value(i: int) -> Value:
+    """The value every contender stores (a small dict, as a bot plugin would)."""
+    return {"n": i, "name": f"user-{i}", "tags": ["a", "b"]}
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Row:
+    """One contender doing one operation: the seconds of each repeat for ``n`` ops."""
+
+    contender: str
+    op: str
+    n: int
+    seconds: list[float] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rates(self) -> list[float]:
+        return [self.n / s for s in self.seconds]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.rates)
+
+
+def paired_ratio(a: Row, b: Row) -> float:
+    """Median over repeats of ``a`` ops/s / ``b`` ops/s measured in the same repeat."""
+    return statistics.median(x / y for x, y in zip(a.rates, b.rates, strict=True))
+
+
+@dataclass
+class Bar:
+    """A target from the project brief, checked against this run's paired ratios."""
+
+    label: str
+    measured: str
+    passed: bool
+
+
+@dataclass
+class Result:
+    key: str
+    title: str
+    subject: str  # the plugstore contender ratios are computed for
+    rows: list[Row]
+    bars: list[Bar] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def row(self, contender: str, op: str) -> Row:
+        for r in self.rows:
+            if r.contender == contender and r.op == op:
+                return r
+        raise KeyError((contender, op))
+
+    def ratio(self, peer: str, op: str) -> float:
+        """Median over repeats of plugstore ops/s / ``peer`` ops/s in the same repeat.
+
+        Pairing by repeat cancels the slow phases of a shared machine: both runs of a pair
+        happened within seconds of each other.
+        """
+        return paired_ratio(self.row(self.subject, op), self.row(peer, op))
+
+    def ratio_bar(self, peer: str, op: str, minimum: float) -> None:
+        r = self.ratio(peer, op)
+        self.bars.append(
+            Bar(f"{self.subject} >= {minimum:g}x {peer} ({op})", f"{r:.2f}x", r >= minimum)
+        )
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def timed(loop: Callable[[], Any]) -> tuple[float, Any]:
+    """Run ``loop`` once; return (seconds, its result).  Garbage is collected first."""
+    gc.collect()
+    t0 = time.perf_counter()
+    out = loop()
+    return time.perf_counter() - t0, out
+
+
+def set_get(sets: Callable[[], Any], gets: Callable[[], Any], expected: Any) -> dict[str, float]:
+    """Time a set loop then a get loop; check the last value read back is ``expected``."""
+    set_s, _ = timed(sets)
+    get_s, last = timed(gets)
+    if last != expected:
+        raise AssertionError(f"read back {last!r}, expected {expected!r}")
+    return {"set": set_s, "get": get_s}
+
+
+def measure(
+    contenders: Sequence[tuple[str, int, Contender]],
+    keys: Sequence[str],
+    values: Sequence[Value],
+    tmp: Path,
+    repeat: int,
+) -> list[Row]:
+    """Run every contender ``repeat`` times (order alternating) in fresh directories."""
+
+    def once(fn: Contender, n: int) -> dict[str, float]:
+        d = Path(tempfile.mkdtemp(dir=tmp))
+        try:
+            return fn(d, keys[:n], values[:n])
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+    rows: dict[tuple[str, str], Row] = {}
+    for _, n, fn in contenders:  # warm-up: imports, code paths, page cache
+        once(fn, min(n, 50))
+    for r in range(repeat):
+        for name, n, fn in contenders if r % 2 == 0 else contenders[::-1]:
+            for op, secs in once(fn, n).items():
+                rows.setdefault((name, op), Row(name, op, n)).seconds.append(secs)
+    return list(rows.values())
+
+
+@dataclass
+class Settings:
+    n: int
+    repeat: int
+    batch: int
+    race_n: int
+    procs: int
+
+
+def make_data(n: int) -> tuple[list[str], list[Value]]:
+    return [f"user:{i:08d}" for i in range(n)], [make_value(i) for i in range(n)]

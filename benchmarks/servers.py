@@ -1,0 +1,330 @@
+"""Server backends against their raw drivers, on the loopback servers, in the same run.
+
+Each workload times plugstore and the driver it is built on doing the same round trips:
+a set and a get per op, then one batch of writes and one batch read.  The raw side uses
+its driver the plain way (one connection, the driver's own batch path), JSON-encoding
+the same values, so the ratio is plugstore's whole cost: pool, codec, namespace layout.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import plugstore
+from harness import Contender, Result, Settings, Value, make_data, measure, set_get, timed
+
+PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+MYSQL_URL = "mysql://root@127.0.0.1:3306/test"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+#: Keys per IN list / MGET, as the backends use.
+CHUNK = 1000
+
+
+def _name(d: Path) -> str:
+    """A table name (or key prefix) unique to this contender run."""
+    return "bench_" + "".join(c if c.isalnum() else "_" for c in d.name).lower()
+
+
+def plugstore_contender(
+    url_for: Callable[[Path], str], cleanup: Callable[[plugstore.Store], None]
+) -> Contender:
+    """plugstore on a server: per-op set/get, then set_many/get_many of the same size."""
+
+    def run(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[str, float]:
+        store = plugstore.open(url_for(d))
+        ns = store.namespace("bench")
+        try:
+            times = set_get(
+                lambda: [ns.__setitem__(k, v) for k, v in zip(keys, values, strict=True)],
+                lambda: [ns[k] for k in keys][-1],
+                values[-1],
+            )
+            batch = [(f"b{k}", v) for k, v in zip(keys, values, strict=True)]
+            times["set_many"], _ = timed(lambda: ns.set_many(batch))
+            times["get_many"], got = timed(lambda: ns.get_many([k for k, _ in batch]))
+            if len(got) != len(batch):
+                raise AssertionError("get_many did not return every key")
+            return times
+        finally:
+            cleanup(store)
+            store.close()
+
+    return run
+
+
+def _drop_table(store: plugstore.Store) -> None:
+    store.backend.drop()  # type: ignore[attr-defined]
+
+
+def _batch_rows(keys: Sequence[str], values: Sequence[Value]) -> list[tuple[str, bytes]]:
+    return [(f"b{k}", json.dumps(v).encode()) for k, v in zip(keys, values, strict=True)]
+
+
+def server_result(
+    key: str,
+    title: str,
+    subject: str,
+    peer: str,
+    probe: tuple[str, int, str],
+    url_for: Callable[[Path], str],
+    cleanup: Callable[[plugstore.Store], None],
+    raw: Contender,
+    s: Settings,
+    tmp: Path,
+    notes: list[str],
+) -> Result:
+    """Run one server workload, or report it skipped if its server or driver is missing."""
+    host, port, module = probe
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        __import__(module)
+    except (OSError, ImportError) as exc:
+        return Result(key, title, subject, [], notes=[f"skipped: {peer} unavailable ({exc})"])
+    n = max(1, s.n // 4)  # a round trip per op: fewer ops keep the run short
+    keys, values = make_data(n)
+    contenders = [(subject, n, plugstore_contender(url_for, cleanup)), (peer, n, raw)]
+    res = Result(key, title, subject, measure(contenders, keys, values, tmp, s.repeat))
+    res.ratio_bar(peer, "set", 0.8)
+    res.ratio_bar(peer, "get", 0.8)
+    res.ratio_bar(peer, "set_many", 0.7)
+    res.ratio_bar(peer, "get_many", 0.7)
+    res.notes += notes
+    return res
+
+
+# ------------------------------------------------------------------------- postgresql
+
+
+def raw_psycopg(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[str, float]:
+    import psycopg
+
+    table = _name(d) + "_raw"
+    conn = psycopg.connect(PG_DSN, autocommit=True)
+    conn.execute(f"CREATE TABLE {table} (key text PRIMARY KEY, value bytea NOT NULL)")
+    upsert = (
+        f"INSERT INTO {table} (key, value) VALUES (%s, %s) "
+        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+    )
+
+    def sets() -> None:
+        for k, v in zip(keys, values, strict=True):
+            conn.execute(upsert, (k, json.dumps(v).encode()))
+
+    def gets() -> Any:
+        for k in keys:
+            row = conn.execute(f"SELECT value FROM {table} WHERE key = %s", (k,)).fetchone()
+            if row is None:
+                raise KeyError(k)
+            out = json.loads(row[0])
+        return out
+
+    def set_many() -> None:
+        with conn.transaction(), conn.cursor() as cur:
+            cur.executemany(upsert, _batch_rows(keys, values))
+
+    def get_many() -> dict[str, Any]:
+        rows = conn.execute(
+            f"SELECT key, value FROM {table} WHERE key = ANY(%s)", ([f"b{k}" for k in keys],)
+        ).fetchall()
+        return {k: json.loads(v) for k, v in rows}
+
+    try:
+        times = set_get(sets, gets, values[-1])
+        times["set_many"], _ = timed(set_many)
+        times["get_many"], got = timed(get_many)
+        if len(got) != len(keys):
+            raise AssertionError("raw get_many did not return every key")
+        return times
+    finally:
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.close()
+
+
+def w_postgresql(s: Settings, tmp: Path) -> Result:
+    subject, peer = "plugstore postgresql", "raw psycopg"
+    return server_result(
+        "postgresql",
+        "6. postgresql backend vs raw psycopg (autocommit upsert per op; executemany; = ANY)",
+        subject,
+        peer,
+        ("127.0.0.1", 5432, "psycopg"),
+        lambda d: f"{PG_URL}?table={_name(d)}",
+        _drop_table,
+        raw_psycopg,
+        s,
+        tmp,
+        [
+            "raw: one psycopg connection, autocommit, table (key text PRIMARY KEY, value bytea), "
+            "json.dumps(v).encode() / json.loads in the loop; loopback server",
+            "plugstore: a pooled connection per op, (namespace, key) primary key, version column",
+        ],
+    )
+
+
+# ------------------------------------------------------------------------------ mysql
+
+
+def raw_pymysql(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[str, float]:
+    import pymysql
+
+    table = _name(d) + "_raw"
+    conn = pymysql.connect(
+        host="127.0.0.1", port=3306, user="root", password="", database="test",
+        autocommit=True, charset="utf8mb4", binary_prefix=True,
+    )  # fmt: skip
+    cur = conn.cursor()
+    cur.execute(f"CREATE TABLE {table} (k VARBINARY(255) PRIMARY KEY, value LONGBLOB NOT NULL)")
+    upsert = (
+        f"INSERT INTO {table} (k, value) VALUES (%s, %s) "
+        "ON DUPLICATE KEY UPDATE value = VALUES(value)"
+    )
+
+    def sets() -> None:
+        for k, v in zip(keys, values, strict=True):
+            cur.execute(upsert, (k, json.dumps(v).encode()))
+
+    def gets() -> Any:
+        for k in keys:
+            cur.execute(f"SELECT value FROM {table} WHERE k = %s", (k,))
+            row = cur.fetchone()
+            if row is None:
+                raise KeyError(k)
+            out = json.loads(row[0])
+        return out
+
+    def set_many() -> None:
+        conn.begin()
+        cur.executemany(upsert, _batch_rows(keys, values))
+        conn.commit()
+
+    def get_many() -> dict[str, Any]:
+        wanted = [f"b{k}" for k in keys]
+        found = {}
+        for start in range(0, len(wanted), CHUNK):
+            cur.execute(
+                f"SELECT k, value FROM {table} WHERE k IN %s", (wanted[start : start + CHUNK],)
+            )
+            found.update((k.decode(), json.loads(v)) for k, v in cur.fetchall())
+        return found
+
+    try:
+        times = set_get(sets, gets, values[-1])
+        times["set_many"], _ = timed(set_many)
+        times["get_many"], got = timed(get_many)
+        if len(got) != len(keys):
+            raise AssertionError("raw get_many did not return every key")
+        return times
+    finally:
+        cur.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.close()
+
+
+def w_mysql(s: Settings, tmp: Path) -> Result:
+    subject, peer = "plugstore mysql", "raw PyMySQL"
+    return server_result(
+        "mysql",
+        "7. mysql backend (MariaDB) vs raw PyMySQL (autocommit upsert per op; executemany; IN)",
+        subject,
+        peer,
+        ("127.0.0.1", 3306, "pymysql"),
+        lambda d: f"{MYSQL_URL}?table={_name(d)}",
+        _drop_table,
+        raw_pymysql,
+        s,
+        tmp,
+        [
+            "raw: one PyMySQL connection, autocommit, table (k VARBINARY(255) PRIMARY KEY, "
+            "value LONGBLOB), json.dumps(v).encode() / json.loads in the loop; loopback server",
+            "plugstore: a connection from SQLAlchemy's QueuePool per op, (namespace, key) "
+            "primary key, version column",
+        ],
+    )
+
+
+# ------------------------------------------------------------------------------ redis
+
+
+def _redis_prefix(d: Path) -> str:
+    return f"bench:{_name(d)}:{uuid.uuid4().hex[:6]}:"
+
+
+def raw_redis(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[str, float]:
+    import redis
+
+    r = redis.Redis(host="127.0.0.1", port=6379)
+    prefix = _redis_prefix(d)
+    names = [f"{prefix}{k}" for k in keys]
+
+    def sets() -> None:
+        for name, v in zip(names, values, strict=True):
+            r.set(name, json.dumps(v).encode())
+
+    def gets() -> Any:
+        for name in names:
+            raw = r.get(name)
+            if raw is None:
+                raise KeyError(name)
+            out = json.loads(raw)
+        return out
+
+    def set_many() -> None:
+        batch = [(f"{prefix}{k}", v) for k, v in _batch_rows(keys, values)]
+        pipe = r.pipeline(transaction=True)
+        for start in range(0, len(batch), CHUNK):
+            pipe.mset(dict(batch[start : start + CHUNK]))
+        pipe.execute()
+
+    def get_many() -> dict[str, Any]:
+        wanted = [f"{prefix}b{k}" for k in keys]
+        found = {}
+        for start in range(0, len(wanted), CHUNK):
+            chunk = wanted[start : start + CHUNK]
+            for name, raw in zip(chunk, r.mget(chunk), strict=True):
+                if raw is not None:
+                    found[name] = json.loads(raw)
+        return found
+
+    try:
+        times = set_get(sets, gets, values[-1])
+        times["set_many"], _ = timed(set_many)
+        times["get_many"], got = timed(get_many)
+        if len(got) != len(keys):
+            raise AssertionError("raw get_many did not return every key")
+        return times
+    finally:
+        doomed = list(r.scan_iter(match=prefix.replace("*", r"\*") + "*", count=1000))
+        for start in range(0, len(doomed), CHUNK):
+            r.unlink(*doomed[start : start + CHUNK])
+        r.close()
+
+
+def _drop_bench_namespace(store: plugstore.Store) -> None:
+    store.drop_namespace("bench")
+
+
+def w_redis(s: Settings, tmp: Path) -> Result:
+    subject, peer = "plugstore redis", "raw redis-py"
+    return server_result(
+        "redis",
+        "8. redis backend vs raw redis-py (SET/GET per op; MSET in MULTI; MGET)",
+        subject,
+        peer,
+        ("127.0.0.1", 6379, "redis"),
+        lambda d: f"{REDIS_URL}?prefix={_redis_prefix(d)}",
+        _drop_bench_namespace,
+        raw_redis,
+        s,
+        tmp,
+        [
+            "raw: redis.Redis() with its default pool, SET/GET of json.dumps(v).encode(), "
+            "MSET chunks in one MULTI, MGET chunks; loopback server",
+            "plugstore: set is one EVALSHA (SET + ZADD to the namespace index), get is GET; "
+            "set_many adds the index ZADDs to the same MULTI",
+        ],
+    )
