@@ -30,7 +30,8 @@ from .keys import check_counter, parse_counter
 from .url import StoreURL
 
 #: Default limit on one encoded value, shared by the built-in backends so that data which
-#: fits one of them fits the others (MariaDB's default max_allowed_packet is 16 MiB).
+#: fits one of them fits the others.  (MySQL lowers it to what the server's
+#: max_allowed_packet can carry: about 8 MiB at MariaDB's default of 16 MiB.)
 DEFAULT_MAX_VALUE_SIZE = 16 * 1024 * 1024
 
 T = TypeVar("T")
