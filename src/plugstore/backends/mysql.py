@@ -427,7 +427,7 @@ class MySQLBackend(Backend):
         return {
             **super().info(),
             "server": f"{row[0] if row else '?'} at {self.where}",
-            "driver": f"PyMySQL {pymysql.__version__}",
+            "driver": f"PyMySQL {pymysql.VERSION_STRING}",  # __version__ mimics MySQLdb
             "table": f"{self.database}.{self.table}",
             "max value size": f"{self.max_value_size} bytes",
         }
