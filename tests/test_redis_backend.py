@@ -253,6 +253,49 @@ def test_unix_socket(tmp_path: Path) -> None:
         server.kill()
 
 
+def _make_certs(d: Path) -> tuple[Path, Path, Path, Path]:
+    """A CA, a server certificate for 127.0.0.1 signed by it, and an unrelated CA."""
+
+    def openssl(command: str, subject: str = "") -> None:
+        argv = ["openssl", *command.split(), *(["-subj", subject] if subject else [])]
+        subprocess.run(argv, cwd=d, check=True, capture_output=True, timeout=60)
+
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for ca in ("ca", "other-ca"):
+        new_ca = f"req -x509 -newkey rsa:2048 -nodes -days 1 -keyout {ca}.key -out {ca}.pem"
+        openssl(new_ca, f"/CN=plugstore {ca}")
+    openssl("req -newkey rsa:2048 -nodes -keyout server.key -out server.csr", "/CN=127.0.0.1")
+    openssl(
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+        "-out server.pem -days 1 -extfile san.ext"
+    )
+    return d / "ca.pem", d / "server.pem", d / "server.key", d / "other-ca.pem"
+
+
+def test_tls_rediss_verifies_the_server(tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None or shutil.which("openssl") is None:
+        if IN_CI:
+            pytest.fail("CI must have redis-server and openssl")
+        pytest.skip("needs redis-server and openssl")
+    ca, cert, key, other_ca = _make_certs(tmp_path)
+    server = PrivateRedis(tmp_path, "--port", "0", "--tls-port", "PORT",
+                          "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                          "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no")  # fmt: skip
+    server.extra = tuple(str(server.port) if a == "PORT" else a for a in server.extra)
+    server.start()
+    try:
+        url = f"rediss://{HOST}:{server.port}/0"
+        with plugstore.open(f"{url}?ssl_ca_certs={ca}") as store:
+            store.namespace("n")["k"] = "over TLS"
+            assert store.namespace("n")["k"] == "over TLS"
+        with pytest.raises(BackendUnavailableError, match="certificate verify failed"):
+            plugstore.open(f"{url}?ssl_ca_certs={other_ca}")
+        with pytest.raises(BackendUnavailableError):  # plain text to a TLS port
+            plugstore.open(f"redis://{HOST}:{server.port}/0?connect_timeout=2&socket_timeout=2")
+    finally:
+        server.kill()
+
+
 def test_info_reports_the_servers_durability(private_redis: PrivateRedis) -> None:
     with plugstore.open(private_redis.url) as store:
         assert store.info()["persistence"] == "AOF, appendfsync always"
