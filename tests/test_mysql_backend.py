@@ -221,12 +221,16 @@ def test_forked_child_never_touches_the_parents_connections(tmp_path: Path) -> N
             t.start()
         for t in threads:
             t.join()
+        backend: Any = store.backend
+        before = {backend.one("SELECT CONNECTION_ID()", None)[0] for _ in range(8)}
         pid = os.fork()
         if pid == 0:
             signal.alarm(20)
             code = 0
             try:
                 ns.incr("child")  # the child builds its own pool
+                mine = backend.one("SELECT CONNECTION_ID()", None)[0]
+                code = 4 if mine in before else 0
                 gc.collect()  # closing the parent's pool here would send COM_QUIT on
                 # the parent's sockets and end its sessions; the loop below checks
             except BaseException:
@@ -234,9 +238,100 @@ def test_forked_child_never_touches_the_parents_connections(tmp_path: Path) -> N
             os._exit(code)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
-        for i in range(20):
-            ns[f"after-{i}"] = i
+        for i in range(20):  # incr is never retried: a parent connection the child
+            ns.incr(f"after-{i}")  # closed or used would fail here
         assert ns["child"] == 1
+
+
+def test_a_statement_interrupted_mid_reply_never_poisons_the_pool(tmp_path: Path) -> None:
+    """The interrupted connection is thrown away: its unread reply must not become the
+    next statement's (that would hand back another key's value)."""
+    from pymysql.constants import COMMAND
+
+    with plugstore.open(f"{BASE}?table={table_for(tmp_path)}&pool_max=1") as store:
+        ns = store.namespace("n")
+        ns.update(a="value of a", b="value of b")
+        backend: Any = store.backend
+
+        def interrupted(cur: Any) -> None:
+            query = f"SELECT value FROM `{backend.table}` WHERE `key` = 'a'"
+            cur.connection._execute_command(COMMAND.COM_QUERY, query)  # sent, not read
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            backend._execute(interrupted, False)
+        assert ns["b"] == "value of b"
+        assert "zzz" not in ns
+        assert ns.compute("a", lambda v: v + "!") == "value of a!"
+
+
+def test_idle_connections_closed_by_the_server_are_replaced(tmp_path: Path) -> None:
+    """After wait_timeout (or a restart) the pooled connection is dead; even ``incr``,
+    never retried, works: the dead connection is noticed before anything is sent."""
+    with plugstore.open(f"{BASE}?table={table_for(tmp_path)}&pool_max=1") as store:
+        ns = store.namespace("n")
+        backend: Any = store.backend
+        first = backend.one("SELECT CONNECTION_ID()", None)[0]
+        backend.run("SET SESSION wait_timeout = 1", None)
+        time.sleep(2.5)
+        assert ns.incr("c") == 1
+        assert ns.pop("c") == 1
+        assert backend.one("SELECT CONNECTION_ID()", None)[0] != first
+
+
+def test_identity_ignores_how_the_url_spells_the_default_port() -> None:
+    from plugstore.backend import Options
+    from plugstore.backends.mysql import MySQLBackend
+    from plugstore.url import StoreURL
+
+    def identity(url: str) -> tuple[object, ...]:
+        parsed = StoreURL.parse(url)
+        return MySQLBackend(parsed, Options(parsed.query)).identity()
+
+    assert identity(f"mysql://root@localhost/{DB}") == identity(f"mysql://u@127.0.0.1:3306/{DB}")
+    assert identity(f"mysql://root@localhost/{DB}") != identity(f"mysql://root@localhost:3307/{DB}")
+    assert identity(f"{BASE}?table=a") != identity(f"{BASE}?table=b")
+
+
+def test_copy_onto_itself_is_refused_however_spelled(tmp_path: Path) -> None:
+    import sys
+
+    table = table_for(tmp_path)
+    with plugstore.open(f"{BASE}?table={table}") as store:
+        store.namespace("n")["k"] = 1
+    short = f"mysql://root@127.0.0.1/{DB}?table={table}"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "plugstore.cli",
+            "copy",
+            "--replace",
+            short,
+            f"{BASE}?table={table}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "same" in result.stderr
+    with plugstore.open(f"{BASE}?table={table}") as store:
+        assert store.namespace("n")["k"] == 1
+
+
+def test_a_busy_pool_says_so(tmp_path: Path) -> None:
+    url = f"{BASE}?table={table_for(tmp_path)}&pool_max=1&connect_timeout=1"
+    with plugstore.open(url) as store:
+        pool = store.backend._current_pool()  # type: ignore[attr-defined]
+        held = pool.connect()
+        try:
+            with pytest.raises(BackendUnavailableError, match=r"busy.*pool_max"):
+                store.namespace("n").incr("c")
+        finally:
+            held.close()
+        assert store.namespace("n").incr("c") == 1
 
 
 def _port_open() -> bool:

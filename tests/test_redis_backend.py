@@ -327,9 +327,28 @@ def test_forked_child_never_touches_the_parents_connections(tmp_path: Path) -> N
             os._exit(code)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
-        for i in range(20):
-            ns[f"after-{i}"] = i
+        for i in range(20):  # incr is never retried: a broken connection would raise
+            ns.incr(f"after-{i}")
         assert ns["child"] == 1
+
+
+def test_reopen_reuses_one_pool_and_close_leaves_no_connection(
+    private_redis: PrivateRedis,
+) -> None:
+    def ours() -> int:
+        clients = _client(private_redis.port).client_list()
+        return sum(1 for c in clients if c.get("name") == "plugstore")
+
+    store = plugstore.open(private_redis.url)
+    ns = store.namespace("n")
+    ns["k"] = 1
+    store.close()
+    assert ours() == 0
+    store.open()
+    assert ns.incr("k") == 2  # a namespace from before the close works again
+    assert store.namespace("n")["k"] == 2
+    store.close()
+    assert ours() == 0
 
 
 def test_only_safe_operations_are_retried(private_redis: PrivateRedis) -> None:

@@ -185,6 +185,8 @@ class Backend(ABC):
     durable: ClassVar[bool] = False
     #: Several processes may open the same store at once, safely.
     multiprocess: ClassVar[bool] = False
+    #: The server port a URL without one means (for :meth:`identity`); None for files.
+    default_port: ClassVar[int | None] = None
     #: Largest encoded value accepted; larger ones raise ``ValueTooLargeError`` up front.
     #: A backend may lower it in ``open`` once it knows the server's own limit.
     max_value_size: int = DEFAULT_MAX_VALUE_SIZE
@@ -222,7 +224,7 @@ class Backend(ABC):
         host = (self.url.host or "").lower()
         if host in ("localhost", "127.0.0.1", "::1", ""):
             host = "loopback"
-        return (self.name, host, self.url.port, self.url.path)
+        return (self.name, host, self.url.port or self.default_port, self.url.path)
 
     def info(self) -> dict[str, str]:
         """Facts for ``plugstore doctor``: engine and library versions (never secrets)."""

@@ -31,8 +31,12 @@ default 30), ``pool_max`` (default 10), ``password``, ``unix_socket``, and TLS:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import random
 import re
+import select
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -78,6 +82,27 @@ def _connection_lost(exc: BaseException) -> bool:
     return isinstance(exc, pymysql.err.OperationalError) and _errno(exc) in _LOST
 
 
+def _closed_by_server(conn: Any) -> bool:
+    """Whether an idle pooled connection was closed (or written to) by the server.
+
+    An idle connection has nothing to read; anything there -- end of file after
+    ``wait_timeout`` or a restart, or an error packet announcing the close -- means it
+    is unusable.  One non-blocking syscall, no round trip.
+    """
+    sock = getattr(conn, "_sock", None)
+    if sock is None:
+        return True
+    try:
+        if isinstance(sock, ssl.SSLSocket):  # no MSG_PEEK through TLS: just ask "readable?"
+            return bool(select.select([sock], [], [], 0)[0])
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 class MySQLBucket(TableBucket):
     """One namespace: the rows of the store's table with this namespace."""
 
@@ -111,6 +136,15 @@ class MySQLBucket(TableBucket):
         # LAST_INSERT_ID is unsigned on the wire: map it back to int64.
         return result - _UINT64 if result > INT64_MAX else result
 
+    def cas(self, key: str, expected: bytes | None, new: bytes | None) -> bool:
+        if expected is None or new is None:
+            return super().cas(key, expected, new)
+        # Sending both values could take twice max_value_size escaped, past the packet
+        # limit; the expected one travels as its length and SHA-256 instead.
+        digest = hashlib.sha256(expected).hexdigest()
+        params = (new, self.namespace, key, len(expected), digest)
+        return self.backend.run(self._q["replace_if_digest"], params) > 0
+
     def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
         for start in range(0, len(keys), _IN_CHUNK):
@@ -124,6 +158,7 @@ class MySQLBackend(Backend):
     """One MariaDB/MySQL table for every namespace; pooled, thread- and fork-safe."""
 
     name = "mysql"
+    default_port = 3306
     durable = True
     multiprocess = True
 
@@ -174,8 +209,14 @@ class MySQLBackend(Backend):
         # Canonical decimal text only (no sign on zero, no padding; \z, not $, which
         # would also match before a final newline), short enough to be an int64.
         counter = r"LENGTH(value) <= 20 AND value REGEXP '^(0|-?[1-9][0-9]*)\\z'"
-        total = "CAST(value AS DECIMAL(21, 0)) + %(d)s"
-        valid = f"IF({counter}, {total} BETWEEN {INT64_MIN} AND {INT64_MAX}, FALSE)"
+        stored = "CAST(value AS DECIMAL(21, 0))"
+        total = f"{stored} + %(d)s"
+        # The stored number and the total must both be int64.
+        in_range = (
+            f"{stored} BETWEEN {INT64_MIN} AND {INT64_MAX} "
+            f"AND {total} BETWEEN {INT64_MIN} AND {INT64_MAX}"
+        )
+        valid = f"IF({counter}, {in_range}, FALSE)"
         return {
             "get": c("SELECT value FROM {t} WHERE namespace = %s AND `key` = %s"),
             "contains": c("SELECT 1 FROM {t} WHERE namespace = %s AND `key` = %s"),
@@ -194,6 +235,11 @@ class MySQLBackend(Backend):
             "replace_if": c(
                 "UPDATE {t} SET value = %s, version = version + 1 "
                 "WHERE namespace = %s AND `key` = %s AND value = %s"
+            ),
+            "replace_if_digest": c(
+                "UPDATE {t} SET value = %s, version = version + 1 "
+                "WHERE namespace = %s AND `key` = %s AND LENGTH(value) = %s "
+                "AND SHA2(value, 256) = %s"
             ),
             "get_many": c("SELECT `key`, value FROM {t} WHERE namespace = %s AND `key` IN %s"),
             # Inserted: affected rows 1.  Updated: 2, and the new total travels back as
@@ -230,6 +276,11 @@ class MySQLBackend(Backend):
         )
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
+        if isinstance(exc, PoolTimeout):
+            return BackendUnavailableError(
+                f"MySQL at {self.where}: all {self.pool_max} pooled connections stayed busy "
+                f"for {self.connect_timeout}s (raise the pool_max option)"
+            )
         # PyMySQL's messages name host and port, never the password; keep the first line.
         text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
         detail = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
@@ -286,10 +337,12 @@ class MySQLBackend(Backend):
             with self._lock:
                 if self._fork_gen != forks.generation:
                     self._lock = threading.Lock()
-                    self._fork_gen = forks.generation
                     if self._pool is not None:
                         forks.keep_inherited(self._pool)
                         self._pool = self._make_pool()
+                    # Last: another thread of the child that sees the new generation
+                    # must also see the new pool.
+                    self._fork_gen = forks.generation
         pool = self._pool
         if pool is None:
             raise BackendUnavailableError("the MySQL store is closed")
@@ -308,7 +361,7 @@ class MySQLBackend(Backend):
         """
         deadline: float | None = None
         delay = 0.05
-        deadlocks = stale = 0
+        deadlocks = stale = checked = 0
         while True:
             try:
                 fairy = self._current_pool().connect()
@@ -325,8 +378,14 @@ class MySQLBackend(Backend):
                 time.sleep(min(delay, deadline - now))
                 delay = min(delay * 2, 1.0)
                 continue
+            raw: Any = fairy.dbapi_connection
+            if checked <= self.pool_max and _closed_by_server(raw):
+                # Idle past wait_timeout, or the server restarted: found before anything
+                # is sent, so this is safe for any statement.  Take another connection.
+                checked += 1
+                fairy.invalidate()
+                continue
             try:
-                raw: Any = fairy.dbapi_connection
                 with raw.cursor() as cur:
                     result = work(cur)
             except (pymysql.err.MySQLError, OSError) as exc:
@@ -350,6 +409,12 @@ class MySQLBackend(Backend):
                     time.sleep(min(delay, deadline - now))
                     delay = min(delay * 2, 1.0)
                 continue
+            except BaseException:
+                # Interrupted mid-reply (KeyboardInterrupt, a signal handler's exception):
+                # unread bytes would be taken as the next statement's reply, so the
+                # connection never goes back to the pool.
+                fairy.invalidate()
+                raise
             fairy.close()
             return result
 
@@ -420,6 +485,8 @@ class MySQLBackend(Backend):
         self.run(self.compose("DROP TABLE IF EXISTS {t}"), None)
 
     def identity(self) -> tuple[object, ...]:
+        if self.unix_socket:
+            return (self.name, self.unix_socket, self.database, self.table)
         return (*super().identity(), self.database, self.table)
 
     def info(self) -> dict[str, str]:

@@ -106,6 +106,7 @@ class PostgreSQLBackend(Backend):
     """One PostgreSQL table for every namespace; pooled, thread- and fork-safe."""
 
     name = "postgresql"
+    default_port = 5432
     durable = True
     multiprocess = True
 
@@ -184,6 +185,7 @@ class PostgreSQLBackend(Backend):
                 f"value = convert_to(({number}::numeric + %(d)s)::text, 'UTF8'), "
                 "version = {t}.version + 1 "
                 f"WHERE {number} ~ '^(0|-?[1-9][0-9]*)$' "
+                f"AND {number}::numeric BETWEEN {INT64_MIN} AND {INT64_MAX} "
                 f"AND {number}::numeric + %(d)s BETWEEN {INT64_MIN} AND {INT64_MAX} "
                 "RETURNING value"
             ),
@@ -272,10 +274,12 @@ class PostgreSQLBackend(Backend):
             with self._lock:
                 if self._fork_gen != forks.generation:
                     self._lock = threading.Lock()
-                    self._fork_gen = forks.generation
                     if self._pool is not None:
                         forks.keep_inherited(self._pool)  # its sockets are the parent's
                         self._pool = self._make_pool()
+                    # Last: another thread of the child that sees the new generation
+                    # must also see the new pool.
+                    self._fork_gen = forks.generation
         pool = self._pool
         if pool is None:
             raise BackendUnavailableError("the PostgreSQL store is closed")

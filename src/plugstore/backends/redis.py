@@ -359,8 +359,11 @@ class RedisBackend(Backend):
         return BackendUnavailableError(f"Redis at {self.where} is unavailable: {detail}")
 
     def open(self) -> None:
-        self._pool = self._make_pool()
-        self.client = redis.Redis(connection_pool=self._pool)
+        # One pool and client for the backend's life: buckets handed out before a close
+        # keep working after the store opens again, on the same (reconnected) pool.
+        if self._pool is None:
+            self._pool = self._make_pool()
+            self.client = redis.Redis(connection_pool=self._pool)
         try:
             self.call(self._load_scripts, retry=False)  # fails fast if the server is down
         except BaseException:
@@ -372,9 +375,8 @@ class RedisBackend(Backend):
             self.shas[which] = self.client.script_load(text)
 
     def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.disconnect()
+        if self._pool is not None:
+            self._pool.disconnect()  # every socket closed; reconnects lazily on reopen
 
     def call(self, work: Callable[[], T], *, retry: bool) -> T:
         """Run ``work()``; on failure, recover as :meth:`recover` says."""

@@ -427,6 +427,13 @@ class StoreConformance:
             ns.set_many({"fine": 1, "k": "y" * (limit + 1)})
         assert ns["k"] == "before"
         assert "fine" not in ns
+        # compare-and-set of a value near the limit by another near the limit
+        near = "x" * (limit - 100)
+        ns["near"] = near
+        assert ns.compute("near", lambda v: v[:-1] + "y") == near[:-1] + "y"
+        with ns.mutable("near-list", ["z" * (limit - 100)]) as value:
+            value[0] = value[0][:-1] + "w"
+        assert ns["near-list"][0].endswith("zw")
 
     # -- keys and namespaces --------------------------------------------------------------
 
@@ -585,7 +592,10 @@ class StoreConformance:
         # Only canonical decimal text counts: engines matching it natively must not
         # accept near-misses (a regex's "$" before a newline, a sign on zero, padding).
         bucket = ns._b()
-        for raw in (b"-0", b"12\n", b" 12", b"+1", b"007", b"1" * 25, b"", b"\xff1"):
+        near_misses = [b"-0", b"12\n", b" 12", b"+1", b"007", b"1" * 25, b"", b"\xff1"]
+        # canonical text, but outside int64 even though the total might not be
+        near_misses += [b"9223372036854775808", b"-9223372036854775809", b"1" + b"0" * 19]
+        for raw in near_misses:
             bucket.set("raw", raw)
             with pytest.raises(NotAnIntegerError):
                 bucket.incr("raw", 1)
