@@ -86,7 +86,7 @@ def server_result(
         __import__(module)
     except (OSError, ImportError) as exc:
         return Result(key, title, subject, [], notes=[f"skipped: {peer} unavailable ({exc})"])
-    n = max(1, s.n // 4)  # a round trip per op: fewer ops keep the run short
+    n = max(1, s.n // 2)  # a round trip per op: fewer ops keep the run short
     keys, values = make_data(n)
     contenders = [(subject, n, plugstore_contender(url_for, cleanup)), (peer, n, raw)]
     res = Result(key, title, subject, measure(contenders, keys, values, tmp, s.repeat))

@@ -325,12 +325,12 @@ def test_a_busy_pool_says_so(tmp_path: Path) -> None:
     url = f"{BASE}?table={table_for(tmp_path)}&pool_max=1&connect_timeout=1"
     with plugstore.open(url) as store:
         pool = store.backend._current_pool()  # type: ignore[attr-defined]
-        held = pool.connect()
+        held = pool.acquire()
         try:
             with pytest.raises(BackendUnavailableError, match=r"busy.*pool_max"):
                 store.namespace("n").incr("c")
         finally:
-            held.close()
+            pool.release(held)
         assert store.namespace("n").incr("c") == 1
 
 

@@ -12,6 +12,7 @@ import uuid
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -148,6 +149,23 @@ def test_forked_child_never_touches_the_parents_connections(tmp_path: Path) -> N
             ns.incr(f"after-{i}")  # never retried: a broken connection would raise here)
         assert ns["child"] == 1
         assert len(ns) == 22
+
+
+def test_connections_the_server_closed_while_idle_are_replaced(tmp_path: Path) -> None:
+    """A pooled connection the server ended (a restart, idle_session_timeout, an admin)
+    is noticed before anything is sent: even ``incr``, never retried, goes through."""
+    import psycopg
+
+    url = f"{BASE}?schema={SCHEMA}&table={table_for(tmp_path)}&pool_min=1&pool_max=1"
+    with plugstore.open(url) as store:
+        ns = store.namespace("n")
+        backend: Any = store.backend
+        pid = backend.one("SELECT pg_backend_pid()", None)[0]
+        with psycopg.connect(f"host={HOST} port={PORT} dbname={DB} user={USER}") as admin:
+            assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+        time.sleep(0.5)  # the FATAL message and the close reach our socket
+        assert ns.incr("c") == 1
+        assert backend.one("SELECT pg_backend_pid()", None)[0] != pid
 
 
 def _restart_command() -> list[str] | None:

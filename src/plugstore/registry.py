@@ -64,7 +64,7 @@ BUILTINS: dict[str, BackendSpec] = {
         _builtin(
             "postgresql", "postgresql", "PostgreSQLBackend", "postgresql", "psycopg", "psycopg_pool"
         ),
-        _builtin("mysql", "mysql", "MySQLBackend", "mysql", "pymysql", "sqlalchemy"),
+        _builtin("mysql", "mysql", "MySQLBackend", "mysql", "pymysql"),
         _builtin("redis", "redis", "RedisBackend", "redis", "redis"),
     )
 }

@@ -41,6 +41,7 @@ from ..backend import Backend, Options
 from ..errors import BackendUnavailableError, ConfigurationError
 from ..keys import INT64_MAX, INT64_MIN
 from ..url import StoreURL
+from .liveness import closed_by_server
 from .sqltable import TableBucket, not_an_integer
 
 T = TypeVar("T")
@@ -315,13 +316,29 @@ class PostgreSQLBackend(Backend):
             except (psycopg.OperationalError, PoolTimeout) as exc:
                 failed = exc
 
+    def _getconn(self, pool: ConnectionPool[Any]) -> Any:
+        """A pooled connection, passing over those the server closed while they idled
+        (after a restart, or idle_session_timeout): noticed before anything is sent,
+        so even ``incr`` just takes another one."""
+        for _ in range(self.pool_max):
+            conn = pool.getconn(self.connect_timeout)
+            try:
+                alive = not closed_by_server(conn.pgconn.socket)
+            except psycopg.OperationalError:
+                alive = False
+            if alive:
+                return conn
+            conn.close()
+            pool.putconn(conn)  # the pool replaces a closed connection
+        return pool.getconn(self.connect_timeout)
+
     # The three helpers below try once on the fast path (no closure, no loop) and only
     # build the retrying version of the work after a failure.
 
     def one(self, query: str | sql.Composable, params: Any, *, retry: bool = False) -> Any:
         try:
             pool = self._current_pool()
-            conn = pool.getconn(self.connect_timeout)  # cheaper than pool.connection()
+            conn = self._getconn(pool)  # cheaper than pool.connection()
             try:
                 return conn.execute(query, params).fetchone()
             finally:
@@ -333,7 +350,7 @@ class PostgreSQLBackend(Backend):
         """Reads: retried after a lost connection by default."""
         try:
             pool = self._current_pool()
-            conn = pool.getconn(self.connect_timeout)
+            conn = self._getconn(pool)
             try:
                 rows: list[Any] = conn.execute(query, params).fetchall()
                 return rows
@@ -345,7 +362,7 @@ class PostgreSQLBackend(Backend):
     def run(self, query: str | sql.Composable, params: Any, *, retry: bool = False) -> int:
         try:
             pool = self._current_pool()
-            conn = pool.getconn(self.connect_timeout)
+            conn = self._getconn(pool)
             try:
                 count: int = conn.execute(query, params).rowcount
                 return count
