@@ -120,3 +120,14 @@ def test_max_value_size_must_be_positive() -> None:
     for bad in (0, -1):
         with pytest.raises(ConfigurationError):
             plugstore.open("memory://", max_value_size=bad)
+
+
+def test_host_keeps_its_case_and_ipv6_brackets_come_off() -> None:
+    from plugstore.url import StoreURL
+
+    assert StoreURL.parse("dynamodb://MyTable?region=eu-west-1").host == "MyTable"
+    assert StoreURL.parse("redis://u:p@[::1]:6379/0").host == "::1"
+    assert StoreURL.parse("redis://u:p@[::1]:6379/0").port == 6379
+    assert StoreURL.parse("postgresql://User@DB.Example.com:5/x").host == "DB.Example.com"
+    assert StoreURL.parse("sqlite:////abs/path.db").host is None
+    assert str(StoreURL.parse("redis://[::1]:6379/0")) == "redis://[::1]:6379/0"

@@ -66,6 +66,7 @@ BUILTINS: dict[str, BackendSpec] = {
         ),
         _builtin("mysql", "mysql", "MySQLBackend", "mysql", "pymysql"),
         _builtin("redis", "redis", "RedisBackend", "redis", "redis"),
+        _builtin("dynamodb", "dynamodb", "DynamoDBBackend", "dynamodb", "boto3"),
     )
 }
 ALIASES = {

@@ -59,7 +59,7 @@ class StoreURL:
             scheme=scheme,
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password is not None else None,
-            host=parts.hostname,
+            host=_host(parts.netloc),
             port=port,
             path=path,
             query=query,
@@ -108,6 +108,15 @@ class StoreURL:
 
     def __repr__(self) -> str:
         return f"StoreURL({self.render(mask=True)!r})"
+
+
+def _host(netloc: str) -> str | None:
+    """The host part of ``netloc`` as written: case kept, since some backends put a
+    case-sensitive name there (``dynamodb://MyTable``); hostnames ignore case anyway."""
+    hostinfo = netloc.rpartition("@")[2]
+    if hostinfo.startswith("["):  # [IPv6]:port
+        return unquote(hostinfo[1:].partition("]")[0]) or None
+    return unquote(hostinfo.partition(":")[0]) or None
 
 
 def mask_text(text: str) -> str:

@@ -35,6 +35,8 @@ COMMANDS: dict[str, str] = {
     "copy": "plugstore.cli.transfer:copy_cmd",
     "doctor": "plugstore.cli.doctor:doctor_cmd",
     "demo": "plugstore.cli.demo:demo",
+    "dynamodb": "plugstore.cli.dynamodb:dynamodb_group",
+    "dev": "plugstore.cli.dynamodb:dev_group",
 }
 
 EXIT_ERROR = 1

@@ -416,10 +416,10 @@ class StoreConformance:
         assert "c" not in ns
 
     def test_huge_values(self, store: Store, ns: Namespace) -> None:
-        big = "x" * (1024 * 1024)
+        limit = store.max_value_size
+        big = "x" * min(1024 * 1024, limit - 2)  # 1 MiB, or all a DynamoDB item holds
         ns["big"] = big
         assert ns["big"] == big
-        limit = store.max_value_size
         ns["k"] = "before"
         with pytest.raises(ValueTooLargeError):
             ns["k"] = b"\x00" * limit  # encodes to more than the limit

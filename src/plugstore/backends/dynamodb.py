@@ -1,0 +1,660 @@
+"""``dynamodb://TABLE?region=...&endpoint_url=...`` -- Amazon DynamoDB through boto3.
+
+* **Layout**: single-table design.  Partition key = namespace, sort key = key (both
+  strings; attribute names ``namespace``/``key`` by default, options ``pk``/``sk``).  A
+  value is the Binary attribute ``value``; a counter made by ``incr`` is the Number
+  attribute ``counter`` instead (so ``ADD`` works on it natively, and ``get`` returns its
+  decimal text, which every codec reads as an int).  ``version`` counts single-item
+  writes.  Sort keys compare as UTF-8 bytes, that is in code point order, as on every
+  other backend.  The table is made by ``plugstore dynamodb create-table`` or Terraform
+  (``plugstore dynamodb terraform`` prints the matching resource), or on open with the
+  ``create=true`` option.
+* **Operations**: ``get`` is a strongly consistent ``GetItem``; ``set`` an ``UpdateItem``
+  (value in, counter out, version bumped); ``incr`` an ``UpdateItem ... ADD`` whose
+  condition keeps the result inside int64 (a value stored as text is converted once,
+  conditionally); compare-and-set a ``ConditionExpression`` on the old value; ``set_many``
+  ``BatchWriteItem`` (25 per request) and ``get_many`` ``BatchGetItem`` (100 per request),
+  unprocessed items retried with backoff; listings and counts a paginated ``Query`` on
+  the namespace (with ``begins_with`` for prefixes), never a ``Scan``.  Only
+  ``namespaces()`` scans the table (there is no other way to list partition keys).
+* **Limits**: an item holds at most 400 KB, names and keys included, so the largest
+  value is 400 KB minus room for the longest namespace and key; larger values raise
+  ``ValueTooLargeError`` before any request.
+* **Retries**: botocore's standard mode retries throttling and transient errors -- but
+  only for requests that give the same result applied twice (reads, ``set``, batches).
+  ``incr``, compare-and-set and ``remove`` go through a client with botocore's retries
+  off: throttling (the server refused, nothing applied) is retried here with backoff; a
+  lost reply raises :class:`~plugstore.errors.BackendUnavailableError`, because an
+  ``ADD`` sent twice counts twice.
+* **Credentials and region** come from the standard AWS chain (environment, shared
+  config and credentials files, ``profile`` option, instance or task role); they are
+  never part of the URL, a message or ``info()``.
+
+Options: ``region``, ``endpoint_url`` (a local server such as ``plugstore dev dynamodb``),
+``profile``, ``pk``/``sk`` (key attribute names), ``create`` (create the table on open
+if missing, on-demand billing), ``connect_timeout`` (default 5), ``read_timeout``
+(default 10), ``max_attempts`` (botocore attempts for safe requests, default 8),
+``pool_max`` (HTTP connections, default 20).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import boto3
+import botocore
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+from .. import forks
+from ..backend import DEFAULT_MAX_VALUE_SIZE, Backend, Bucket, Options, retry_schedule
+from ..errors import (
+    BackendUnavailableError,
+    ConfigurationError,
+    ConflictError,
+    NotAnIntegerError,
+)
+from ..keys import INT64_MAX, INT64_MIN, check_counter, parse_counter
+from ..url import StoreURL
+from .dynamodb_schema import (
+    COUNTER,
+    DEFAULT_PK,
+    DEFAULT_SK,
+    VALUE,
+    VERSION,
+    billing,
+    check_keys,
+    check_table,
+    key_schema,
+)
+from .sqltable import not_an_integer
+
+T = TypeVar("T")
+
+#: DynamoDB's item limit (names and values of every attribute).
+ITEM_LIMIT = 400 * 1024
+#: Largest namespace and key plugstore accepts, in bytes (see plugstore.keys).
+_MAX_NAMESPACE, _MAX_KEY = 128, 1024
+BATCH_WRITE, BATCH_GET = 25, 100
+#: Error codes meaning "refused, nothing was applied: try again later".
+_THROTTLED = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TransactionConflictException",
+    }
+)
+_CHECK_FAILED = "ConditionalCheckFailedException"
+_PLACEHOLDER = re.compile(r"#[a-z]\b")
+_SET_VALUE = "SET #v = :v, #r = if_not_exists(#r, :zero) + :one REMOVE #n"
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class DynamoDBBucket(Bucket):
+    """One namespace: the items of one partition."""
+
+    backend: DynamoDBBackend
+
+    def __init__(self, backend: DynamoDBBackend, namespace: str) -> None:
+        super().__init__(backend, namespace)
+        self._t = backend.table
+        self._pk, self._sk = backend.pk, backend.sk
+        self._ns = {"S": namespace}
+        # Every expression names attributes through placeholders: "key" and "value"
+        # are DynamoDB reserved words, and pk/sk are user-chosen.
+        self._all_names = {
+            "#p": self._pk,
+            "#s": self._sk,
+            "#v": VALUE,
+            "#n": COUNTER,
+            "#r": VERSION,
+        }
+
+    def _names(self, *expressions: str) -> dict[str, str]:
+        """The placeholders ``expressions`` use (DynamoDB refuses unused ones)."""
+        used = set(_PLACEHOLDER.findall(" ".join(expressions)))
+        return {k: v for k, v in self._all_names.items() if k in used}
+
+    def _key(self, key: str) -> dict[str, Any]:
+        return {self._pk: self._ns, self._sk: {"S": key}}
+
+    @staticmethod
+    def _bytes(item: dict[str, Any]) -> bytes:
+        if COUNTER in item:
+            return str(int(item[COUNTER]["N"])).encode()
+        return bytes(item[VALUE]["B"])
+
+    # -- single items -----------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        item = self.backend.safe(
+            "get_item",
+            TableName=self._t,
+            Key=self._key(key),
+            ConsistentRead=True,
+            ProjectionExpression="#v, #n",
+            ExpressionAttributeNames={"#v": VALUE, "#n": COUNTER},
+        ).get("Item")
+        return None if not item else self._bytes(item)
+
+    def contains(self, key: str) -> bool:
+        return "Item" in self.backend.safe(
+            "get_item",
+            TableName=self._t,
+            Key=self._key(key),
+            ConsistentRead=True,
+            ProjectionExpression="#s",
+            ExpressionAttributeNames={"#s": self._sk},
+        )
+
+    def set(self, key: str, value: bytes) -> None:
+        # Idempotent (the same value again; the version may count one extra write), so
+        # botocore may retry it.
+        self.backend.safe(
+            "update_item",
+            TableName=self._t,
+            Key=self._key(key),
+            UpdateExpression=_SET_VALUE,
+            ExpressionAttributeNames=self._names(_SET_VALUE),
+            ExpressionAttributeValues={":v": {"B": value}, ":zero": {"N": "0"}, ":one": {"N": "1"}},
+        )
+
+    def remove(self, key: str) -> bool:
+        return bool(
+            self.backend.once(
+                "delete_item",
+                TableName=self._t,
+                Key=self._key(key),
+                ConditionExpression="attribute_exists(#s)",
+                ExpressionAttributeNames={"#s": self._sk},
+            )
+        )
+
+    @staticmethod
+    def _is(expected: bytes, values: dict[str, Any]) -> str:
+        """A condition: the stored value is ``expected`` (as bytes, or as a counter)."""
+        values[":old"] = {"B": expected}
+        try:
+            number = parse_counter(expected)
+        except NotAnIntegerError:
+            return "#v = :old"
+        values[":oldn"] = {"N": str(number)}
+        return "(#v = :old OR #n = :oldn)"
+
+    def cas(self, key: str, expected: bytes | None, new: bytes | None) -> bool:
+        if expected is None and new is None:
+            return not self.contains(key)
+        values: dict[str, Any] = {}
+        condition = "attribute_not_exists(#s)"
+        if expected is not None:
+            condition = self._is(expected, values)
+        if new is None:
+            request: dict[str, Any] = {}
+            if values:
+                request["ExpressionAttributeValues"] = values
+            return bool(
+                self.backend.once(
+                    "delete_item",
+                    TableName=self._t,
+                    Key=self._key(key),
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=self._names(condition),
+                    **request,
+                )
+            )
+        values.update({":v": {"B": new}, ":zero": {"N": "0"}, ":one": {"N": "1"}})
+        return bool(
+            self.backend.once(
+                "update_item",
+                TableName=self._t,
+                Key=self._key(key),
+                UpdateExpression=_SET_VALUE,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=self._names(_SET_VALUE, condition),
+                ExpressionAttributeValues=values,
+            )
+        )
+
+    def incr(self, key: str, delta: int) -> int:
+        # The sum must stay in int64: the stored counter must lie in [MIN-d, MAX-d].
+        low, high = max(INT64_MIN, INT64_MIN - delta), min(INT64_MAX, INT64_MAX - delta)
+        for attempt in retry_schedule():
+            result = self.backend.once(
+                "update_item",
+                TableName=self._t,
+                Key=self._key(key),
+                UpdateExpression="ADD #n :d SET #r = if_not_exists(#r, :zero) + :one",
+                ConditionExpression="attribute_not_exists(#v) AND "
+                "(attribute_not_exists(#n) OR #n BETWEEN :lo AND :hi)",
+                ExpressionAttributeNames={"#v": VALUE, "#n": COUNTER, "#r": VERSION},
+                ExpressionAttributeValues={
+                    ":d": {"N": str(delta)},
+                    ":lo": {"N": str(low)},
+                    ":hi": {"N": str(high)},
+                    ":zero": {"N": "0"},
+                    ":one": {"N": "1"},
+                },
+                ReturnValues="UPDATED_NEW",
+                returns="Attributes",
+            )
+            if result is not None:
+                return int(result[COUNTER]["N"])
+            # Refused: the total would leave int64, or the value is stored as bytes.
+            total = self._convert_and_add(key, delta)
+            if total is not None:
+                return total
+            attempt()
+        raise ConflictError(f"incr on {key!r} kept conflicting with other writers")
+
+    def _convert_and_add(self, key: str, delta: int) -> int | None:
+        """Turn a value stored as decimal text into a counter, adding ``delta``.
+
+        Returns the total, or None if the item changed meanwhile (the caller tries
+        again); raises ``NotAnIntegerError`` if it holds no integer or the total would
+        leave int64.
+        """
+        item = self.backend.safe(
+            "get_item",
+            TableName=self._t,
+            Key=self._key(key),
+            ConsistentRead=True,
+            ProjectionExpression="#v, #n",
+            ExpressionAttributeNames={"#v": VALUE, "#n": COUNTER},
+        ).get("Item")
+        if not item:
+            return None  # deleted meanwhile: ADD will create it
+        if COUNTER in item:
+            if not INT64_MIN <= int(item[COUNTER]["N"]) + delta <= INT64_MAX:
+                raise not_an_integer(key)
+            return None  # a counter in range: it changed meanwhile, ADD again
+        raw = bytes(item[VALUE]["B"])
+        try:
+            total = check_counter(parse_counter(raw) + delta)
+        except NotAnIntegerError:
+            raise not_an_integer(key) from None
+        done = self.backend.once(
+            "update_item",
+            TableName=self._t,
+            Key=self._key(key),
+            UpdateExpression="SET #n = :t, #r = if_not_exists(#r, :zero) + :one REMOVE #v",
+            ConditionExpression="#v = :raw",
+            ExpressionAttributeNames={"#v": VALUE, "#n": COUNTER, "#r": VERSION},
+            ExpressionAttributeValues={
+                ":t": {"N": str(total)},
+                ":raw": {"B": raw},
+                ":zero": {"N": "0"},
+                ":one": {"N": "1"},
+            },
+        )
+        return total if done else None
+
+    # -- many items ---------------------------------------------------------------------------
+
+    def _query(self, prefix: str, **extra: Any) -> Iterator[dict[str, Any]]:
+        """Pages of a consistent Query on this namespace (one request per page)."""
+        condition = "#p = :ns"
+        values: dict[str, Any] = {":ns": self._ns}
+        if prefix:
+            condition += " AND begins_with(#s, :prefix)"
+            values[":prefix"] = {"S": prefix}
+        projection = extra.get("ProjectionExpression", "")
+        request = {
+            "TableName": self._t,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": self._names(condition, projection),
+            "ExpressionAttributeValues": values,
+            "ConsistentRead": True,
+            **extra,
+        }
+        while True:
+            page = self.backend.safe("query", **request)
+            yield page
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                return
+            request["ExclusiveStartKey"] = last
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        for page in self._query(prefix, ProjectionExpression="#s"):
+            for item in page.get("Items", ()):
+                yield item[self._sk]["S"]
+
+    def items(self, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+        for page in self._query(prefix, ProjectionExpression="#s, #v, #n"):
+            for item in page.get("Items", ()):
+                yield item[self._sk]["S"], self._bytes(item)
+
+    def count(self, prefix: str = "") -> int:
+        return sum(int(page.get("Count", 0)) for page in self._query(prefix, Select="COUNT"))
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        unique = list(dict.fromkeys(keys))  # BatchGetItem refuses duplicate keys
+        for start in range(0, len(unique), BATCH_GET):
+            request = {
+                self._t: {
+                    "Keys": [self._key(k) for k in unique[start : start + BATCH_GET]],
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "#s, #v, #n",
+                    "ExpressionAttributeNames": {"#s": self._sk, "#v": VALUE, "#n": COUNTER},
+                }
+            }
+            for response in self.backend.batch("batch_get_item", request, "UnprocessedKeys"):
+                for item in response.get("Responses", {}).get(self._t, ()):
+                    found[item[self._sk]["S"]] = self._bytes(item)
+        return found
+
+    def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        # Not atomic: DynamoDB batches are not transactions (a failure part-way leaves
+        # the first requests written).  The last value given for a key wins.
+        last = dict(items)
+        puts = [
+            {
+                "PutRequest": {
+                    "Item": {**self._key(k), VALUE: {"B": v}, VERSION: {"N": "1"}},
+                }
+            }
+            for k, v in last.items()
+        ]
+        self._write_batches(puts)
+
+    def _write_batches(self, requests: list[dict[str, Any]]) -> None:
+        for start in range(0, len(requests), BATCH_WRITE):
+            chunk = {self._t: requests[start : start + BATCH_WRITE]}
+            for _ in self.backend.batch("batch_write_item", chunk, "UnprocessedItems"):
+                pass
+
+    def clear(self, prefix: str = "") -> int:
+        removed = 0
+        for page in self._query(prefix, ProjectionExpression="#p, #s"):
+            doomed = [{"DeleteRequest": {"Key": item}} for item in page.get("Items", ())]
+            self._write_batches(doomed)
+            removed += len(doomed)
+        return removed
+
+
+class DynamoDBBackend(Backend):
+    """One DynamoDB table for every namespace (partition key = namespace)."""
+
+    name = "dynamodb"
+    durable = True
+    multiprocess = True
+
+    def __init__(self, url: StoreURL, options: Options) -> None:
+        super().__init__(url, options)
+        self.table = check_table(options.take("table", url.host or url.path or "", str))
+        self.pk, self.sk = check_keys(
+            options.take("pk", DEFAULT_PK, str), options.take("sk", DEFAULT_SK, str)
+        )
+        self.region = options.take("region", None, str)
+        self.endpoint_url = options.take("endpoint_url", None, str)
+        self.profile = options.take("profile", None, str)
+        self.create = options.take("create", False)
+        self.connect_timeout = options.take("connect_timeout", 5.0)
+        self.read_timeout = options.take("read_timeout", 10.0)
+        self.max_attempts = options.take("max_attempts", 8)
+        self.pool_max = options.take("pool_max", 20)
+        if self.max_attempts < 1 or self.pool_max < 1:
+            raise ConfigurationError("max_attempts and pool_max must be at least 1")
+        # Room for the longest namespace and key, the attribute names and the version.
+        overhead = _MAX_NAMESPACE + _MAX_KEY + len(self.pk) + len(self.sk)
+        overhead += len(VALUE) + len(VERSION) + 32
+        self.max_value_size = min(DEFAULT_MAX_VALUE_SIZE, ITEM_LIMIT - overhead)
+        self.where = self.endpoint_url or f"DynamoDB {self.region or '(default region)'}"
+        self._safe_client: Any = None
+        self._once_client: Any = None
+        self._fork_gen = forks.generation
+        self._lock = threading.Lock()
+
+    # -- clients ----------------------------------------------------------------------------
+
+    def _clients(self) -> tuple[Any, Any]:
+        dummy = "local" if self._local_dummy_credentials() else None
+        session = boto3.session.Session(
+            aws_access_key_id=dummy,
+            aws_secret_access_key=dummy,
+            profile_name=self.profile,
+            region_name=self.region,
+        )
+        common = Config(
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            max_pool_connections=self.pool_max,
+            user_agent_extra="plugstore",
+        )
+        safe = common.merge(Config(retries={"mode": "standard", "max_attempts": self.max_attempts}))
+        once = common.merge(Config(retries={"mode": "standard", "max_attempts": 1}))
+        make = session.client
+        return (
+            make("dynamodb", endpoint_url=self.endpoint_url, config=safe),
+            make("dynamodb", endpoint_url=self.endpoint_url, config=once),
+        )
+
+    def _local_dummy_credentials(self) -> bool:
+        """Whether to sign with dummy credentials: a loopback endpoint (a local server,
+        which checks none) and none configured.  Then the credential chain is never
+        consulted, so nothing leaves the machine looking for real ones (EC2 metadata)."""
+        if not self.endpoint_url or self.profile:
+            return False
+        host = (urlsplit(self.endpoint_url).hostname or "").lower()
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            return False
+        return not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE"))
+
+    def open(self) -> None:
+        self.connect()
+        self._check_table()
+
+    def connect(self) -> None:
+        """Make the clients without touching the table (for tooling such as create-table)."""
+        try:
+            with self._lock:
+                self._fork_gen = forks.generation
+                self._safe_client, self._once_client = self._clients()
+        except NoRegionError:
+            raise ConfigurationError(
+                "no AWS region: add ?region=... to the URL or set AWS_REGION"
+            ) from None
+        except BotoCoreError as exc:
+            raise self._unavailable(exc) from None
+
+    def close(self) -> None:
+        with self._lock:
+            safe, once = self._safe_client, self._once_client
+            self._safe_client = self._once_client = None
+        if self._fork_gen == forks.generation:
+            for client in (safe, once):
+                if client is not None:
+                    client.close()
+
+    def _client(self, once: bool) -> Any:
+        if self._fork_gen != forks.generation:
+            # A forked child: its own HTTP connections, never the parent's sockets.
+            with self._lock:
+                if self._fork_gen != forks.generation:
+                    self._lock = threading.Lock()
+                    forks.keep_inherited((self._safe_client, self._once_client))
+                    self._safe_client, self._once_client = self._clients()
+                    self._fork_gen = forks.generation
+        client = self._once_client if once else self._safe_client
+        if client is None:
+            raise BackendUnavailableError("the DynamoDB store is closed")
+        return client
+
+    def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
+        if isinstance(exc, NoCredentialsError):
+            detail = "no AWS credentials found (environment, ~/.aws, profile or role)"
+        else:
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return BackendUnavailableError(f"{self.where} is unavailable: {detail}")
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def safe(self, operation: str, **request: Any) -> Any:
+        """A request that may be repeated: botocore retries it (throttling, lost replies)."""
+        try:
+            return getattr(self._client(False), operation)(**request)
+        except ClientError as exc:
+            if _code(exc) == "ResourceNotFoundException":
+                raise BackendUnavailableError(
+                    f"DynamoDB table {self.table!r} does not exist at {self.where}"
+                ) from None
+            raise
+        except BotoCoreError as exc:
+            raise self._unavailable(exc) from None
+
+    def once(self, operation: str, *, returns: str | None = None, **request: Any) -> Any:
+        """A request that must not be applied twice.
+
+        Returns True when it was applied (or the ``returns`` part of the response), False
+        (or None) when its condition failed.  Throttling -- refused, nothing applied -- is
+        retried with backoff; a lost reply raises ``BackendUnavailableError``.
+        """
+        client = self._client(True)
+        delay = 0.05
+        for _ in range(self.max_attempts * 4):
+            try:
+                response = getattr(client, operation)(**request)
+                return response.get(returns) if returns else True
+            except ClientError as exc:
+                code = _code(exc)
+                if code == _CHECK_FAILED:
+                    return None if returns else False
+                if code not in _THROTTLED:
+                    raise
+            except BotoCoreError as exc:
+                raise self._unavailable(exc) from None
+            time.sleep(random.uniform(0, delay))
+            delay = min(delay * 2, 2.0)
+        raise BackendUnavailableError(f"{self.where}: still throttled after retrying")
+
+    def batch(self, operation: str, request: dict[str, Any], leftover: str) -> Iterator[Any]:
+        """Send a batch request, then what it left unprocessed, with backoff, until done."""
+        delay = 0.05
+        pending: dict[str, Any] = request
+        for _ in range(50):
+            response = self.safe(operation, RequestItems=pending)
+            yield response
+            pending = response.get(leftover) or {}
+            if not pending:
+                return
+            time.sleep(random.uniform(0, delay))
+            delay = min(delay * 2, 2.0)
+        raise BackendUnavailableError(f"{self.where}: a batch stayed unprocessed (throttled)")
+
+    # -- table ---------------------------------------------------------------------------------
+
+    def _check_table(self) -> None:
+        try:
+            table = self.safe("describe_table", TableName=self.table)["Table"]
+        except BackendUnavailableError:
+            if not self.create:
+                raise BackendUnavailableError(
+                    f"DynamoDB table {self.table!r} does not exist at {self.where}: create it "
+                    "with 'plugstore dynamodb create-table URL', from Terraform "
+                    "('plugstore dynamodb terraform'), or open with ?create=true"
+                ) from None
+            table = self.create_table()
+        self._check_schema(table)
+
+    def _check_schema(self, table: dict[str, Any]) -> None:
+        expected = key_schema(self.pk, self.sk)
+        have_keys = sorted((k["AttributeName"], k["KeyType"]) for k in table["KeySchema"])
+        want_keys = sorted((k["AttributeName"], k["KeyType"]) for k in expected["KeySchema"])
+        types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
+        if have_keys != want_keys or types.get(self.pk) != "S" or types.get(self.sk) != "S":
+            raise ConfigurationError(
+                f"DynamoDB table {self.table!r} has keys {have_keys}, but this store needs "
+                f"{self.pk!r} (string, partition) and {self.sk!r} (string, sort); set the "
+                "pk/sk options to match"
+            )
+
+    def create_table(
+        self,
+        *,
+        provisioned: tuple[int, int] | None = None,
+        point_in_time_recovery: bool = False,
+        wait: float = 300.0,
+    ) -> dict[str, Any]:
+        """Create the table (idempotent), wait until ACTIVE, return its description."""
+        try:
+            self.safe(
+                "create_table",
+                TableName=self.table,
+                **key_schema(self.pk, self.sk),
+                **billing(provisioned),
+            )
+        except ClientError as exc:
+            if _code(exc) != "ResourceInUseException":  # exists already: check it below
+                raise
+        waiter = self._client(False).get_waiter("table_exists")
+        try:
+            waiter.wait(
+                TableName=self.table,
+                WaiterConfig={"Delay": 1, "MaxAttempts": max(1, round(wait))},
+            )
+        except botocore.exceptions.WaiterError as exc:
+            raise self._unavailable(exc) from None
+        if point_in_time_recovery:
+            self.safe(
+                "update_continuous_backups",
+                TableName=self.table,
+                PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+            )
+        table: dict[str, Any] = self.safe("describe_table", TableName=self.table)["Table"]
+        self._check_schema(table)
+        return table
+
+    def drop(self) -> None:
+        """Delete the table (tests and tooling; not part of the Backend contract)."""
+        self.safe("delete_table", TableName=self.table)
+
+    # -- backend API ------------------------------------------------------------------------------
+
+    def bucket(self, namespace: str) -> DynamoDBBucket:
+        return DynamoDBBucket(self, namespace)
+
+    def namespaces(self) -> list[str]:
+        """Every partition key: a Scan of the whole table (keys only, paginated)."""
+        found: set[str] = set()
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "ProjectionExpression": "#p",
+            "ExpressionAttributeNames": {"#p": self.pk},
+        }
+        while True:
+            page = self.safe("scan", **request)
+            found.update(item[self.pk]["S"] for item in page.get("Items", ()))
+            if not page.get("LastEvaluatedKey"):
+                return sorted(found)
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def identity(self) -> tuple[object, ...]:
+        return (self.name, self.endpoint_url or self.region, self.table)
+
+    def info(self) -> dict[str, str]:
+        table = self.safe("describe_table", TableName=self.table)["Table"]
+        billing = table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
+        return {
+            **super().info(),
+            "endpoint": self.where,
+            "driver": f"boto3 {boto3.__version__}, botocore {botocore.__version__}",
+            "table": f"{self.table} ({table.get('TableStatus', '?')}, {billing}, "
+            f"{table.get('ItemCount', '?')} items)",
+            "keys": f"{self.pk} (partition), {self.sk} (sort)",
+            "max value size": f"{self.max_value_size} bytes",
+        }
+
+
+__all__ = ["DynamoDBBackend", "DynamoDBBucket", "key_schema"]
