@@ -433,8 +433,10 @@ class DynamoDBBackend(Backend):
             max_pool_connections=self.pool_max,
             user_agent_extra="plugstore",
         )
-        safe = common.merge(Config(retries={"mode": "standard", "max_attempts": self.max_attempts}))
-        once = common.merge(Config(retries={"mode": "standard", "max_attempts": 1}))
+        # total_max_attempts counts the first attempt (botocore's max_attempts does not).
+        retries = {"mode": "standard", "total_max_attempts": self.max_attempts}
+        safe = common.merge(Config(retries=retries))  # type: ignore[arg-type]
+        once = common.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
         make = session.client
         return (
             make("dynamodb", endpoint_url=self.endpoint_url, config=safe),
