@@ -49,9 +49,19 @@ from harness import (
     set_get,
     timed,
 )
-from servers import w_mysql, w_postgresql, w_redis
+from servers import w_dynamodb, w_mysql, w_postgresql, w_redis
 
-WORKLOADS = ("sqlite", "batch", "peers", "memory", "race", "postgresql", "mysql", "redis")
+WORKLOADS = (
+    "sqlite",
+    "batch",
+    "peers",
+    "memory",
+    "race",
+    "postgresql",
+    "mysql",
+    "redis",
+    "dynamodb",
+)
 # --------------------------------------------------------------------- sqlite and peers
 
 RAW_SET = (
@@ -569,6 +579,7 @@ RUNNERS: dict[str, Callable[[Settings, Path], Result]] = {
     "postgresql": w_postgresql,
     "mysql": w_mysql,
     "redis": w_redis,
+    "dynamodb": w_dynamodb,
 }
 
 

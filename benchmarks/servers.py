@@ -9,6 +9,7 @@ the same values, so the ratio is plugstore's whole cost: pool, codec, namespace 
 from __future__ import annotations
 
 import json
+import random
 import socket
 import uuid
 from collections.abc import Callable, Sequence
@@ -328,3 +329,214 @@ def w_redis(s: Settings, tmp: Path) -> Result:
             "set_many adds the index ZADDs to the same MULTI",
         ],
     )
+
+
+# --------------------------------------------------------------------------- dynamodb
+
+
+def _local_dynamodb() -> tuple[Any, str]:
+    """plugstore's local DynamoDB (moto, serialised) on a free loopback port, in a thread."""
+    import threading
+
+    from plugstore.dev_dynamodb import LOOPBACK, make_server
+
+    server = make_server(LOOPBACK, 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://{LOOPBACK}:{server.server_port}"
+
+
+def _local_session() -> Any:
+    import boto3
+
+    dummy = "local"  # the local emulator checks no credentials
+    return boto3.session.Session(
+        aws_access_key_id=dummy, aws_secret_access_key=dummy, region_name="us-east-1"
+    )
+
+
+def plugstore_dynamodb(endpoint: str) -> Contender:
+    """set/get/incr per op, set_many/get_many, on a fresh table per repeat."""
+
+    def run(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[str, float]:
+        url = f"dynamodb://{_name(d)}?region=us-east-1&endpoint_url={endpoint}&create=true"
+        store = plugstore.open(url)
+        ns = store.namespace("bench")
+        try:
+            times = set_get(
+                lambda: [ns.__setitem__(k, v) for k, v in zip(keys, values, strict=True)],
+                lambda: [ns[k] for k in keys][-1],
+                values[-1],
+            )
+            times["incr"], total = timed(lambda: [ns.incr("counter") for _ in keys][-1])
+            if total != len(keys):
+                raise AssertionError("incr lost a count")
+            batch = [(f"b{k}", v) for k, v in zip(keys, values, strict=True)]
+            times["set_many"], _ = timed(lambda: ns.set_many(batch))
+            times["get_many"], got = timed(lambda: ns.get_many([k for k, _ in batch]))
+            if len(got) != len(batch):
+                raise AssertionError("get_many did not return every key")
+            return times
+        finally:
+            store.backend.drop()  # type: ignore[attr-defined]
+            store.close()
+
+    return run
+
+
+def raw_boto3(endpoint: str) -> Contender:
+    """The same work with boto3 directly: put_item, get_item, update_item ADD,
+    Table.batch_writer() and batch_get_item."""
+
+    def run(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[str, float]:
+
+        from plugstore.backends.dynamodb_schema import key_schema
+
+        session = _local_session()
+        client = session.client("dynamodb", endpoint_url=endpoint)
+        table = _name(d) + "_raw"
+        client.create_table(
+            TableName=table, BillingMode="PAY_PER_REQUEST", **key_schema("namespace", "key")
+        )
+
+        def key_of(k: str) -> dict[str, Any]:
+            return {"namespace": {"S": "bench"}, "key": {"S": k}}
+
+        def sets() -> None:
+            for k, v in zip(keys, values, strict=True):
+                item = {**key_of(k), "value": {"B": json.dumps(v).encode()}}
+                client.put_item(TableName=table, Item=item)
+
+        def gets() -> Any:
+            for k in keys:
+                item = client.get_item(TableName=table, Key=key_of(k), ConsistentRead=True)
+                out = json.loads(item["Item"]["value"]["B"])
+            return out
+
+        def incrs() -> int:
+            # The request plugstore's incr sends: ADD, a new write token, and the
+            # condition that keeps the total in int64 (and off a value stored as bytes).
+            for _ in keys:
+                reply = client.update_item(
+                    TableName=table,
+                    Key=key_of("counter"),
+                    UpdateExpression="ADD #n :d SET #r = :t",
+                    ConditionExpression="attribute_not_exists(#v) AND "
+                    "(attribute_not_exists(#n) OR #n BETWEEN :lo AND :hi)",
+                    ExpressionAttributeNames={"#n": "counter", "#v": "value", "#r": "version"},
+                    ExpressionAttributeValues={
+                        ":d": {"N": "1"},
+                        ":lo": {"N": str(-(2**63))},
+                        ":hi": {"N": str(2**63 - 2)},
+                        ":t": {"N": str(random.getrandbits(63))},
+                    },
+                    ReturnValues="UPDATED_NEW",
+                )
+            return int(reply["Attributes"]["counter"]["N"])
+
+        def set_many() -> None:
+            resource_table = session.resource("dynamodb", endpoint_url=endpoint).Table(table)
+            with resource_table.batch_writer() as writer:
+                for k, v in zip(keys, values, strict=True):
+                    writer.put_item(
+                        Item={"namespace": "bench", "key": f"b{k}", "value": json.dumps(v).encode()}
+                    )
+
+        def get_many() -> dict[str, Any]:
+            found = {}
+            wanted = [key_of(f"b{k}") for k in keys]
+            for start in range(0, len(wanted), 100):
+                request = {table: {"Keys": wanted[start : start + 100], "ConsistentRead": True}}
+                while request:
+                    reply = client.batch_get_item(RequestItems=request)
+                    for item in reply["Responses"].get(table, ()):
+                        found[item["key"]["S"]] = json.loads(item["value"]["B"])
+                    request = reply.get("UnprocessedKeys") or {}
+            return found
+
+        try:
+            times = set_get(sets, gets, values[-1])
+            times["incr"], total = timed(incrs)
+            if total != len(keys):
+                raise AssertionError("raw incr lost a count")
+            times["set_many"], _ = timed(set_many)
+            times["get_many"], got = timed(get_many)
+            if len(got) != len(keys):
+                raise AssertionError("raw get_many did not return every key")
+            return times
+        finally:
+            client.delete_table(TableName=table)
+
+    return run
+
+
+def bare_add(endpoint: str) -> Contender:
+    """update_item ADD with no condition: what an unchecked counter costs (no bar)."""
+
+    def run(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[str, float]:
+
+        from plugstore.backends.dynamodb_schema import key_schema
+
+        client = _local_session().client("dynamodb", endpoint_url=endpoint)
+        table = _name(d) + "_add"
+        client.create_table(
+            TableName=table, BillingMode="PAY_PER_REQUEST", **key_schema("namespace", "key")
+        )
+
+        def incrs() -> int:
+            for _ in keys:
+                reply = client.update_item(
+                    TableName=table,
+                    Key={"namespace": {"S": "bench"}, "key": {"S": "counter"}},
+                    UpdateExpression="ADD #n :one",
+                    ExpressionAttributeNames={"#n": "counter"},
+                    ExpressionAttributeValues={":one": {"N": "1"}},
+                    ReturnValues="UPDATED_NEW",
+                )
+            return int(reply["Attributes"]["counter"]["N"])
+
+        try:
+            seconds, total = timed(incrs)
+            if total != len(keys):
+                raise AssertionError("bare ADD lost a count")
+            return {"incr": seconds}
+        finally:
+            client.delete_table(TableName=table)
+
+    return run
+
+
+def w_dynamodb(s: Settings, tmp: Path) -> Result:
+    key, subject, peer = "dynamodb", "plugstore dynamodb", "raw boto3"
+    title = (
+        "9. dynamodb backend vs raw boto3 on a local moto server (put/get/update ADD; "
+        "batch_writer; batch_get_item)"
+    )
+    try:
+        server, endpoint = _local_dynamodb()
+    except ImportError as exc:
+        return Result(key, title, subject, [], notes=[f"skipped: moto unavailable ({exc})"])
+    try:
+        n = max(1, s.n // 16)  # the emulator handles ~300 requests/s, one at a time
+        keys, values = make_data(n)
+        contenders = [
+            (subject, n, plugstore_dynamodb(endpoint)),
+            (peer, n, raw_boto3(endpoint)),
+            ("raw boto3 bare ADD", n, bare_add(endpoint)),
+        ]
+        res = Result(key, title, subject, measure(contenders, keys, values, tmp, s.repeat))
+    finally:
+        server.shutdown()
+    for op in ("set", "get", "incr", "set_many"):
+        res.ratio_bar(peer, op, 0.8)
+    res.notes += [
+        "server: plugstore dev dynamodb's (moto's DynamoDB, requests serialised) in this "
+        "process; the server's time per request dominates both sides",
+        "raw: boto3 client put_item / get_item(ConsistentRead) / update_item ADD with "
+        "plugstore's int64 condition, Table.batch_writer(), batch_get_item; "
+        "json.dumps/loads in the loop",
+        "info: 'raw boto3 bare ADD' is an update_item ADD with no condition at all; moto "
+        "evaluates conditions in Python, so this is what the range check costs there (no bar)",
+        "plugstore: set is put_item (value and a write token); incr is update_item ADD "
+        "with the int64 condition; batches of 25 / 100",
+    ]
+    return res

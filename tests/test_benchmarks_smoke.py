@@ -43,7 +43,7 @@ def test_prints_header_and_every_workload(tiny_run: tuple[str, dict[str, Any]]) 
     stdout, _ = tiny_run
     assert "cpu count" in stdout
     assert "sqlite 3." in stdout
-    for number in range(1, 9):
+    for number in range(1, 10):
         assert f"== {number}. " in stdout
     for peer in (
         "raw sqlite3",
@@ -58,6 +58,7 @@ def test_prints_header_and_every_workload(tiny_run: tuple[str, dict[str, Any]]) 
         "raw psycopg",
         "raw PyMySQL",
         "raw redis-py",
+        "raw boto3",
     ):
         assert peer in stdout
     assert "== summary of bars" in stdout
@@ -79,6 +80,7 @@ def test_json_has_medians_and_exact_lost_update_counts(
         "postgresql",
         "mysql",
         "redis",
+        "dynamodb",
     }
     for workload in doc["workloads"]:
         assert workload["bars"], workload["key"]

@@ -4,19 +4,20 @@
   strings; attribute names ``namespace``/``key`` by default, options ``pk``/``sk``).  A
   value is the Binary attribute ``value``; a counter made by ``incr`` is the Number
   attribute ``counter`` instead (so ``ADD`` works on it natively, and ``get`` returns its
-  decimal text, which every codec reads as an int).  ``version`` counts single-item
-  writes.  Sort keys compare as UTF-8 bytes, that is in code point order, as on every
-  other backend.  The table is made by ``plugstore dynamodb create-table`` or Terraform
-  (``plugstore dynamodb terraform`` prints the matching resource), or on open with the
-  ``create=true`` option.
-* **Operations**: ``get`` is a strongly consistent ``GetItem``; ``set`` an ``UpdateItem``
-  (value in, counter out, version bumped); ``incr`` an ``UpdateItem ... ADD`` whose
-  condition keeps the result inside int64 (a value stored as text is converted once,
-  conditionally); compare-and-set a ``ConditionExpression`` on the old value; ``set_many``
-  ``BatchWriteItem`` (25 per request) and ``get_many`` ``BatchGetItem`` (100 per request),
-  unprocessed items retried with backoff; listings and counts a paginated ``Query`` on
-  the namespace (with ``begins_with`` for prefixes), never a ``Scan``.  Only
-  ``namespaces()`` scans the table (there is no other way to list partition keys).
+  decimal text, which every codec reads as an int).  ``version`` is a write token: a
+  random number that every write replaces, so a tool can make its own conditional
+  writes on it (optimistic locking) without comparing whole values.  Sort keys compare
+  as UTF-8 bytes, that is in code point order, as on every other backend.  The table is
+  made by ``plugstore dynamodb create-table`` or Terraform (``plugstore dynamodb
+  terraform`` prints the matching resource), or on open with the ``create=true`` option.
+* **Operations**: ``get`` is a strongly consistent ``GetItem``; ``set`` a ``PutItem``;
+  ``incr`` an ``UpdateItem ... ADD`` whose condition keeps the result inside int64 (a
+  value stored as text is converted once, conditionally); compare-and-set a
+  ``ConditionExpression`` on the old value; ``set_many`` ``BatchWriteItem`` (25 per
+  request) and ``get_many`` ``BatchGetItem`` (100 per request), unprocessed items
+  retried with backoff; listings and counts a paginated ``Query`` on the namespace
+  (with ``begins_with`` for prefixes), never a ``Scan``.  Only ``namespaces()`` scans
+  the table (there is no other way to list partition keys).
 * **Limits**: an item holds at most 400 KB, names and keys included, so the largest
   value is 400 KB minus room for the longest namespace and key; larger values raise
   ``ValueTooLargeError`` before any request.
@@ -42,6 +43,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import secrets
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -94,7 +96,12 @@ _THROTTLED = frozenset(
 )
 _CHECK_FAILED = "ConditionalCheckFailedException"
 _PLACEHOLDER = re.compile(r"#[a-z]\b")
-_SET_VALUE = "SET #v = :v, #r = if_not_exists(#r, :zero) + :one REMOVE #n"
+_SET_VALUE = "SET #v = :v, #r = :t REMOVE #n"
+
+
+def write_token() -> dict[str, str]:
+    """A fresh ``version``: a random 63-bit number, new on every write (an etag)."""
+    return {"N": str(secrets.randbits(63))}
 
 
 def _code(exc: ClientError) -> str:
@@ -159,16 +166,10 @@ class DynamoDBBucket(Bucket):
         )
 
     def set(self, key: str, value: bytes) -> None:
-        # Idempotent (the same value again; the version may count one extra write), so
-        # botocore may retry it.
-        self.backend.safe(
-            "update_item",
-            TableName=self._t,
-            Key=self._key(key),
-            UpdateExpression=_SET_VALUE,
-            ExpressionAttributeNames=self._names(_SET_VALUE),
-            ExpressionAttributeValues={":v": {"B": value}, ":zero": {"N": "0"}, ":one": {"N": "1"}},
-        )
+        # A whole-item put (replacing a counter too): the same value again is harmless,
+        # so botocore may retry it.
+        item = {**self._key(key), VALUE: {"B": value}, VERSION: write_token()}
+        self.backend.safe("put_item", TableName=self._t, Item=item)
 
     def remove(self, key: str) -> bool:
         return bool(
@@ -213,7 +214,7 @@ class DynamoDBBucket(Bucket):
                     **request,
                 )
             )
-        values.update({":v": {"B": new}, ":zero": {"N": "0"}, ":one": {"N": "1"}})
+        values.update({":v": {"B": new}, ":t": write_token()})
         return bool(
             self.backend.once(
                 "update_item",
@@ -234,7 +235,7 @@ class DynamoDBBucket(Bucket):
                 "update_item",
                 TableName=self._t,
                 Key=self._key(key),
-                UpdateExpression="ADD #n :d SET #r = if_not_exists(#r, :zero) + :one",
+                UpdateExpression="ADD #n :d SET #r = :t",
                 ConditionExpression="attribute_not_exists(#v) AND "
                 "(attribute_not_exists(#n) OR #n BETWEEN :lo AND :hi)",
                 ExpressionAttributeNames={"#v": VALUE, "#n": COUNTER, "#r": VERSION},
@@ -242,8 +243,7 @@ class DynamoDBBucket(Bucket):
                     ":d": {"N": str(delta)},
                     ":lo": {"N": str(low)},
                     ":hi": {"N": str(high)},
-                    ":zero": {"N": "0"},
-                    ":one": {"N": "1"},
+                    ":t": write_token(),
                 },
                 ReturnValues="UPDATED_NEW",
                 returns="Attributes",
@@ -287,14 +287,13 @@ class DynamoDBBucket(Bucket):
             "update_item",
             TableName=self._t,
             Key=self._key(key),
-            UpdateExpression="SET #n = :t, #r = if_not_exists(#r, :zero) + :one REMOVE #v",
+            UpdateExpression="SET #n = :total, #r = :t REMOVE #v",
             ConditionExpression="#v = :raw",
             ExpressionAttributeNames={"#v": VALUE, "#n": COUNTER, "#r": VERSION},
             ExpressionAttributeValues={
-                ":t": {"N": str(total)},
+                ":total": {"N": str(total)},
                 ":raw": {"B": raw},
-                ":zero": {"N": "0"},
-                ":one": {"N": "1"},
+                ":t": write_token(),
             },
         )
         return total if done else None
@@ -362,7 +361,7 @@ class DynamoDBBucket(Bucket):
         puts = [
             {
                 "PutRequest": {
-                    "Item": {**self._key(k), VALUE: {"B": v}, VERSION: {"N": "1"}},
+                    "Item": {**self._key(k), VALUE: {"B": v}, VERSION: write_token()},
                 }
             }
             for k, v in last.items()
