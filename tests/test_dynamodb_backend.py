@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -157,8 +158,12 @@ def test_too_large_values_are_refused_before_any_request(
     from plugstore.backends.dynamodb import ITEM_LIMIT
     from plugstore.errors import ValueTooLargeError
 
-    with plugstore.open(local.url_for(table_for(tmp_path), create="true")) as store:
+    uncapped = local.url_for(table_for(tmp_path), create="true").replace(
+        "&max_value_size=150000", ""
+    )
+    with plugstore.open(uncapped) as store:
         backend: Any = store.backend
+        assert store.max_value_size == backend.max_value_size == 408_392
         # the backend's own limit: the longest namespace and key still fit one item
         worst_item = 128 + 1024 + len("namespace") + len("key") + len("value") + len("version")
         assert backend.max_value_size + worst_item + 21 <= ITEM_LIMIT  # 21: a version number
@@ -166,7 +171,7 @@ def test_too_large_values_are_refused_before_any_request(
         ns = store.namespace("n")
         sent = operations(store)
         with pytest.raises(ValueTooLargeError):
-            ns["big"] = "x" * (backend.max_value_size + 1)
+            ns["big"] = "x" * (backend.max_value_size - 1)  # 2 more bytes of JSON quotes
         with pytest.raises(ValueTooLargeError):
             ns.set_many({"ok": 1, "big": "x" * (backend.max_value_size + 1)})
         assert sent == []
@@ -203,6 +208,7 @@ def test_unreachable_endpoint_fails_fast_without_credentials_in_messages() -> No
             )
         assert time.monotonic() - started < 20
         assert "127.0.0.1:1" in str(err.value)
+        assert "does not exist" not in str(err.value)  # unreachable, not a missing table
         for text in (str(err.value), repr(err.value)):
             assert secret not in text
             assert "AKIAEXAMPLEKEYID1234" not in text
@@ -352,8 +358,11 @@ def test_unprocessed_batch_items_are_sent_again(local: LocalDynamoDB, tmp_path: 
                 "UnprocessedKeys": {table: {"Keys": [first_left], "ConsistentRead": True}},
             },
         )
+        left_keys = {"Keys": [first_left], "ConsistentRead": True}
         safe.add_response(
-            "batch_get_item", {"Responses": {table: [{**first_left, "counter": {"N": "2"}}]}}
+            "batch_get_item",
+            {"Responses": {table: [{**first_left, "counter": {"N": "2"}}]}},
+            expected_params={"RequestItems": {table: left_keys}},  # exactly what was left
         )
         with safe:
             ns.set_many({"a": 1, "b": 2})
@@ -483,16 +492,14 @@ def test_dev_dynamodb_serialises_conditional_writes(local: LocalDynamoDB) -> Non
                 mine.update_item(
                     TableName="cas_race",
                     Key=key,
-                    UpdateExpression="SET #v = :new, #r = if_not_exists(#r, :zero) + :one "
-                    "REMOVE #n",
+                    UpdateExpression="SET #v = :new, #r = :t REMOVE #n",  # plugstore's cas
                     ConditionExpression="(#v = :old OR #n = :oldn)",
                     ExpressionAttributeNames={"#v": "value", "#r": "version", "#n": "counter"},
                     ExpressionAttributeValues={
                         ":old": {"B": value},
                         ":oldn": {"N": value.decode()},
                         ":new": {"B": str(int(value) + 1).encode()},
-                        ":zero": {"N": "0"},
-                        ":one": {"N": "1"},
+                        ":t": {"N": str(random.getrandbits(63))},
                     },
                 )
                 done += 1
@@ -523,3 +530,99 @@ def _plain(parsed: Any) -> Any:
     if isinstance(parsed, str) and len(parsed) >= 2 and parsed[0] == parsed[-1] == '"':
         return json.loads(parsed)
     return parsed
+
+
+def test_counters_edge_cases(local: LocalDynamoDB, tmp_path: Path) -> None:
+    from plugstore.keys import INT64_MAX, INT64_MIN
+
+    with plugstore.open(local.url_for(table_for(tmp_path), create="true")) as store:
+        ns = store.namespace("n")
+        bucket = ns._b()
+        assert ns.incr("c", 0) == 0
+        assert ns.incr("c", 0) == 0  # an ADD of 0 changes nothing: still answered
+        assert ns.incr("c", 5) == 5
+        # compare-and-set against a counter, with its decimal text as the expected bytes
+        assert bucket.cas("c", b"4", b"x") is False
+        assert bucket.cas("c", b"5", b'"replaced"') is True
+        assert ns["c"] == "replaced"
+        ns.incr("d", 7)
+        assert bucket.cas("d", b"7", None) is True
+        assert "d" not in ns
+        for start, delta, ok in (
+            (INT64_MAX - 1, 1, True),
+            (INT64_MAX, 1, False),
+            (INT64_MIN + 1, -1, True),
+            (INT64_MIN, -1, False),
+        ):
+            ns.pop("e", None)
+            ns.incr("e", start)  # a Number counter
+            if ok:
+                assert ns.incr("e", delta) == start + delta
+            else:
+                with pytest.raises(plugstore.errors.NotAnIntegerError):
+                    ns.incr("e", delta)
+                assert ns["e"] == start
+
+
+def test_listings_page_through_more_than_one_query_page(
+    local: LocalDynamoDB, tmp_path: Path
+) -> None:
+    """Query pages stop at 1 MB: 40 values of 120 KB take five pages."""
+    with plugstore.open(local.url_for(table_for(tmp_path), create="true")) as store:
+        ns = store.namespace("big")
+        blob = "x" * 120_000
+        ns.set_many({f"k{i:02d}": blob for i in range(40)})
+        store.namespace("other")["k"] = 1
+        sent = operations(store)
+        assert len(ns) == 40
+        assert sorted(ns) == [f"k{i:02d}" for i in range(40)]
+        assert all(value == blob for _, value in ns.items())
+        assert sent.count("Query") >= 3 * 4  # several pages for each of the three reads
+        assert ns.clear() is None
+        assert len(ns) == 0
+        assert store.namespace("other")["k"] == 1
+
+
+def test_dummy_credentials_only_for_loopback_with_nothing_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plugstore.backend import Options
+    from plugstore.backends.dynamodb import DynamoDBBackend
+    from plugstore.url import StoreURL
+
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+
+    def dummy(endpoint: str) -> bool:
+        url = StoreURL.parse(f"dynamodb://table?region=us-east-1&endpoint_url={endpoint}")
+        return bool(DynamoDBBackend(url, Options(url.query))._local_dummy_credentials())
+
+    for loopback in ("http://127.0.0.1:8000", "http://localhost:8000", "http://127.0.0.2:9"):
+        assert dummy(loopback), loopback
+    for remote in ("https://dynamodb.eu-west-1.amazonaws.com", "http://10.0.0.5:8000"):
+        assert not dummy(remote), remote
+    (tmp_path / "credentials").write_text(
+        "[default]\naws_access_key_id = AKIAFROMFILE\naws_secret_access_key = x\n"
+    )
+    assert not dummy("http://127.0.0.1:8000")  # configured credentials are used as they are
+
+
+def test_identity_ignores_how_the_endpoint_spells_loopback() -> None:
+    from plugstore.backend import Options
+    from plugstore.backends.dynamodb import DynamoDBBackend
+    from plugstore.url import StoreURL
+
+    def identity(url: str) -> tuple[object, ...]:
+        parsed = StoreURL.parse(url)
+        return DynamoDBBackend(parsed, Options(parsed.query)).identity()
+
+    a = identity("dynamodb://tbl?region=us-east-1&endpoint_url=http://127.0.0.1:8000")
+    b = identity("dynamodb://tbl?region=us-east-1&endpoint_url=http://localhost:8000")
+    assert a == b
+    assert a != identity("dynamodb://tbl?region=us-east-1&endpoint_url=http://127.0.0.1:8001")
+    assert identity("dynamodb://tbl?region=eu-west-1") != identity(
+        "dynamodb://tbl?region=us-east-1"
+    )

@@ -9,9 +9,15 @@ and compares integers.
 from __future__ import annotations
 
 import os
+import threading
 
 #: Bumped in the child after every ``os.fork()`` (including multiprocessing's fork).
 generation = 0
+
+#: The lock a forked child takes while it replaces what it inherited.  Not a backend's
+#: own lock: a parent thread may have held that one at the moment of the fork, and the
+#: child's copy would then stay locked forever.  This one is made anew in every child.
+child_lock = threading.Lock()
 
 #: Handles a forked child inherited from its parent.  They are kept referenced, never
 #: closed or finalised: finalising one in the child (libpq's PQfinish, sqlite3_close)
@@ -26,7 +32,8 @@ def keep_inherited(handle: object) -> None:
 
 
 def _after_fork_in_child() -> None:
-    global generation
+    global generation, child_lock
+    child_lock = threading.Lock()
     generation += 1
 
 

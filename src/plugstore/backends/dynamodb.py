@@ -40,7 +40,7 @@ if missing, on-demand billing), ``connect_timeout`` (default 5), ``read_timeout`
 
 from __future__ import annotations
 
-import os
+import ipaddress
 import random
 import re
 import secrets
@@ -52,6 +52,7 @@ from urllib.parse import urlsplit
 
 import boto3
 import botocore
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
@@ -102,6 +103,20 @@ _SET_VALUE = "SET #v = :v, #r = :t REMOVE #n"
 def write_token() -> dict[str, str]:
     """A fresh ``version``: a random 63-bit number, new on every write (an etag)."""
     return {"N": str(secrets.randbits(63))}
+
+
+class TableMissing(BackendUnavailableError):
+    """The table does not exist (as opposed to: DynamoDB cannot be reached)."""
+
+
+def _is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _code(exc: ClientError) -> str:
@@ -245,7 +260,9 @@ class DynamoDBBucket(Bucket):
                     ":hi": {"N": str(high)},
                     ":t": write_token(),
                 },
-                ReturnValues="UPDATED_NEW",
+                # ALL_NEW, not UPDATED_NEW: an ADD of 0 changes nothing, and moto then
+                # leaves the counter out of UPDATED_NEW.  It costs no read capacity.
+                ReturnValues="ALL_NEW",
                 returns="Attributes",
             )
             if result is not None:
@@ -443,15 +460,23 @@ class DynamoDBBackend(Backend):
         )
 
     def _local_dummy_credentials(self) -> bool:
-        """Whether to sign with dummy credentials: a loopback endpoint (a local server,
-        which checks none) and none configured.  Then the credential chain is never
-        consulted, so nothing leaves the machine looking for real ones (EC2 metadata)."""
-        if not self.endpoint_url or self.profile:
+        """Whether to sign with dummy credentials.
+
+        Only for a loopback endpoint (a local server, which checks none) when no
+        credentials are configured on this machine -- environment, profiles, shared
+        files, SSO, a credential process; the instance and container roles are not
+        asked, so nothing leaves the machine looking for real ones.
+        """
+        if not self.endpoint_url or not _is_loopback(self.endpoint_url):
             return False
-        host = (urlsplit(self.endpoint_url).hostname or "").lower()
-        if host not in ("127.0.0.1", "localhost", "::1"):
-            return False
-        return not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE"))
+        session = botocore.session.Session(profile=self.profile)
+        resolver = session.get_component("credential_provider")
+        for remote in ("iam-role", "container-role"):
+            resolver.remove(remote)
+        try:
+            return resolver.load_credentials() is None
+        except BotoCoreError:
+            return False  # configured, but broken: let boto3 report it
 
     def open(self) -> None:
         self.connect()
@@ -482,7 +507,7 @@ class DynamoDBBackend(Backend):
     def _client(self, once: bool) -> Any:
         if self._fork_gen != forks.generation:
             # A forked child: its own HTTP connections, never the parent's sockets.
-            with self._lock:
+            with forks.child_lock:
                 if self._fork_gen != forks.generation:
                     self._lock = threading.Lock()
                     forks.keep_inherited((self._safe_client, self._once_client))
@@ -507,13 +532,22 @@ class DynamoDBBackend(Backend):
         try:
             return getattr(self._client(False), operation)(**request)
         except ClientError as exc:
-            if _code(exc) == "ResourceNotFoundException":
-                raise BackendUnavailableError(
-                    f"DynamoDB table {self.table!r} does not exist at {self.where}"
-                ) from None
-            raise
+            raise self._refused(exc) from None
         except BotoCoreError as exc:
             raise self._unavailable(exc) from None
+
+    def _refused(self, exc: ClientError) -> Exception:
+        """The plugstore error for a request DynamoDB answered with an error."""
+        code = _code(exc)
+        if code == "ResourceNotFoundException":
+            return TableMissing(f"DynamoDB table {self.table!r} does not exist at {self.where}")
+        message = str(exc.response.get("Error", {}).get("Message", "")).strip()
+        # Throttled past every retry, access denied, an internal error (which may or may
+        # not have applied): the store cannot serve the request now.
+        return BackendUnavailableError(
+            f"{self.where} refused {exc.operation_name}: {code}"
+            + (f" ({message.splitlines()[0]})" if message else "")
+        )
 
     def once(self, operation: str, *, returns: str | None = None, **request: Any) -> Any:
         """A request that must not be applied twice.
@@ -533,7 +567,7 @@ class DynamoDBBackend(Backend):
                 if code == _CHECK_FAILED:
                     return None if returns else False
                 if code not in _THROTTLED:
-                    raise
+                    raise self._refused(exc) from None
             except BotoCoreError as exc:
                 raise self._unavailable(exc) from None
             time.sleep(random.uniform(0, delay))
@@ -559,7 +593,7 @@ class DynamoDBBackend(Backend):
     def _check_table(self) -> None:
         try:
             table = self.safe("describe_table", TableName=self.table)["Table"]
-        except BackendUnavailableError:
+        except TableMissing:
             if not self.create:
                 raise BackendUnavailableError(
                     f"DynamoDB table {self.table!r} does not exist at {self.where}: create it "
@@ -590,15 +624,14 @@ class DynamoDBBackend(Backend):
     ) -> dict[str, Any]:
         """Create the table (idempotent), wait until ACTIVE, return its description."""
         try:
-            self.safe(
-                "create_table",
-                TableName=self.table,
-                **key_schema(self.pk, self.sk),
-                **billing(provisioned),
+            self._client(False).create_table(
+                TableName=self.table, **key_schema(self.pk, self.sk), **billing(provisioned)
             )
         except ClientError as exc:
-            if _code(exc) != "ResourceInUseException":  # exists already: check it below
-                raise
+            if _code(exc) != "ResourceInUseException":  # exists already: checked below
+                raise self._refused(exc) from None
+        except BotoCoreError as exc:
+            raise self._unavailable(exc) from None
         waiter = self._client(False).get_waiter("table_exists")
         try:
             waiter.wait(
@@ -633,6 +666,7 @@ class DynamoDBBackend(Backend):
             "TableName": self.table,
             "ProjectionExpression": "#p",
             "ExpressionAttributeNames": {"#p": self.pk},
+            "ConsistentRead": True,  # a namespace written just now is listed
         }
         while True:
             page = self.safe("scan", **request)
@@ -642,7 +676,12 @@ class DynamoDBBackend(Backend):
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def identity(self) -> tuple[object, ...]:
-        return (self.name, self.endpoint_url or self.region, self.table)
+        endpoint: object = self.endpoint_url
+        if self.endpoint_url:
+            parts = urlsplit(self.endpoint_url)
+            host = "loopback" if _is_loopback(self.endpoint_url) else parts.hostname
+            endpoint = (host, parts.port)
+        return (self.name, endpoint, self.region, self.table)
 
     def info(self) -> dict[str, str]:
         table = self.safe("describe_table", TableName=self.table)["Table"]

@@ -272,7 +272,7 @@ class PostgreSQLBackend(Backend):
     def _current_pool(self) -> ConnectionPool[Any]:
         if self._fork_gen != forks.generation:
             # A forked child: build a pool of its own, never touch the parent's sockets.
-            with self._lock:
+            with forks.child_lock:
                 if self._fork_gen != forks.generation:
                     self._lock = threading.Lock()
                     if self._pool is not None:

@@ -41,7 +41,8 @@ def create_table_cmd(
     parsed = StoreURL.parse(url)
     if parsed.backend_name != "dynamodb":
         raise CliError(f"not a dynamodb:// URL: {parsed}")
-    store_level = ("codec", "secret", "max_value_size", "create")  # not the table's business
+    # Options of the store, not of the table.
+    store_level = ("codec", "secret", "max_value_size", "create", "plugin_dirs")
     options = Options({k: v for k, v in parsed.query.items() if k not in store_level})
     backend = DynamoDBBackend(parsed, options)
     if options.leftover():
