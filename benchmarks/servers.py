@@ -32,6 +32,44 @@ def _name(d: Path) -> str:
     return "bench_" + "".join(c if c.isalnum() else "_" for c in d.name).lower()
 
 
+def timed_ops(
+    sets: Callable[[], Any],
+    gets: Callable[[], Any],
+    set_many: Callable[[], Any],
+    get_many: Callable[[], Any],
+    last_value: Value,
+    count: int,
+    incrs: Callable[[], int] | None = None,
+) -> dict[str, float]:
+    """Time the per-op loops, then the batches, checking each did all of its work."""
+    times = set_get(sets, gets, last_value)
+    if incrs is not None:
+        times["incr"], total = timed(incrs)
+        if total != count:
+            raise AssertionError(f"incr counted {total}, not {count}")
+    times["set_many"], _ = timed(set_many)
+    times["get_many"], got = timed(get_many)
+    if len(got) != count:
+        raise AssertionError("get_many did not return every key")
+    return times
+
+
+def plugstore_ops(
+    ns: Any, keys: Sequence[str], values: Sequence[Value], *, with_incr: bool = False
+) -> dict[str, float]:
+    """plugstore's side of a server workload: the batch writes keys prefixed with "b"."""
+    batch = [(f"b{k}", v) for k, v in zip(keys, values, strict=True)]
+    return timed_ops(
+        lambda: [ns.__setitem__(k, v) for k, v in zip(keys, values, strict=True)],
+        lambda: [ns[k] for k in keys][-1],
+        lambda: ns.set_many(batch),
+        lambda: ns.get_many([k for k, _ in batch]),
+        values[-1],
+        len(keys),
+        (lambda: [ns.incr("counter") for _ in keys][-1]) if with_incr else None,
+    )
+
+
 def plugstore_contender(
     url_for: Callable[[Path], str], cleanup: Callable[[plugstore.Store], None]
 ) -> Contender:
@@ -41,17 +79,7 @@ def plugstore_contender(
         store = plugstore.open(url_for(d))
         ns = store.namespace("bench")
         try:
-            times = set_get(
-                lambda: [ns.__setitem__(k, v) for k, v in zip(keys, values, strict=True)],
-                lambda: [ns[k] for k in keys][-1],
-                values[-1],
-            )
-            batch = [(f"b{k}", v) for k, v in zip(keys, values, strict=True)]
-            times["set_many"], _ = timed(lambda: ns.set_many(batch))
-            times["get_many"], got = timed(lambda: ns.get_many([k for k, _ in batch]))
-            if len(got) != len(batch):
-                raise AssertionError("get_many did not return every key")
-            return times
+            return plugstore_ops(ns, keys, values)
         finally:
             cleanup(store)
             store.close()
@@ -136,12 +164,7 @@ def raw_psycopg(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[s
         return {k: json.loads(v) for k, v in rows}
 
     try:
-        times = set_get(sets, gets, values[-1])
-        times["set_many"], _ = timed(set_many)
-        times["get_many"], got = timed(get_many)
-        if len(got) != len(keys):
-            raise AssertionError("raw get_many did not return every key")
-        return times
+        return timed_ops(sets, gets, set_many, get_many, values[-1], len(keys))
     finally:
         conn.execute(f"DROP TABLE IF EXISTS {table}")
         conn.close()
@@ -215,12 +238,7 @@ def raw_pymysql(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[s
         return found
 
     try:
-        times = set_get(sets, gets, values[-1])
-        times["set_many"], _ = timed(set_many)
-        times["get_many"], got = timed(get_many)
-        if len(got) != len(keys):
-            raise AssertionError("raw get_many did not return every key")
-        return times
+        return timed_ops(sets, gets, set_many, get_many, values[-1], len(keys))
     finally:
         cur.execute(f"DROP TABLE IF EXISTS {table}")
         conn.close()
@@ -292,12 +310,7 @@ def raw_redis(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[str
         return found
 
     try:
-        times = set_get(sets, gets, values[-1])
-        times["set_many"], _ = timed(set_many)
-        times["get_many"], got = timed(get_many)
-        if len(got) != len(keys):
-            raise AssertionError("raw get_many did not return every key")
-        return times
+        return timed_ops(sets, gets, set_many, get_many, values[-1], len(keys))
     finally:
         doomed = list(r.scan_iter(match=prefix.replace("*", r"\*") + "*", count=1000))
         for start in range(0, len(doomed), CHUNK):
@@ -362,20 +375,7 @@ def plugstore_dynamodb(endpoint: str) -> Contender:
         store = plugstore.open(url)
         ns = store.namespace("bench")
         try:
-            times = set_get(
-                lambda: [ns.__setitem__(k, v) for k, v in zip(keys, values, strict=True)],
-                lambda: [ns[k] for k in keys][-1],
-                values[-1],
-            )
-            times["incr"], total = timed(lambda: [ns.incr("counter") for _ in keys][-1])
-            if total != len(keys):
-                raise AssertionError("incr lost a count")
-            batch = [(f"b{k}", v) for k, v in zip(keys, values, strict=True)]
-            times["set_many"], _ = timed(lambda: ns.set_many(batch))
-            times["get_many"], got = timed(lambda: ns.get_many([k for k, _ in batch]))
-            if len(got) != len(batch):
-                raise AssertionError("get_many did not return every key")
-            return times
+            return plugstore_ops(ns, keys, values, with_incr=True)
         finally:
             store.backend.drop()  # type: ignore[attr-defined]
             store.close()
@@ -454,15 +454,7 @@ def raw_boto3(endpoint: str) -> Contender:
             return found
 
         try:
-            times = set_get(sets, gets, values[-1])
-            times["incr"], total = timed(incrs)
-            if total != len(keys):
-                raise AssertionError("raw incr lost a count")
-            times["set_many"], _ = timed(set_many)
-            times["get_many"], got = timed(get_many)
-            if len(got) != len(keys):
-                raise AssertionError("raw get_many did not return every key")
-            return times
+            return timed_ops(sets, gets, set_many, get_many, values[-1], len(keys), incrs)
         finally:
             client.delete_table(TableName=table)
 

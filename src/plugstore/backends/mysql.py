@@ -101,21 +101,6 @@ class MySQLBucket(TableBucket):
     binary_keys = True
     backend: MySQLBackend
 
-    def get(self, key: str) -> bytes | None:
-        row = self.backend.one(self._q["get"], (self.namespace, key), retry=True)
-        return None if row is None else row[0]
-
-    def set(self, key: str, value: bytes) -> None:
-        # An upsert of a given value: repeating it after a lost connection is harmless.
-        self.backend.run(self._q["set"], (self.namespace, key, value), retry=True)
-
-    def remove(self, key: str) -> bool:
-        return self.backend.run(self._q["remove"], (self.namespace, key)) > 0
-
-    def contains(self, key: str) -> bool:
-        row = self.backend.one(self._q["contains"], (self.namespace, key), retry=True)
-        return row is not None
-
     def incr(self, key: str, delta: int) -> int:
         params = {"ns": self.namespace, "key": key, "v": str(delta).encode(), "d": delta}
         affected, result = self.backend.upsert_returning_id(self._q["incr"], params)

@@ -77,21 +77,6 @@ class PostgreSQLBucket(TableBucket):
     placeholder = "%s"
     backend: PostgreSQLBackend
 
-    def get(self, key: str) -> bytes | None:
-        row = self.backend.one(self._q["get"], (self.namespace, key), retry=True)
-        return None if row is None else bytes(row[0])
-
-    def set(self, key: str, value: bytes) -> None:
-        # An upsert of a given value: repeating it after a lost connection is harmless.
-        self.backend.run(self._q["set"], (self.namespace, key, value), retry=True)
-
-    def remove(self, key: str) -> bool:
-        return self.backend.run(self._q["remove"], (self.namespace, key)) > 0
-
-    def contains(self, key: str) -> bool:
-        row = self.backend.one(self._q["contains"], (self.namespace, key), retry=True)
-        return row is not None
-
     def incr(self, key: str, delta: int) -> int:
         row = self.backend.one(self._q["incr"], {"ns": self.namespace, "key": key, "d": delta})
         if row is None:

@@ -48,19 +48,6 @@ class SQLiteBucket(TableBucket):
         super().__init__(backend, namespace)
         self._incr_sql = self._q["incr"]
 
-    def get(self, key: str) -> bytes | None:
-        row = self.backend.one(self._q["get"], (self.namespace, key))
-        return None if row is None else row[0]
-
-    def set(self, key: str, value: bytes) -> None:
-        self.backend.run(self._q["set"], (self.namespace, key, value))
-
-    def remove(self, key: str) -> bool:
-        return self.backend.run(self._q["remove"], (self.namespace, key)) > 0
-
-    def contains(self, key: str) -> bool:
-        return self.backend.one(self._q["contains"], (self.namespace, key)) is not None
-
     def incr(self, key: str, delta: int) -> int:
         # One statement: insert `delta`, or add to a canonical integer; RETURNING gives the
         # result.  A non-integer or overflowing value fails the WHERE and returns no row.

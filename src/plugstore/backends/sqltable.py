@@ -11,8 +11,7 @@ written (and reviewed) once.  A backend supplies:
   run one statement.  ``retry=True`` marks statements that may be repeated after a lost
   connection (reads); engines without connections to lose ignore it.
 
-and overrides what is engine-specific: the hot single-key operations, ``incr`` and
-``get_many``.
+and overrides what is engine-specific: ``incr`` and ``get_many``.
 """
 
 from __future__ import annotations
@@ -74,6 +73,21 @@ class TableBucket(Bucket):
         if high is None:
             return f" AND {k} >= {p}", (low,)
         return f" AND {k} >= {p} AND {k} < {p}", (low, high)
+
+    def get(self, key: str) -> bytes | None:
+        row = self.backend.one(self._q["get"], (self.namespace, key), retry=True)
+        return None if row is None else bytes(row[0])  # drivers may hand out memoryviews
+
+    def set(self, key: str, value: bytes) -> None:
+        # An upsert of a given value: repeating it after a lost connection is harmless.
+        self.backend.run(self._q["set"], (self.namespace, key, value), retry=True)
+
+    def remove(self, key: str) -> bool:
+        return bool(self.backend.run(self._q["remove"], (self.namespace, key)) > 0)
+
+    def contains(self, key: str) -> bool:
+        row = self.backend.one(self._q["contains"], (self.namespace, key), retry=True)
+        return row is not None
 
     def cas(self, key: str, expected: bytes | None, new: bytes | None) -> bool:
         ns, run = self.namespace, self.backend.run
