@@ -159,8 +159,9 @@ class DynamoDBBucket(Bucket):
 
     # -- single items -----------------------------------------------------------------------
 
-    def get(self, key: str) -> bytes | None:
-        item = self.backend.safe(
+    def _fetch(self, key: str) -> dict[str, Any] | None:
+        """The item's value and counter attributes (strongly consistent), or None."""
+        item: dict[str, Any] | None = self.backend.safe(
             "get_item",
             TableName=self._t,
             Key=self._key(key),
@@ -168,7 +169,11 @@ class DynamoDBBucket(Bucket):
             ProjectionExpression="#v, #n",
             ExpressionAttributeNames={"#v": VALUE, "#n": COUNTER},
         ).get("Item")
-        return None if not item else self._bytes(item)
+        return item or None
+
+    def get(self, key: str) -> bytes | None:
+        item = self._fetch(key)
+        return None if item is None else self._bytes(item)
 
     def contains(self, key: str) -> bool:
         return "Item" in self.backend.safe(
@@ -281,15 +286,8 @@ class DynamoDBBucket(Bucket):
         again); raises ``NotAnIntegerError`` if it holds no integer or the total would
         leave int64.
         """
-        item = self.backend.safe(
-            "get_item",
-            TableName=self._t,
-            Key=self._key(key),
-            ConsistentRead=True,
-            ProjectionExpression="#v, #n",
-            ExpressionAttributeNames={"#v": VALUE, "#n": COUNTER},
-        ).get("Item")
-        if not item:
+        item = self._fetch(key)
+        if item is None:
             return None  # deleted meanwhile: ADD will create it
         if COUNTER in item:
             if not INT64_MIN <= int(item[COUNTER]["N"]) + delta <= INT64_MAX:
