@@ -29,7 +29,7 @@ from plugstore.errors import (
     ValueTooLargeError,
 )
 from plugstore.testing import StoreConformance
-from servers import IN_CI, require_server
+from servers import IN_CI, assert_down_server_fails_fast, require_server
 
 HOST, PORT, USER = "127.0.0.1", 3306, "root"
 DB = f"pstest_{uuid.uuid4().hex[:12]}"
@@ -145,14 +145,7 @@ def test_value_limit_follows_the_servers_packet_size(tmp_path: Path) -> None:
 
 
 def test_server_down_at_start_fails_fast_and_clearly() -> None:
-    started = time.monotonic()
-    with pytest.raises(BackendUnavailableError) as err:
-        plugstore.open("mysql://bob:s3cr3t-pw@127.0.0.1:1/test?connect_timeout=2")
-    assert time.monotonic() - started < 10
-    message = str(err.value)
-    assert "127.0.0.1:1" in message
-    assert "s3cr3t" not in message
-    assert "s3cr3t" not in repr(err.value)
+    assert_down_server_fails_fast("mysql://bob:s3cr3t-pw@127.0.0.1:1/test?connect_timeout=2")
 
 
 def test_wrong_database_and_bad_login_are_reported_without_password() -> None:

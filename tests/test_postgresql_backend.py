@@ -19,7 +19,7 @@ import pytest
 import plugstore
 from plugstore.errors import BackendUnavailableError, ConfigurationError
 from plugstore.testing import StoreConformance
-from servers import require_server
+from servers import assert_down_server_fails_fast, require_server
 
 HOST, PORT, DB, USER = "127.0.0.1", 5432, "test", "postgres"
 SCHEMA = f"pstest_{uuid.uuid4().hex[:12]}"
@@ -79,14 +79,7 @@ def test_layout_one_table_with_version_column(tmp_path: Path) -> None:
 
 
 def test_server_down_at_start_fails_fast_and_clearly() -> None:
-    started = time.monotonic()
-    with pytest.raises(BackendUnavailableError) as err:
-        plugstore.open("postgresql://bob:s3cr3t-pw@127.0.0.1:1/test?connect_timeout=2")
-    assert time.monotonic() - started < 10
-    message = str(err.value)
-    assert "127.0.0.1:1" in message
-    assert "s3cr3t" not in message
-    assert "s3cr3t" not in repr(err.value)
+    assert_down_server_fails_fast("postgresql://bob:s3cr3t-pw@127.0.0.1:1/test?connect_timeout=2")
 
 
 def test_wrong_database_is_reported_without_password() -> None:
