@@ -253,4 +253,24 @@ def retry_schedule(
         yield immediate if n == 0 else backoff
 
 
-__all__ = ["DEFAULT_MAX_VALUE_SIZE", "Backend", "Bucket", "Options", "retry_schedule"]
+class Backoff:
+    """The waits between retries after a lost connection, until a deadline.
+
+    The clock starts when it is made (at the first failure): ``expired()`` says whether
+    ``seconds`` have passed; ``wait()`` sleeps the next step -- 50 ms, doubling up to
+    1 s -- never past the deadline.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self._delay = 0.05
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    def wait(self) -> None:
+        time.sleep(max(0.0, min(self._delay, self.deadline - time.monotonic())))
+        self._delay = min(self._delay * 2, 1.0)
+
+
+__all__ = ["DEFAULT_MAX_VALUE_SIZE", "Backend", "Backoff", "Bucket", "Options", "retry_schedule"]

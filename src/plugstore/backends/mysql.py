@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 import pymysql
 
 from .. import forks
-from ..backend import Backend, Options
+from ..backend import Backend, Backoff, Options
 from ..errors import BackendUnavailableError, ConfigurationError
 from ..keys import INT64_MAX, INT64_MIN
 from ..url import StoreURL
@@ -326,8 +326,7 @@ class MySQLBackend(Backend):
         ``retry_timeout``; ``incr``, compare-and-set and delete-and-report raise at once,
         since whether the lost attempt committed is unknown.
         """
-        deadline: float | None = None
-        delay = 0.05
+        backoff: Backoff | None = None  # made at the first failure
         deadlocks = stale = checked = 0
         while True:
             pool = self._current_pool()
@@ -339,12 +338,10 @@ class MySQLBackend(Backend):
                 transient = isinstance(exc, PoolExhausted) or _errno(exc) in _TRANSIENT
                 if not (retry and transient):
                     raise self._unavailable(exc) from None
-                now = time.monotonic()
-                deadline = deadline or now + self.retry_timeout
-                if now >= deadline:
+                backoff = backoff or Backoff(self.retry_timeout)
+                if backoff.expired():
                     raise self._unavailable(exc) from None
-                time.sleep(min(delay, deadline - now))
-                delay = min(delay * 2, 1.0)
+                backoff.wait()
                 continue
             if checked <= self.pool_max and _closed_by_server(conn):
                 # Idle past wait_timeout, or the server restarted: found before anything
@@ -366,15 +363,13 @@ class MySQLBackend(Backend):
                 pool.discard(conn)  # a broken connection never goes back to the pool
                 if not retry:
                     raise self._unavailable(exc) from None
-                now = time.monotonic()
-                deadline = deadline or now + self.retry_timeout
-                if now >= deadline:
+                backoff = backoff or Backoff(self.retry_timeout)
+                if backoff.expired():
                     raise self._unavailable(exc) from None
                 if stale < self.pool_max:
                     stale += 1  # likely a stale pooled connection: try the next at once
                 else:
-                    time.sleep(min(delay, deadline - now))
-                    delay = min(delay * 2, 1.0)
+                    backoff.wait()
                 continue
             except BaseException:
                 # Interrupted mid-reply (KeyboardInterrupt, a signal handler's exception):

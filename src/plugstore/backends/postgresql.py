@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -37,7 +36,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .. import forks
-from ..backend import Backend, Options
+from ..backend import Backend, Backoff, Options
 from ..errors import BackendUnavailableError, ConfigurationError
 from ..keys import INT64_MAX, INT64_MIN
 from ..url import StoreURL
@@ -287,14 +286,11 @@ class PostgreSQLBackend(Backend):
         """
         if not retry:
             raise self._unavailable(failed) from None
-        deadline = time.monotonic() + self.retry_timeout
-        delay = 0.05
+        backoff = Backoff(self.retry_timeout)
         while True:
-            now = time.monotonic()
-            if now >= deadline:
+            if backoff.expired():
                 raise self._unavailable(failed) from None
-            time.sleep(min(delay, deadline - now))
-            delay = min(delay * 2, 1.0)
+            backoff.wait()
             try:
                 with self._connection() as conn:
                     return work(conn)

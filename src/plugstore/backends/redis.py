@@ -36,7 +36,6 @@ URL path), ``connect_timeout`` (seconds, default 5), ``socket_timeout`` (default
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any, TypeVar
@@ -46,7 +45,7 @@ from redis import exceptions as rx
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ..backend import Backend, Bucket, Options
+from ..backend import Backend, Backoff, Bucket, Options
 from ..errors import BackendUnavailableError, ConfigurationError
 from ..url import StoreURL
 from .sqltable import PAGE, not_an_integer, prefix_range
@@ -394,19 +393,16 @@ class RedisBackend(Backend):
         ``retry_timeout``; the rest raises ``BackendUnavailableError`` at once, since
         whether the lost attempt applied is unknown.
         """
-        deadline = time.monotonic() + self.retry_timeout
-        delay = 0.05
+        backoff = Backoff(self.retry_timeout)
         while True:
             if isinstance(exc, rx.NoScriptError):
                 pass  # reload below, then run again
             elif isinstance(exc, rx.BusyLoadingError | rx.ConnectionError | rx.TimeoutError):
                 if not (retry or isinstance(exc, rx.BusyLoadingError)):
                     raise self._unavailable(exc) from None
-                now = time.monotonic()
-                if now >= deadline:
+                if backoff.expired():
                     raise self._unavailable(exc) from None
-                time.sleep(min(delay, deadline - now))
-                delay = min(delay * 2, 1.0)
+                backoff.wait()
             else:
                 raise exc
             try:
