@@ -8,6 +8,8 @@ Each engine is one opened namespace file working on raw ``bytes`` keys and value
 * :class:`SQLiteEngine` writes Python 3.13's ``dbm.sqlite3`` table with :mod:`sqlite3`, so
   such files open on every supported Python.
 * :class:`StdlibEngine` wraps ``dbm.gnu`` / ``dbm.ndbm`` when this Python has them.
+* :class:`~plugstore.backends.gdbmfile.GdbmFileEngine` reads ``dbm.gnu`` files read-only
+  when this Python has no ``dbm.gnu``.
 
 Locking is not done here: :mod:`plugstore.backends.shelf` serialises access.
 """
@@ -22,6 +24,7 @@ import logging
 import os
 import sqlite3
 import sys
+import urllib.parse
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -57,6 +60,10 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
     while view:
         n = os.pwrite(fd, view, offset)
         view, offset = view[n:], offset + n
+
+
+def _read_only(path: str) -> BackendUnavailableError:
+    return BackendUnavailableError(f"{path} was opened read-only: writing to it is refused")
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -152,7 +159,7 @@ class DumbEngine(Engine):
     kind = "dbm.dumb"
     transactional = True
 
-    def __init__(self, base: str, *, create: bool, fsync: bool) -> None:
+    def __init__(self, base: str, *, create: bool, fsync: bool, readonly: bool = False) -> None:
         self._dat = base + ".dat"
         self._dir = base + ".dir"
         self._bak = base + ".bak"
@@ -161,7 +168,10 @@ class DumbEngine(Engine):
         self._free: list[list[int]] | None = None  # [start, size] extents, lazily computed
         self._dirty = False
         self._mode: int | None = None  # permission bits of an existing index, kept on rewrite
-        flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | (os.O_CREAT if create else 0)
+        self._readonly = readonly  # then nothing is ever written, not even a recovered index
+        create = create and not readonly
+        flags = (os.O_RDONLY if readonly else os.O_RDWR) | getattr(os, "O_CLOEXEC", 0)
+        flags |= os.O_CREAT if create else 0
         self._fd = os.open(self._dat, flags, 0o666)
         try:
             self.index, self._lines = self._load()
@@ -222,7 +232,7 @@ class DumbEngine(Engine):
         return True
 
     def commit(self) -> None:
-        if not self._dirty:
+        if not self._dirty or self._readonly:
             return
         text = "".join(self._lines.values())
         if self._fsync:
@@ -292,6 +302,8 @@ class DumbEngine(Engine):
         return data
 
     def put(self, key: bytes, value: bytes) -> None:
+        if self._readonly:
+            raise _read_only(self._dat)
         if value:
             pos, eof = self._allocate(len(value))
             if eof >= 0:  # appending: pad with NULs up to the block boundary, like dumb
@@ -305,6 +317,8 @@ class DumbEngine(Engine):
         self._dirty = True
 
     def delete(self, key: bytes) -> bool:
+        if self._readonly:
+            raise _read_only(self._dat)
         if self.index.pop(key, None) is None:
             return False
         del self._lines[key]
@@ -352,21 +366,25 @@ class SQLiteEngine(Engine):
     kind = "dbm.sqlite3"
     transactional = True
 
-    def __init__(self, path: str, *, create: bool) -> None:
+    def __init__(self, path: str, *, create: bool, readonly: bool = False) -> None:
         try:
-            if create:
+            target = path
+            if readonly:  # SQLite refuses every write, and never creates the database
+                target = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro"
+            elif create:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
                 os.close(fd)
             self._cx = sqlite3.connect(
-                path, timeout=60, isolation_level=None, check_same_thread=False
+                target, timeout=60, isolation_level=None, check_same_thread=False, uri=readonly
             )
             try:
-                with contextlib.suppress(sqlite3.OperationalError):
-                    self._cx.execute("PRAGMA journal_mode = wal")
-                self._cx.execute(
-                    "CREATE TABLE IF NOT EXISTS Dict "
-                    "(key BLOB UNIQUE NOT NULL, value BLOB NOT NULL)"
-                )
+                if not readonly:
+                    with contextlib.suppress(sqlite3.OperationalError):
+                        self._cx.execute("PRAGMA journal_mode = wal")
+                    self._cx.execute(
+                        "CREATE TABLE IF NOT EXISTS Dict "
+                        "(key BLOB UNIQUE NOT NULL, value BLOB NOT NULL)"
+                    )
             except BaseException:
                 self._cx.close()
                 raise
@@ -423,13 +441,15 @@ class SQLiteEngine(Engine):
 class StdlibEngine(Engine):
     """``dbm.gnu`` / ``dbm.ndbm`` through the standard modules (when this Python has them)."""
 
-    def __init__(self, kind: str, path: str, *, create: bool) -> None:
+    def __init__(self, kind: str, path: str, *, create: bool, readonly: bool = False) -> None:
         self.kind = kind
+        self._path = path
+        self._readonly = readonly
         module = _import_flavour(kind, path)
-        flag = "c" if create else "w"
-        if kind == "dbm.gnu":
+        flag = "r" if readonly else "c" if create else "w"
+        if kind == "dbm.gnu" and not readonly:
             flag += "u"  # no gdbm file lock: the .lock sidecar coordinates processes
-        else:
+        elif kind != "dbm.gnu":
             self.reopen_after_write = True  # ndbm has no sync(): close() flushes
         try:
             self._db: Any = module.open(path, flag, 0o666)
@@ -441,9 +461,13 @@ class StdlibEngine(Engine):
         return None if value is None else bytes(value)
 
     def put(self, key: bytes, value: bytes) -> None:
+        if self._readonly:
+            raise _read_only(self._path)
         self._db[key] = value
 
     def delete(self, key: bytes) -> bool:
+        if self._readonly:
+            raise _read_only(self._path)
         try:
             del self._db[key]
         except KeyError:
@@ -476,9 +500,15 @@ def _import_flavour(kind: str, path: str) -> Any:
     except ImportError:
         hint = _HINTS.get(kind, "use a Python that has it")
         version = ".".join(map(str, sys.version_info[:3]))
+        readable = (
+            " (plugstore can still read it without the module, read-only: e.g. "
+            "`plugstore import-errbot` copies it into another store)"
+            if kind == "dbm.gnu"
+            else ""
+        )
         raise BackendUnavailableError(
             f"{path} is a {kind} file, but this Python ({version}) has no {kind} module: "
-            f"{hint}, or convert the file with a Python that has it"
+            f"{hint}, or convert the file with a Python that has it{readable}"
         ) from None
 
 
@@ -497,6 +527,10 @@ def flavour_of(path: str) -> str | None:
             head = b""
         if head == _SQLITE_MAGIC:
             return "dbm.sqlite3"  # whichdb before Python 3.13 does not know it
+        from .gdbmfile import is_gdbm
+
+        if is_gdbm(head):
+            return "dbm.gnu"  # whichdb knows neither GDBM 1.21's numsync magic nor other-endian
         raise BackendUnavailableError(f"{path} exists but is not a dbm file this Python knows")
     return kind
 
@@ -512,14 +546,35 @@ def default_flavour() -> str:
     return "dbm.dumb"
 
 
-def open_engine(kind: str, base: str, *, create: bool, fsync: bool) -> Engine:
+def _importable(kind: str) -> bool:
+    try:
+        importlib.import_module(kind)
+    except ImportError:
+        return False
+    return True
+
+
+def open_engine(
+    kind: str, base: str, *, create: bool, fsync: bool, readonly: bool = False
+) -> Engine:
+    """Open ``base``, a ``kind`` file; ``readonly``: never create or write anything.
+
+    A ``dbm.gnu`` file opens read-only even where this Python has no ``dbm.gnu`` module.
+    """
+    create = create and not readonly
     try:
         if kind == "dbm.dumb":
-            return DumbEngine(base, create=create, fsync=fsync)
+            return DumbEngine(base, create=create, fsync=fsync, readonly=readonly)
         if kind == "dbm.sqlite3":
-            return SQLiteEngine(base, create=create)
+            return SQLiteEngine(base, create=create, readonly=readonly)
+        if kind == "dbm.gnu" and readonly and not _importable(kind):
+            from .gdbmfile import GdbmFileEngine
+
+            return GdbmFileEngine(base)
         if kind in ("dbm.gnu", "dbm.ndbm"):
-            return StdlibEngine(kind, base, create=create)
+            return StdlibEngine(kind, base, create=create, readonly=readonly)
+    except BackendUnavailableError:
+        raise  # an OSError too, but already says what is wrong
     except OSError as exc:
         raise BackendUnavailableError(f"cannot open {kind} file {base}: {exc}") from None
     raise BackendUnavailableError(f"{base} is a {kind} file, which plugstore cannot open")
