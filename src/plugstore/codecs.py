@@ -409,6 +409,36 @@ class PickleCodec(Codec):
         if not (_DECIMAL_INT.match(data) or data[:1] == b"\x80"):
             raise DecodeError("the bytes are neither a stored integer nor a pickle")
 
+    def from_pickle(self, data: bytes) -> bytes:
+        """What this codec stores for a value another program pickled, without unpickling.
+
+        A pickled plain ``int`` becomes decimal text, like every int this codec stores, so
+        native counters work on it; any other pickle is kept as it is (and signed, by the
+        signed codec).  Used to import Errbot's shelve files.
+        """
+        number = pickled_int(data)
+        if number is not None:
+            return str(number).encode("ascii")
+        return self._seal(data)
+
+    def to_pickle(self, data: bytes, protocol: int = 2) -> bytes:
+        """A plain pickle of the value stored as ``data``, without unpickling it.
+
+        Stored ints are pickled with ``protocol``; signatures are checked and removed.
+        The inverse of :meth:`from_pickle`: used to export to Errbot's shelve files.
+        """
+        self.check_readable(data)
+        payload = self._verified_payload(data)
+        if _DECIMAL_INT.match(payload):
+            return pickle.dumps(int(payload), protocol=protocol)
+        return payload
+
+    def _seal(self, payload: bytes) -> bytes:
+        return payload
+
+    def _verified_payload(self, data: bytes) -> bytes:
+        return data
+
 
 class SignedPickleCodec(PickleCodec):
     """Pickle with an HMAC-SHA256 signature; tampered or foreign pickles are refused."""
@@ -432,6 +462,9 @@ class SignedPickleCodec(PickleCodec):
         payload = self._dumps(value)
         if _DECIMAL_INT.match(payload):
             return payload
+        return self._seal(payload)
+
+    def _seal(self, payload: bytes) -> bytes:
         return self._MAGIC + self._sign(payload) + payload
 
     def check_readable(self, data: bytes) -> None:
@@ -458,6 +491,32 @@ class SignedPickleCodec(PickleCodec):
 
     def __repr__(self) -> str:  # never show the secret
         return f"<{type(self).__name__} {self.name!r} secret=***>"
+
+
+_PICKLED_INT_OPS = frozenset({"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4"})
+
+
+def pickled_int(data: bytes) -> int | None:
+    """The ``int`` that ``data`` pickles, if it is exactly one plain int; else ``None``.
+
+    Read from the opcodes (``pickletools``), so nothing is unpickled and no code runs.
+    ``True``/``False`` and int subclasses are not plain ints.
+    """
+    import pickletools
+
+    ops: list[tuple[str, Any]] = []
+    try:
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name not in ("PROTO", "FRAME"):
+                ops.append((opcode.name, arg))
+            if len(ops) > 2:
+                return None
+    except Exception:  # not a pickle at all: genops raises ValueError and friends
+        return None
+    if len(ops) != 2 or ops[0][0] not in _PICKLED_INT_OPS or ops[1][0] != "STOP":
+        return None
+    number = ops[0][1]
+    return number if type(number) is int else None  # protocol 0 "I01" is True
 
 
 def get_codec(codec: str | Codec | None = None, *, secret: str | bytes | None = None) -> Codec:
@@ -487,5 +546,6 @@ __all__ = [
     "SignedPickleCodec",
     "from_tagged_json",
     "get_codec",
+    "pickled_int",
     "to_tagged_json",
 ]

@@ -259,6 +259,27 @@ class Namespace(MutableMapping[str, Any]):
         if encoded:
             self._b().set_many(encoded)
 
+    # -- raw access: read now, write later only if nothing changed ----------------------------
+
+    def get_raw(self, key: str) -> bytes | None:
+        """The stored bytes of ``key`` (``None`` if absent), not decoded.
+
+        With :meth:`replace_if` an adapter can read a value, hand it out, and write the
+        caller's change later only if nobody changed it meanwhile (Errbot's ``mutable()``
+        in strict mode).  Decode with ``ns.store.codec``.
+        """
+        return self._b().get(check_key(key))
+
+    def replace_if(self, key: str, expected: bytes | None, value: Any) -> bool:
+        """Store ``value`` only if ``key`` still holds the bytes ``expected``; return whether.
+
+        ``expected=None`` stores only if the key is absent.  Atomic on every backend (the
+        bucket's compare-and-set).
+        """
+        bucket = self._b()
+        check_key(key)
+        return bucket.cas(key, expected, self._encode(value))
+
     # -- atomic helpers ---------------------------------------------------------------------
 
     def incr(self, key: str, delta: int = 1) -> int:
