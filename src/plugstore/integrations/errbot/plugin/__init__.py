@@ -1,0 +1,1 @@
+"""The directory Errbot scans for ``plugstore.plug`` (see :func:`..plugin_dir`)."""

@@ -1,0 +1,379 @@
+"""The Errbot integration without Errbot: the storage contract, mutable() tracking, the
+atomic helpers, and import/export of Shelf data directories.  (Real Errbot runs in
+tests/errbot, in its own venv.)"""
+
+from __future__ import annotations
+
+import configparser
+import importlib.metadata
+import importlib.util
+import pickle
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import plugstore
+from plugstore.codecs import PickleCodec, SignedPickleCodec, pickled_int
+from plugstore.errors import (
+    ConfigurationError,
+    ConflictError,
+    DecodeError,
+    EncodeError,
+    InvalidKeyError,
+    InvalidNamespaceError,
+    StoreNotOpenError,
+)
+from plugstore.integrations.errbot import (
+    ErrbotStorage,
+    ErrbotStorageFactory,
+    compute,
+    incr,
+    namespace,
+    plugin_dir,
+)
+
+SECRET = "a-test-secret"
+
+
+class StoreMixin:
+    """Errbot's StoreMixin as far as storage goes: mutable() reads, yields, writes back."""
+
+    def __init__(self, storage: ErrbotStorage | None) -> None:
+        self._store = storage
+
+    @contextmanager
+    def mutable(self, key: str, default: Any = None) -> Iterator[Any]:
+        try:
+            obj = self._store.get(key)  # type: ignore[union-attr]
+        except KeyError:
+            obj = default
+        yield obj
+        self._store.set(key, obj)  # type: ignore[union-attr]
+
+
+MUTABLE_CODE = StoreMixin.mutable.__wrapped__.__code__  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def factory(tmp_path: Path) -> Iterator[Any]:
+    made: list[ErrbotStorageFactory] = []
+
+    def make(**config: Any) -> ErrbotStorageFactory:
+        config.setdefault("url", f"sqlite:///{tmp_path / 'errbot.db'}")
+        f = ErrbotStorageFactory(config, mutable_code=MUTABLE_CODE)
+        made.append(f)
+        return f
+
+    return make
+
+
+# --------------------------------------------------------------------------- contract
+
+
+def test_errbot_contract(factory: Any) -> None:
+    storage = factory().open("Plugin")
+    with pytest.raises(KeyError):
+        storage.get("missing")
+    with pytest.raises(KeyError):
+        storage.remove("missing")
+    with pytest.raises(KeyError):
+        storage.get("")  # a key plugstore cannot store is simply absent
+    with pytest.raises(KeyError):
+        storage.remove("nul\x00key")
+    with pytest.raises(InvalidKeyError):
+        storage.set("", 1)
+    storage.set("obj", {"nested": [1, {2, 3}], "ratio": 0.5})
+    copy = storage.get("obj")
+    copy["nested"].append("local change")
+    assert storage.get("obj") == {"nested": [1, {2, 3}], "ratio": 0.5}  # a copy each time
+    for i in range(10):
+        storage.set(f"k{i}", i)
+    assert storage.len() == 11
+    for key in storage.keys():  # noqa: SIM118 - a snapshot: deleting through it is safe
+        storage.remove(key)
+    assert storage.len() == 0
+    assert storage.keys() == []
+
+
+def test_unencodable_values_are_refused_before_writing(factory: Any) -> None:
+    storage = factory(codec="json").open("Plugin")
+    with pytest.raises(EncodeError):
+        storage.set("k", object())
+    assert storage.keys() == []
+    pickled = factory(url=storage.namespace.store.url.replace("errbot", "p")).open("Plugin")
+    with pytest.raises(EncodeError):
+        pickled.set("k", lambda: None)
+    assert pickled.keys() == []
+
+
+def test_closed_storage(factory: Any) -> None:
+    f = factory()
+    storage = f.open("Plugin")
+    storage.set("k", 1)
+    storage.close()
+    assert storage.closed
+    for call in (
+        lambda: storage.get("k"),
+        lambda: storage.set("k", 2),
+        lambda: storage.remove("k"),
+        storage.keys,
+        storage.len,
+        storage.close,  # a second close
+        lambda: storage.namespace,
+    ):
+        with pytest.raises(StoreNotOpenError, match="'Plugin' is closed"):
+            call()
+    assert f.store is None  # the last namespace closed the store
+    again = f.open("Plugin")  # ... and the next open reopens it
+    assert again.get("k") == 1
+
+
+def test_the_store_closes_with_the_last_namespace(factory: Any) -> None:
+    f = factory()
+    a, b = f.open("A"), f.open("B")
+    store = f.store
+    assert store is not None
+    assert store.is_open
+    a.close()
+    assert store.is_open
+    assert b.len() == 0
+    b.close()
+    assert not store.is_open
+    with pytest.raises(InvalidNamespaceError):
+        f.open("not a namespace!")
+    assert f.store is None  # a failed first open leaves nothing open
+
+
+def test_factory_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    assert ErrbotStorageFactory({"url": url}).open("P").namespace.store.codec.name == "pickle"
+    chosen = ErrbotStorageFactory({"url": url + "?codec=json"}).open("P")
+    assert chosen.namespace.store.codec.name == "json"  # the URL's codec is respected
+    signed = ErrbotStorageFactory({"url": url, "codec": "signed-pickle", "secret": SECRET})
+    assert signed.open("P").namespace.store.codec.name == "signed-pickle"
+    with pytest.raises(ConfigurationError, match="strict"):
+        ErrbotStorageFactory({"url": url, "strict": "yes"})
+    with pytest.raises(ConfigurationError, match="unknown option"):
+        ErrbotStorageFactory({"url": url, "bogus": 1}).open("P")
+    with pytest.raises(ConfigurationError, match="secret"):
+        ErrbotStorageFactory({"url": url, "codec": "signed-pickle"}).open("P")
+    # No URL: PLUGSTORE_URL, else plugstore.db in Errbot's BOT_DATA_DIR.
+    monkeypatch.delenv("PLUGSTORE_URL")
+    storage = ErrbotStorageFactory({}, data_dir=str(tmp_path / "data")).open("P")
+    storage.set("k", "v")
+    assert (tmp_path / "data" / "plugstore.db").is_file()
+    monkeypatch.setenv("PLUGSTORE_URL", f"sqlite:///{tmp_path / 'env.db'}")
+    ErrbotStorageFactory({}, data_dir=str(tmp_path / "data")).open("P").set("k", "v")
+    assert (tmp_path / "env.db").is_file()
+
+
+def test_repr_never_shows_a_password() -> None:
+    storage = ErrbotStorage.__new__(ErrbotStorage)
+    with plugstore.open("memory://") as store:
+        storage.__init__(store.namespace("P"))  # type: ignore[misc]
+        assert repr(storage) == "<ErrbotStorage 'P' of memory:// (open)>"
+
+
+# --------------------------------------------------------------------------- mutable()
+
+
+def test_mutable_write_back_is_skipped_when_unchanged(factory: Any) -> None:
+    storage = factory().open("Plugin")
+    plugin = StoreMixin(storage)
+    storage.set("config", {"level": 1})
+    with plugin.mutable("config") as config:
+        assert config == {"level": 1}
+        storage.set("config", {"level": 2})  # another command, meanwhile
+    assert storage.get("config") == {"level": 2}  # not reverted
+    with plugin.mutable("config") as config:
+        config["level"] = 3
+    assert storage.get("config") == {"level": 3}
+    with plugin.mutable("absent", []):  # Errbot writes a missing key's default
+        pass
+    assert storage.get("absent") == []
+
+
+def test_default_mode_mutable_overwrites_like_errbot(factory: Any) -> None:
+    storage = factory().open("Plugin")
+    plugin = StoreMixin(storage)
+    storage.set("n", {"v": 0})
+    with plugin.mutable("n") as n:
+        storage.set("n", {"v": 100})
+        n["v"] += 1
+    assert storage.get("n") == {"v": 1}  # Errbot's semantics: last writer wins
+
+
+def test_strict_mutable_raises_on_a_concurrent_change(factory: Any) -> None:
+    storage = factory(strict=True).open("Plugin")
+    plugin = StoreMixin(storage)
+    storage.set("n", [0])
+
+    def change(key: str, theirs: Any) -> None:
+        with plugin.mutable(key, []) as mine:
+            storage.set(key, theirs)  # another writer, between mutable()'s get and set
+            mine.append(1)
+
+    with pytest.raises(ConflictError, match="changed by another writer"):
+        change("n", [100])
+    assert storage.get("n") == [100]  # theirs kept
+    with pytest.raises(ConflictError):
+        change("new", ["created meanwhile"])  # absent when read: insert-only
+    assert storage.get("new") == ["created meanwhile"]
+    storage.set("n", {"v": 100})
+    with plugin.mutable("n") as n:  # no one else: applied
+        n["v"] += 1
+    assert storage.get("n") == {"v": 101}
+    # Outside mutable() a set is a plain set, even in strict mode.
+    storage.get("n")
+    storage.set("n", {"v": 0})
+    assert storage.get("n") == {"v": 0}
+
+
+def test_strict_mutable_threads_account_for_every_block(factory: Any) -> None:
+    storage = factory(strict=True).open("Plugin")
+    plugin = StoreMixin(storage)
+    storage.set("c", {"n": 0})
+    applied, conflicts = [], []
+    start = threading.Barrier(8)
+
+    def work() -> None:
+        start.wait()
+        for _ in range(100):
+            try:
+                with plugin.mutable("c") as c:
+                    c["n"] += 1
+                applied.append(1)
+            except ConflictError:
+                conflicts.append(1)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(applied) + len(conflicts) == 800
+    assert storage.get("c")["n"] == len(applied)
+
+
+def test_blocks_that_raise_do_not_accumulate(factory: Any) -> None:
+    storage = factory(strict=True).open("Plugin")
+    plugin = StoreMixin(storage)
+    for i in range(ErrbotStorage.pending_limit * 2):
+        with pytest.raises(RuntimeError), plugin.mutable(f"k{i}", 0):
+            raise RuntimeError("the block failed: nothing is written back")
+    assert len(storage._pending) <= ErrbotStorage.pending_limit
+    assert storage.keys() == []
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def test_atomic_helpers(factory: Any) -> None:
+    plugin = StoreMixin(factory().open("Plugin"))
+    assert incr(plugin, "visits") == 1
+    assert incr(plugin, "visits", 5) == 6
+    assert compute(plugin, "names", lambda names: [*names, "ann"], []) == ["ann"]
+    assert namespace(plugin)["names"] == ["ann"]
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(100):
+                incr(plugin, "race")
+                compute(plugin, "dict", lambda d: {"n": d["n"] + 1}, {"n": 0})
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert namespace(plugin)["race"] == 800
+    assert namespace(plugin)["dict"] == {"n": 800}
+
+
+def test_helpers_refuse_other_storage() -> None:
+    class ShelfLike:
+        pass
+
+    with pytest.raises(StoreNotOpenError, match="not open"):
+        incr(StoreMixin(None), "n")
+    with pytest.raises(TypeError, match="STORAGE = 'Plugstore'"):
+        compute(StoreMixin(ShelfLike()), "n", lambda v: v)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- packaging
+
+
+def test_plugin_dir_holds_the_plug_and_its_module() -> None:
+    plug = configparser.ConfigParser()
+    plug.read(plugin_dir() / "plugstore.plug")
+    assert plug["Core"]["Name"] == "Plugstore"
+    assert (plugin_dir() / f"{plug['Core']['Module']}.py").is_file()
+    (entry,) = importlib.metadata.entry_points(group="errbot.backend_plugins", name="plugstore")
+    spec = importlib.util.find_spec(entry.module)
+    assert spec is not None
+    assert spec.origin is not None
+    assert Path(spec.origin).parent == plugin_dir()
+
+
+def test_importing_plugstore_never_imports_errbot() -> None:
+    code = (
+        "import sys, plugstore, plugstore.integrations.errbot, plugstore.cli.errbot;"
+        "print([m for m in sys.modules if m == 'errbot' or m.startswith('errbot.')])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- codecs
+
+
+@given(
+    st.one_of(st.integers(), st.booleans(), st.floats(allow_nan=False), st.text(max_size=3)),
+    st.integers(0, pickle.HIGHEST_PROTOCOL),
+)
+def test_pickled_int_reads_ints_without_unpickling(value: Any, protocol: int) -> None:
+    expected = value if type(value) is int else None
+    assert pickled_int(pickle.dumps(value, protocol=protocol)) == expected
+
+
+def test_pickled_int_rejects_what_is_not_one_plain_int() -> None:
+    for data in (b"", b"garbage", b"\x80\x02K\x05", pickle.dumps([1]), pickle.dumps((1,))):
+        assert pickled_int(data) is None
+
+
+@pytest.mark.parametrize("codec", [PickleCodec(), SignedPickleCodec(SECRET)], ids=str)
+def test_from_and_to_pickle(codec: PickleCodec) -> None:
+    for value in ({"a": [1, 2]}, "text", 2**70, -3, True, None):
+        pickled = pickle.dumps(value, protocol=2)
+        stored = codec.from_pickle(pickled)
+        assert codec.decode(stored) == value
+        if type(value) is int:
+            assert stored == str(value).encode()  # counters work on it
+        back = codec.to_pickle(stored)
+        assert pickle.loads(back) == value
+        if type(value) is not int:
+            assert back == pickled  # the very bytes, never re-pickled
+
+
+def test_to_pickle_refuses_tampered_or_foreign_bytes() -> None:
+    signed = SignedPickleCodec(SECRET)
+    stored = signed.from_pickle(pickle.dumps("x", protocol=2))
+    with pytest.raises(DecodeError, match="signature"):
+        signed.to_pickle(stored[:-2] + b"y.")
+    with pytest.raises(DecodeError):
+        SignedPickleCodec("other").to_pickle(stored)
+    with pytest.raises(DecodeError):
+        PickleCodec().to_pickle(b"not a pickle")
