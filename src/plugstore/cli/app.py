@@ -37,6 +37,9 @@ COMMANDS: dict[str, str] = {
     "demo": "plugstore.cli.demo:demo",
     "dynamodb": "plugstore.cli.dynamodb:dynamodb_group",
     "dev": "plugstore.cli.dynamodb:dev_group",
+    "import-errbot": "plugstore.cli.errbot:import_errbot_cmd",
+    "export-errbot": "plugstore.cli.errbot:export_errbot_cmd",
+    "errbot-plugin-dir": "plugstore.cli.errbot:plugin_dir_cmd",
 }
 
 EXIT_ERROR = 1

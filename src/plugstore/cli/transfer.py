@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -40,6 +40,9 @@ from .common import (
     shown,
     stdout_is_tty,
 )
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 DEFAULT_BATCH = 500
 RECORD_FIELDS = frozenset({"ns", "key", "value", "raw", "codec"})
@@ -120,7 +123,8 @@ def _output(path: str | None) -> Iterator[IO[bytes]]:
         raise
 
 
-def _chosen_namespaces(store: Store, names: tuple[str, ...], role: str) -> list[str]:
+def chosen_namespaces(store: Store, names: tuple[str, ...], role: str) -> list[str]:
+    """``names`` checked to exist in ``store`` (in order, once each); all if none given."""
     if not names:
         return store.namespaces()
     chosen = list(dict.fromkeys(names))
@@ -152,7 +156,7 @@ def dump_cmd(
     """Write every key (of the chosen namespaces) as JSON Lines."""
     stats = DumpStats()
     with state.open() as store:
-        names = _chosen_namespaces(store, namespaces, "source")
+        names = chosen_namespaces(store, namespaces, "source")
         with _output(output) as out:
             for record in dump_records(store, names, raw_only=raw_only, stats=stats):
                 out.write(record_line(record))
@@ -457,7 +461,7 @@ def copy_cmd(
     with state.open(src_url) as src, state.open(dst_url) as dst:
         if _same_store(src, dst):
             raise CliError("the source and the destination are the same store")
-        names = _chosen_namespaces(src, namespaces, "source")
+        names = chosen_namespaces(src, namespaces, "source")
         occupied = [n for n in names if namespace_exists(dst, n)]
         if occupied and not (merge or replace):
             raise CliError(
@@ -472,13 +476,30 @@ def copy_cmd(
             result.dest_after = dst.backend.bucket(result.namespace).count()
             result.verify()
         how = f"raw {src.codec.name} bytes" if raw else f"{src.codec.name} -> {dst.codec.name}"
-        _print_summary(results, f"copied {src.url} -> {dst.url} ({how})")
+        print_summary(results, f"copied {src.url} -> {dst.url} ({how})")
     failed = [r.namespace for r in results if r.problems]
     if failed:
         details = "; ".join(
             f"{r.namespace}: {', '.join(r.problems)}" for r in results if r.problems
         )
         raise CliError(f"copy verification failed: {details}")
+
+
+@contextlib.contextmanager
+def progress_bar() -> Iterator[Progress]:
+    """A progress display on stderr, one task per namespace (hidden when not a terminal)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    ) as progress:
+        yield progress
 
 
 def _run_copy(
@@ -491,17 +512,7 @@ def _run_copy(
     merge: bool,
     batch_size: int,
 ) -> None:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console,
-        disable=not console.is_terminal,
-    ) as progress:
+    with progress_bar() as progress:
         for result in results:
             task = progress.add_task(shown(result.namespace), total=result.source_before)
             if replace:
@@ -518,7 +529,8 @@ def _run_copy(
             )
 
 
-def _print_summary(results: list[CopyResult], title: str) -> None:
+def print_summary(results: list[CopyResult], title: str) -> None:
+    """The per-namespace table of a copy (tab-separated when stdout is not a terminal)."""
     header = ["namespace", "source", "copied", "destination", "status"]
     rows = [
         (

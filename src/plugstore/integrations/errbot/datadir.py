@@ -1,0 +1,148 @@
+"""Errbot's Shelf data directory: one ``shelve`` file per namespace, ``DATA_DIR/NS.db``.
+
+Errbot's ``Shelf`` storage is ``shelve.DbfilenameShelf(DATA_DIR/NS.db, protocol=2)``: the
+keys are UTF-8, the values are pickles, and the dbm flavour is whichever this Python's
+``dbm`` picked when the file was created (``dbm.gnu`` on most Linux Pythons, ``dbm.dumb``
+where gdbm is missing, ``dbm.sqlite3`` from Python 3.13).  These functions read and write
+such files as raw bytes, so nothing is ever unpickled here.
+
+The bot must be stopped while its data directory is read or written: Errbot keeps its
+files open and does not expect another writer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...backends.dbmformats import (
+    DATA_SUFFIXES,
+    SUFFIXES,
+    default_flavour,
+    flavour_of,
+    open_engine,
+)
+from ...errors import ConfigurationError, DecodeError, InvalidNamespaceError
+from ...keys import check_namespace
+
+
+@dataclass(frozen=True)
+class ShelfFile:
+    """One namespace's file in an Errbot data directory."""
+
+    namespace: str
+    #: The path shelve was given (``DATA_DIR/NS.db``); the dbm adds its own suffixes.
+    base: str
+    #: The dbm module that wrote it (``dbm.gnu``, ``dbm.dumb``, ...).
+    flavour: str
+
+
+def shelf_file(data_dir: str | os.PathLike[str], namespace: str) -> ShelfFile | None:
+    """The file of ``namespace`` in ``data_dir``, or ``None`` if it has none."""
+    base = os.path.join(data_dir, check_namespace(namespace) + ".db")
+    flavour = flavour_of(base)
+    return None if flavour is None else ShelfFile(namespace, base, flavour)
+
+
+def shelf_files(data_dir: str | os.PathLike[str]) -> list[ShelfFile]:
+    """Every namespace file in ``data_dir``, sorted by namespace.
+
+    Raises ``ConfigurationError`` if the directory cannot be listed, and
+    ``InvalidNamespaceError`` naming the file if a namespace's name is not one plugstore
+    accepts (pass the namespaces to import explicitly to leave it out).
+    """
+    try:
+        entries = os.listdir(data_dir)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot read the Errbot data directory {data_dir}: {exc}"
+        ) from None
+    names = {entry[: -len(s)] for entry in entries for s in SUFFIXES if entry.endswith(s)}
+    found = []
+    for name in sorted(names):
+        try:
+            check_namespace(name)
+        except InvalidNamespaceError as exc:
+            raise InvalidNamespaceError(
+                f"{os.path.join(data_dir, name)}.db: {exc}; import the other namespaces by "
+                "naming them"
+            ) from None
+        file = shelf_file(data_dir, name)
+        if file is not None:
+            found.append(file)
+    return found
+
+
+def read_shelf(file: ShelfFile) -> Iterator[tuple[str, bytes]]:
+    """Yield ``(key, pickled value)`` for every key of ``file``, opened read-only."""
+    engine = open_engine(file.flavour, file.base, create=False, fsync=False, readonly=True)
+    try:
+        for raw_key in engine.keys():  # noqa: SIM118 - an Engine, not a dict
+            value = engine.get(raw_key)
+            if value is None:
+                continue
+            try:
+                key = raw_key.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DecodeError(
+                    f"{file.base}: key {raw_key!r} is not UTF-8 (was it written by shelve?)"
+                ) from None
+            yield key, value
+    finally:
+        engine.close()
+
+
+def remove_shelf(data_dir: str | os.PathLike[str], namespace: str) -> None:
+    """Delete every file of ``namespace`` in ``data_dir`` (the dbm's and their leftovers)."""
+    stem = os.path.join(data_dir, check_namespace(namespace))
+    for suffix in DATA_SUFFIXES:
+        path = stem + suffix
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+def write_shelf(
+    data_dir: str | os.PathLike[str],
+    namespace: str,
+    items: Iterable[tuple[str, bytes]],
+    *,
+    flavour: str | None = None,
+) -> int:
+    """Write ``(key, pickled value)`` pairs into ``namespace``'s file; return how many.
+
+    An existing file is written in its own flavour; a new one in ``flavour`` (default:
+    the one this Python's ``dbm``, and so Errbot on it, would create).  Everything is
+    committed at once at the end.
+    """
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    existing = shelf_file(data_dir, namespace)
+    if existing is not None:
+        kind, base = existing.flavour, existing.base
+    else:
+        kind, base = flavour or default_flavour(), os.path.join(data_dir, namespace + ".db")
+    engine = open_engine(kind, base, create=True, fsync=True)
+    written = 0
+    try:
+        engine.begin()
+        for key, value in items:
+            engine.put(key.encode("utf-8"), value)
+            written += 1
+        engine.commit()
+    except BaseException:
+        engine.rollback()
+        raise
+    finally:
+        engine.close()
+    return written
+
+
+__all__ = [
+    "ShelfFile",
+    "read_shelf",
+    "remove_shelf",
+    "shelf_file",
+    "shelf_files",
+    "write_shelf",
+]
