@@ -35,10 +35,10 @@ run: $(BIN)/.installed
 
 test: $(BIN)/.installed $(ERRBOT_BIN)/.installed
 	$(BIN)/python -m pytest
-	$(ERRBOT_BIN)/python -m pytest tests/errbot
+	$(ERRBOT_BIN)/python -m pytest tests/real_errbot
 
 test-errbot: $(ERRBOT_BIN)/.installed
-	$(ERRBOT_BIN)/python -m pytest tests/errbot
+	$(ERRBOT_BIN)/python -m pytest tests/real_errbot
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -1,7 +1,7 @@
 """``plugstore import-errbot`` / ``export-errbot``: Errbot Shelf data directories.
 
 The data directories here are written the way Errbot's Shelf writes them (``shelve``
-with pickle protocol 2) with the stdlib; tests/errbot imports one written by a real bot.
+with pickle protocol 2) with the stdlib; tests/real_errbot imports one written by a real bot.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The Errbot integration without Errbot: the storage contract, mutable() tracking, the
 atomic helpers, and import/export of Shelf data directories.  (Real Errbot runs in
-tests/errbot, in its own venv.)"""
+tests/real_errbot, in its own venv.)"""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from errbot import BotPlugin, botcmd
+
 from plugstore.integrations.errbot import compute, incr
 
 
