@@ -5,12 +5,15 @@ tests/real_errbot, in its own venv.)"""
 from __future__ import annotations
 
 import configparser
+import contextlib
+import gc
 import importlib.metadata
 import importlib.util
 import pickle
 import subprocess
 import sys
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -269,7 +272,7 @@ def test_blocks_that_raise_do_not_accumulate(factory: Any) -> None:
     for i in range(ErrbotStorage.pending_limit * 2):
         with pytest.raises(RuntimeError), plugin.mutable(f"k{i}", 0):
             raise RuntimeError("the block failed: nothing is written back")
-    assert len(storage._pending) <= ErrbotStorage.pending_limit
+    assert len(storage._pending()) <= ErrbotStorage.pending_limit
     assert storage.keys() == []
 
 
@@ -377,3 +380,72 @@ def test_to_pickle_refuses_tampered_or_foreign_bytes() -> None:
         SignedPickleCodec("other").to_pickle(stored)
     with pytest.raises(DecodeError):
         PickleCodec().to_pickle(b"not a pickle")
+
+
+def test_an_unchanged_value_is_not_written_back_even_if_its_pickle_differs(factory: Any) -> None:
+    """Errbot wrote protocol 2; plugstore pickles with a newer protocol: equal values,
+    different bytes.  A read-only block must still not write back (nor conflict)."""
+    for strict in (False, True):
+        storage = factory(strict=strict).open(f"P{int(strict)}")
+        plugin = StoreMixin(storage)
+        old = pickle.dumps({"acl": ["ann", "bob"]}, protocol=2)
+        storage.namespace.store.backend.bucket(storage.namespace.name).set("acl", old)
+        with plugin.mutable("acl") as acl:
+            assert acl == {"acl": ["ann", "bob"]}
+            storage.set("acl", {"acl": ["ann"]})  # someone removes bob meanwhile
+        assert storage.get("acl") == {"acl": ["ann"]}
+
+
+def test_strict_block_whose_read_was_pushed_out_raises(factory: Any) -> None:
+    storage = factory(strict=True).open("Plugin")
+    plugin = StoreMixin(storage)
+    storage.set("votes", {"alice": 1})
+    slow = plugin.mutable("votes")
+    votes = slow.__enter__()
+    # Blocks of another thread never push this thread's reads out...
+    worker = threading.Thread(target=lambda: [_raising_block(plugin) for _ in range(100)])
+    worker.start()
+    worker.join()
+    votes["carol"] = 1
+    storage.set("votes", {"alice": 1, "bob": 1})  # a concurrent vote
+    with pytest.raises(ConflictError, match="changed by another writer"):
+        slow.__exit__(None, None, None)
+    assert storage.get("votes") == {"alice": 1, "bob": 1}
+    # ...but more than pending_limit blocks left open in its own thread do (frames that
+    # live on: a dead frame's id is reused and its entry overwritten).  Then the change
+    # cannot be checked, and strict mode refuses it rather than overwrite.
+    slow = plugin.mutable("votes")
+    votes = slow.__enter__()
+    left_open = [plugin.mutable(f"k{i}", 0) for i in range(ErrbotStorage.pending_limit)]
+    for block in left_open:
+        block.__enter__()
+    votes["carol"] = 1
+    storage.set("votes", {"alice": 1, "bob": 1, "dave": 1})
+    with pytest.raises(ConflictError, match="cannot be checked"):
+        slow.__exit__(None, None, None)
+    assert storage.get("votes") == {"alice": 1, "bob": 1, "dave": 1}
+
+
+def _raising_block(plugin: StoreMixin) -> None:
+    with contextlib.suppress(RuntimeError), plugin.mutable("other", 0):
+        raise RuntimeError("the block failed: nothing is written back")
+
+
+def test_a_block_that_raised_keeps_nothing_alive(factory: Any) -> None:
+    storage = factory().open("Plugin")
+
+    class Big:
+        pass
+
+    storage.set("big", [1])
+    value_refs = []
+    for _ in range(3):
+        with contextlib.suppress(RuntimeError), StoreMixin(storage).mutable("big") as v:
+            holder = Big()
+            v.append(holder)
+            value_refs.append(weakref.ref(holder))
+            del holder
+            raise RuntimeError
+    del v
+    gc.collect()
+    assert all(ref() is None for ref in value_refs)

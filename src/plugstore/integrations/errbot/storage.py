@@ -47,15 +47,18 @@ class ErrbotStorage:
     write-back is skipped when the value did not change, so a read-only ``mutable()`` never
     overwrites someone else's update.  In strict mode a changed value is written with a
     compare-and-set against what ``get`` read, and :class:`~plugstore.errors.ConflictError`
-    is raised, writing nothing, if another writer got there in between.
+    is raised, writing nothing, if another writer got there in between -- or if the read
+    can no longer be checked (see :attr:`pending_limit`).
     """
 
     #: Raised by every call after ``close()``.  The Errbot plugin module substitutes a
     #: subclass that is also Errbot's own ``StoreNotOpenError``.
     not_open_error: ClassVar[type[Exception]] = StoreNotOpenError
-    #: ``mutable()`` blocks remembered at once (a block that raises never writes back;
-    #: its entry is dropped when this many newer ones are waiting).
-    pending_limit: ClassVar[int] = 256
+    #: ``mutable()`` reads remembered per thread.  A block that raises never writes back,
+    #: so its read lingers until this many newer blocks of the same thread push it out.
+    #: Only a block with more than this many blocks nested in it, or raising inside it, in
+    #: its own thread loses its read: in strict mode it then raises ``ConflictError``.
+    pending_limit: ClassVar[int] = 32
 
     def __init__(
         self,
@@ -72,9 +75,10 @@ class ErrbotStorage:
         self._mutable_code = mutable_code
         self._on_close = on_close
         self._closed = False
-        # id(frame of a running mutable()) -> (that frame, key, the bytes its get read)
-        self._pending: dict[int, tuple[FrameType, str, bytes | None]] = {}
-        self._pending_lock = threading.Lock()
+        # Per thread: id(frame of a running mutable()) -> (key, the bytes its get read).
+        # No reference to the frame is kept: an id reused by a later frame is harmless,
+        # because every mutable() calls get (which overwrites the entry) before set.
+        self._local = threading.local()
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -105,18 +109,25 @@ class ErrbotStorage:
         frame = sys._getframe(2)  # 0: this method, 1: get/set, 2: their caller
         return frame if frame.f_code is self._mutable_code else None
 
+    def _pending(self) -> dict[int, tuple[str, bytes | None]]:
+        """This thread's remembered ``mutable()`` reads, oldest first."""
+        pending: dict[int, tuple[str, bytes | None]] | None = getattr(self._local, "reads", None)
+        if pending is None:
+            pending = self._local.reads = {}
+        return pending
+
     def _remember(self, frame: FrameType, key: str, raw: bytes | None) -> None:
-        with self._pending_lock:
-            self._pending[id(frame)] = (frame, key, raw)
-            if len(self._pending) > self.pending_limit:
-                del self._pending[next(iter(self._pending))]
+        pending = self._pending()
+        pending.pop(id(frame), None)  # re-inserted as the newest
+        pending[id(frame)] = (key, raw)
+        if len(pending) > self.pending_limit:
+            del pending[next(iter(pending))]
 
     def _take(self, frame: FrameType, key: str) -> Any:
-        with self._pending_lock:
-            entry = self._pending.pop(id(frame), None)
-        if entry is None or entry[0] is not frame or entry[1] != key:
+        entry = self._pending().pop(id(frame), None)
+        if entry is None or entry[0] != key:
             return _NOT_READ
-        return entry[2]
+        return entry[1]
 
     # -- Errbot's StorageBase ----------------------------------------------------------------
 
@@ -143,11 +154,23 @@ class ErrbotStorage:
             if read is not _NOT_READ:
                 self._write_back(ns, key, read, value)
                 return
+            if self._strict:
+                raise ConflictError(
+                    f"Errbot storage {ns.name!r}: the read of {key!r} by this mutable() "
+                    f"block was pushed out by more than {self.pending_limit} newer blocks "
+                    "of its thread, so the change cannot be checked and was not written"
+                )
         ns[key] = value
+
+    def _unchanged(self, value: Any, read: bytes) -> bool:
+        """Whether ``value`` is what was ``read``.  Pickles of equal values can differ
+        (set order in another process, an older protocol), hence the second look."""
+        new = self._encode(value)
+        return new == read or new == self._encode(self._decode(read))
 
     def _write_back(self, ns: Namespace, key: str, read: bytes | None, value: Any) -> None:
         """The end of a ``mutable()`` block that read ``read`` (``None``: key absent)."""
-        if read is not None and self._encode(value) == read:
+        if read is not None and self._unchanged(value, read):
             return  # unchanged: writing it back could only undo someone else's update
         if not self._strict:
             ns[key] = value
@@ -178,8 +201,7 @@ class ErrbotStorage:
         """Close this namespace (a second close raises :attr:`not_open_error`)."""
         self._open()
         self._closed = True
-        with self._pending_lock:
-            self._pending.clear()
+        self._local = threading.local()
         if self._on_close is not None:
             self._on_close()
 
