@@ -268,3 +268,71 @@ def test_plugin_dir_command(run: Any) -> None:
     done = run("errbot-plugin-dir")
     assert done.exit_code == 0
     assert done.stdout.strip() == str(plugin_dir())
+
+
+def test_the_default_plugstore_store_in_the_data_dir_is_not_a_namespace(
+    run: Any, errbot_dir: Path
+) -> None:
+    """STORAGE = "Plugstore" without a URL keeps BOT_DATA_DIR/plugstore.db: a SQLite file
+    in the data dir that is not a dbm.sqlite3 namespace."""
+    url = f"sqlite:///{errbot_dir / 'plugstore.db'}"
+    assert run("import-errbot", str(errbot_dir), url).exit_code == 0
+    done = run("import-errbot", str(errbot_dir), url, "--merge")
+    assert done.exit_code == 0, done.stderr
+    assert "\nplugstore\t" not in done.stdout
+    assert "11 keys in 3 namespaces" in done.stdout
+
+
+def test_namespace_names_take_the_longest_suffix() -> None:
+    from plugstore.backends.dbmformats import namespace_names
+
+    entries = ["Plugin.db.db", "core.db", "x.db.dat", "x.db.dir", "x.db.bak", ".db", "log.txt"]
+    assert namespace_names(entries) == {"Plugin", "core", "x"}
+
+
+def test_a_bad_key_anywhere_stops_the_import_before_any_write(
+    run: Any, errbot_dir: Path, tmp_path: Path
+) -> None:
+    with dbm.dumb.open(str(errbot_dir / "zzz.db"), "c") as db:
+        db[b"fine"] = pickle.dumps(1, protocol=2)
+        db[b""] = pickle.dumps("Errbot accepts an empty key", protocol=2)
+    url = f"sqlite:///{tmp_path / 'bot.db'}"
+    done = run("import-errbot", str(errbot_dir), url)
+    assert done.exit_code == 1
+    assert "cannot import zzz/''" in done.stderr
+    with plugstore.open(url, codec="pickle") as store:
+        assert store.namespaces() == []  # nothing was written, so a retry is clean
+    done = run("import-errbot", str(errbot_dir), url, "core", "Plugin")
+    assert done.exit_code == 0, done.stderr
+
+
+def test_export_checks_dbm_first_and_says_which_flavour_a_merge_kept(
+    run: Any, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'bot.db'}"
+    with plugstore.open(url, codec="pickle") as store:
+        store.namespace("P")["k"] = "v"
+    try:
+        import dbm.ndbm  # noqa: F401
+    except ImportError:
+        out = tmp_path / "not-created"
+        done = run("export-errbot", url, str(out), "--dbm", "ndbm")
+        assert done.exit_code == 2
+        assert "--dbm" in done.stderr
+        assert "no dbm.ndbm module" in done.stderr
+        assert not out.exists()
+    out = tmp_path / "out"
+    write_errbot_dir(out, {"P": {"old": 1}})  # dbm.dumb
+    done = run("export-errbot", url, str(out), "--merge", "--dbm", "sqlite3")
+    assert done.exit_code == 0, done.stderr
+    assert "is a dbm.dumb file: merged in that flavour, not --dbm sqlite3" in done.stderr
+    assert set(read_errbot_dir(out, "P")) == {"old", "k"}
+
+
+def test_a_pickled_int_too_long_for_text_stays_a_pickle() -> None:
+    from plugstore.codecs import PickleCodec
+
+    huge = 10**5000
+    pickled = pickle.dumps(huge, protocol=2)
+    assert PickleCodec().from_pickle(pickled) == pickled
+    assert PickleCodec().to_pickle(pickled) == pickled

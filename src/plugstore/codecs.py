@@ -20,6 +20,7 @@ engine can change them.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -418,7 +419,8 @@ class PickleCodec(Codec):
         """
         number = pickled_int(data)
         if number is not None:
-            return str(number).encode("ascii")
+            with contextlib.suppress(ValueError):  # beyond int-to-str's digit limit: keep it
+                return str(number).encode("ascii")
         return self._seal(data)
 
     def to_pickle(self, data: bytes, protocol: int = 2) -> bytes:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import dbm
+import errno
 import importlib
 import logging
 import os
@@ -36,6 +37,22 @@ _BLOCK = 512  # dbm.dumb aligns every value to this
 #: File name endings a namespace ``NS`` can own: dumb, ndbm, Berkeley-ndbm, gdbm/sqlite3.
 SUFFIXES = (".db.dat", ".db.dir", ".db.bak", ".db.pag", ".db.db", ".db")
 DATA_SUFFIXES = (*SUFFIXES, ".db.dir.tmp", ".db-wal", ".db-shm", ".db-journal")
+
+
+def namespace_names(entries: list[str]) -> set[str]:
+    """The namespaces a directory listing's dbm files belong to.
+
+    The longest matching suffix wins: Berkeley-DB ndbm names ``NS.db`` ``NS.db.db``,
+    which is not a namespace ``NS.db``.
+    """
+    names = set()
+    for entry in entries:
+        suffix = max((s for s in SUFFIXES if entry.endswith(s)), key=len, default=None)
+        if suffix is not None and len(entry) > len(suffix):
+            names.add(entry[: -len(suffix)])
+    return names
+
+
 FLAVOURS = {
     "dumb": "dbm.dumb",
     "sqlite3": "dbm.sqlite3",
@@ -454,7 +471,10 @@ class StdlibEngine(Engine):
         try:
             self._db: Any = module.open(path, flag, 0o666)
         except OSError as exc:
-            raise BackendUnavailableError(f"cannot open {kind} file {path}: {exc}") from None
+            hint = ""
+            if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES) and readonly:
+                hint = " (another process holds it open for writing: stop it, then retry)"
+            raise BackendUnavailableError(f"cannot open {kind} file {path}: {exc}{hint}") from None
 
     def get(self, key: bytes) -> bytes | None:
         value = self._db.get(key)
@@ -492,6 +512,21 @@ def _identity(path: str) -> tuple[int, int] | None:
     except FileNotFoundError:
         return None
     return st.st_ino, st.st_dev
+
+
+def available(kind: str) -> None:
+    """Raise ``BackendUnavailableError`` unless this Python can write ``kind`` files."""
+    if kind in ("dbm.dumb", "dbm.sqlite3"):
+        return  # implemented here, on every Python
+    try:
+        importlib.import_module(kind)
+    except ImportError:
+        version = ".".join(map(str, sys.version_info[:3]))
+        hint = _HINTS.get(kind, "use a Python that has it")
+        raise BackendUnavailableError(
+            f"this Python ({version}) has no {kind} module to write such files: {hint} "
+            "(dbm.dumb and dbm.sqlite3 files can always be written)"
+        ) from None
 
 
 def _import_flavour(kind: str, path: str) -> Any:
@@ -586,7 +621,9 @@ __all__ = [
     "FLAVOURS",
     "SUFFIXES",
     "Engine",
+    "available",
     "default_flavour",
     "flavour_of",
+    "namespace_names",
     "open_engine",
 ]

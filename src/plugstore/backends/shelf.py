@@ -52,10 +52,10 @@ from .dbmformats import (
     DATA_SUFFIXES,
     EMPTY,
     FLAVOURS,
-    SUFFIXES,
     Engine,
     default_flavour,
     flavour_of,
+    namespace_names,
     open_engine,
 )
 
@@ -410,13 +410,8 @@ class ShelfBackend(Backend):
             entries = os.listdir(self.path)
         except OSError as exc:
             raise BackendUnavailableError(f"cannot list {self.path}: {exc}") from None
-        candidates: set[str] = set()
-        for entry in entries:
-            for suffix in SUFFIXES:
-                if entry.endswith(suffix):
-                    candidates.add(entry[: -len(suffix)])
         found = []
-        for name in sorted(candidates):
+        for name in sorted(namespace_names(entries)):
             try:
                 check_namespace(name)
             except InvalidNamespaceError:

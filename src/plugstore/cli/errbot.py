@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from plugstore.backend import Bucket
+from plugstore.backends.dbmformats import available
 from plugstore.codecs import Codec, PickleCodec
-from plugstore.errors import CodecError, InvalidKeyError
+from plugstore.errors import BackendUnavailableError, CodecError, InvalidKeyError
 from plugstore.integrations.errbot import plugin_dir
 from plugstore.integrations.errbot.datadir import (
     ShelfFile,
@@ -157,10 +158,14 @@ def import_errbot_cmd(
             )
         occupied = [f.namespace for f in files if namespace_exists(dst, f.namespace)]
         _refuse_occupied(occupied, f"the destination {dst.url}", merge, replace)
+        # Everything read and checked before the first write: a bad key or an oversized
+        # value stops the import with the destination untouched.
+        sources = [_stored(codec, file) for file in files]
+        for file, items in zip(files, sources, strict=True):
+            _check_sizes(dst, file.namespace, items)
         results: list[CopyResult] = []
         with progress_bar() as progress:
-            for file in files:
-                items = _stored(codec, file)
+            for file, items in zip(files, sources, strict=True):
                 result = CopyResult(file.namespace, len(items))
                 task = progress.add_task(file.namespace, total=len(items))
 
@@ -190,6 +195,15 @@ def import_errbot_cmd(
     _fail_on_problems(results, "import")
 
 
+def _check_sizes(dst: Store, name: str, items: list[tuple[str, bytes]]) -> None:
+    for key, data in items:
+        if len(data) > dst.max_value_size:
+            raise CliError(
+                f"cannot import {name}/{key!r}: {len(data)} bytes; the destination accepts "
+                f"at most {dst.max_value_size}"
+            )
+
+
 def _write_batches(
     dst: Store,
     result: CopyResult,
@@ -205,12 +219,6 @@ def _write_batches(
         dst.drop_namespace(name)
     bucket = dst.backend.bucket(name)
     result.dest_before = bucket.count()
-    for key, data in items:
-        if len(data) > dst.max_value_size:
-            raise CliError(
-                f"cannot import {name}/{key!r}: {len(data)} bytes; the destination accepts "
-                f"at most {dst.max_value_size}"
-            )
     for start in range(0, len(items), batch_size):
         batch = items[start : start + batch_size]
         if merge:
@@ -266,6 +274,12 @@ def export_errbot_cmd(
     stored (never unpickled); ints and JSON-coded values are pickled (protocol 2, like
     Errbot).  Choose --dbm to match the Python the bot runs on; stop the bot first.
     """
+    flavour = f"dbm.{dbm}" if dbm else None
+    if flavour is not None:
+        try:
+            available(flavour)
+        except BackendUnavailableError as exc:
+            raise click.BadParameter(str(exc), param_hint="--dbm") from None
     with open_errbot_store(state, src_url) as src:
         names = chosen_namespaces(src, namespaces, "source")
         occupied = []
@@ -274,7 +288,6 @@ def export_errbot_cmd(
             if file is not None and any(True for _ in read_shelf(file)):
                 occupied.append(name)
         _refuse_occupied(occupied, str(data_dir), merge, replace)
-        flavour = f"dbm.{dbm}" if dbm else None
         results: list[CopyResult] = []
         exported: list[list[tuple[str, bytes]]] = []
         with progress_bar() as progress:
@@ -286,6 +299,12 @@ def export_errbot_cmd(
                     remove_shelf(data_dir, name)
                 before = shelf_file(data_dir, name)
                 present = dict(read_shelf(before)) if before is not None else {}
+                if before is not None and flavour and before.flavour != flavour:
+                    click.echo(
+                        f"warning: {before.base} is a {before.flavour} file: merged in that "
+                        f"flavour, not --dbm {dbm}",
+                        err=True,
+                    )
                 result.dest_before = len(present)
                 result.existed = sum(1 for k, _ in items if k in present)
                 result.copied = write_shelf(data_dir, name, items, flavour=flavour)

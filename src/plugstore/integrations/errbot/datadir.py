@@ -12,16 +12,18 @@ files open and does not expect another writer.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from ...backends.dbmformats import (
     DATA_SUFFIXES,
-    SUFFIXES,
     default_flavour,
     flavour_of,
+    namespace_names,
     open_engine,
 )
 from ...errors import ConfigurationError, DecodeError, InvalidNamespaceError
@@ -39,11 +41,30 @@ class ShelfFile:
     flavour: str
 
 
+def _is_dbm_sqlite3(path: str) -> bool:
+    """Whether a SQLite file is a ``dbm.sqlite3`` database (has its ``Dict`` table).
+
+    A bot's data directory can hold other SQLite files: ``plugstore.db`` itself, the
+    default store of ``STORAGE = "Plugstore"``.
+    """
+    uri = f"file:{os.path.abspath(path)}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as cx:
+            row = cx.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'Dict'"
+            ).fetchone()
+    except sqlite3.Error:
+        return False
+    return row is not None
+
+
 def shelf_file(data_dir: str | os.PathLike[str], namespace: str) -> ShelfFile | None:
     """The file of ``namespace`` in ``data_dir``, or ``None`` if it has none."""
     base = os.path.join(data_dir, check_namespace(namespace) + ".db")
     flavour = flavour_of(base)
-    return None if flavour is None else ShelfFile(namespace, base, flavour)
+    if flavour is None or (flavour == "dbm.sqlite3" and not _is_dbm_sqlite3(base)):
+        return None
+    return ShelfFile(namespace, base, flavour)
 
 
 def shelf_files(data_dir: str | os.PathLike[str]) -> list[ShelfFile]:
@@ -59,9 +80,8 @@ def shelf_files(data_dir: str | os.PathLike[str]) -> list[ShelfFile]:
         raise ConfigurationError(
             f"cannot read the Errbot data directory {data_dir}: {exc}"
         ) from None
-    names = {entry[: -len(s)] for entry in entries for s in SUFFIXES if entry.endswith(s)}
     found = []
-    for name in sorted(names):
+    for name in sorted(namespace_names(entries)):
         try:
             check_namespace(name)
         except InvalidNamespaceError as exc:
@@ -113,8 +133,9 @@ def write_shelf(
     """Write ``(key, pickled value)`` pairs into ``namespace``'s file; return how many.
 
     An existing file is written in its own flavour; a new one in ``flavour`` (default:
-    the one this Python's ``dbm``, and so Errbot on it, would create).  Everything is
-    committed at once at the end.
+    the one this Python's ``dbm``, and so Errbot on it, would create).  ``dbm.dumb`` and
+    ``dbm.sqlite3`` files change all at once, at the end; ``dbm.gnu`` and ``dbm.ndbm``
+    ones as they are written, so a failure leaves part of the keys written.
     """
     Path(data_dir).mkdir(parents=True, exist_ok=True)
     existing = shelf_file(data_dir, namespace)
