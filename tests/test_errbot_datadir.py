@@ -236,6 +236,7 @@ def test_export_from_a_json_store_and_into_sqlite3_dbm(run: Any, tmp_path: Path)
 def test_export_refuses_a_signed_store_under_the_wrong_secret(run: Any, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
     with plugstore.open(url, codec="signed-pickle", secret=SECRET) as store:
+        store.namespace("A")["fine"] = 1  # exported first, were anything written early
         store.namespace("P")["k"] = {"v": 1}
     done = run(
         "--codec",
@@ -246,6 +247,7 @@ def test_export_refuses_a_signed_store_under_the_wrong_secret(run: Any, tmp_path
         env={"PLUGSTORE_SECRET": "wrong-secret"},
     )
     assert done.exit_code == 1
+    assert not (tmp_path / "out").exists()  # nothing written: every value converts first
     assert "cannot export P/'k'" in done.stderr
     assert "signature" in done.stderr
 

@@ -288,11 +288,12 @@ def export_errbot_cmd(
             if file is not None and any(True for _ in read_shelf(file)):
                 occupied.append(name)
         _refuse_occupied(occupied, str(data_dir), merge, replace)
+        # Every value converted before the first write: one that cannot be (a bad
+        # signature) stops the export with the data directory untouched.
+        exported = [list(_pickled(src, name)) for name in names]
         results: list[CopyResult] = []
-        exported: list[list[tuple[str, bytes]]] = []
         with progress_bar() as progress:
-            for name in names:
-                items = list(_pickled(src, name))
+            for name, items in zip(names, exported, strict=True):
                 result = CopyResult(name, len(items))
                 task = progress.add_task(name, total=len(items))
                 if replace:
@@ -310,7 +311,6 @@ def export_errbot_cmd(
                 result.copied = write_shelf(data_dir, name, items, flavour=flavour)
                 progress.advance(task, len(items))
                 results.append(result)
-                exported.append(items)
         for name, result, items in zip(names, results, exported, strict=True):
             result.source_after = src.backend.bucket(name).count()
             file = shelf_file(data_dir, name)
