@@ -34,7 +34,16 @@ from plugstore.keys import check_key, check_namespace
 from plugstore.store import Store
 
 from .common import CliError, CliState, namespace_exists
-from .transfer import DEFAULT_BATCH, CopyResult, chosen_namespaces, print_summary, progress_bar
+from .transfer import (
+    CopyResult,
+    check_merge_replace,
+    chosen_namespaces,
+    destination_options,
+    fail_on_problems,
+    print_summary,
+    progress_bar,
+    refuse_occupied,
+)
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -80,23 +89,6 @@ def _problem(what: str, keys: list[str]) -> str:
     return f"{len(keys)} {what}: {shown}{more}"
 
 
-def _fail_on_problems(results: list[CopyResult], what: str) -> None:
-    failed = [r for r in results if r.problems]
-    if failed:
-        details = "; ".join(f"{r.namespace}: {', '.join(r.problems)}" for r in failed)
-        raise CliError(f"{what} verification failed: {details}")
-
-
-def _refuse_occupied(occupied: list[str], where: str, merge: bool, replace: bool) -> None:
-    if merge and replace:
-        raise click.UsageError("--merge and --replace exclude each other")
-    if occupied and not (merge or replace):
-        raise CliError(
-            f"{where} already holds namespace(s) {', '.join(occupied)}: pass --merge to "
-            "write over them or --replace to drop them first"
-        )
-
-
 # --------------------------------------------------------------------------- import
 
 
@@ -116,9 +108,7 @@ def _stored(codec: PickleCodec, file: ShelfFile) -> list[tuple[str, bytes]]:
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("dst_url")
 @click.argument("namespaces", nargs=-1, metavar="[NAMESPACE]...")
-@click.option("--merge", is_flag=True, help="Write into destination namespaces that hold keys.")
-@click.option("--replace", is_flag=True, help="Drop destination namespaces first.")
-@click.option("--batch-size", type=click.IntRange(1, 100_000), default=DEFAULT_BATCH)
+@destination_options
 @click.pass_obj
 def import_errbot_cmd(
     state: CliState,
@@ -137,6 +127,7 @@ def import_errbot_cmd(
     codec is pickle unless the URL or --codec says signed-pickle.  Then set
     STORAGE = "Plugstore" and STORAGE_CONFIG = {"url": DST_URL} in the bot's config.py.
     """
+    check_merge_replace(merge, replace)
     if namespaces:
         files = []
         for name in dict.fromkeys(namespaces):
@@ -157,7 +148,7 @@ def import_errbot_cmd(
                 "store (the default here: drop codec= from the URL and --codec)"
             )
         occupied = [f.namespace for f in files if namespace_exists(dst, f.namespace)]
-        _refuse_occupied(occupied, f"the destination {dst.url}", merge, replace)
+        refuse_occupied(occupied, f"the destination {dst.url}", merge, replace)
         # Everything read and checked before the first write: a bad key or an oversized
         # value stops the import with the destination untouched.
         sources = [_stored(codec, file) for file in files]
@@ -192,7 +183,7 @@ def import_errbot_cmd(
             if wrong:
                 result.problems.append(_problem("values differ from the source", wrong))
         print_summary(results, f"imported {data_dir} -> {dst.url} ({codec.name})")
-    _fail_on_problems(results, "import")
+    fail_on_problems(results, "import")
 
 
 def _check_sizes(dst: Store, name: str, items: list[tuple[str, bytes]]) -> None:
@@ -274,6 +265,7 @@ def export_errbot_cmd(
     stored (never unpickled); ints and JSON-coded values are pickled (protocol 2, like
     Errbot).  Choose --dbm to match the Python the bot runs on; stop the bot first.
     """
+    check_merge_replace(merge, replace)
     flavour = f"dbm.{dbm}" if dbm else None
     if flavour is not None:
         try:
@@ -287,7 +279,7 @@ def export_errbot_cmd(
             file = shelf_file(data_dir, name)
             if file is not None and any(True for _ in read_shelf(file)):
                 occupied.append(name)
-        _refuse_occupied(occupied, str(data_dir), merge, replace)
+        refuse_occupied(occupied, str(data_dir), merge, replace)
         # Every value converted before the first write: one that cannot be (a bad
         # signature) stops the export with the data directory untouched.
         exported = [list(_pickled(src, name)) for name in names]
@@ -321,4 +313,4 @@ def export_errbot_cmd(
             if wrong:
                 result.problems.append(_problem("values differ from the source", wrong))
         print_summary(results, f"exported {src.url} -> {data_dir} ({src.codec.name} -> shelve)")
-    _fail_on_problems(results, "export")
+    fail_on_problems(results, "export")

@@ -20,10 +20,10 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -432,13 +432,50 @@ def copy_namespace(
         flush(batch)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def destination_options(command: F) -> F:
+    """``--merge``, ``--replace`` and ``--batch-size``: how a command writes namespaces."""
+    for option in (
+        click.option("--batch-size", type=click.IntRange(1, 100_000), default=DEFAULT_BATCH),
+        click.option("--replace", is_flag=True, help="Drop destination namespaces first."),
+        click.option(
+            "--merge", is_flag=True, help="Write into destination namespaces that hold keys."
+        ),
+    ):
+        command = option(command)
+    return command
+
+
+def check_merge_replace(merge: bool, replace: bool) -> None:
+    """``--merge`` and ``--replace`` together are a usage error."""
+    if merge and replace:
+        raise click.UsageError("--merge and --replace exclude each other")
+
+
+def refuse_occupied(occupied: list[str], where: str, merge: bool, replace: bool) -> None:
+    """Refuse to write into namespaces that hold keys unless --merge or --replace was given."""
+    if occupied and not (merge or replace):
+        raise CliError(
+            f"{where} already holds namespace(s) {', '.join(occupied)}: "
+            "pass --merge to write over them or --replace to drop them first"
+        )
+
+
+def fail_on_problems(results: list[CopyResult], what: str) -> None:
+    """Exit 1 naming every namespace whose verification found a problem."""
+    failed = [r for r in results if r.problems]
+    if failed:
+        details = "; ".join(f"{r.namespace}: {', '.join(r.problems)}" for r in failed)
+        raise CliError(f"{what} verification failed: {details}")
+
+
 @click.command("copy")
 @click.argument("src_url")
 @click.argument("dst_url")
 @click.argument("namespaces", nargs=-1, metavar="[NAMESPACE]...")
-@click.option("--merge", is_flag=True, help="Write into destination namespaces that hold keys.")
-@click.option("--replace", is_flag=True, help="Drop destination namespaces first.")
-@click.option("--batch-size", type=click.IntRange(1, 100_000), default=DEFAULT_BATCH)
+@destination_options
 @click.pass_obj
 def copy_cmd(
     state: CliState,
@@ -456,18 +493,13 @@ def copy_cmd(
     already holds keys is refused unless --merge or --replace says what to do with it.
     At the end the key counts of every namespace are checked; a mismatch fails (exit 1).
     """
-    if merge and replace:
-        raise click.UsageError("--merge and --replace exclude each other")
+    check_merge_replace(merge, replace)
     with state.open(src_url) as src, state.open(dst_url) as dst:
         if _same_store(src, dst):
             raise CliError("the source and the destination are the same store")
         names = chosen_namespaces(src, namespaces, "source")
         occupied = [n for n in names if namespace_exists(dst, n)]
-        if occupied and not (merge or replace):
-            raise CliError(
-                f"the destination already holds namespace(s) {', '.join(occupied)}: "
-                "pass --merge to write over them or --replace to drop them first"
-            )
+        refuse_occupied(occupied, "the destination", merge, replace)
         raw = raw_compatible(src.codec, dst.codec)
         results = [CopyResult(n, src.backend.bucket(n).count()) for n in names]
         _run_copy(src, dst, results, raw=raw, replace=replace, merge=merge, batch_size=batch_size)
@@ -477,12 +509,7 @@ def copy_cmd(
             result.verify()
         how = f"raw {src.codec.name} bytes" if raw else f"{src.codec.name} -> {dst.codec.name}"
         print_summary(results, f"copied {src.url} -> {dst.url} ({how})")
-    failed = [r.namespace for r in results if r.problems]
-    if failed:
-        details = "; ".join(
-            f"{r.namespace}: {', '.join(r.problems)}" for r in results if r.problems
-        )
-        raise CliError(f"copy verification failed: {details}")
+    fail_on_problems(results, "copy")
 
 
 @contextlib.contextmanager
