@@ -19,9 +19,11 @@ Options: ``timeout`` (seconds to wait for another process's write lock, default 
 from __future__ import annotations
 
 import os
+import random
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -154,18 +156,29 @@ class SQLiteBackend(Backend):
             )
         except sqlite3.Error as exc:
             raise BackendUnavailableError(f"cannot open SQLite file {self.path}: {exc}") from None
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
-            conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {self.table} ("
-                "namespace TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, "
-                "PRIMARY KEY (namespace, key)) WITHOUT ROWID"
-            )
-        except sqlite3.Error as exc:
-            conn.close()
-            raise self._unavailable(exc) from None
-        return conn
+        # Switching a new file to WAL takes an exclusive lock and SQLite does not run the
+        # busy handler for it: processes opening a fresh file together get "database is
+        # locked" at once.  So the set-up is retried until the timeout like any write.
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {self.table} ("
+                    "namespace TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, "
+                    "PRIMARY KEY (namespace, key)) WITHOUT ROWID"
+                )
+                return conn
+            except sqlite3.OperationalError as exc:
+                if _is_busy(exc) and time.monotonic() < deadline:
+                    time.sleep(random.uniform(0.005, 0.05))
+                    continue
+                conn.close()
+                raise self._unavailable(exc) from None
+            except sqlite3.Error as exc:
+                conn.close()
+                raise self._unavailable(exc) from None
 
     def close(self) -> None:
         with self._lock:
@@ -195,7 +208,7 @@ class SQLiteBackend(Backend):
 
     def _unavailable(self, exc: sqlite3.Error) -> BackendUnavailableError:
         text = str(exc)
-        if "locked" in text or "busy" in text:
+        if _is_busy(exc):
             text = f"database is locked by another connection for more than {self.timeout}s"
         return BackendUnavailableError(f"SQLite {self.path}: {text}")
 
@@ -268,3 +281,9 @@ class SQLiteBackend(Backend):
             "journal_mode": str(mode[0]) if mode else "?",
             "synchronous": self.synchronous,
         }
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` is SQLITE_BUSY/SQLITE_LOCKED: another connection holds a lock."""
+    text = str(exc)
+    return "locked" in text or "busy" in text
