@@ -36,6 +36,7 @@ from .errors import (
 )
 from .namespace import Namespace
 from .registry import register
+from .state import StateStore
 from .store import Store
 from .url import StoreURL
 
@@ -88,6 +89,7 @@ __all__ = [
     "Options",
     "PickleCodec",
     "SignedPickleCodec",
+    "StateStore",
     "Store",
     "StoreAlreadyOpenError",
     "StoreError",

@@ -280,6 +280,15 @@ class Namespace(MutableMapping[str, Any]):
         check_key(key)
         return bucket.cas(key, expected, self._encode(value))
 
+    def remove_if(self, key: str, expected: bytes) -> bool:
+        """Delete ``key`` only if it still holds the bytes ``expected``; return whether.
+
+        The deleting counterpart of :meth:`replace_if`, atomic on every backend.
+        """
+        bucket = self._b()
+        check_key(key)
+        return bucket.cas(key, expected, None)
+
     # -- atomic helpers ---------------------------------------------------------------------
 
     def incr(self, key: str, delta: int = 1) -> int:
