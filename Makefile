@@ -1,5 +1,6 @@
 # The two commands of the README's quick start, plus the checks CI runs.
-#   make run   - create .venv, install plugstore, run the demo on the embedded SQLite store
+#   make run   - create .venv, install plugstore, start the chat host (plugstore chat) on
+#                the embedded SQLite store
 #   make test  - install (if needed) and run the whole test suite (then the real-Errbot
 #                tests, in their own venv)
 PYTHON ?= python3
@@ -31,7 +32,7 @@ $(ERRBOT_BIN)/.installed: pyproject.toml $(SOURCES)
 	touch $@
 
 run: $(BIN)/.installed
-	$(BIN)/plugstore demo
+	$(BIN)/plugstore chat
 
 test: $(BIN)/.installed $(ERRBOT_BIN)/.installed
 	$(BIN)/python -m pytest

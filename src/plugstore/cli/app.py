@@ -14,6 +14,7 @@ the environment mentions is scrubbed from whatever is printed.  Ctrl-C exits wit
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -35,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "copy": "plugstore.cli.transfer:copy_cmd",
     "doctor": "plugstore.cli.doctor:doctor_cmd",
     "demo": "plugstore.cli.demo:demo",
+    "chat": "plugstore.cli.chat:chat_cmd",
     "dynamodb": "plugstore.cli.dynamodb:dynamodb_group",
     "dev": "plugstore.cli.dynamodb:dev_group",
     "import-errbot": "plugstore.cli.errbot:import_errbot_cmd",
@@ -152,6 +154,29 @@ def cli(
     """
     state = ctx.ensure_object(CliState)
     state.configure(url=url, codec=codec, secret_env=secret_env, debug=debug)
+    # Libraries' own log lines (psycopg's pool warns on every failed connection attempt)
+    # would repeat the one error line; --debug shows them, secrets scrubbed.
+    _configure_logging(state)
+
+
+class _ScrubbingFormatter(logging.Formatter):
+    def __init__(self, state: CliState) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+        self._state = state
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._state.scrub(super().format(record))
+
+
+def _configure_logging(state: CliState) -> None:
+    root = logging.getLogger()
+    if root.handlers:
+        return  # the embedding application (or a test runner) set logging up
+    handler = logging.StreamHandler()
+    handler.setFormatter(_ScrubbingFormatter(state))
+    # The handler's level, not the loggers': psycopg sets its own logger's level.
+    handler.setLevel(logging.WARNING if state.debug else logging.CRITICAL)
+    root.addHandler(handler)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,0 +1,205 @@
+"""The chat host: routes each line to a plugin's command, listener or conversation.
+
+Routing, in order:
+
+1. A line starting with ``.`` is a command: ``.name args``.  Commands always win, so
+   ``.poll cancel`` works in the middle of a conversation.
+2. Otherwise, if a plugin is in a conversation with the user (its state for them in the
+   :class:`~plugstore.state.StateStore` is not ``"START"``), the line goes to that
+   plugin's :meth:`~plugstore.bot.plugin.Plugin.converse`.
+3. Otherwise every listener whose pattern matches the line gets it (``python++``).
+
+Nothing a plugin does can crash the host: bad arguments get the command's usage line,
+storage errors and plugin bugs get a one-line reply (the traceback only with
+``debug=True``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import random
+import re
+import sys
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from plugstore.errors import StoreError
+from plugstore.keys import check_namespace
+from plugstore.state import FIRST_STATE, StateStore
+from plugstore.store import Store
+
+from .plugin import (
+    CommandError,
+    CommandSpec,
+    Context,
+    ListenerSpec,
+    Plugin,
+    Replies,
+    UsageError,
+)
+
+#: The namespace holding every plugin's per-user conversation state.
+STATE_NAMESPACE = "chat-states"
+#: Plugin ``name`` keeps its data in the namespace ``chat.<name>``.
+NAMESPACE_PREFIX = "chat."
+_COMMAND_LINE = re.compile(r"\.(\S+)\s*(.*)\Z", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One reply of the bot; ``error`` replies explain what went wrong."""
+
+    text: str
+    error: bool = False
+
+
+class ChatHost:
+    """Plugins on one store, answering lines said by users.
+
+    >>> import plugstore
+    >>> from plugstore.bot import ChatHost, builtin_plugins
+    >>> with plugstore.open("memory://") as store:
+    ...     host = ChatHost(store, builtin_plugins())
+    ...     _ = host.handle("ana", ".remember meeting is tomorrow")
+    ...     [reply.text for reply in host.handle("ana", ".whatis meeting")]
+    ['tomorrow']
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        plugins: Iterable[type[Plugin]],
+        *,
+        rng: random.Random | None = None,
+        debug: bool = False,
+    ) -> None:
+        self.store = store
+        self.rng = rng or random.Random()
+        self.debug = debug
+        self.states = StateStore(store.namespace(STATE_NAMESPACE))
+        self.plugins: list[Plugin] = []
+        self.commands: dict[str, CommandSpec] = {}
+        self.listeners: list[ListenerSpec] = []
+        #: Plugins that could not be loaded, one line each (shown at start-up).
+        self.problems: list[str] = []
+        for cls in plugins:
+            self._add(cls)
+
+    def _add(self, cls: type[Plugin]) -> None:
+        where = f"{cls.__module__}.{cls.__qualname__}"
+        try:
+            name = cls.plugin_name()
+            if any(p.name == name for p in self.plugins):
+                raise ValueError(f"a plugin named {name!r} is already loaded")
+            data = self.store.namespace(check_namespace(NAMESPACE_PREFIX + name))
+            plugin = cls(self, data, self.states)
+            commands = plugin.commands()
+            for spec in commands:
+                if spec.name in self.commands:
+                    owner = self.commands[spec.name].plugin.name
+                    raise ValueError(f"command .{spec.name} is already taken by plugin {owner!r}")
+            plugin.setup()
+        except StoreError:
+            raise  # the store itself is failing: nothing else will work either
+        except Exception as exc:
+            self.problems.append(f"plugin {where} not loaded: {_describe(exc)}")
+            return
+        self.plugins.append(plugin)
+        self.commands.update((spec.name, spec) for spec in commands)
+        self.listeners.extend(plugin.listeners())
+
+    def handle(self, user: str, text: str) -> list[Reply]:
+        """Answer one line said by ``user``; never raises for anything a plugin does."""
+        text = text.strip()
+        if not text:
+            return []
+        if not user.strip():
+            return [Reply("a user name must not be empty", error=True)]
+        match = _COMMAND_LINE.match(text)
+        if match:
+            return self._command(user, match.group(1).lower(), match.group(2).strip())
+        for plugin in self.plugins:
+            if type(plugin).converse is Plugin.converse:
+                continue  # this plugin holds no conversations: no state to read
+            ctx = Context(self, plugin, user)
+            try:
+                state = ctx.state
+            except StoreError as exc:
+                return [self._store_failure(plugin, "a conversation", exc)]
+            if state != FIRST_STATE:
+                return self._run(plugin, "its conversation", plugin.converse, ctx, text)
+        replies: list[Reply] = []
+        for listener in self.listeners:
+            matches = list(listener.pattern.finditer(text))
+            if matches:
+                ctx = Context(self, listener.plugin, user)
+                replies += self._run(
+                    listener.plugin, listener.synopsis, listener.handler, ctx, matches
+                )
+        return replies
+
+    def _command(self, user: str, name: str, args: str) -> list[Reply]:
+        spec = self.commands.get(name)
+        if spec is None:
+            close = difflib.get_close_matches(name, self.commands, n=1)
+            hint = f" - did you mean .{close[0]}?" if close else ""
+            return [Reply(f"unknown command .{name}{hint} (.help lists the commands)", True)]
+        ctx = Context(self, spec.plugin, user)
+        try:
+            return self._run(spec.plugin, f".{spec.name}", spec.handler, ctx, args)
+        except UsageError as exc:
+            detail = f" ({exc})" if str(exc) else ""
+            return [Reply(f"usage: {spec.synopsis}{detail}", error=True)]
+
+    def _run(
+        self, plugin: Plugin, what: str, handler: Callable[..., Replies], *args: Any
+    ) -> list[Reply]:
+        """Call a handler; its replies, or one line saying why it failed.
+
+        :class:`UsageError` propagates (only commands have a usage line to show).
+        """
+        try:
+            return _replies(handler(*args))  # inside the try: a generator runs here
+        except UsageError:
+            raise
+        except CommandError as exc:
+            return [Reply(str(exc) or "that did not work", error=True)]
+        except StoreError as exc:
+            return [self._store_failure(plugin, what, exc)]
+        except Exception as exc:
+            self._log(exc)
+            hint = "" if self.debug else " (run with --debug for the traceback)"
+            text = f"plugin {plugin.name!r} failed in {what}: {_describe(exc)}{hint}"
+            return [Reply(text, error=True)]
+
+    def _store_failure(self, plugin: Plugin, what: str, exc: StoreError) -> Reply:
+        self._log(exc)
+        return Reply(f"storage error in {what} ({plugin.name}): {_describe(exc)}", error=True)
+
+    def _log(self, exc: BaseException) -> None:
+        if self.debug:  # the console's --debug: the traceback, on stderr
+            traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+
+
+def _replies(result: object) -> list[Reply]:
+    if result is None:
+        return []
+    if isinstance(result, str):
+        return [Reply(result)]
+    if isinstance(result, Reply):
+        return [result]
+    if isinstance(result, Iterable):
+        out: list[Reply] = []
+        for item in result:
+            out += _replies(item)
+        return out
+    return [Reply(str(result))]
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, StoreError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,95 @@
+"""Finding chat plugins: the built-ins, the ``plugstore.bot_plugins`` entry points, and
+``*.py`` files in plugin directories.
+
+An entry point names a :class:`~plugstore.bot.plugin.Plugin` subclass
+(``"mypkg.karma:Karma"``) or a module, whose Plugin subclasses are all taken.  A plugin
+directory is read file by file; a file that fails to import is reported and skipped, the
+others still load.  Loading a plugin runs its code: only the operator names directories.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from types import ModuleType
+
+from .plugin import Plugin
+
+ENTRY_POINT_GROUP = "plugstore.bot_plugins"
+
+
+def builtin_plugins() -> list[type[Plugin]]:
+    """The plugins that come with plugstore, in ``.help`` order."""
+    from .plugins.games import Games
+    from .plugins.help import Help
+    from .plugins.karma import Karma
+    from .plugins.poll import Poll
+    from .plugins.remember import Remember
+
+    return [Help, Remember, Karma, Games, Poll]
+
+
+def entry_point_plugins() -> tuple[list[type[Plugin]], list[str]]:
+    """Plugins installed by other packages, and one line per entry point that failed."""
+    found: list[type[Plugin]] = []
+    problems: list[str] = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            target = ep.load()
+            classes = plugins_in(target) if isinstance(target, ModuleType) else [target]
+            for cls in classes:
+                if not (inspect.isclass(cls) and issubclass(cls, Plugin)):
+                    raise TypeError(f"{ep.value} is not a plugstore.bot.Plugin subclass")
+            found += classes
+        except Exception as exc:
+            problems.append(f"entry point {ep.name} = {ep.value}: {type(exc).__name__}: {exc}")
+    return found, problems
+
+
+def directory_plugins(directory: Path) -> tuple[list[type[Plugin]], list[str]]:
+    """Plugins defined in ``directory/*.py`` (files starting with ``_`` are skipped)."""
+    if not directory.is_dir():
+        return [], [f"plugin directory {directory} does not exist"]
+    found: list[type[Plugin]] = []
+    problems: list[str] = []
+    for path in sorted(directory.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        try:
+            module = _import_file(path)
+        except Exception as exc:
+            problems.append(f"plugin file {path}: {type(exc).__name__}: {exc}")
+            continue
+        classes = plugins_in(module)
+        if not classes:
+            problems.append(f"plugin file {path} defines no plugstore.bot.Plugin subclass")
+        found += classes
+    return found, problems
+
+
+def plugins_in(module: ModuleType) -> list[type[Plugin]]:
+    """The Plugin subclasses defined (not merely imported) in ``module``."""
+    return [
+        cls
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if issubclass(cls, Plugin) and cls is not Plugin and cls.__module__ == module.__name__
+    ]
+
+
+def _import_file(path: Path) -> ModuleType:
+    name = f"plugstore_chat_plugins.{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module

@@ -1,0 +1,225 @@
+"""What a chat plugin is made of: a class, its commands, listeners and conversations.
+
+A plugin is a small class.  Methods marked :func:`command` answer ``.name args`` lines;
+methods marked :func:`listen` see every plain line matching a regular expression
+(``thing++``); :meth:`Plugin.converse` receives the plain lines of a user the plugin is
+in a conversation with (its state for that user is not ``"START"``).  Each plugin gets
+its own :class:`~plugstore.namespace.Namespace` (``self.data``) and per-user state kept
+in a :class:`~plugstore.state.StateStore`, so everything survives a restart and is
+shared by every process using the same store.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from plugstore.namespace import Namespace
+    from plugstore.state import StateStore
+
+    from .host import ChatHost
+
+#: What a handler may return: one reply, several, or nothing.
+Replies = str | Iterable[str] | None
+
+F = TypeVar("F", bound=Callable[..., Replies])
+
+_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,39}\Z")
+_COMMAND_RE = re.compile(r"[a-z][a-z0-9_-]{0,39}\Z")
+
+
+class UsageError(Exception):
+    """Raised by a command whose arguments are wrong; the reply shows its usage line."""
+
+
+class CommandError(Exception):
+    """Raised by a command to answer with an error message (no usage line)."""
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """A command as the host knows it: ``.name usage`` and a one-line description."""
+
+    name: str
+    usage: str
+    description: str
+    plugin: Plugin
+    handler: Callable[[Context, str], Replies]
+
+    @property
+    def synopsis(self) -> str:
+        """``.name usage``, as shown by ``.help``."""
+        return f".{self.name} {self.usage}".rstrip()
+
+
+@dataclass(frozen=True)
+class ListenerSpec:
+    """A listener: a pattern, its description, and the method receiving the matches."""
+
+    pattern: re.Pattern[str]
+    synopsis: str
+    description: str
+    plugin: Plugin
+    handler: Callable[[Context, list[re.Match[str]]], Replies]
+
+
+def command(
+    name: str | None = None, *, usage: str = "", aliases: Iterable[str] = ()
+) -> Callable[[F], F]:
+    """Mark a plugin method as the command ``.name`` (default: the method's name).
+
+    The method is called as ``method(ctx, args)`` with ``args`` the rest of the line
+    (stripped).  The first line of its docstring is its ``.help`` description; ``usage``
+    describes its arguments (``"KEY is VALUE"``).  Raise :class:`UsageError` for bad
+    arguments.
+    """
+
+    aliases = list(aliases)
+    for each in [*aliases, *([name] if name else [])]:
+        _check_command_name(each)
+
+    def mark(fn: F) -> F:
+        names = [_check_command_name(name or fn.__name__), *aliases]
+        fn.__plugstore_command__ = (names, usage)  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def _check_command_name(name: str) -> str:
+    if not _COMMAND_RE.match(name):
+        raise ValueError(f"invalid command name {name!r}: use [a-z][a-z0-9_-]*, at most 40")
+    return name
+
+
+def listen(pattern: str, *, synopsis: str, flags: int = 0) -> Callable[[F], F]:
+    """Mark a plugin method as a listener for plain lines matching ``pattern``.
+
+    The method is called as ``method(ctx, matches)`` with every non-overlapping match in
+    the line.  ``synopsis`` shows the syntax in ``.help`` (``"thing++, thing--"``); the
+    docstring's first line describes it.
+    """
+    compiled = re.compile(pattern, flags)
+
+    def mark(fn: F) -> F:
+        fn.__plugstore_listener__ = (compiled, synopsis)  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+class Context:
+    """One incoming line: who said it, and the speaking user's state in this plugin."""
+
+    def __init__(self, host: ChatHost, plugin: Plugin, user: str) -> None:
+        self.host = host
+        self.plugin = plugin
+        self.user = user
+
+    @property
+    def state(self) -> str:
+        """This plugin's conversation state with the user (``"START"``: none)."""
+        return self.plugin.states.get(self.plugin.name, self.user)
+
+    def set_state(self, state: str) -> None:
+        """Put the conversation in ``state``; ``"START"`` ends it."""
+        self.plugin.states.set(self.plugin.name, self.user, state)
+
+    def transition(self, expected: str, state: str) -> bool:
+        """Move from ``expected`` to ``state`` unless another process moved first."""
+        return self.plugin.states.transition(self.plugin.name, self.user, expected, state)
+
+
+class Plugin:
+    """Base class of chat plugins.
+
+    Subclasses set :attr:`name` (default: the class name, lowercased) and give a
+    docstring whose first line describes the plugin.  The host builds each plugin once
+    with its namespace ``chat.<name>`` and the shared :class:`StateStore`.
+    """
+
+    #: The plugin's name: its namespace is ``chat.<name>``, its state key is ``name``.
+    name: str = ""
+
+    def __init__(self, host: ChatHost, data: Namespace, states: StateStore) -> None:
+        self.name = type(self).plugin_name()
+        self.host = host
+        self.data = data
+        self.states = states
+
+    @classmethod
+    def plugin_name(cls) -> str:
+        """The plugin's validated name."""
+        name = cls.name or cls.__name__.lower()
+        if not _NAME_RE.match(name):
+            raise ValueError(
+                f"invalid plugin name {name!r}: use 1-40 of [a-z0-9_], starting with a letter"
+            )
+        return name
+
+    @property
+    def rng(self) -> random.Random:
+        """The host's random source (seeded in tests)."""
+        return self.host.rng
+
+    def setup(self) -> None:
+        """Called once after the plugin is built; override to prepare data."""
+
+    def converse(self, ctx: Context, text: str) -> Replies:
+        """Handle a plain line from a user whose state in this plugin is not ``"START"``.
+
+        The default ends a conversation the plugin does not know how to continue.
+        """
+        ctx.set_state("START")
+        return None
+
+    def describe(self) -> str:
+        """The first line of the class docstring."""
+        return first_line(type(self).__doc__)
+
+    def commands(self) -> list[CommandSpec]:
+        """The plugin's commands, one spec per name (aliases included)."""
+        found = []
+        for attr in _public_methods(type(self)):
+            mark: Any = getattr(getattr(type(self), attr), "__plugstore_command__", None)
+            if mark is None:
+                continue
+            names, usage = mark
+            method = getattr(self, attr)
+            for name in names:
+                found.append(CommandSpec(name, usage, first_line(method.__doc__), self, method))
+        return found
+
+    def listeners(self) -> list[ListenerSpec]:
+        """The plugin's listeners."""
+        found = []
+        for attr in _public_methods(type(self)):
+            mark: Any = getattr(getattr(type(self), attr), "__plugstore_listener__", None)
+            if mark is None:
+                continue
+            pattern, synopsis = mark
+            method = getattr(self, attr)
+            found.append(ListenerSpec(pattern, synopsis, first_line(method.__doc__), self, method))
+        return found
+
+
+def _public_methods(cls: type) -> list[str]:
+    """Names of callables on ``cls`` in definition order (bases first)."""
+    seen: dict[str, None] = {}
+    for klass in reversed(cls.__mro__):
+        for attr, value in vars(klass).items():
+            if not attr.startswith("_") and callable(value):
+                seen.setdefault(attr, None)
+    return list(seen)
+
+
+def first_line(doc: str | None) -> str:
+    """The first non-empty line of a docstring ("" if none)."""
+    for line in (doc or "").strip().splitlines():
+        if line.strip():
+            return line.strip()
+    return ""

@@ -1,0 +1,114 @@
+"""``plugstore chat``: the chat host, on the default store or any other."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import random
+import sys
+from pathlib import Path
+
+import click
+
+from .common import CliError, CliState
+
+USER_ENV = "PLUGSTORE_CHAT_USER"
+
+
+def default_user() -> str:
+    """``$PLUGSTORE_CHAT_USER``, else the login name, else ``"me"``."""
+    try:
+        return os.environ.get(USER_ENV) or getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "me"
+
+
+@click.command("chat")
+@click.option(
+    "-c",
+    "--command",
+    "commands",
+    multiple=True,
+    metavar="LINE",
+    help="Say LINE, print the replies and exit (repeatable).  Without it, lines are read "
+    "from stdin when it is not a terminal, else an interactive prompt opens.",
+)
+@click.option(
+    "-s",
+    "--storage",
+    metavar="URL",
+    help="Store URL (default: --url, $PLUGSTORE_URL, else the embedded SQLite file).",
+)
+@click.option(
+    "--user",
+    metavar="NAME",
+    default=default_user,
+    show_default="$PLUGSTORE_CHAT_USER or your login name",
+    help="Speak as NAME.",
+)
+@click.option(
+    "-p",
+    "--plugins-dir",
+    "plugin_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also load the plugins in DIR/*.py (repeatable).",
+)
+@click.option(
+    "--no-entry-points",
+    is_flag=True,
+    help="Do not load plugins installed under the plugstore.bot_plugins entry point.",
+)
+@click.option("--seed", type=int, help="Seed the games' random numbers (reproducible runs).")
+@click.pass_context
+def chat_cmd(
+    ctx: click.Context,
+    commands: tuple[str, ...],
+    storage: str | None,
+    user: str,
+    plugin_dirs: tuple[Path, ...],
+    no_entry_points: bool,
+    seed: int | None,
+) -> int:
+    """Chat with the plugstore bot: commands start with '.', try .help.
+
+    Everything the plugins store lives in the store, so it is still there in the next
+    session, and several consoles on one store share it.
+    """
+    from plugstore.bot import ChatHost, builtin_plugins, directory_plugins, entry_point_plugins
+    from plugstore.bot.console import interactive, say_lines, stdin_is_tty
+
+    state: CliState = ctx.ensure_object(CliState)
+    user = user.strip()
+    if not user:
+        raise CliError("--user: a user name must not be empty")
+    plugins = builtin_plugins()
+    problems: list[str] = []
+    if not no_entry_points:
+        found, trouble = entry_point_plugins()
+        plugins += found
+        problems += trouble
+    for directory in plugin_dirs:
+        found, trouble = directory_plugins(directory)
+        plugins += found
+        problems += trouble
+    with state.open(storage) as store:
+        host = ChatHost(
+            store,
+            plugins,
+            rng=random.Random(seed) if seed is not None else None,
+            debug=state.debug,
+        )
+        for problem in problems + host.problems:
+            click.echo(f"warning: {state.scrub(problem)}", err=True)
+        if commands:
+            return say_lines(host, user, commands)
+        if not stdin_is_tty():
+            return say_lines(host, user, (line.rstrip("\n") for line in sys.stdin))
+        loaded = ", ".join(p.name for p in host.plugins)
+        banner = (
+            f"plugstore chat on {store.url} as {user}\n"
+            f"plugins: {loaded}\n"
+            "commands start with '.': try .help; .quit or Ctrl-D leaves"
+        )
+        return interactive(host, user, banner)
