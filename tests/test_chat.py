@@ -106,11 +106,21 @@ def test_karma_counts_anywhere_in_a_line(chat: Chat, store: plugstore.Store) -> 
         "big data has karma 1",
     ]
     assert chat.say("bob", "Python++") == ["python has karma 2"]
-    assert chat.say("bob", "not karma: x++y, --x, ++, -- alone") == []
-    assert chat.one("ana", ".karma python") == "python has karma 2"
+    assert chat.say("bob", "not karma: x++y, --x, ++, -- alone, <-- <!-- -->") == []
+    assert chat.say("bob", "thanks alice++! rust++, go++. java++") == [
+        "alice has karma 1",
+        "rust has karma 1",
+        "go has karma 1",
+        "java has karma 0",
+    ]
+    assert chat.say("bob", "python++ python++ PYTHON--") == ["python has karma 3"]  # once
+    assert chat.one("ana", ".karma (big data)") == "big data has karma 1"
+    assert chat.one("ana", ".karma python") == "python has karma 3"
     assert chat.one("ana", ".karma nothing") == "nothing has karma 0"
-    assert store.namespace("chat.karma")["python"] == 2
-    assert chat.one("ana", ".karma") == "top: python (2), big data (1), java (-1)"
+    assert store.namespace("chat.karma")["python"] == 3
+    assert chat.one("ana", ".karma") == (
+        "top: python (3), alice (1), big data (1), go (1), rust (1)\nbottom: java (0)"
+    )
 
 
 def test_no_karma_for_yourself(chat: Chat, store: plugstore.Store) -> None:
@@ -122,8 +132,10 @@ def test_no_karma_for_yourself(chat: Chat, store: plugstore.Store) -> None:
 
 
 def test_karma_listing_shows_top_and_bottom(chat: Chat) -> None:
+    chat.say("ana", "t00--")
     for i in range(12):
-        chat.say("ana", " ".join([f"t{i:02}++"] * i) or "t00--")
+        for _ in range(i):
+            chat.say("ana", f"t{i:02}++")
     top, bottom = chat.one("ana", ".karma").splitlines()
     assert top == "top: t11 (11), t10 (10), t09 (9), t08 (8), t07 (7)"
     assert bottom == "bottom: t00 (-1), t01 (1), t02 (2), t03 (3), t04 (4)"
@@ -283,31 +295,49 @@ def test_poll_bad_steps(chat: Chat, store: plugstore.Store) -> None:
     assert "has no option '11'" in chat.error("bob", ".vote 1 11")
 
 
+def race(url: str, user: str, lines: list[str]) -> list[list[str]]:
+    """Each line said by ``user`` at once, by its own host on its own store connection."""
+    stores = [plugstore.open(url) for _ in lines]
+    hosts = [Chat(s).host for s in stores]
+    barrier = threading.Barrier(len(hosts))
+    results: list[list[str]] = [[] for _ in hosts]
+
+    def say(i: int) -> None:
+        barrier.wait()
+        results[i] = [r.text for r in hosts[i].handle(user, lines[i])]
+
+    threads = [threading.Thread(target=say, args=(i,)) for i in range(len(hosts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in stores:
+        s.close()
+    return results
+
+
 def test_poll_opened_once_when_the_same_user_races_done(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'race.db'}"
     with plugstore.open(url) as store:
         chat = Chat(store)
         for line in (".poll", "Q?", "a", "b"):
             chat.say("ana", line)
-    stores = [plugstore.open(url) for _ in range(8)]
-    hosts = [Chat(s).host for s in stores]
-    barrier = threading.Barrier(len(hosts))
-    results: list[list[str]] = [[] for _ in hosts]
-
-    def race(i: int) -> None:
-        barrier.wait()
-        results[i] = [r.text for r in hosts[i].handle("ana", "done")]
-
-    threads = [threading.Thread(target=race, args=(i,)) for i in range(len(hosts))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = race(url, "ana", ["done"] * 8)
     opened = [r for r in results if r and r[0].startswith("Poll 1 is open")]
     assert len(opened) == 1, results
-    assert stores[0].namespace("chat.poll")["next-id"] == 1
-    for s in stores:
-        s.close()
+    with plugstore.open(url) as store:
+        assert store.namespace("chat.poll")["next-id"] == 1
+
+
+def test_racing_the_question_step_keeps_the_winners_question(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    with plugstore.open(url) as store:
+        Chat(store).say("ana", ".poll")
+    results = race(url, "ana", [f"question {i}?" for i in range(8)])
+    winners = [i for i, r in enumerate(results) if r[0].startswith("Send the options")]
+    assert len(winners) == 1, results
+    with plugstore.open(url) as store:
+        assert store.namespace("chat.poll")["draft:ana"]["question"] == f"question {winners[0]}?"
 
 
 def test_unknown_conversation_state_starts_over(chat: Chat) -> None:
@@ -325,7 +355,7 @@ def test_help_lists_every_command_with_a_description(chat: Chat) -> None:
     lines = re.sub(r"\n {34}", "  ", text).splitlines()  # long synopses wrap their description
     assert ".play rps rock|paper|scissors | dice | stats [USER]\n" in text
     listed = {line.split()[0] for line in lines}
-    assert listed == {f".{name}" for name in chat.host.commands} | {"thing++,"}
+    assert listed == {f".{name}" for name in chat.host.commands} | {"thing++,", ".quit,"}
     for name in (
         "remember",
         "whatis",
@@ -473,3 +503,91 @@ def test_the_example_plugin_from_the_docs(store: plugstore.Store) -> None:
     assert restarted.one("bob", "Ada Lovelace") == "Right, it was Ada Lovelace!"
     assert store.namespace("chat.quotes")["score:bob"] == 1
     assert restarted.host.states.get("quotes", "bob") == "START"
+
+
+def test_a_plugin_whose_setup_fails_is_reported_and_the_rest_work(store: plugstore.Store) -> None:
+    class BadSetup(Plugin):
+        """Writes an invalid key at start-up."""
+
+        def setup(self) -> None:
+            self.data[""] = 1
+
+    host = ChatHost(store, [*builtin_plugins(), BadSetup])
+    assert len(host.problems) == 1
+    assert host.problems[0].endswith(".BadSetup not loaded: keys must not be empty")
+    assert "badsetup" not in [p.name for p in host.plugins]
+    assert [r.text for r in host.handle("ana", ".remember a is b")] == ["OK, a is b."]
+
+
+def test_a_failed_open_can_be_retried(chat: Chat, store: plugstore.Store) -> None:
+    for line in (".poll", "Q?", "a", "b"):
+        chat.say("ana", line)
+    poll = next(p for p in chat.host.plugins if p.name == "poll")
+    real_incr = poll.data.incr
+    calls = []
+
+    def failing_incr(key: str, delta: int = 1) -> int:
+        calls.append(key)
+        raise BackendUnavailableError("database is locked")
+
+    poll.data.incr = failing_incr  # type: ignore[method-assign]
+    assert chat.error("ana", "done").startswith("storage error in its conversation (poll)")
+    assert calls == ["next-id"]
+    assert chat.host.states.get("poll", "ana") == "OPTIONS"  # back where it was
+    poll.data.incr = real_incr  # type: ignore[method-assign]
+    assert chat.one("ana", "done").startswith("Poll 1 is open: Q? [1] a [2] b")
+
+
+def test_a_question_that_was_not_saved_is_asked_again(chat: Chat, store: plugstore.Store) -> None:
+    chat.say("ana", ".poll")
+    chat.host.states.set("poll", "ana", "OPTIONS")  # as if the draft write never happened
+    assert chat.error("ana", "pizza") == "your question was not saved: what is the question?"
+    assert chat.host.states.get("poll", "ana") == "QUESTION"
+    assert chat.one("ana", "Lunch?").startswith("Send the options")
+
+
+def test_a_question_saved_before_a_crash_is_kept(chat: Chat, store: plugstore.Store) -> None:
+    chat.say("ana", ".poll")
+    store.namespace("chat.poll")["draft:ana"] = {"question": "Lunch?", "options": []}
+    assert chat.host.states.get("poll", "ana") == "QUESTION"  # the state did not follow
+    assert chat.error("ana", "pizza") == "the question is already 'Lunch?': send an option"
+    assert chat.host.states.get("poll", "ana") == "OPTIONS"
+    assert chat.one("ana", "pizza") == "Option 1: pizza. Another, or 'done'?"
+
+
+def test_numbers_are_ascii_digits_only(chat: Chat) -> None:
+    for line in (".leaderboard ²", ".vote ² 1", ".poll ²", ".poll close ²"):
+        assert chat.error("ana", line).startswith("usage: "), line
+
+
+def test_user_names_with_control_characters_are_refused(chat: Chat) -> None:
+    assert chat.error("eve\n  1. mallory  99 games", ".play dice").startswith(
+        "a user name must not contain control characters"
+    )
+
+
+def test_base_classes_in_a_plugin_module_are_not_plugins(tmp_path: Path) -> None:
+    from plugstore.bot import directory_plugins
+
+    (tmp_path / "tools.py").write_text(
+        "from plugstore.bot import Plugin, command\n"
+        "class BaseTool(Plugin):\n"
+        '    """Base."""\n'
+        "    @command()\n"
+        "    def tool(self, ctx, args):\n"
+        '        """Use the tool."""\n'
+        "        return self.name\n"
+        "class Hammer(BaseTool):\n"
+        '    """A hammer."""\n'
+        "class Saw(BaseTool):\n"
+        '    """A saw."""\n'
+        "    @command()\n"
+        "    def cut(self, ctx, args):\n"
+        '        """Cut."""\n'
+        "        return 'cut'\n"
+    )
+    (tmp_path / "quits.py").write_text("import sys\nsys.exit(3)\n")
+    found, problems = directory_plugins(tmp_path)
+    assert sorted(cls.__name__ for cls in found) == ["Hammer", "Saw"]
+    assert len(problems) == 1
+    assert "quits.py: SystemExit: 3" in problems[0]

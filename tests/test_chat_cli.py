@@ -350,3 +350,103 @@ def test_chat_help_text_documents_the_options() -> None:
     text = textwrap.dedent(result.stdout)
     for option in ("--command", "--storage", "--user", "--plugins-dir", "--seed"):
         assert option in text
+
+
+def test_quit_ends_a_script_and_a_closed_stdin_says_nothing(url: str) -> None:
+    piped = chat(url=url, stdin=".remember a is 1\n.quit\n.remember b is 2\n")
+    assert (piped.returncode, piped.stdout) == (0, "OK, a is 1.\n")
+    assert chat("-c", ".exit", url=url).returncode == 0
+    closed = subprocess.run(
+        [*PLUGSTORE, "chat"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PLUGSTORE_URL": url},
+        timeout=60,
+        check=False,
+    )
+    assert (closed.returncode, closed.stderr) == (0, "")
+    really_closed = subprocess.run(
+        [*PLUGSTORE, "chat"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PLUGSTORE_URL": url},
+        timeout=60,
+        check=False,
+        preexec_fn=lambda: os.close(0),
+    )
+    assert (really_closed.returncode, really_closed.stderr) == (0, "")
+
+
+def test_a_user_name_with_control_characters_is_refused(url: str) -> None:
+    result = chat("--user", "eve\n  1. mallory", "-c", ".play dice", url=url)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: --user: a user name must not contain control")
+
+
+def test_known_secrets_never_reach_the_output(url: str, tmp_path: Path) -> None:
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "leak.py").write_text(
+        "import os\n"
+        "from plugstore.bot import Plugin, command\n"
+        "class Leak(Plugin):\n"
+        '    """Leaks."""\n'
+        "    @command()\n"
+        "    def leak(self, ctx, args):\n"
+        '        """Leak."""\n'
+        "        secret = os.environ['PLUGSTORE_SECRET']\n"
+        "        if args:\n"
+        "            raise RuntimeError(f'failed with {secret}')\n"
+        "        return f'the secret is {secret}'\n"
+    )
+    env = {"PLUGSTORE_URL": url, "PLUGSTORE_SECRET": "hunter2hunter2"}
+    for debug in ([], ["--debug"]):
+        result = subprocess.run(
+            [*PLUGSTORE, *debug, "chat", "-p", str(plugins), "-c", ".leak", "-c", ".leak x"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            timeout=60,
+            check=False,
+        )
+        assert "the secret is ***" in result.stdout
+        assert "failed with ***" in result.stderr
+        assert "hunter2" not in result.stdout + result.stderr
+
+
+def test_ctrl_c_abandons_a_slow_command_and_the_session_goes_on(url: str, tmp_path: Path) -> None:
+    pexpect = pytest.importorskip("pexpect")
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "slow.py").write_text(
+        "import time\n"
+        "from plugstore.bot import Plugin, command\n"
+        "class Slow(Plugin):\n"
+        '    """Slow."""\n'
+        "    @command()\n"
+        "    def slow(self, ctx, args):\n"
+        '        """Wait (like a command blocked on a locked store)."""\n'
+        "        print('waiting', flush=True)\n"
+        "        time.sleep(60)\n"
+    )
+    env = {**os.environ, "PLUGSTORE_URL": url, "XDG_STATE_HOME": str(tmp_path / "s")}
+    child = pexpect.spawn(
+        sys.executable,
+        [*PLUGSTORE[1:], "chat", "--user", "ana", "-p", str(plugins)],
+        env=env,
+        encoding="utf-8",
+        timeout=30,
+    )
+    child.expect_exact("ana> ")
+    child.sendline(".slow")
+    child.expect_exact("waiting")
+    child.sendcontrol("c")
+    child.expect_exact("(interrupted)")
+    child.expect_exact("ana> ")
+    child.sendline(".remember still is here")
+    child.expect_exact("OK, still is here.")
+    child.sendline(".quit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0

@@ -5,6 +5,9 @@
 * One-shot (``-c LINE``, repeatable): each line is said in turn, the replies printed.
 * Piped (stdin is not a terminal): every line read is said in turn.
 
+``.quit`` (or ``.exit``) ends any of them; Ctrl-C at the prompt abandons a command that
+is waiting on the store.
+
 Replies go to stdout, error replies to stderr; outside interactive mode the exit status
 is 1 if any reply was an error, so scripts can tell.
 """
@@ -35,6 +38,8 @@ def say_lines(host: ChatHost, user: str, lines: Iterable[str]) -> int:
     """Say each line as ``user`` and print the replies; 1 if any reply was an error."""
     failed = False
     for line in lines:
+        if line.strip().lower() in QUIT:
+            break
         failed |= _show(host.handle(user, line), color=False)
     return 1 if failed else 0
 
@@ -61,7 +66,12 @@ def interactive(host: ChatHost, user: str, banner: str) -> int:
             interrupted = False
             if line.strip().lower() in QUIT:
                 return 0
-            _show(host.handle(user, line), color=True)
+            try:
+                replies = host.handle(user, line)
+            except KeyboardInterrupt:  # Ctrl-C during a slow command: drop it, stay
+                click.echo("\n(interrupted)")
+                continue
+            _show(replies, color=True)
     finally:
         _save_history(history)
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from plugstore.errors import StoreError
+from plugstore.errors import BackendUnavailableError, StoreError, StoreNotOpenError
 from plugstore.keys import check_namespace
 from plugstore.state import FIRST_STATE, StateStore
 from plugstore.store import Store
@@ -74,10 +74,13 @@ class ChatHost:
         *,
         rng: random.Random | None = None,
         debug: bool = False,
+        scrub: Callable[[str], str] = str,
     ) -> None:
         self.store = store
         self.rng = rng or random.Random()
         self.debug = debug
+        #: Applied to every reply and traceback: the CLI removes the secrets it knows.
+        self.scrub = scrub
         self.states = StateStore(store.namespace(STATE_NAMESPACE))
         self.plugins: list[Plugin] = []
         self.commands: dict[str, CommandSpec] = {}
@@ -101,7 +104,7 @@ class ChatHost:
                     owner = self.commands[spec.name].plugin.name
                     raise ValueError(f"command .{spec.name} is already taken by plugin {owner!r}")
             plugin.setup()
-        except StoreError:
+        except (BackendUnavailableError, StoreNotOpenError):
             raise  # the store itself is failing: nothing else will work either
         except Exception as exc:
             self.problems.append(f"plugin {where} not loaded: {_describe(exc)}")
@@ -115,8 +118,9 @@ class ChatHost:
         text = text.strip()
         if not text:
             return []
-        if not user.strip():
-            return [Reply("a user name must not be empty", error=True)]
+        problem = check_user(user)
+        if problem:
+            return [Reply(problem, error=True)]
         match = _COMMAND_LINE.match(text)
         if match:
             return self._command(user, match.group(1).lower(), match.group(2).strip())
@@ -160,27 +164,39 @@ class ChatHost:
 
         :class:`UsageError` propagates (only commands have a usage line to show).
         """
-        try:
-            return _replies(handler(*args))  # inside the try: a generator runs here
+        try:  # inside the try: a generator runs here
+            return [Reply(self.scrub(r.text), r.error) for r in _replies(handler(*args))]
         except UsageError:
             raise
         except CommandError as exc:
-            return [Reply(str(exc) or "that did not work", error=True)]
+            return [Reply(self.scrub(str(exc)) or "that did not work", error=True)]
         except StoreError as exc:
             return [self._store_failure(plugin, what, exc)]
         except Exception as exc:
             self._log(exc)
             hint = "" if self.debug else " (run with --debug for the traceback)"
             text = f"plugin {plugin.name!r} failed in {what}: {_describe(exc)}{hint}"
-            return [Reply(text, error=True)]
+            return [Reply(self.scrub(text), error=True)]
 
     def _store_failure(self, plugin: Plugin, what: str, exc: StoreError) -> Reply:
         self._log(exc)
-        return Reply(f"storage error in {what} ({plugin.name}): {_describe(exc)}", error=True)
+        text = f"storage error in {what} ({plugin.name}): {_describe(exc)}"
+        return Reply(self.scrub(text), error=True)
 
     def _log(self, exc: BaseException) -> None:
         if self.debug:  # the console's --debug: the traceback, on stderr
-            traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            print(self.scrub(text), end="", file=sys.stderr)
+
+
+def check_user(user: str) -> str | None:
+    """Why ``user`` cannot speak (empty, or control characters that could fake a line of
+    someone else's output), or ``None``."""
+    if not user.strip():
+        return "a user name must not be empty"
+    if not user.isprintable():
+        return f"a user name must not contain control characters: {user!r}"
+    return None
 
 
 def _replies(result: object) -> list[Reply]:

@@ -45,7 +45,7 @@ def entry_point_plugins() -> tuple[list[type[Plugin]], list[str]]:
                 if not (inspect.isclass(cls) and issubclass(cls, Plugin)):
                     raise TypeError(f"{ep.value} is not a plugstore.bot.Plugin subclass")
             found += classes
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             problems.append(f"entry point {ep.name} = {ep.value}: {type(exc).__name__}: {exc}")
     return found, problems
 
@@ -61,7 +61,7 @@ def directory_plugins(directory: Path) -> tuple[list[type[Plugin]], list[str]]:
             continue
         try:
             module = _import_file(path)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a plugin calling sys.exit() at import
             problems.append(f"plugin file {path}: {type(exc).__name__}: {exc}")
             continue
         classes = plugins_in(module)
@@ -72,12 +72,17 @@ def directory_plugins(directory: Path) -> tuple[list[type[Plugin]], list[str]]:
 
 
 def plugins_in(module: ModuleType) -> list[type[Plugin]]:
-    """The Plugin subclasses defined (not merely imported) in ``module``."""
-    return [
+    """The Plugin subclasses defined (not merely imported) in ``module``.
+
+    A class that another class of the module derives from is a base, not a plugin.
+    """
+    defined = [
         cls
         for _, cls in inspect.getmembers(module, inspect.isclass)
         if issubclass(cls, Plugin) and cls is not Plugin and cls.__module__ == module.__name__
     ]
+    bases = {base for cls in defined for base in cls.__mro__[1:]}
+    return [cls for cls in defined if cls not in bases]
 
 
 def _import_file(path: Path) -> ModuleType:

@@ -154,8 +154,8 @@ def cli(
     """
     state = ctx.ensure_object(CliState)
     state.configure(url=url, codec=codec, secret_env=secret_env, debug=debug)
-    # Libraries' own log lines (psycopg's pool warns on every failed connection attempt)
-    # would repeat the one error line; --debug shows them, secrets scrubbed.
+    # Other libraries' log lines (psycopg's pool warns on every failed connection
+    # attempt) would repeat the one error line; --debug shows them, secrets scrubbed.
     _configure_logging(state)
 
 
@@ -174,8 +174,11 @@ def _configure_logging(state: CliState) -> None:
         return  # the embedding application (or a test runner) set logging up
     handler = logging.StreamHandler()
     handler.setFormatter(_ScrubbingFormatter(state))
-    # The handler's level, not the loggers': psycopg sets its own logger's level.
-    handler.setLevel(logging.WARNING if state.debug else logging.CRITICAL)
+    # The handler decides, not the loggers' levels (psycopg sets its own): plugstore's
+    # warnings always show; other libraries' only with --debug.
+    handler.setLevel(logging.WARNING)
+    if not state.debug:
+        handler.addFilter(lambda record: record.name.split(".", 1)[0] == "plugstore")
     root.addHandler(handler)
 
 

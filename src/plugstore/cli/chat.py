@@ -77,11 +77,13 @@ def chat_cmd(
     """
     from plugstore.bot import ChatHost, builtin_plugins, directory_plugins, entry_point_plugins
     from plugstore.bot.console import interactive, say_lines, stdin_is_tty
+    from plugstore.bot.host import check_user
 
     state: CliState = ctx.ensure_object(CliState)
     user = user.strip()
-    if not user:
-        raise CliError("--user: a user name must not be empty")
+    problem = check_user(user)
+    if problem:
+        raise CliError(f"--user: {problem}")
     plugins = builtin_plugins()
     problems: list[str] = []
     if not no_entry_points:
@@ -98,13 +100,14 @@ def chat_cmd(
             plugins,
             rng=random.Random(seed) if seed is not None else None,
             debug=state.debug,
+            scrub=state.scrub,
         )
         for problem in problems + host.problems:
             click.echo(f"warning: {state.scrub(problem)}", err=True)
         if commands:
             return say_lines(host, user, commands)
-        if not stdin_is_tty():
-            return say_lines(host, user, (line.rstrip("\n") for line in sys.stdin))
+        if not stdin_is_tty():  # piped; a closed stdin (None) says nothing
+            return say_lines(host, user, (line.rstrip("\n") for line in sys.stdin or ()))
         loaded = ", ".join(p.name for p in host.plugins)
         banner = (
             f"plugstore chat on {store.url} as {user}\n"

@@ -8,6 +8,7 @@ there is no second copy to drift.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -88,7 +89,7 @@ class Games(Plugin):
         """The top N players (default 10) by points: 3 a win, 1 a draw."""
         if not args:
             top = DEFAULT_TOP
-        elif args.isdigit() and 1 <= int(args) <= MAX_TOP:
+        elif re.fullmatch(r"[0-9]+", args) and 1 <= int(args) <= MAX_TOP:  # not "²"
             top = int(args)
         else:
             raise UsageError(f"N is a whole number from 1 to {MAX_TOP}")

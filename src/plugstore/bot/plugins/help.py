@@ -25,6 +25,7 @@ class Help(Plugin):
             return f"{spec.synopsis}\n  {spec.description} (plugin {spec.plugin.name})"
         rows = [(spec.synopsis, spec.description) for _, spec in sorted(commands.items())]
         rows += [(lst.synopsis, lst.description) for lst in self.host.listeners]
+        rows.append((".quit, .exit", "Leave the console (plugstore chat)."))
         width = min(max(len(left) for left, _ in rows), WIDE)
         lines = []
         for left, right in rows:

@@ -9,12 +9,16 @@ from ..plugin import Context, Plugin, command, listen
 #: ``.karma`` without arguments lists this many things.
 TOP = 5
 
-# thing++ / thing-- as a whole word, or (several words)++; a bare "++" or "--x" is not.
-_KARMA = r"(?:\(([^()]+)\)|(?<!\S)([^\s+\-()][^\s()]*?))(\+\+|--)(?!\S)"
+# thing++ / thing-- as a word starting with a letter or digit, or (several words)++,
+# before a space, the end or closing punctuation ("thanks alice++!"); not "<--", "x++y".
+_KARMA = r"(?:\(([^()]+)\)|(?<!\S)(\w[^\s()]*?))(\+\+|--)(?=[.,;:!?]*(?:\s|\Z))"
 
 
 def thing_key(text: str) -> str:
-    """The key of a thing: case and spacing do not matter."""
+    """The key of a thing: case, spacing and surrounding parentheses do not matter."""
+    text = text.strip()
+    if text.startswith("(") and text.endswith(")"):
+        text = text[1:-1]
     return " ".join(text.split()).lower()
 
 
@@ -25,12 +29,14 @@ class Karma(Plugin):
 
     @listen(_KARMA, synopsis="thing++, thing--, (two words)++")
     def vote(self, ctx: Context, matches: list[re.Match[str]]) -> list[str]:
-        """Give or take a point of karma (not to yourself)."""
+        """Give or take a point of karma (not to yourself; once a line per thing)."""
         replies = []
+        seen: set[str] = set()
         for match in matches:
             thing = thing_key(match.group(1) or match.group(2))
-            if not thing:
+            if not thing or thing in seen:
                 continue
+            seen.add(thing)
             if thing == thing_key(ctx.user):
                 replies.append(f"nice try, {ctx.user}: no karma for yourself")
                 continue

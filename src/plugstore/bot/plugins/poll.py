@@ -2,17 +2,24 @@
 
 ``.poll`` asks for the question (state ``QUESTION``), then for the options, one per
 message (state ``OPTIONS``); ``done`` opens the poll and ends the conversation (back to
-``"START"``).  Each step moves the state with an atomic
-:meth:`~plugstore.state.StateStore.transition`, so the same user typing in two
-processes at once cannot open the same poll twice.  Votes are one key per voter
+``"START"``).  Each step claims itself atomically (a
+:meth:`~plugstore.state.StateStore.transition`, or a compare-and-set of the draft for the
+question), so the same user typing in two consoles at once cannot store two questions or
+open the same poll twice, and a failure between a step's two writes is repaired by the
+next line instead of losing the poll.  Votes are one key per voter
 (``vote:<poll>:<user>``), counted with a prefix scan.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from typing import Any
+
+from plugstore.errors import StoreError
 
 from ..plugin import CommandError, Context, Plugin, UsageError, command
 
@@ -20,6 +27,7 @@ QUESTION, OPTIONS = "QUESTION", "OPTIONS"
 MAX_OPTIONS = 10
 MAX_TEXT = 200
 FINISH = "done"
+_DIGITS = re.compile(r"[0-9]+")  # not str.isdigit(): that accepts "²"
 
 
 def draft_key(user: str) -> str:
@@ -50,7 +58,7 @@ class Poll(Plugin):
             return self._cancel(ctx)
         if verb == "close":
             return self._close(ctx, _poll_id(rest))
-        if verb.isdigit() and not rest:
+        if _DIGITS.fullmatch(verb) and not rest:
             return self._results(_poll_id(verb))
         raise UsageError()
 
@@ -66,7 +74,7 @@ class Poll(Plugin):
         if not poll["open"]:
             raise CommandError(f"poll {poll_id} is closed")
         options: list[str] = poll["options"]
-        if choice.isdigit() and 1 <= int(choice) <= len(options):
+        if _DIGITS.fullmatch(choice) and 1 <= int(choice) <= len(options):
             index = int(choice) - 1
         else:
             lowered = [o.lower() for o in options]
@@ -97,11 +105,14 @@ class Poll(Plugin):
         if len(text) > MAX_TEXT:
             raise CommandError(f"keep it under {MAX_TEXT} characters")
         if state == QUESTION:
-            self.data[draft_key(ctx.user)] = {"question": text, "options": []}
-            if not ctx.transition(QUESTION, OPTIONS):
-                raise CommandError("this poll moved on elsewhere; .poll shows where you are")
-            return f"Send the options, one per message, then '{FINISH}'."
+            return self._question(ctx, text)
         if state == OPTIONS:
+            draft = self.data.get(draft_key(ctx.user))
+            if not draft or not draft.get("question"):
+                # The draft is gone (cancelled in another console, or removed by hand):
+                # ask for the question again rather than open a poll without one.
+                ctx.transition(OPTIONS, QUESTION)
+                raise CommandError("your question was not saved: what is the question?")
             if text.lower() == FINISH:
                 return self._open(ctx)
             draft = self.data.compute(draft_key(ctx.user), lambda d: _add_option(d, text))
@@ -112,9 +123,25 @@ class Poll(Plugin):
     def _start(self, ctx: Context) -> str:
         if not ctx.transition("START", QUESTION):
             draft = self.data.get(draft_key(ctx.user))
-            where = f" ({draft['question']!r})" if draft else ""
+            where = f" ({draft['question']!r})" if draft and draft["question"] else ""
             raise CommandError(f"you are already writing a poll{where}: continue, or .poll cancel")
+        self.data[draft_key(ctx.user)] = {"question": None, "options": []}
         return "What is the question?"
+
+    def _question(self, ctx: Context, text: str) -> str:
+        # The draft's compare-and-set is the claim: of two consoles racing this step,
+        # exactly one stores its question; the state follows.  A crash in between leaves
+        # the question saved and the state behind, which the next line repairs.
+        key = draft_key(ctx.user)
+        raw = self.data.get_raw(key)
+        draft = None if raw is None else self.data.store.codec.decode(raw)
+        if draft and draft.get("question"):
+            ctx.transition(QUESTION, OPTIONS)
+            raise CommandError(f"the question is already {draft['question']!r}: send an option")
+        if not self.data.replace_if(key, raw, {"question": text, "options": []}):
+            raise CommandError("this poll moved on in another console: send an option")
+        ctx.transition(QUESTION, OPTIONS)
+        return f"Send the options, one per message, then '{FINISH}'."
 
     def _cancel(self, ctx: Context) -> str:
         state = ctx.state
@@ -130,14 +157,15 @@ class Poll(Plugin):
             raise CommandError("a poll needs at least 2 options: send another")
         if not ctx.transition(OPTIONS, "START"):
             raise CommandError("this poll was already opened or cancelled elsewhere")
-        poll_id = self.data.incr("next-id")
-        self.data[poll_key(poll_id)] = {
-            **draft,
-            "by": ctx.user,
-            "open": True,
-            "at": datetime.now(timezone.utc),
-        }
-        self.data.pop(draft_key(ctx.user), None)
+        with _undo_on_failure(ctx, "START", OPTIONS):  # so that 'done' can be said again
+            poll_id = self.data.incr("next-id")
+            self.data[poll_key(poll_id)] = {
+                **draft,
+                "by": ctx.user,
+                "open": True,
+                "at": datetime.now(timezone.utc),
+            }
+        self.data.pop(draft_key(ctx.user), None)  # left behind, it is harmless
         return (
             f"Poll {poll_id} is open: {draft['question']} {_listing(draft['options'])}\n"
             f"Vote with: .vote {poll_id} OPTION"
@@ -172,8 +200,24 @@ class Poll(Plugin):
         return self._results(poll_id)
 
 
+@contextmanager
+def _undo_on_failure(ctx: Context, done: str, back: str) -> Iterator[None]:
+    """Move the conversation from ``done`` back to ``back`` if the block fails.
+
+    Best effort: when the store itself is failing the undo fails too, and the original
+    error is the one reported (the next step notices the missing data).
+    """
+    try:
+        yield
+    except BaseException:
+        with suppress(StoreError):
+            ctx.transition(done, back)
+        raise
+
+
 def _add_option(draft: dict[str, Any] | None, option: str) -> dict[str, Any]:
-    draft = draft or {"question": "", "options": []}
+    if not draft or not draft.get("question"):
+        raise CommandError("your question was not saved: .poll cancel, then .poll again")
     if option.lower() in (o.lower() for o in draft["options"]):
         raise CommandError(f"{option!r} is already an option")
     if len(draft["options"]) >= MAX_OPTIONS:
@@ -182,7 +226,7 @@ def _add_option(draft: dict[str, Any] | None, option: str) -> dict[str, Any]:
 
 
 def _poll_id(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 2**63:
+    if not _DIGITS.fullmatch(text) or not 0 < int(text) < 2**63:
         raise UsageError("a poll ID is a number (.polls lists them)")
     return int(text)
 
