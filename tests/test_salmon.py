@@ -31,7 +31,7 @@ import plugstore
 from plugstore.errors import InvalidNamespaceError, StoreNotOpenError
 from plugstore.state import StateStore
 from servers import IN_CI
-from test_state_store import Servers
+from test_state_store import Servers, release_together
 
 try:
     from salmon.mail import MailRequest
@@ -328,27 +328,7 @@ def start_workers(specs: list[dict[str, Any]]) -> list[subprocess.Popen[str]]:
 
 def run_workers(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Run one worker per spec; those with ``wait`` are released together."""
-    procs = start_workers(specs)
-    try:
-        for p, spec in zip(procs, specs, strict=True):
-            if spec.get("wait"):
-                assert p.stdout is not None
-                line = p.stdout.readline().strip()
-                assert line == "ready", p.stderr.read() if p.stderr else line
-        for p in procs:
-            assert p.stdin is not None
-            p.stdin.write("go\n")
-            p.stdin.flush()
-        results = []
-        for p in procs:
-            out, err = p.communicate(timeout=240)
-            assert p.returncode == 0, err
-            results.append(json.loads(out))
-        return results
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+    return release_together(start_workers(specs), [bool(s.get("wait")) for s in specs])
 
 
 @pytest.mark.slow

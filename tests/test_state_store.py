@@ -379,25 +379,18 @@ with plugstore.open(spec["url"]) as store:
 """
 
 
-def _race_processes(url: str, spec: dict[str, Any], n: int) -> list[list[bool]]:
-    env = {**os.environ, _SPEC_ENV: json.dumps({"url": url, **spec})}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _RACER, _SPEC_ENV],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(n)
-    ]
+def release_together(
+    procs: list[subprocess.Popen[str]], waiting: list[bool] | None = None
+) -> list[Any]:
+    """Wait for every waiting process to print ``ready``, send them all ``go`` at once,
+    and return each one's JSON output (killing any left running on failure)."""
     try:
+        for p, waits in zip(procs, waiting or [True] * len(procs), strict=True):
+            if waits:
+                assert p.stdout is not None
+                line = p.stdout.readline().strip()
+                assert line == "ready", p.stderr.read() if p.stderr else line
         for p in procs:
-            assert p.stdout is not None
-            line = p.stdout.readline().strip()
-            assert line == "ready", p.stderr.read() if p.stderr else line
-        for p in procs:  # released together
             assert p.stdin is not None
             p.stdin.write("go\n")
             p.stdin.flush()
@@ -411,6 +404,22 @@ def _race_processes(url: str, spec: dict[str, Any], n: int) -> list[list[bool]]:
         for p in procs:
             if p.poll() is None:
                 p.kill()
+
+
+def _race_processes(url: str, spec: dict[str, Any], n: int) -> list[list[bool]]:
+    env = {**os.environ, _SPEC_ENV: json.dumps({"url": url, **spec})}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RACER, _SPEC_ENV],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(n)
+    ]
+    return release_together(procs)
 
 
 @pytest.mark.slow

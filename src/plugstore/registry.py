@@ -227,15 +227,25 @@ def _import_plug_module(spec: BackendSpec) -> ModuleType:
     mod_name = f"plugstore_plug_{path.parent.name}_{path.stem}".replace("-", "_")
     if mod_name in sys.modules:
         return sys.modules[mod_name]
-    import_spec = importlib.util.spec_from_file_location(mod_name, path)
+    try:
+        return import_file(mod_name, path)
+    except ImportError as exc:
+        raise ConfigurationError(f"{spec.source}: {exc}") from None
+
+
+def import_file(module_name: str, path: Path) -> ModuleType:
+    """Import the Python file ``path`` as ``module_name`` (registered in ``sys.modules``
+    only if it imports without error).  Used for ``.plug`` modules and chat plugin files.
+    """
+    import_spec = importlib.util.spec_from_file_location(module_name, path)
     if import_spec is None or import_spec.loader is None:
-        raise ConfigurationError(f"{spec.source}: cannot import {path}")
+        raise ImportError(f"cannot import {path}")
     module = importlib.util.module_from_spec(import_spec)
-    sys.modules[mod_name] = module
+    sys.modules[module_name] = module
     try:
         import_spec.loader.exec_module(module)
     except BaseException:
-        del sys.modules[mod_name]
+        del sys.modules[module_name]
         raise
     return module
 

@@ -9,13 +9,12 @@ others still load.  Loading a plugin runs its code: only the operator names dire
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
-import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
+
+from plugstore.registry import import_file
 
 from .plugin import Plugin
 
@@ -60,7 +59,7 @@ def directory_plugins(directory: Path) -> tuple[list[type[Plugin]], list[str]]:
         if path.name.startswith("_"):
             continue
         try:
-            module = _import_file(path)
+            module = import_file(f"plugstore_chat_plugins.{path.stem}", path)
         except (Exception, SystemExit) as exc:  # a plugin calling sys.exit() at import
             problems.append(f"plugin file {path}: {type(exc).__name__}: {exc}")
             continue
@@ -83,18 +82,3 @@ def plugins_in(module: ModuleType) -> list[type[Plugin]]:
     ]
     bases = {base for cls in defined for base in cls.__mro__[1:]}
     return [cls for cls in defined if cls not in bases]
-
-
-def _import_file(path: Path) -> ModuleType:
-    name = f"plugstore_chat_plugins.{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
