@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 
 import plugstore
-from plugstore.bot import ChatHost, CommandError, Context, Plugin, builtin_plugins, command
+from plugstore.bot import (
+    ChatHost,
+    CommandError,
+    Context,
+    Plugin,
+    UsageError,
+    builtin_plugins,
+    command,
+    listen,
+)
 from plugstore.bot.plugins.games import Record, counter_key, rank
 from plugstore.errors import BackendUnavailableError
 
@@ -415,6 +424,30 @@ class Broken(Plugin):
     def down(self, ctx: Context, args: str) -> str:
         """A storage failure."""
         raise BackendUnavailableError("redis at 127.0.0.1:1 refused the connection")
+
+
+def test_usage_errors_outside_commands_are_plain_replies(store: plugstore.Store) -> None:
+    class Strict(Plugin):
+        """Raises UsageError where there is no usage line."""
+
+        @listen(r"\bstrict\b", synopsis="strict")
+        def hear(self, ctx: Context, matches: list[re.Match[str]]) -> str:
+            """Complain."""
+            raise UsageError("say it differently")
+
+        @command()
+        def talk(self, ctx: Context, args: str) -> str:
+            """Start talking."""
+            ctx.set_state("TALKING")
+            return "talk to me"
+
+        def converse(self, ctx: Context, text: str) -> str:
+            raise UsageError("not like that")
+
+    chat = Chat(store, extra=[Strict])
+    assert chat.error("ana", "be strict") == "say it differently"
+    chat.say("ana", ".talk")
+    assert chat.error("ana", "hello") == "not like that"
 
 
 def test_plugin_failures_are_one_line_replies(chat_broken: Chat) -> None:

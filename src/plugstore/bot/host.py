@@ -151,23 +151,28 @@ class ChatHost:
             hint = f" - did you mean .{close[0]}?" if close else ""
             return [Reply(f"unknown command .{name}{hint} (.help lists the commands)", True)]
         ctx = Context(self, spec.plugin, user)
-        try:
-            return self._run(spec.plugin, f".{spec.name}", spec.handler, ctx, args)
-        except UsageError as exc:
-            detail = f" ({exc})" if str(exc) else ""
-            return [Reply(f"usage: {spec.synopsis}{detail}", error=True)]
+        return self._run(spec.plugin, f".{spec.name}", spec.handler, ctx, args, usage=spec)
 
     def _run(
-        self, plugin: Plugin, what: str, handler: Callable[..., Replies], *args: Any
+        self,
+        plugin: Plugin,
+        what: str,
+        handler: Callable[..., Replies],
+        *args: Any,
+        usage: CommandSpec | None = None,
     ) -> list[Reply]:
         """Call a handler; its replies, or one line saying why it failed.
 
-        :class:`UsageError` propagates (only commands have a usage line to show).
+        A :class:`UsageError` shows the command's usage line (``usage``); raised by a
+        conversation or a listener, which have none, it is a plain error reply.
         """
         try:  # inside the try: a generator runs here
             return [Reply(self.scrub(r.text), r.error) for r in _replies(handler(*args))]
-        except UsageError:
-            raise
+        except UsageError as exc:
+            if usage is None:
+                return [Reply(self.scrub(str(exc)) or "that did not work", error=True)]
+            detail = f" ({self.scrub(str(exc))})" if str(exc) else ""
+            return [Reply(f"usage: {usage.synopsis}{detail}", error=True)]
         except CommandError as exc:
             return [Reply(self.scrub(str(exc)) or "that did not work", error=True)]
         except StoreError as exc:
