@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 import plugstore
+from plugstore import testing
 from plugstore.errors import DecodeError, InvalidKeyError, StoreNotOpenError
 from plugstore.keys import MAX_KEY_BYTES
 from plugstore.state import FIRST_STATE, StateStore
@@ -382,28 +383,8 @@ with plugstore.open(spec["url"]) as store:
 def release_together(
     procs: list[subprocess.Popen[str]], waiting: list[bool] | None = None
 ) -> list[Any]:
-    """Wait for every waiting process to print ``ready``, send them all ``go`` at once,
-    and return each one's JSON output (killing any left running on failure)."""
-    try:
-        for p, waits in zip(procs, waiting or [True] * len(procs), strict=True):
-            if waits:
-                assert p.stdout is not None
-                line = p.stdout.readline().strip()
-                assert line == "ready", p.stderr.read() if p.stderr else line
-        for p in procs:
-            assert p.stdin is not None
-            p.stdin.write("go\n")
-            p.stdin.flush()
-        results = []
-        for p in procs:
-            out, err = p.communicate(timeout=240)
-            assert p.returncode == 0, err
-            results.append(json.loads(out))
-        return results
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+    """The kit's release of racing processes; each one's stdout is one JSON document."""
+    return [json.loads(out) for out in testing.release_together(procs, waiting)]
 
 
 def _race_processes(url: str, spec: dict[str, Any], n: int) -> list[list[bool]]:

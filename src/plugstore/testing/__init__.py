@@ -52,7 +52,13 @@ from plugstore import (
 )
 from plugstore.keys import INT64_MAX, MAX_KEY_BYTES
 
-__all__ = ["PicklableThing", "StoreConformance", "json_values", "pickle_values"]
+__all__ = [
+    "PicklableThing",
+    "StoreConformance",
+    "json_values",
+    "pickle_values",
+    "release_together",
+]
 
 NS = "conformance"
 SPEC_ENV = "PLUGSTORE_CHILD_SPEC"
@@ -106,6 +112,37 @@ _hashables = st.recursive(
     lambda inner: st.one_of(st.tuples(inner, inner), st.frozensets(inner, max_size=3)),
     max_leaves=6,
 )
+
+
+def release_together(
+    procs: list[subprocess.Popen[str]], waiting: list[bool] | None = None
+) -> list[str]:
+    """Release racing child processes at the same moment; return each one's stdout.
+
+    Every process (or those ``waiting`` marks) must print ``ready`` once it is set up,
+    then read a line from stdin before it starts; all get ``go`` together.  A child that
+    exits non-zero fails the test with its stderr; any left running are killed.
+    """
+    try:
+        for p, waits in zip(procs, waiting or [True] * len(procs), strict=True):
+            if waits:
+                assert p.stdout is not None
+                line = p.stdout.readline().strip()
+                assert line == "ready", p.stderr.read() if p.stderr else line
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        outputs = []
+        for p in procs:
+            out, err = p.communicate(timeout=240)
+            assert p.returncode == 0, err
+            outputs.append(out)
+        return outputs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
 
 
 def json_values() -> st.SearchStrategy[Any]:
@@ -779,23 +816,7 @@ class StoreConformance:
     def _race(self, store: Store, spec: dict[str, Any], n_procs: int = 4) -> None:
         """Start ``n_procs`` incrementing children, release them together, wait for all."""
         self._need_multiprocess(store)
-        procs = self._children(store, "incr", [spec] * n_procs)
-        try:
-            for p in procs:
-                assert p.stdout is not None
-                line = p.stdout.readline().strip()
-                assert line == "ready", p.stderr.read() if p.stderr else line
-            for p in procs:
-                assert p.stdin is not None
-                p.stdin.write("go\n")
-                p.stdin.flush()
-            for p in procs:
-                _, err = p.communicate(timeout=240)
-                assert p.returncode == 0, err
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
+        release_together(self._children(store, "incr", [spec] * n_procs))
 
     @pytest.mark.slow
     def test_processes_incr_exact(self, store: Store, ns: Namespace) -> None:
