@@ -10,7 +10,7 @@ import textwrap
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -27,12 +27,14 @@ def chat(
     url: str | None = None,
     stdin: str | None = None,
     env: dict[str, str] | None = None,
+    options: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
+    """``plugstore [options] chat [args]`` in a new process."""
     environ = {**os.environ, **(env or {})}
     if url is not None:
         environ["PLUGSTORE_URL"] = url
     return subprocess.run(
-        [*PLUGSTORE, "chat", *args],
+        [*PLUGSTORE, *options, "chat", *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -40,6 +42,14 @@ def chat(
         timeout=120,
         check=False,
     )
+
+
+def plugin_dir(tmp_path: Path, name: str, source: str) -> Path:
+    """A plugins directory holding one file, ``name.py``."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / f"{name}.py").write_text(source)
+    return plugins
 
 
 @pytest.fixture
@@ -138,9 +148,7 @@ class Greeter(Plugin):
 
 
 def test_plugins_directory(url: str, tmp_path: Path) -> None:
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "greeter.py").write_text(PLUGIN)
+    plugins = plugin_dir(tmp_path, "greeter", PLUGIN)
     (plugins / "broken.py").write_text("def oops(:\n")
     (plugins / "empty.py").write_text("X = 1\n")
     (plugins / "_private.py").write_text("raise SystemExit('must not be imported')\n")
@@ -181,16 +189,16 @@ def test_entry_point_plugins(url: str, tmp_path: Path) -> None:
 
 
 def test_debug_shows_the_traceback_of_a_failing_plugin(url: str, tmp_path: Path) -> None:
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "boom.py").write_text(
+    plugins = plugin_dir(
+        tmp_path,
+        "boom",
         "from plugstore.bot import Plugin, command\n"
         "class Boom(Plugin):\n"
         '    """Fails."""\n'
         "    @command()\n"
         "    def boom(self, ctx, args):\n"
         '        """Fail."""\n'
-        "        return 1 / 0\n"
+        "        return 1 / 0\n",
     )
     plain = chat("-p", str(plugins), "-c", ".boom", url=url)
     assert plain.returncode == 1
@@ -198,14 +206,7 @@ def test_debug_shows_the_traceback_of_a_failing_plugin(url: str, tmp_path: Path)
         "plugin 'boom' failed in .boom: ZeroDivisionError: division by zero "
         "(run with --debug for the traceback)\n"
     )
-    debug = subprocess.run(
-        [*PLUGSTORE, "--debug", "chat", "-p", str(plugins), "-c", ".boom"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PLUGSTORE_URL": url},
-        timeout=60,
-        check=False,
-    )
+    debug = chat("-p", str(plugins), "-c", ".boom", url=url, options=["--debug"])
     assert "Traceback" in debug.stderr
     assert "return 1 / 0" in debug.stderr
 
@@ -310,14 +311,9 @@ def play_concurrently(url: str) -> None:
         for user, counts in seen.items():
             for outcome in ("wins", "draws", "losses"):
                 assert games.get(counter_key(outcome, user), 0) == counts[outcome], (user, outcome)
-    board = subprocess.run(
-        [*PLUGSTORE, "chat", "-c", ".leaderboard"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    leaderboard = chat("-c", ".leaderboard", url=url)
+    assert leaderboard.returncode == 0, leaderboard.stderr
+    board = leaderboard.stdout
     assert sum(int(n) for n in re.findall(r"(\d+) games:", board)) == PROCESSES * GAMES
     assert re.findall(r"(\d+) games:", board) == [str(GAMES * 2)] * 2
 
@@ -344,9 +340,8 @@ def test_four_processes_play_exact_totals_on_postgresql(pg_url: str) -> None:
 
 
 def test_chat_help_text_documents_the_options() -> None:
-    result = subprocess.run(
-        [*PLUGSTORE, "chat", "--help"], capture_output=True, text=True, timeout=60, check=True
-    )
+    result = chat("--help")
+    assert result.returncode == 0, result.stderr
     text = textwrap.dedent(result.stdout)
     for option in ("--command", "--storage", "--user", "--plugins-dir", "--seed"):
         assert option in text
@@ -385,9 +380,9 @@ def test_a_user_name_with_control_characters_is_refused(url: str) -> None:
 
 
 def test_known_secrets_never_reach_the_output(url: str, tmp_path: Path) -> None:
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "leak.py").write_text(
+    plugins = plugin_dir(
+        tmp_path,
+        "leak",
         "import os\n"
         "from plugstore.bot import Plugin, command\n"
         "class Leak(Plugin):\n"
@@ -398,17 +393,19 @@ def test_known_secrets_never_reach_the_output(url: str, tmp_path: Path) -> None:
         "        secret = os.environ['PLUGSTORE_SECRET']\n"
         "        if args:\n"
         "            raise RuntimeError(f'failed with {secret}')\n"
-        "        return f'the secret is {secret}'\n"
+        "        return f'the secret is {secret}'\n",
     )
-    env = {"PLUGSTORE_URL": url, "PLUGSTORE_SECRET": "hunter2hunter2"}
     for debug in ([], ["--debug"]):
-        result = subprocess.run(
-            [*PLUGSTORE, *debug, "chat", "-p", str(plugins), "-c", ".leak", "-c", ".leak x"],
-            capture_output=True,
-            text=True,
-            env={**os.environ, **env},
-            timeout=60,
-            check=False,
+        result = chat(
+            "-p",
+            str(plugins),
+            "-c",
+            ".leak",
+            "-c",
+            ".leak x",
+            url=url,
+            env={"PLUGSTORE_SECRET": "hunter2hunter2"},
+            options=debug,
         )
         assert "the secret is ***" in result.stdout
         assert "failed with ***" in result.stderr
@@ -417,9 +414,9 @@ def test_known_secrets_never_reach_the_output(url: str, tmp_path: Path) -> None:
 
 def test_ctrl_c_abandons_a_slow_command_and_the_session_goes_on(url: str, tmp_path: Path) -> None:
     pexpect = pytest.importorskip("pexpect")
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "slow.py").write_text(
+    plugins = plugin_dir(
+        tmp_path,
+        "slow",
         "import time\n"
         "from plugstore.bot import Plugin, command\n"
         "class Slow(Plugin):\n"
@@ -428,7 +425,7 @@ def test_ctrl_c_abandons_a_slow_command_and_the_session_goes_on(url: str, tmp_pa
         "    def slow(self, ctx, args):\n"
         '        """Wait (like a command blocked on a locked store)."""\n'
         "        print('waiting', flush=True)\n"
-        "        time.sleep(60)\n"
+        "        time.sleep(60)\n",
     )
     env = {**os.environ, "PLUGSTORE_URL": url, "XDG_STATE_HOME": str(tmp_path / "s")}
     child = pexpect.spawn(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -183,38 +183,31 @@ class Plugin:
 
     def commands(self) -> list[CommandSpec]:
         """The plugin's commands, one spec per name (aliases included)."""
-        found = []
-        for attr in _public_methods(type(self)):
-            mark: Any = getattr(getattr(type(self), attr), "__plugstore_command__", None)
-            if mark is None:
-                continue
-            names, usage = mark
-            method = getattr(self, attr)
-            for name in names:
-                found.append(CommandSpec(name, usage, first_line(method.__doc__), self, method))
-        return found
+        return [
+            CommandSpec(name, usage, first_line(method.__doc__), self, method)
+            for (names, usage), method in self._marked("__plugstore_command__")
+            for name in names
+        ]
 
     def listeners(self) -> list[ListenerSpec]:
         """The plugin's listeners."""
-        found = []
-        for attr in _public_methods(type(self)):
-            mark: Any = getattr(getattr(type(self), attr), "__plugstore_listener__", None)
-            if mark is None:
-                continue
-            pattern, synopsis = mark
-            method = getattr(self, attr)
-            found.append(ListenerSpec(pattern, synopsis, first_line(method.__doc__), self, method))
-        return found
+        return [
+            ListenerSpec(pattern, synopsis, first_line(method.__doc__), self, method)
+            for (pattern, synopsis), method in self._marked("__plugstore_listener__")
+        ]
 
-
-def _public_methods(cls: type) -> list[str]:
-    """Names of callables on ``cls`` in definition order (bases first)."""
-    seen: dict[str, None] = {}
-    for klass in reversed(cls.__mro__):
-        for attr, value in vars(klass).items():
-            if not attr.startswith("_") and callable(value):
-                seen.setdefault(attr, None)
-    return list(seen)
+    def _marked(self, marker: str) -> Iterator[tuple[Any, Callable[..., Replies]]]:
+        """``(mark, bound method)`` for each public method carrying ``marker``, in
+        definition order (bases first)."""
+        seen: dict[str, None] = {}
+        for klass in reversed(type(self).__mro__):
+            for attr, value in vars(klass).items():
+                if not attr.startswith("_") and callable(value):
+                    seen.setdefault(attr, None)
+        for attr in seen:
+            mark = getattr(getattr(type(self), attr), marker, None)
+            if mark is not None:
+                yield mark, getattr(self, attr)
 
 
 def first_line(doc: str | None) -> str:
