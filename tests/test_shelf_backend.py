@@ -270,6 +270,18 @@ def test_dbm_sqlite3_files_open_on_any_python(tmp_path: Path) -> None:
     cx.close()
 
 
+def test_a_file_another_process_is_still_creating_is_waited_for(tmp_path: Path) -> None:
+    """Seen outside the lock, a new file may still be empty: that is "it exists", and its
+    flavour is read under the lock once its creator is done (a conformance race once
+    failed with "not a dbm file" here)."""
+    (tmp_path / "Mid.db").write_bytes(b"")  # created, not yet written, no lock file yet
+    with plugstore.open(url(tmp_path), codec="pickle") as store:
+        backend = store.backend
+        assert backend._slot("Mid", create=False) is not None  # type: ignore[attr-defined]
+        _python313_dbm_sqlite3(tmp_path / "Mid.db", {b"k": pickle.dumps("v", protocol=2)})
+        assert store.namespace("Mid")["k"] == "v"
+
+
 # -- files: what is created, listed and removed ---------------------------------------------
 
 

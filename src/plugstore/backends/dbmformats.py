@@ -547,13 +547,22 @@ def _import_flavour(kind: str, path: str) -> Any:
         ) from None
 
 
+def database_exists(path: str) -> bool:
+    """Whether any dbm database's files exist at ``path``, without reading them: a file
+    another process is still creating exists, though its flavour cannot be told yet."""
+    return dbm.whichdb(path) is not None or _dumb_mid_rewrite(path)
+
+
+def _dumb_mid_rewrite(path: str) -> bool:
+    # stock dumb died between renaming .dir to .bak and rewriting it
+    return os.path.exists(path + ".dat") and os.path.exists(path + ".bak")
+
+
 def flavour_of(path: str) -> str | None:
     """The dbm flavour that wrote ``path`` (``None`` if there is no such database)."""
     kind = dbm.whichdb(path)
     if kind is None:
-        if os.path.exists(path + ".dat") and os.path.exists(path + ".bak"):
-            return "dbm.dumb"  # stock dumb died between renaming .dir to .bak and rewriting it
-        return None
+        return "dbm.dumb" if _dumb_mid_rewrite(path) else None
     if kind == "":
         try:
             with open(path, "rb") as f:
@@ -622,6 +631,7 @@ __all__ = [
     "SUFFIXES",
     "Engine",
     "available",
+    "database_exists",
     "default_flavour",
     "flavour_of",
     "namespace_names",

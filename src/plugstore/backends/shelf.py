@@ -53,6 +53,7 @@ from .dbmformats import (
     EMPTY,
     FLAVOURS,
     Engine,
+    database_exists,
     default_flavour,
     flavour_of,
     namespace_names,
@@ -293,8 +294,11 @@ class ShelfBackend(Backend):
         if slot is None:
             slot = _Slot(os.path.join(self.path, namespace + ".db"))
         if slot.lock_fd is None:
-            if not create and not os.path.exists(slot.lock_path) and flavour_of(slot.base) is None:
-                return None  # reading a namespace that does not exist creates nothing
+            # Reading a namespace that does not exist creates nothing.  Only existence is
+            # asked here, outside the lock: another process may be creating the file, and
+            # its flavour is read (by _engine) once the lock is held.
+            if not create and not os.path.exists(slot.lock_path) and not database_exists(slot.base):
+                return None
             flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
             try:
                 slot.lock_fd = os.open(slot.lock_path, flags, 0o666)
