@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "plugstore.cli.doctor:doctor_cmd",
     "demo": "plugstore.cli.demo:demo",
     "chat": "plugstore.cli.chat:chat_cmd",
+    "db": "plugstore.cli.db:db_group",
     "dynamodb": "plugstore.cli.dynamodb:dynamodb_group",
     "dev": "plugstore.cli.dynamodb:dev_group",
     "import-errbot": "plugstore.cli.errbot:import_errbot_cmd",
