@@ -7,8 +7,11 @@ import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import Table, event, select, update
+from sqlalchemy.exc import OperationalError
 
 import plugstore
 from plugstore.bot import (
@@ -22,7 +25,9 @@ from plugstore.bot import (
     listen,
 )
 from plugstore.bot.plugins.games import Record, counter_key, rank
+from plugstore.bot.plugins.poll import tables as poll_tables
 from plugstore.errors import BackendUnavailableError
+from plugstore.relational import RelationalHost
 
 
 class Chat:
@@ -289,7 +294,8 @@ def test_poll_bad_steps(chat: Chat, store: plugstore.Store) -> None:
     assert "at least 2 options" in chat.error("ana", "done")
     assert "under 200 characters" in chat.error("ana", "x" * 201)
     assert chat.one("ana", ".poll cancel") == "Poll cancelled."
-    assert "draft:ana" not in store.namespace("chat.poll")
+    with chat.host.plugins[-1].session() as s:
+        assert s.execute(select(poll_tables.drafts)).all() == []
     assert chat.host.states.get("poll", "ana") == "START"
     for line in (".poll x", ".vote", ".vote x 1", ".vote 1", ".poll close", ".poll 1 2"):
         assert chat.error("ana", line).startswith("usage: ")
@@ -302,6 +308,14 @@ def test_poll_bad_steps(chat: Chat, store: plugstore.Store) -> None:
     chat.say("ana", "done")
     assert "has no option 'o10'" in chat.error("bob", ".vote 1 o10")
     assert "has no option '11'" in chat.error("bob", ".vote 1 11")
+
+
+def table_rows(url: str, table: Table) -> list[Any]:
+    """Every row of one of the poll plugin's tables in the store at ``url``."""
+    with RelationalHost(url, [poll_tables.plugin]) as host:
+        host.start()
+        with host["poll"].session() as s:
+            return list(s.execute(select(table)).all())
 
 
 def race(url: str, user: str, lines: list[str]) -> list[list[str]]:
@@ -334,8 +348,8 @@ def test_poll_opened_once_when_the_same_user_races_done(tmp_path: Path) -> None:
     results = race(url, "ana", ["done"] * 8)
     opened = [r for r in results if r and r[0].startswith("Poll 1 is open")]
     assert len(opened) == 1, results
-    with plugstore.open(url) as store:
-        assert store.namespace("chat.poll")["next-id"] == 1
+    assert [row.id for row in table_rows(url, poll_tables.polls)] == [1]
+    assert table_rows(url, poll_tables.drafts) == []
 
 
 def test_racing_the_question_step_keeps_the_winners_question(tmp_path: Path) -> None:
@@ -345,8 +359,8 @@ def test_racing_the_question_step_keeps_the_winners_question(tmp_path: Path) -> 
     results = race(url, "ana", [f"question {i}?" for i in range(8)])
     winners = [i for i, r in enumerate(results) if r[0].startswith("Send the options")]
     assert len(winners) == 1, results
-    with plugstore.open(url) as store:
-        assert store.namespace("chat.poll")["draft:ana"]["question"] == f"question {winners[0]}?"
+    [draft] = table_rows(url, poll_tables.drafts)
+    assert draft.question == f"question {winners[0]}?"
 
 
 def test_unknown_conversation_state_starts_over(chat: Chat) -> None:
@@ -552,22 +566,26 @@ def test_a_plugin_whose_setup_fails_is_reported_and_the_rest_work(store: plugsto
     assert [r.text for r in host.handle("ana", ".remember a is b")] == ["OK, a is b."]
 
 
-def test_a_failed_open_can_be_retried(chat: Chat, store: plugstore.Store) -> None:
+def test_a_failed_open_can_be_retried(chat: Chat) -> None:
     for line in (".poll", "Q?", "a", "b"):
         chat.say("ana", line)
     poll = next(p for p in chat.host.plugins if p.name == "poll")
-    real_incr = poll.data.incr
+    assert poll.db is not None
     calls = []
 
-    def failing_incr(key: str, delta: int = 1) -> int:
-        calls.append(key)
-        raise BackendUnavailableError("database is locked")
+    def fail_on_options(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("INSERT INTO pl_poll.options"):
+            calls.append(statement)
+            raise OperationalError(statement, {}, Exception("database is locked"))
 
-    poll.data.incr = failing_incr  # type: ignore[method-assign]
+    event.listen(poll.db.engine, "before_cursor_execute", fail_on_options)
     assert chat.error("ana", "done").startswith("storage error in its conversation (poll)")
-    assert calls == ["next-id"]
+    assert len(calls) == 1
     assert chat.host.states.get("poll", "ana") == "OPTIONS"  # back where it was
-    poll.data.incr = real_incr  # type: ignore[method-assign]
+    with poll.session() as s:  # the poll's row went with the failed transaction
+        assert s.execute(select(poll_tables.polls)).all() == []
+        assert len(s.execute(select(poll_tables.drafts)).all()) == 1
+    event.remove(poll.db.engine, "before_cursor_execute", fail_on_options)
     assert chat.one("ana", "done").startswith("Poll 1 is open: Q? [1] a [2] b")
 
 
@@ -581,7 +599,9 @@ def test_a_question_that_was_not_saved_is_asked_again(chat: Chat, store: plugsto
 
 def test_a_question_saved_before_a_crash_is_kept(chat: Chat, store: plugstore.Store) -> None:
     chat.say("ana", ".poll")
-    store.namespace("chat.poll")["draft:ana"] = {"question": "Lunch?", "options": []}
+    poll = next(p for p in chat.host.plugins if p.name == "poll")
+    with poll.session() as s:  # the question was saved, then the process died
+        s.execute(update(poll_tables.drafts).values(question="Lunch?"))
     assert chat.host.states.get("poll", "ana") == "QUESTION"  # the state did not follow
     assert chat.error("ana", "pizza") == "the question is already 'Lunch?': send an option"
     assert chat.host.states.get("poll", "ana") == "OPTIONS"

@@ -80,6 +80,56 @@ def test_readme_demo_on_the_default_store(tmp_path: Path) -> None:
     assert (tmp_path / "data" / "plugstore" / "plugstore.sqlite3").is_file()
 
 
+def test_chat_migrates_the_poll_tables_on_the_default_store(tmp_path: Path) -> None:
+    """The first start creates pl_poll beside the default store file and brings it to
+    its head; `plugstore db current` then reports nothing pending."""
+    env = {k: v for k, v in os.environ.items() if k != "PLUGSTORE_URL"}
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")
+    env["PLUGSTORE_CHAT_USER"] = "ana"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*PLUGSTORE, *args], capture_output=True, text=True, env=env, timeout=120, check=False
+        )
+
+    opened = run("chat", "-c", ".poll", "-c", "Lunch?", "-c", "pizza", "-c", "sushi", "-c", "done")
+    assert opened.returncode == 0, opened.stderr
+    assert "Poll 1 is open: Lunch? [1] pizza [2] sushi" in opened.stdout
+    store_dir = tmp_path / "data" / "plugstore"
+    assert (store_dir / "plugstore.pl_poll.sqlite3").is_file()
+    current = run("db", "current")
+    assert current.returncode == 0, current.stderr
+    assert re.search(r"^poll\s+pl_poll\s+0002\s+0002\s+0$", current.stdout, re.M), current.stdout
+    again = run("chat", "-c", ".poll 1")  # a new process: at head, nothing to migrate
+    assert again.stdout.splitlines()[0] == "Poll 1 (open, by ana): Lunch?"
+
+
+def test_chat_migrates_the_poll_tables_on_postgresql() -> None:
+    require_server("PostgreSQL", "127.0.0.1", 5432)
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    try:
+        with engine.begin() as conn:  # as on a server that never ran the poll plugin
+            conn.execute(text("DROP SCHEMA IF EXISTS pl_poll CASCADE"))
+        url = "postgresql://postgres@127.0.0.1:5432/test"
+        opened = chat("-c", ".poll", "-c", "Q?", "-c", "a", "-c", "b", "-c", "done", url=url)
+        assert opened.returncode == 0, opened.stderr
+        with engine.connect() as conn:
+            version = conn.execute(text("SELECT version_num FROM pl_poll.alembic_version"))
+            assert version.scalars().all() == ["0002"]
+            assert conn.execute(text("SELECT count(*) FROM pl_poll.polls")).scalar() == 1
+            in_public = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_tables"
+                    " WHERE tablename = 'polls' AND schemaname <> 'pl_poll'"
+                )
+            )
+            assert in_public.scalar() == 0
+    finally:
+        engine.dispose()
+
+
 def test_one_shot_commands_pipes_and_exit_status(url: str) -> None:
     result = chat("-c", ".remember a is 1", "-c", ".whatis a", url=url)
     assert (result.returncode, result.stdout) == (0, "OK, a is 1.\n1\n")

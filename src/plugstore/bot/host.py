@@ -23,12 +23,16 @@ import sys
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plugstore.errors import BackendUnavailableError, StoreError, StoreNotOpenError
 from plugstore.keys import check_namespace
 from plugstore.state import FIRST_STATE, StateStore
 from plugstore.store import Store
+from plugstore.url import StoreURL
+
+if TYPE_CHECKING:
+    from plugstore.relational import PluginDatabase, RelationalHost, RelationalPlugin
 
 from .plugin import (
     CommandError,
@@ -75,8 +79,12 @@ class ChatHost:
         rng: random.Random | None = None,
         debug: bool = False,
         scrub: Callable[[str], str] = str,
+        database: str | StoreURL | None = None,
     ) -> None:
         self.store = store
+        #: Where plugins' relational tables live (see :func:`tables_database`).
+        self.database = database or tables_database(store)
+        self.relational: RelationalHost | None = None
         self.rng = rng or random.Random()
         self.debug = debug
         #: Applied to every reply and traceback: the CLI removes the secrets it knows.
@@ -98,6 +106,8 @@ class ChatHost:
                 raise ValueError(f"a plugin named {name!r} is already loaded")
             data = self.store.namespace(check_namespace(NAMESPACE_PREFIX + name))
             plugin = cls(self, data, self.states)
+            if cls.tables is not None:
+                plugin.db = self._open_tables(cls.tables, name)
             commands = plugin.commands()
             for spec in commands:
                 if spec.name in self.commands:
@@ -112,6 +122,32 @@ class ChatHost:
         self.plugins.append(plugin)
         self.commands.update((spec.name, spec) for spec in commands)
         self.listeners.extend(plugin.listeners())
+
+    def _open_tables(self, tables: RelationalPlugin, name: str) -> PluginDatabase:
+        """Migrate a plugin's tables to their head and open them."""
+        if tables.name != name:
+            raise ValueError(f"its tables belong to plugin {tables.name!r}, not {name!r}")
+        try:
+            if self.relational is None:
+                from plugstore.relational import RelationalHost
+
+                self.relational = RelationalHost(self.database)
+            self.relational.add(tables)
+            self.relational.start([name])
+            return self.relational[name]
+        except StoreError as exc:  # the tables' database, not the store: this plugin only
+            raise TablesError(f"its tables: {_describe(exc)}") from exc
+
+    def close(self) -> None:
+        """Close the plugins' table connections (the store is the caller's to close)."""
+        if self.relational is not None:
+            self.relational.close()
+
+    def __enter__(self) -> ChatHost:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def handle(self, user: str, text: str) -> list[Reply]:
         """Answer one line said by ``user``; never raises for anything a plugin does."""
@@ -178,12 +214,14 @@ class ChatHost:
         except StoreError as exc:
             return [self._store_failure(plugin, what, exc)]
         except Exception as exc:
+            if _is_database_failure(exc):
+                return [self._store_failure(plugin, what, exc)]
             self._log(exc)
             hint = "" if self.debug else " (run with --debug for the traceback)"
             text = f"plugin {plugin.name!r} failed in {what}: {_describe(exc)}{hint}"
             return [Reply(self.scrub(text), error=True)]
 
-    def _store_failure(self, plugin: Plugin, what: str, exc: StoreError) -> Reply:
+    def _store_failure(self, plugin: Plugin, what: str, exc: Exception) -> Reply:
         self._log(exc)
         text = f"storage error in {what} ({plugin.name}): {_describe(exc)}"
         return Reply(self.scrub(text), error=True)
@@ -194,6 +232,24 @@ class ChatHost:
             print(self.scrub(text), end="", file=sys.stderr)
 
 
+class TablesError(Exception):
+    """A plugin's tables could not be migrated or opened."""
+
+
+def tables_database(store: Store) -> str | StoreURL:
+    """Where plugins' tables live by default: the store's own database when it is SQL
+    (SQLite, PostgreSQL, MariaDB), in memory for a memory store, else the embedded
+    SQLite file."""
+    url = store.backend.url
+    if url.backend_name in ("sqlite", "postgresql", "postgres", "mysql", "mariadb"):
+        return url
+    if url.backend_name == "memory":
+        return "memory://"
+    from plugstore.config import default_url
+
+    return default_url()
+
+
 def check_user(user: str) -> str | None:
     """Why ``user`` cannot speak (empty, or control characters that could fake a line of
     someone else's output), or ``None``."""
@@ -202,6 +258,13 @@ def check_user(user: str) -> str | None:
     if not user.isprintable():
         return f"a user name must not contain control characters: {user!r}"
     return None
+
+
+def _is_database_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is a plugin's tables' database failing (locked, unreachable), as
+    opposed to a plugin bug such as a constraint it broke."""
+    errors = sys.modules.get("sqlalchemy.exc")  # loaded only if some plugin has tables
+    return errors is not None and isinstance(exc, (errors.OperationalError, errors.InterfaceError))
 
 
 def _replies(result: object) -> list[Reply]:
@@ -223,4 +286,6 @@ def _describe(exc: BaseException) -> str:
     text = str(exc)
     if isinstance(exc, StoreError):
         return text or type(exc).__name__
+    if _is_database_failure(exc):  # the driver's own message, without the SQL
+        text = str(getattr(exc, "orig", None) or text).strip().splitlines()[0]
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -10,6 +10,7 @@ others still load.  Loading a plugin runs its code: only the operator names dire
 from __future__ import annotations
 
 import inspect
+import logging
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
@@ -26,10 +27,18 @@ def builtin_plugins() -> list[type[Plugin]]:
     from .plugins.games import Games
     from .plugins.help import Help
     from .plugins.karma import Karma
-    from .plugins.poll import Poll
     from .plugins.remember import Remember
 
-    return [Help, Remember, Karma, Games, Poll]
+    plugins: list[type[Plugin]] = [Help, Remember, Karma, Games]
+    try:  # its tables need SQLAlchemy and Alembic (the "relational" extra)
+        from .plugins.poll import Poll
+    except ImportError as exc:
+        logging.getLogger(__name__).warning(
+            'the poll plugin needs %s: pip install "plugstore[relational]"', exc.name
+        )
+    else:
+        plugins.append(Poll)
+    return plugins
 
 
 def entry_point_plugins() -> tuple[list[type[Plugin]], list[str]]:

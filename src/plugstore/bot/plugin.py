@@ -15,10 +15,15 @@ import random
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from sqlalchemy.orm import Session
+
     from plugstore.namespace import Namespace
+    from plugstore.relational import PluginDatabase, RelationalPlugin
     from plugstore.state import StateStore
 
     from .host import ChatHost
@@ -144,12 +149,26 @@ class Plugin:
 
     #: The plugin's name: its namespace is ``chat.<name>``, its state key is ``name``.
     name: str = ""
+    #: Relational tables, if the plugin has any: a
+    #: :class:`~plugstore.relational.RelationalPlugin` (named like the plugin, tables in
+    #: schema ``pl_<name>``).  The host migrates them to their head before
+    #: :meth:`setup` and sets :attr:`db`.
+    tables: ClassVar[RelationalPlugin | None] = None
 
     def __init__(self, host: ChatHost, data: Namespace, states: StateStore) -> None:
         self.name = type(self).plugin_name()
         self.host = host
         self.data = data
         self.states = states
+        #: The plugin's tables (engine and sessions) when it declares :attr:`tables`.
+        self.db: PluginDatabase | None = None
+
+    def session(self) -> AbstractContextManager[Session]:
+        """A session on the plugin's tables: committed when the block ends, rolled
+        back if it raises (plugins that declare :attr:`tables`)."""
+        if self.db is None:
+            raise RuntimeError(f"plugin {self.name!r} declares no tables")
+        return self.db.session()
 
     @classmethod
     def plugin_name(cls) -> str:

@@ -59,6 +59,13 @@ def default_user() -> str:
     is_flag=True,
     help="Do not load plugins installed under the plugstore.bot_plugins entry point.",
 )
+@click.option(
+    "--db",
+    "database",
+    metavar="URL",
+    help="Database for plugins' tables (default: the store's own when it is SQLite, "
+    "PostgreSQL or MariaDB, else the embedded SQLite file).",
+)
 @click.option("--seed", type=int, help="Seed the games' random numbers (reproducible runs).")
 @click.pass_context
 def chat_cmd(
@@ -68,6 +75,7 @@ def chat_cmd(
     user: str,
     plugin_dirs: tuple[Path, ...],
     no_entry_points: bool,
+    database: str | None,
     seed: int | None,
 ) -> int:
     """Chat with the plugstore bot: commands start with '.', try .help.
@@ -94,14 +102,19 @@ def chat_cmd(
         found, trouble = directory_plugins(directory)
         plugins += found
         problems += trouble
-    with state.open(storage) as store:
-        host = ChatHost(
+    if database:
+        state.note_secrets_in_text(database)
+    with (
+        state.open(storage) as store,
+        ChatHost(
             store,
             plugins,
             rng=random.Random(seed) if seed is not None else None,
             debug=state.debug,
             scrub=state.scrub,
-        )
+            database=database,
+        ) as host,
+    ):
         for problem in problems + host.problems:
             click.echo(f"warning: {state.scrub(problem)}", err=True)
         if commands:
@@ -109,9 +122,12 @@ def chat_cmd(
         if not stdin_is_tty():  # piped; a closed stdin (None) says nothing
             return say_lines(host, user, (line.rstrip("\n") for line in sys.stdin or ()))
         loaded = ", ".join(p.name for p in host.plugins)
+        tables = ""
+        if host.relational is not None:
+            tables = f"tables: {host.relational.url}\n"
         banner = (
             f"plugstore chat on {store.url} as {user}\n"
-            f"plugins: {loaded}\n"
+            f"plugins: {loaded}\n{tables}"
             "commands start with '.': try .help; .quit or Ctrl-D leaves"
         )
         return interactive(host, user, banner)

@@ -42,7 +42,20 @@ from plugstore.url import StoreURL
 from .names import plugin_of_schema
 
 #: Store options that configure the key-value table, not the plugins' databases.
-_KEY_VALUE_ONLY = frozenset({"schema", "table", "retry_timeout", "pool_min", "synchronous"})
+_KEY_VALUE_ONLY = frozenset(
+    {
+        "schema",
+        "table",
+        "retry_timeout",
+        "pool_min",
+        "synchronous",
+        "codec",
+        "secret",
+        "secret_env",
+        "max_value_size",
+        "plugin_dirs",
+    }
+)
 _PG_PARAMETERS = frozenset(
     {
         "sslmode",
@@ -95,8 +108,9 @@ class Database:
             return cls("sqlite", parsed, None, pool_size=1)
         if name == "sqlite":
             timeout = _number(query.pop("timeout", "30"), "timeout", float)
+            path = Path(os.path.expanduser(query.pop("path", parsed.file_path)))
             _no_options(query, parsed)
-            return cls("sqlite", parsed, Path(parsed.file_path), timeout, pool_size)
+            return cls("sqlite", parsed, path, timeout, pool_size)
         if name in ("postgresql", "postgres"):
             unknown = set(query) - _PG_PARAMETERS - {"connect_timeout"}
             _no_options(dict.fromkeys(unknown), parsed)

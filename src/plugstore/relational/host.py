@@ -127,12 +127,14 @@ class RelationalHost:
         """Register one more plugin (before :meth:`start`)."""
         self.plugins = unique([*self.plugins, plugin])
 
-    def start(self) -> list[migrations.Applied]:
-        """Migrate every plugin to its head; return what was applied (nothing when all
-        were at their heads).  A failing migration raises
-        :class:`~plugstore.relational.MigrationError` naming the plugin and revision."""
-        applied = self.upgrade()
-        for plugin in self.plugins:
+    def start(self, names: Iterable[str] | None = None) -> list[migrations.Applied]:
+        """Migrate every plugin (or those called ``names``) to its head and open it;
+        return what was applied (nothing when all were at their heads).  A failing
+        migration raises :class:`~plugstore.relational.MigrationError` naming the plugin
+        and revision."""
+        chosen = self.select(names)
+        applied = self.upgrade([p.name for p in chosen])
+        for plugin in chosen:
             self._handles[plugin.name] = PluginDatabase(plugin, self.engine_for(plugin))
         return applied
 

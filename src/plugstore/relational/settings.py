@@ -34,6 +34,8 @@ from sqlalchemy.orm import Session
 
 from plugstore.errors import DecodeError, StoreError
 
+from .upserts import dialect_of, upsert
+
 T = TypeVar("T")
 #: The kinds a setting can be declared with; ``"json"`` is any JSON-compatible value.
 KINDS: tuple[object, ...] = (str, int, float, bool, datetime, dict, list, "json")
@@ -143,7 +145,7 @@ class Settings:
         ``commit``."""
         setting = self._declared(name)
         text = setting.encode(setting.check(value, f"setting {name!r}"))
-        db.execute(self._upsert(_dialect(db)), {"name": name, "value": text})
+        db.execute(self._upsert(dialect_of(db)), {"name": name, "value": text})
         if commit:
             db.commit()
 
@@ -174,34 +176,9 @@ class Settings:
     def _upsert(self, dialect: str) -> Any:
         statement = self._upserts.get(dialect)
         if statement is None:
-            if dialect == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-                pg = pg_insert(self.table)
-                statement = pg.on_conflict_do_update(
-                    index_elements=[self.table.c.name], set_={"value": pg.excluded.value}
-                )
-            elif dialect == "sqlite":
-                from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-                lite = sqlite_insert(self.table)
-                statement = lite.on_conflict_do_update(
-                    index_elements=[self.table.c.name], set_={"value": lite.excluded.value}
-                )
-            elif dialect in ("mysql", "mariadb"):
-                from sqlalchemy.dialects.mysql import insert as mysql_insert
-
-                my = mysql_insert(self.table)
-                statement = my.on_duplicate_key_update(value=my.inserted.value)
-            else:
-                raise StoreError(f"settings are not supported on {dialect}")
+            statement = upsert(self.table, dialect, ["name"], ["value"])
             self._upserts[dialect] = statement
         return statement
-
-
-def _dialect(db: Session | Connection) -> str:
-    bind = db.get_bind() if isinstance(db, Session) else db
-    return bind.dialect.name
 
 
 def _check_json(value: Any, what: str, depth: int = 0) -> None:

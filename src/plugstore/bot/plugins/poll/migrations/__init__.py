@@ -1,0 +1,1 @@
+"""Alembic revisions of the chat plugin 'poll' (schema pl_poll), applied by plugstore."""
