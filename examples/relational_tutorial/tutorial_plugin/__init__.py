@@ -1,0 +1,1 @@
+"""The Peek tutorial plugin's storage, rebuilt the plugstore way (see docs/relational.md)."""
