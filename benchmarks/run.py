@@ -13,6 +13,7 @@ noise; compare ratios inside one run, never numbers across runs.  See docs/bench
 from __future__ import annotations
 
 import argparse
+import compileall
 import dbm
 import functools
 import json
@@ -22,13 +23,15 @@ import pickle
 import platform
 import shelve
 import shutil
+import socket
 import sqlite3
 import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +52,7 @@ from harness import (
     set_get,
     timed,
 )
-from servers import w_dynamodb, w_mysql, w_postgresql, w_redis
+from servers import PG_DSN, PG_URL, w_dynamodb, w_mysql, w_postgresql, w_redis
 
 WORKLOADS = (
     "sqlite",
@@ -61,6 +64,7 @@ WORKLOADS = (
     "mysql",
     "redis",
     "dynamodb",
+    "relational",
 )
 # --------------------------------------------------------------------- sqlite and peers
 
@@ -400,6 +404,391 @@ def run_race(
     return list(rows.values()), lost
 
 
+# ------------------------------------------------------------ relational plugin storage
+
+#: Plugins a host brings up in the start-up workload (the issue's bar is for 20).
+REL_PLUGINS = 20
+#: The setting the settings workload reads, and the value stored for it.
+REL_SETTING, REL_STORED = "max_items", 42
+PEEK_LOOP = "Peek-style alembic loop"
+CORE_SELECT = "Core select"
+CORE_BUILT_ONCE = "Core select, built once"
+
+#: Each plugin's two revisions, as ``alembic revision --autogenerate`` writes them for a
+#: plugin_metadata() schema: a table and the settings table, then a column added.
+REL_REVISIONS = {
+    "0001_create_items.py": '''"""create items and plugstore_settings"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_table(
+        "items",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", sa.String(100), nullable=False),
+        schema="{schema}",
+    )
+    op.create_table(
+        "plugstore_settings",
+        sa.Column("name", sa.String(100), primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+        schema="{schema}",
+    )
+
+
+def downgrade():
+    op.drop_table("plugstore_settings", schema="{schema}")
+    op.drop_table("items", schema="{schema}")
+''',
+    "0002_add_created.py": '''"""add items.created"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table("items", schema="{schema}") as batch:
+        batch.add_column(sa.Column("created", sa.DateTime, nullable=True))
+
+
+def downgrade():
+    with op.batch_alter_table("items", schema="{schema}") as batch:
+        batch.drop_column("created")
+''',
+}
+
+#: The baseline's env.py, one per plugin, after Peek's AlembicEnvBase.run(): an engine of
+#: its own from the ini's URL with NullPool, one connection, the plugin's metadata and a
+#: version table in the plugin's schema, the migrations in a transaction.  (Peek also
+#: checks has_table and runs CREATE SCHEMA IF NOT EXISTS first; the baseline does not.)
+PEEK_ENV = '''"""A plugin's env.py in Peek's style (the benchmark's baseline)."""
+from alembic import context
+from sqlalchemy import engine_from_config, event, pool
+
+config = context.config
+schema = config.get_main_option("plugin_schema")
+# Stands for `from <plugin>.storage import metadata` (imported once per process).
+target_metadata = config.attributes["target_metadata"]
+engine = engine_from_config(
+    config.get_section(config.config_ini_section), prefix="sqlalchemy.", poolclass=pool.NullPool
+)
+attach = config.get_main_option("plugin_file")
+if attach:  # SQLite: the plugin's schema is a file of its own, attached under its name
+
+    @event.listens_for(engine, "connect")
+    def attach_plugin_file(dbapi_connection, connection_record):
+        dbapi_connection.execute(f'ATTACH DATABASE ? AS "{schema}"', (attach,))
+
+
+with engine.connect() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        version_table_schema=schema,
+        include_schemas=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+'''
+PEEK_INI = """[alembic]
+script_location = {script_location}
+sqlalchemy.url = {url}
+plugin_schema = {schema}
+plugin_file = {file}
+"""
+
+
+@dataclass
+class PeekPlugin:
+    """One plugin as the baseline sees it: its alembic.ini, metadata, schema, SQLite file."""
+
+    ini: Path
+    metadata: Any
+    schema: str
+    file: str  # the plugin's SQLite file ("" on a server)
+
+
+@dataclass
+class RelFixture:
+    """20 plugins at their heads in one database, for plugstore and for the baseline."""
+
+    kind: str  # "sqlite" or "postgresql"
+    url: str  # plugstore's store URL
+    engine_url: str  # the SQLAlchemy URL the baseline is configured with
+    plugins: list[Any]  # plugstore.relational.RelationalPlugin
+    peek: list[PeekPlugin]
+    settings: Any  # the first plugin's plugstore.relational.Settings
+
+
+def _ini(value: object) -> str:
+    return str(value).replace("%", "%%")  # "%" is the ini parser's interpolation sign
+
+
+def rel_fixture(
+    kind: str, url: str, engine_url: str, root: Path, names: Sequence[str]
+) -> RelFixture:
+    """Write every plugin's migrations (and the baseline's env.py and alembic.ini), then
+    bring them all to their heads with one untimed plugstore start-up."""
+    from sqlalchemy import Column, DateTime, Integer, String, Table
+
+    from plugstore.relational import RelationalHost, RelationalPlugin, Setting, plugin_metadata
+    from plugstore.relational import Settings as PluginSettings
+
+    store = root / "store.sqlite3"
+    plugins: list[Any] = []
+    peek: list[PeekPlugin] = []
+    settings: list[Any] = []
+    for name in names:
+        metadata = plugin_metadata(name)
+        schema = str(metadata.schema)
+        Table(
+            "items",
+            metadata,
+            Column("id", Integer, primary_key=True),
+            Column("name", String(100), nullable=False),
+            Column("created", DateTime),
+        )
+        settings.append(PluginSettings(metadata, {REL_SETTING: Setting(int, 10)}))
+        migrations, scripts = root / "migrations" / name, root / "peek" / name
+        migrations.mkdir(parents=True)
+        (scripts / "versions").mkdir(parents=True)
+        for filename, text in REL_REVISIONS.items():
+            (migrations / filename).write_text(text.format(schema=schema))
+            (scripts / "versions" / filename).write_text(text.format(schema=schema))
+        (scripts / "env.py").write_text(PEEK_ENV)
+        # plugstore keeps a plugin's SQLite schema in <store stem>.<schema><suffix>.
+        file = (
+            str(store.with_name(f"{store.stem}.{schema}{store.suffix}")) if kind == "sqlite" else ""
+        )
+        ini = scripts / "alembic.ini"
+        ini.write_text(
+            PEEK_INI.format(
+                script_location=_ini(scripts), url=_ini(engine_url), schema=schema, file=_ini(file)
+            )
+        )
+        plugins.append(RelationalPlugin(name, metadata, migrations))
+        peek.append(PeekPlugin(ini, metadata, schema, file))
+    # An installed plugin's files are byte-compiled (pip does it), so neither side compiles
+    # them on every start-up, whatever PYTHONDONTWRITEBYTECODE says here.
+    compileall.compile_dir(str(root), quiet=1)
+    host = RelationalHost(url, plugins)
+    try:
+        applied = host.start()
+    finally:
+        host.close()
+    if sorted(a.plugin for a in applied if len(a.steps) == 2) != sorted(names):
+        raise AssertionError(f"the first start-up did not apply both revisions: {applied}")
+    for p in peek:
+        if p.file and not Path(p.file).is_file():
+            # The baseline would attach an empty file and migrate it: refuse to measure that.
+            raise AssertionError(f"no SQLite file {p.file} for schema {p.schema}")
+    return RelFixture(kind, url, engine_url, plugins, peek, settings[0])
+
+
+def host_start_contender(fx: RelFixture, op: str) -> Contender:
+    """plugstore: ``RelationalHost(url, plugins).start()`` then ``close()``, a fresh host each
+    time (as a process start makes one); one op = one plugin, so 20 ops per start-up."""
+    from plugstore.relational import RelationalHost
+
+    def run(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[str, float]:
+        def start_ups() -> list[Any]:
+            applied: list[Any] = []
+            for _ in range(max(1, len(keys) // REL_PLUGINS)):
+                host = RelationalHost(fx.url, fx.plugins)
+                try:
+                    applied += host.start()
+                finally:
+                    host.close()
+            return applied
+
+        secs, applied = timed(start_ups)
+        if applied:
+            raise AssertionError(f"a start-up at head applied migrations: {applied}")
+        return {op: secs}
+
+    return run
+
+
+def peek_engine(fx: RelFixture, p: PeekPlugin) -> Any:
+    """The engine a Peek plugin makes for itself (its DbConnection.dbEngine)."""
+    from sqlalchemy import create_engine, event
+
+    engine = create_engine(fx.engine_url)
+    if p.file:
+        schema, file = p.schema, p.file
+
+        @event.listens_for(engine, "connect")
+        def attach_plugin_file(dbapi_connection: Any, connection_record: Any) -> None:
+            dbapi_connection.execute(f'ATTACH DATABASE ? AS "{schema}"', (file,))
+
+    return engine
+
+
+def peek_start_contender(fx: RelFixture, op: str) -> Contender:
+    """The baseline: for each plugin a fresh engine, then ``alembic.command.upgrade(cfg,
+    "head")`` with the plugin's alembic.ini and env.py; the engines are disposed at the
+    end, as plugstore's ``close()`` disposes its pools."""
+    from alembic import command
+    from alembic.config import Config
+
+    def run(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[str, float]:
+        def start_ups() -> None:
+            for _ in range(max(1, len(keys) // REL_PLUGINS)):
+                engines = []
+                try:
+                    for p in fx.peek:
+                        engines.append(peek_engine(fx, p))
+                        config = Config(str(p.ini))
+                        config.attributes["target_metadata"] = p.metadata
+                        # At head this finds nothing to do; an env.py that missed the
+                        # plugin's version table would re-run 0001 and fail on its table.
+                        command.upgrade(config, "head")
+                finally:
+                    for engine in engines:
+                        engine.dispose()
+
+        secs, _ = timed(start_ups)
+        return {op: secs}
+
+    return run
+
+
+def settings_get_contender(settings: Any, db: Any, op: str) -> Contender:
+    """plugstore: ``settings.get(db, "max_items")`` on a connection or a session."""
+
+    def run(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[str, float]:
+        def gets() -> Any:
+            for _ in keys:
+                out = settings.get(db, REL_SETTING)
+            return out
+
+        secs, out = timed(gets)
+        if out != REL_STORED:
+            raise AssertionError(f"settings.get read {out!r}, not {REL_STORED!r}")
+        return {op: secs}
+
+    return run
+
+
+def core_select_contender(settings: Any, db: Any, op: str, *, built_once: bool) -> Contender:
+    """The peer: a Core select of the setting's row on the same connection or session,
+    written inline as plugin code does (or, ``built_once``, prepared with a bind parameter)."""
+    from sqlalchemy import bindparam, select
+
+    table = settings.table
+    statement = select(table.c.value).where(table.c.name == bindparam("n"))
+
+    def run(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[str, float]:
+        def inline() -> Any:
+            for _ in keys:
+                out = db.execute(
+                    select(table.c.value).where(table.c.name == REL_SETTING)
+                ).scalar_one()
+            return out
+
+        def prepared() -> Any:
+            for _ in keys:
+                out = db.execute(statement, {"n": REL_SETTING}).scalar_one()
+            return out
+
+        secs, out = timed(prepared if built_once else inline)
+        if json.loads(out) != REL_STORED:
+            raise AssertionError(f"the Core select read {out!r}")
+        return {op: secs}
+
+    return run
+
+
+def relational_rows(s: Settings, tmp: Path, kind: str, names: Sequence[str]) -> list[Row]:
+    """Both measurements on one database: start-ups at head, then settings gets."""
+    from plugstore.relational import RelationalHost
+
+    root = Path(tempfile.mkdtemp(dir=tmp))
+    if kind == "sqlite":
+        url = engine_url = f"sqlite:///{root / 'store.sqlite3'}"
+    else:
+        url, engine_url = PG_URL, PG_URL.replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        fx = rel_fixture(kind, url, engine_url, root, names)
+        n = max(1, s.n // 2000) * REL_PLUGINS  # ops = plugins brought up
+        keys, values = make_data(n)
+        op = f"{kind} start-up"
+        contenders: list[tuple[str, int, Contender]] = [
+            ("plugstore", n, host_start_contender(fx, op)),
+            (PEEK_LOOP, n, peek_start_contender(fx, op)),
+        ]
+        rows = measure(contenders, keys, values, tmp, s.repeat)
+        # Ratios of gets are steady, so fewer ops keep the run short (a round trip per
+        # get on the server).
+        n = max(1, s.n // 4 if kind == "sqlite" else s.n // 8)
+        keys, values = make_data(n)
+        host = RelationalHost(url, fx.plugins)
+        host.start()
+        try:
+            db = host[fx.plugins[0].name]
+            with db.engine.connect() as conn:
+                fx.settings.set(conn, REL_SETTING, REL_STORED, commit=True)
+                rows += measure(
+                    get_contenders(fx, conn, f"{kind} get, connection", n),
+                    keys,
+                    values,
+                    tmp,
+                    s.repeat,
+                )
+                conn.rollback()
+            with db.session() as session:
+                rows += measure(
+                    get_contenders(fx, session, f"{kind} get, session", n),
+                    keys,
+                    values,
+                    tmp,
+                    s.repeat,
+                )
+        finally:
+            host.close()
+        return rows
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def get_contenders(fx: RelFixture, db: Any, op: str, n: int) -> list[tuple[str, int, Contender]]:
+    return [
+        ("plugstore", n, settings_get_contender(fx.settings, db, op)),
+        (CORE_SELECT, n, core_select_contender(fx.settings, db, op, built_once=False)),
+        (CORE_BUILT_ONCE, n, core_select_contender(fx.settings, db, op, built_once=True)),
+    ]
+
+
+def drop_pg_schemas(names: Sequence[str]) -> None:
+    """Drop the benchmark plugins' schemas from the PostgreSQL server."""
+    import psycopg
+
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        for name in names:
+            conn.execute(f'DROP SCHEMA IF EXISTS "pl_{name}" CASCADE')
+
+
+def unavailable(host: str, port: int, module: str) -> str | None:
+    """Why a server cannot be used (its port is closed, its driver missing), or ``None``:
+    the check servers.py makes before a server workload."""
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        __import__(module)
+    except (OSError, ImportError) as exc:
+        return str(exc)
+    return None
+
+
 # ----------------------------------------------------------------------------- workloads
 
 
@@ -530,6 +919,58 @@ def w_race(s: Settings, tmp: Path) -> Result:
     return res
 
 
+def w_relational(s: Settings, tmp: Path) -> Result:
+    key, subject = "relational", "plugstore"
+    title = (
+        f"10. relational plugins: host start-up ({REL_PLUGINS} plugins at head) vs Peek's "
+        "engine + alembic upgrade per plugin; settings.get vs a Core select"
+    )
+    try:
+        import plugstore.relational  # noqa: F401 - needs SQLAlchemy and Alembic
+    except ImportError as exc:
+        return Result(key, title, subject, [], notes=[f"skipped: plugstore.relational ({exc})"])
+    tag = uuid.uuid4().hex[:6]  # unique schema names: pl_bench_<tag>_NN, dropped at the end
+    names = [f"bench_{tag}_{i:02d}" for i in range(REL_PLUGINS)]
+    rows = relational_rows(s, tmp, "sqlite", names)
+    notes: list[str] = []
+    problem = unavailable("127.0.0.1", 5432, "psycopg")
+    if problem is None:
+        try:
+            rows += relational_rows(s, tmp, "postgresql", names)
+        finally:
+            drop_pg_schemas(names)
+        notes.append(f"postgresql: schemas pl_{names[0]} .. pl_{names[-1]} dropped at the end")
+    else:
+        notes.append(f"skipped on postgresql: server unavailable ({problem})")
+    res = Result(key, title, subject, rows, notes=notes)
+    kinds = ["sqlite"] + (["postgresql"] if problem is None else [])
+    for kind in kinds:
+        res.ratio_bar(PEEK_LOOP, f"{kind} start-up", 3.0)
+    for kind in kinds:
+        res.ratio_bar(CORE_SELECT, f"{kind} get, connection", 0.7)
+    session = ", ".join(
+        f"{kind} {res.ratio(CORE_SELECT, f'{kind} get, session'):.2f}x" for kind in kinds
+    )
+    res.notes += [
+        f"start-up: ops = plugins brought up, {REL_PLUGINS} per start-up, each at its head "
+        "(2 revisions: a table and the settings table, then a column); plugstore: "
+        f"RelationalHost(url, {REL_PLUGINS} plugins).start() + close(), a fresh host each time",
+        f"{PEEK_LOOP}, per plugin: create_engine(url) (SQLite: ATTACH of the plugin's file on "
+        "connect), Config(its alembic.ini), command.upgrade(cfg, 'head') with an env.py "
+        "after Peek's AlembicEnvBase (own NullPool engine, configure(version_table_schema="
+        "schema, include_schemas=True), migrations in a transaction); engines disposed at the "
+        "end; Peek's own has_table check and CREATE SCHEMA IF NOT EXISTS are left out",
+        "revision files and env.py are byte-compiled before timing, as pip does on install",
+        f"get: settings.get(db, '{REL_SETTING}') of a stored value vs db.execute(select(t.c.value)"
+        f".where(t.c.name == '{REL_SETTING}')).scalar_one() on the same connection (or the "
+        "same host[name].session()), same row; gets run inside one transaction",
+        f"info: through a Session, settings.get is {session} a Core select through the same "
+        f"session (no bar); '{CORE_BUILT_ONCE}' prepares the statement once with a bind "
+        "parameter (no bar)",
+    ]
+    return res
+
+
 def plugstore_incr(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[str, float]:
     """Single-process ``ns.incr`` on one key (for --profile; the race itself is above)."""
     store = open_plugstore_sqlite(d / "plugstore.db")
@@ -546,9 +987,9 @@ def plugstore_incr(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dic
 def profile(key: str, s: Settings, tmp: Path) -> str:
     """cProfile plugstore's side of workload ``key`` once; return the top functions."""
     import cProfile
-    import io
-    import pstats
 
+    if key == "relational":
+        return profile_relational(s, tmp)
     n = {"batch": 10 * s.n, "memory": 4 * s.n}.get(key, s.n)
     fn: Contender = {
         "sqlite": plugstore_sqlite,
@@ -561,13 +1002,40 @@ def profile(key: str, s: Settings, tmp: Path) -> str:
     d = Path(tempfile.mkdtemp(dir=tmp))
     prof = cProfile.Profile()
     prof.runcall(fn, d, keys, values)
+    return top_functions(prof, "tottime", f"'{key}' ({n} ops, sorted by own time)")
+
+
+def top_functions(prof: Any, sort: str, what: str, lines: int = 14) -> str:
+    import io
+    import pstats
+
     out = io.StringIO()
-    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(14)
+    pstats.Stats(prof, stream=out).sort_stats(sort).print_stats(lines)
     body = out.getvalue().strip().splitlines()
     start = next(i for i, line in enumerate(body) if "ncalls" in line)
-    return "\n".join(
-        [f"== profile of plugstore in '{key}' ({n} ops, sorted by own time)", *body[start:]]
+    return "\n".join([f"== profile of plugstore in {what}", *body[start:]])
+
+
+def profile_relational(s: Settings, tmp: Path) -> str:
+    """cProfile SQLite host start-ups at head (the relational workload's slowest bar)."""
+    import cProfile
+
+    tag = uuid.uuid4().hex[:6]
+    names = [f"bench_{tag}_{i:02d}" for i in range(REL_PLUGINS)]
+    root = Path(tempfile.mkdtemp(dir=tmp))
+    url = f"sqlite:///{root / 'store.sqlite3'}"
+    fx = rel_fixture("sqlite", url, url, root, names)
+    starts = 5
+    fn = host_start_contender(fx, "start-up")
+    keys, values = make_data(starts * REL_PLUGINS)
+    fn(root, keys[:REL_PLUGINS], values)  # warm-up: imports, first connections
+    prof = cProfile.Profile()
+    prof.runcall(fn, root, keys, values)
+    what = (
+        f"'relational' ({starts} start-ups at head of {REL_PLUGINS} plugins on SQLite, "
+        "sorted by cumulative time)"
     )
+    return top_functions(prof, "cumulative", what, 30)
 
 
 RUNNERS: dict[str, Callable[[Settings, Path], Result]] = {
@@ -580,6 +1048,7 @@ RUNNERS: dict[str, Callable[[Settings, Path], Result]] = {
     "mysql": w_mysql,
     "redis": w_redis,
     "dynamodb": w_dynamodb,
+    "relational": w_relational,
 }
 
 

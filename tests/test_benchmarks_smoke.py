@@ -7,6 +7,7 @@ every workload runs, that the race counts lost updates exactly, and that bad fla
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,7 +44,7 @@ def test_prints_header_and_every_workload(tiny_run: tuple[str, dict[str, Any]]) 
     stdout, _ = tiny_run
     assert "cpu count" in stdout
     assert "sqlite 3." in stdout
-    for number in range(1, 10):
+    for number in range(1, 11):
         assert f"== {number}. " in stdout
     for peer in (
         "raw sqlite3",
@@ -59,8 +60,11 @@ def test_prints_header_and_every_workload(tiny_run: tuple[str, dict[str, Any]]) 
         "raw PyMySQL",
         "raw redis-py",
         "raw boto3",
+        "Peek-style alembic loop",
+        "Core select",
     ):
         assert peer in stdout
+    assert "== 10. relational plugins" in stdout
     assert "== summary of bars" in stdout
     assert "bars pass" in stdout
 
@@ -81,6 +85,7 @@ def test_json_has_medians_and_exact_lost_update_counts(
         "mysql",
         "redis",
         "dynamodb",
+        "relational",
     }
     for workload in doc["workloads"]:
         assert workload["bars"], workload["key"]
@@ -105,6 +110,43 @@ def test_json_has_medians_and_exact_lost_update_counts(
     assert rows["plugstore incr"]["extra"]["lost"] == [0, 0, 0]
     assert rows["plugstore incr"]["extra"]["final"] == [rows["plugstore incr"]["n"]] * 3
     assert rows["raw sqlite3 upsert"]["extra"]["lost"] == [0, 0, 0]
+
+
+@pytest.mark.slow
+def test_relational_measures_both_bars_and_drops_its_schemas(
+    tiny_run: tuple[str, dict[str, Any]],
+) -> None:
+    _, doc = tiny_run
+    relational = next(w for w in doc["workloads"] if w["key"] == "relational")
+    rows = {(r["contender"], r["op"]) for r in relational["rows"]}
+    for pair in [
+        ("plugstore", "sqlite start-up"),
+        ("Peek-style alembic loop", "sqlite start-up"),
+        ("plugstore", "sqlite get, connection"),
+        ("Core select", "sqlite get, connection"),
+        ("plugstore", "sqlite get, session"),
+        ("Core select", "sqlite get, session"),
+    ]:
+        assert pair in rows
+    labels = [bar["label"] for bar in relational["bars"]]
+    assert "plugstore >= 3x Peek-style alembic loop (sqlite start-up)" in labels
+    assert "plugstore >= 0.7x Core select (sqlite get, connection)" in labels
+    dropped = [n for n in relational["notes"] if n.startswith("postgresql: schemas")]
+    if not dropped:  # PostgreSQL was not reachable: the workload said so
+        assert any(n.startswith("skipped on postgresql") for n in relational["notes"])
+        return
+    assert ("plugstore", "postgresql start-up") in rows
+    prefix = re.search(r"pl_bench_[0-9a-f]+_", dropped[0])
+    assert prefix is not None
+    import psycopg
+
+    with psycopg.connect("host=127.0.0.1 port=5432 dbname=test user=postgres") as conn:
+        left = conn.execute(
+            "SELECT schema_name FROM information_schema.schemata "
+            "WHERE starts_with(schema_name, %s)",
+            (prefix.group(0),),
+        ).fetchall()
+    assert left == []
 
 
 @pytest.mark.slow

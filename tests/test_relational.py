@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as datetime_module
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import inspect, select, text
+from sqlalchemy.exc import OperationalError
 
 from plugstore.errors import BackendUnavailableError, ConfigurationError
 from plugstore.relational import (
@@ -556,3 +558,29 @@ def test_first_use_of_settings_by_4_processes_leaves_one_row(
             assert sorted(rows) == ["greeting", "limit"]
             assert m.settings.get(s, "greeting") in {f"from {n}" for n in range(4)}
             assert m.settings.get(s, "limit") == 49
+
+
+def test_a_start_at_head_takes_no_lock_and_readonly_sessions_do_not_wait(
+    tmp_path: Path,
+) -> None:
+    """A writer holding a plugin file's write lock neither blocks a host start-up with
+    every plugin at its head, nor read-only sessions."""
+    names: list[str] = []
+    m = new_plugin(tmp_path, names, "busy")
+    url = f"sqlite:///{tmp_path}/store.sqlite3?timeout=1"
+    with RelationalHost(url, [m.plugin]) as host:
+        host.start()
+    writer = sqlite3.connect(tmp_path / f"store.{m.plugin.schema}.sqlite3", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO notes (text) VALUES ('uncommitted')")
+    try:
+        with RelationalHost(url, [m.plugin]) as host:
+            assert host.start() == []  # read the versions without waiting for the lock
+            with host[m.plugin.name].session(readonly=True) as s:
+                assert s.execute(select(m.notes.c.text)).all() == []
+            writing = host[m.plugin.name].session()
+            with pytest.raises(OperationalError, match="locked"), writing as s:  # it waits
+                s.execute(select(m.notes.c.text)).all()
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()

@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 _INIT_TEXT = '''"""Alembic revisions of the plugstore plugin {name!r} (schema {schema}).
 
 Applied by plugstore at start-up; no env.py, alembic.ini or template is needed here.
-Make a revision with:  plugstore db revision --plugin {name} -m "what changed" --autogenerate
+Make a revision with:
+    plugstore db revision URL --load MODULE:plugin --plugin {name} -m "what changed" \\
+        --autogenerate
 """
 '''
 

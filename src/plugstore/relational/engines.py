@@ -13,10 +13,12 @@ live in:
   write transaction then locks only that plugin's file, never the key-value store.
 * ``memory://`` (or ``sqlite://``): the same, in memory, for tests and throwaway runs.
 
-Every SQLite transaction starts with ``BEGIN IMMEDIATE`` (the write lock up front):
-with ``BEGIN`` a transaction that reads, then writes, fails at once with "database is
-locked" when another process wrote in between; with the lock taken up front it waits
-(``timeout``, default 30 s) like any other writer.  Readers are never blocked (WAL).
+An SQLite transaction starts with ``BEGIN IMMEDIATE`` (the write lock up front): with
+``BEGIN`` a transaction that reads, then writes, fails at once with "database is locked"
+when another process wrote in between; with the lock taken up front it waits
+(``timeout``, default 30 s) like any other writer.  So transactions on one plugin's file
+run one at a time: keep them short.  Read-only work uses the execution option
+:data:`DEFERRED` (``session(readonly=True)``), whose plain ``BEGIN`` never waits (WAL).
 
 Engines are fork-safe: a forked child drops the pooled connections it inherited (without
 closing them, which would close the parent's) and opens its own.
@@ -79,6 +81,8 @@ _PG_PARAMETERS = frozenset(
 )
 _MYSQL_SSL = ("ssl_ca", "ssl_cert", "ssl_key", "ssl_verify_cert", "ssl_verify_identity")
 _FORK_SAFE: weakref.WeakSet[Engine] = weakref.WeakSet()
+#: Execution option: on SQLite, begin without the write lock (read-only work).
+DEFERRED = "plugstore_deferred"
 
 
 @dataclass(frozen=True)
@@ -205,7 +209,8 @@ class Database:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            deferred = conn.get_execution_options().get(DEFERRED)
+            conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
         return engine
 

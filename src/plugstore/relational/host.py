@@ -10,9 +10,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -23,8 +25,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from plugstore.errors import BackendUnavailableError, ConfigurationError, StoreNotOpenError
 from plugstore.url import StoreURL
 
-from . import migrations
-from .engines import Database
+from . import migrations, versions
+from .engines import DEFERRED, Database
 from .plugin import RelationalPlugin, entry_point_plugins, unique
 
 #: The lock every host takes before migrating (one name for every plugstore host).
@@ -36,10 +38,17 @@ PG_LOCK_KEY = int.from_bytes(b"plgstore", "big", signed=True)
 class PluginDatabase:
     """One plugin's handle: its ``engine``, its ``metadata`` and :meth:`session`."""
 
-    def __init__(self, plugin: RelationalPlugin, engine: Engine) -> None:
+    def __init__(self, plugin: RelationalPlugin, engine: Callable[[], Engine]) -> None:
         self.plugin = plugin
-        self.engine = engine
-        self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
+        self._engine_for = engine
+        self._sessions: sessionmaker[Session] | None = None
+        self._read_sessions: sessionmaker[Session] | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """The plugin's engine (made on first use: a start-up that only checks versions
+        builds none)."""
+        return self._engine_for()
 
     @property
     def name(self) -> str:
@@ -54,10 +63,25 @@ class PluginDatabase:
         return self.plugin.metadata
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self, *, readonly: bool = False) -> Iterator[Session]:
         """A :class:`~sqlalchemy.orm.Session` in a transaction: committed when the block
-        ends, rolled back if it raises, always closed."""
-        with self._sessions.begin() as session:
+        ends, rolled back if it raises, always closed.
+
+        On SQLite a transaction takes the plugin file's write lock when it begins, so
+        that one that reads, then writes, waits for other writers instead of failing;
+        ``readonly=True`` begins without it (readers never wait), for sessions that only
+        read.
+        """
+        if readonly:
+            if self._read_sessions is None:
+                deferred = self.engine.execution_options(**{DEFERRED: True})
+                self._read_sessions = sessionmaker(bind=deferred, expire_on_commit=False)
+            factory = self._read_sessions
+        else:
+            if self._sessions is None:
+                self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
+            factory = self._sessions
+        with factory.begin() as session:
             yield session
 
     def __repr__(self) -> str:
@@ -135,7 +159,7 @@ class RelationalHost:
         chosen = self.select(names)
         applied = self.upgrade([p.name for p in chosen])
         for plugin in chosen:
-            self._handles[plugin.name] = PluginDatabase(plugin, self.engine_for(plugin))
+            self._handles[plugin.name] = PluginDatabase(plugin, partial(self.engine_for, plugin))
         return applied
 
     def upgrade(
@@ -144,9 +168,13 @@ class RelationalHost:
         """Migrate the plugins called ``names`` (default: all) to ``target`` under the
         migration lock; return what was applied."""
         chosen = self.select(names)
-        if target == "heads":
-            scripts = {p.name: migrations.script_directory(p) for p in chosen}
-            chosen = [p for p in chosen if self._behind(p, scripts[p.name])]
+        if target == "heads":  # the fast path: who is behind, without Alembic
+            cache = versions.load_cache()
+            before = dict(cache)
+            wanted = {p.name: versions.cached_heads(p, cache) for p in chosen}
+            versions.save_cache(cache, before)
+            at = self._versions(chosen)
+            chosen = [p for p in chosen if at[p.name] != wanted[p.name]]
         return self._run_locked(
             chosen, lambda conn, p: migrations.upgrade(conn, p, self.kind, target)
         )
@@ -162,11 +190,11 @@ class RelationalHost:
     def status(self, names: Iterable[str] | None = None) -> list[migrations.Status]:
         """Where each plugin is: its revision, its head, how many revisions are pending."""
         rows = []
-        for plugin in self.select(names):
+        chosen = self.select(names)
+        at = self._versions(chosen)
+        for plugin in chosen:
             script = migrations.script_directory(plugin)
-            with self._connect(plugin) as conn:
-                at = migrations.current(conn, plugin)
-            rows.append(migrations.status(plugin, script, at))
+            rows.append(migrations.status(plugin, script, at[plugin.name]))
         return rows
 
     def select(self, names: Iterable[str] | None) -> list[RelationalPlugin]:
@@ -200,9 +228,15 @@ class RelationalHost:
                     applied.append(step(conn, plugin))
         return [a for a in applied if a.steps]
 
-    def _behind(self, plugin: RelationalPlugin, script: Any) -> bool:
-        with self._connect(plugin) as conn:
-            return migrations.current(conn, plugin) != migrations.heads(script)
+    def _versions(self, plugins: list[RelationalPlugin]) -> dict[str, tuple[str, ...]]:
+        if not plugins:
+            return {}
+        try:
+            return versions.read_versions(
+                self.database, plugins, lambda: self.engine_for(plugins[0]).connect()
+            )
+        except (OperationalError, sqlite3.OperationalError) as exc:
+            raise BackendUnavailableError(_unavailable(self, exc)) from None
 
     @contextmanager
     def _connect(self, plugin: RelationalPlugin) -> Iterator[Connection]:
@@ -279,6 +313,7 @@ class RelationalHost:
         self.close()
 
 
-def _unavailable(host: RelationalHost, exc: OperationalError) -> str:
-    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "cannot connect"
+def _unavailable(host: RelationalHost, exc: Exception) -> str:
+    orig = getattr(exc, "orig", exc)
+    reason = str(orig).strip().splitlines()[0] if str(orig).strip() else "cannot connect"
     return f"cannot reach the plugin database {host.url}: {reason}"

@@ -28,6 +28,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection, event, text
 from sqlalchemy.schema import CreateSchema
 from sqlalchemy.sql import ClauseElement, TextClause
@@ -237,7 +238,10 @@ def new_revision(
     operations are what the plugin's tables differ by from the database (which must be
     at the plugin's head).  Returns the file's path."""
     config = alembic_config(plugin, connection=connection, plugstore_kind=kind)
-    script = command.revision(config, message=message, autogenerate=autogenerate)
+    try:
+        script = command.revision(config, message=message, autogenerate=autogenerate)
+    except CommandError as exc:  # "Target database is not up to date."...
+        raise MigrationError(f"plugin {plugin.name!r}: {exc}") from None
     if script is None or isinstance(script, list):  # not with one head and no branches
         raise MigrationError(f"plugin {plugin.name!r}: Alembic wrote no single revision")
     return Path(script.path)
@@ -297,7 +301,7 @@ def run_environment() -> None:
     connection: Connection = config.attributes["connection"]
     kind = config.attributes["plugstore_kind"]
     with guarded(connection, schema):
-        if applied is not None and kind != "sqlite":  # migrating (not autogenerating);
+        if kind != "sqlite":  # Alembic may create the version table, even to autogenerate;
             # an SQLite schema is its attached file: it exists already
             connection.execute(CreateSchema(schema, if_not_exists=True))
         context.configure(
