@@ -1,7 +1,5 @@
 """The relational host: migrates every plugin at start-up, then hands out sessions.
 
->>> import tempfile, os
->>> from sqlalchemy import Column, Integer, Table
 >>> from plugstore.relational import RelationalHost
 >>> with RelationalHost("memory://") as host:  # no plugins: nothing to do
 ...     host.start()
