@@ -11,9 +11,11 @@ import importlib.util
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
+
+import pytest
 
 from servers import require_server
 
@@ -155,3 +157,20 @@ def drop_schemas(url: str, names: Iterable[str]) -> None:
                     conn.execute(text(f"DROP DATABASE IF EXISTS `{schema}`"))
     finally:
         engine.dispose()
+
+
+# The fixtures of the relational test modules, which import them under these names.
+
+
+@pytest.fixture(name="url", params=ENGINES)
+def url_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The store URL of each engine in turn (SQLite in ``tmp_path``)."""
+    return url_for(request.param, tmp_path)
+
+
+@pytest.fixture(name="plugin_names")
+def plugin_names_fixture(url: str) -> Iterator[list[str]]:
+    """The test's plugin names on ``url``: their schemas are dropped after it."""
+    names: list[str] = []
+    yield names
+    drop_schemas(url, names)

@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -29,34 +28,20 @@ from plugstore.relational import (
     plugin_metadata,
 )
 from plugstore.testing import release_together
-from relational_helpers import (
+from relational_helpers import (  # the fixtures url and plugin_names too
     ADD_STARS,
     CREATE_NOTES,
     DROP_NOTES,
     DROP_STARS,
-    ENGINES,
     add_revision,
-    drop_schemas,
     load,
+    plugin_names_fixture,  # noqa: F401 (a fixture)
     unique_name,
-    url_for,
+    url_fixture,  # noqa: F401 (a fixture)
     write_plugin,
 )
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(params=ENGINES)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return url_for(request.param, tmp_path)
-
-
-@pytest.fixture
-def plugin_names(url: str) -> Iterator[list[str]]:
-    """The test's plugin names: their schemas are dropped after it."""
-    names: list[str] = []
-    yield names
-    drop_schemas(url, names)
 
 
 def new_plugin(tmp_path: Path, names: list[str], label: str, **kwargs: Any) -> Any:

@@ -24,7 +24,7 @@ from sqlalchemy import inspect, text
 from plugstore.cli import cli
 from plugstore.relational import RelationalHost
 from plugstore.relational.engines import Database
-from relational_helpers import (
+from relational_helpers import (  # the fixtures url and plugin_names too
     ADD_STARS,
     CREATE_NOTES,
     DROP_NOTES,
@@ -35,7 +35,9 @@ from relational_helpers import (
     add_revision,
     drop_schemas,
     load,
+    plugin_names_fixture,  # noqa: F401 (a fixture)
     unique_name,
+    url_fixture,  # noqa: F401 (a fixture)
     url_for,
     write_plugin,
 )
@@ -44,7 +46,6 @@ from servers import IN_CI, require_server
 PLUGSTORE = [sys.executable, "-m", "plugstore.cli"]
 HEADER = ["plugin", "schema", "revision", "head", "pending"]
 
-# Found while writing these tests (see the report of the change that added them).
 # -- running the command ---------------------------------------------------------------
 
 
@@ -147,19 +148,6 @@ def need_tool(name: str) -> str:
 
 
 # -- fixtures --------------------------------------------------------------------------
-
-
-@pytest.fixture(params=ENGINES)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return url_for(request.param, tmp_path)
-
-
-@pytest.fixture
-def plugin_names(url: str) -> Iterator[list[str]]:
-    """The test's plugin names on ``url``: their schemas are dropped after it."""
-    names: list[str] = []
-    yield names
-    drop_schemas(url, names)
 
 
 @pytest.fixture
