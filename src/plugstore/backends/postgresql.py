@@ -47,7 +47,7 @@ T = TypeVar("T")
 
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 #: libpq parameters passed through from the URL query (everything else is refused).
-_LIBPQ_PASSTHROUGH = frozenset(
+LIBPQ_PASSTHROUGH = frozenset(
     {
         "sslmode",
         "sslcert",
@@ -111,7 +111,7 @@ class PostgreSQLBackend(Backend):
         if not 0 <= self.pool_min <= self.pool_max or self.pool_max < 1:
             raise ConfigurationError("need 0 <= pool_min <= pool_max and pool_max >= 1")
         self._libpq: dict[str, str] = {}
-        for k in sorted(_LIBPQ_PASSTHROUGH):
+        for k in sorted(LIBPQ_PASSTHROUGH):
             value = options.take(k, None, str)
             if value is not None:
                 self._libpq[k] = value

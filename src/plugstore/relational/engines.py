@@ -58,27 +58,6 @@ _KEY_VALUE_ONLY = frozenset(
         "plugin_dirs",
     }
 )
-_PG_PARAMETERS = frozenset(
-    {
-        "sslmode",
-        "sslcert",
-        "sslkey",
-        "sslrootcert",
-        "sslcrl",
-        "sslpassword",
-        "application_name",
-        "target_session_attrs",
-        "options",
-        "keepalives",
-        "keepalives_idle",
-        "keepalives_interval",
-        "keepalives_count",
-        "tcp_user_timeout",
-        "passfile",
-        "service",
-        "channel_binding",
-    }
-)
 _MYSQL_SSL = ("ssl_ca", "ssl_cert", "ssl_key", "ssl_verify_cert", "ssl_verify_identity")
 _FORK_SAFE: weakref.WeakSet[Engine] = weakref.WeakSet()
 #: Execution option: on SQLite, begin without the write lock (read-only work).
@@ -116,7 +95,10 @@ class Database:
             _no_options(query, parsed)
             return cls("sqlite", parsed, path, timeout, pool_size)
         if name in ("postgresql", "postgres"):
-            unknown = set(query) - _PG_PARAMETERS - {"connect_timeout"}
+            # The libpq parameters the key-value backend passes through, and no others.
+            from plugstore.backends.postgresql import LIBPQ_PASSTHROUGH
+
+            unknown = set(query) - LIBPQ_PASSTHROUGH - {"connect_timeout"}
             _no_options(dict.fromkeys(unknown), parsed)
             return cls("postgresql", parsed, pool_size=pool_size, connect_args=_pg_args(query))
         if name in ("mysql", "mariadb"):
