@@ -27,15 +27,20 @@ from .errors import (
     EncodeError,
     InvalidKeyError,
     InvalidNamespaceError,
+    LockLostError,
+    LockTimeoutError,
     MissingDependencyError,
     NotAnIntegerError,
     StoreAlreadyOpenError,
     StoreError,
     StoreNotOpenError,
+    UndeclaredKeyError,
     ValueTooLargeError,
 )
+from .locks import Lock
 from .namespace import Namespace
 from .registry import register
+from .scopes import Scope
 from .state import StateStore
 from .store import Store
 from .url import StoreURL
@@ -83,11 +88,15 @@ __all__ = [
     "InvalidKeyError",
     "InvalidNamespaceError",
     "JSONCodec",
+    "Lock",
+    "LockLostError",
+    "LockTimeoutError",
     "MissingDependencyError",
     "Namespace",
     "NotAnIntegerError",
     "Options",
     "PickleCodec",
+    "Scope",
     "SignedPickleCodec",
     "StateStore",
     "Store",
@@ -95,6 +104,7 @@ __all__ = [
     "StoreError",
     "StoreNotOpenError",
     "StoreURL",
+    "UndeclaredKeyError",
     "ValueTooLargeError",
     "__version__",
     "open",

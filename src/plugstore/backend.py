@@ -27,6 +27,7 @@ from typing import Any, ClassVar, TypeVar
 
 from .errors import ConfigurationError, ConflictError
 from .keys import check_counter, parse_counter
+from .locks import HeldLock, lease_lock
 from .url import StoreURL
 
 #: Default limit on one encoded value, shared by the built-in backends so that data which
@@ -171,6 +172,18 @@ class Bucket(ABC):
         """Delete every key starting with ``prefix``; return how many were deleted."""
         return sum(1 for key in list(self.keys(prefix)) if self.remove(key))
 
+    def lock(self, key: str, timeout: float | None, lease: float) -> HeldLock | None:
+        """Take the cross-process lock named by this namespace and ``key``.
+
+        Wait up to ``timeout`` seconds (``None``: forever); return the held lock, or
+        ``None`` if it stayed taken.  It must exclude every holder using the same store
+        (other threads, other processes) and be freed when its holder dies: at the end
+        of its session, or after ``lease`` seconds.  The generic version is a lease
+        entry taken by :meth:`cas` (see :mod:`plugstore.locks`); engines with a native
+        lock override it.
+        """
+        return lease_lock(self, key, timeout, lease)
+
 
 class Backend(ABC):
     """An engine plugstore can store namespaces in.
@@ -187,6 +200,9 @@ class Backend(ABC):
     multiprocess: ClassVar[bool] = False
     #: The server port a URL without one means (for :meth:`identity`); None for files.
     default_port: ClassVar[int | None] = None
+    #: Whether a lock outlives its holder's death until its lease runs out (``True``,
+    #: the generic lease entry) or ends with the holder's session (``False``).
+    lease_locks: ClassVar[bool] = True
     #: Largest encoded value accepted; larger ones raise ``ValueTooLargeError`` up front.
     #: A backend may lower it in ``open`` once it knows the server's own limit.
     max_value_size: int = DEFAULT_MAX_VALUE_SIZE

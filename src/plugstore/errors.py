@@ -32,8 +32,23 @@ class ConflictError(StoreError):
     """
 
 
+class LockTimeoutError(StoreError, TimeoutError):
+    """A lock stayed taken by another holder for the whole timeout."""
+
+
+class LockLostError(StoreError):
+    """A lock was taken from its holder before release (lease run out, connection lost).
+
+    The critical section it guarded may have overlapped with another holder's.
+    """
+
+
 class InvalidKeyError(StoreError, ValueError):
     """A key is not acceptable on every backend (type, empty, NUL, length, encoding)."""
+
+
+class UndeclaredKeyError(InvalidKeyError):
+    """A strict scope level was asked for a key that has no registered default."""
 
 
 class InvalidNamespaceError(StoreError, ValueError):
@@ -89,10 +104,13 @@ __all__ = [
     "EncodeError",
     "InvalidKeyError",
     "InvalidNamespaceError",
+    "LockLostError",
+    "LockTimeoutError",
     "MissingDependencyError",
     "NotAnIntegerError",
     "StoreAlreadyOpenError",
     "StoreError",
     "StoreNotOpenError",
+    "UndeclaredKeyError",
     "ValueTooLargeError",
 ]

@@ -8,6 +8,7 @@ from collections.abc import (
     Iterator,
     Mapping,
     MutableMapping,
+    Sequence,
     ValuesView,
 )
 from collections.abc import ItemsView as _ItemsView
@@ -25,6 +26,9 @@ from .keys import (
     check_key,
     check_prefix,
 )
+from .locks import DEFAULT_LEASE, DEFAULT_TIMEOUT, Lock
+from .scopekeys import SCOPE_LEAD, ScopeId, check_level
+from .scopes import Scope, normalise_levels
 
 if TYPE_CHECKING:
     from .store import Store
@@ -32,6 +36,21 @@ if TYPE_CHECKING:
 _MISSING: Any = object()
 #: Short ASCII keys are valid unless they hold NUL: checked inline on the hot paths.
 _FAST_KEY_LEN = MAX_KEY_BYTES // 4
+
+
+def check_plain_key(key: object) -> str:
+    """:func:`~plugstore.keys.check_key`, and refuse the reserved scoped-key lead.
+
+    Keys starting with U+001F are how scoped entries are stored; a plain write of one
+    could forge or overwrite another scope's entry, so only a :class:`Scope` writes them.
+    """
+    check_key(key)
+    assert isinstance(key, str)
+    if key[0] == SCOPE_LEAD:
+        raise InvalidKeyError(
+            "keys starting with U+001F are reserved for scoped data: use ns.scope(...)"
+        )
+    return key
 
 
 class _ScanItemsView(_ItemsView[str, Any]):
@@ -147,8 +166,8 @@ class Namespace(MutableMapping[str, Any]):
         if not self._store._open or self._closed:
             self._b()  # raises StoreNotOpenError
         fast = type(key) is str and 0 < len(key) <= _FAST_KEY_LEN and key.isascii()
-        if not fast or "\x00" in key:
-            check_key(key)
+        if not fast or "\x00" in key or key[0] == SCOPE_LEAD:
+            check_plain_key(key)
         raw = self._codec_encode(value)
         if len(raw) > self._max:
             self._encode(value)  # raises ValueTooLargeError, with the sizes
@@ -202,7 +221,7 @@ class Namespace(MutableMapping[str, Any]):
     def setdefault(self, key: str, default: Any = None) -> Any:
         """Return the value of ``key``, storing ``default`` first if absent (atomically)."""
         bucket = self._b()
-        check_key(key)
+        check_plain_key(key)
         new = self._encode(default)
         for attempt in retry_schedule():
             raw = bucket.get(key)
@@ -255,7 +274,7 @@ class Namespace(MutableMapping[str, Any]):
         is written.
         """
         pairs = items.items() if isinstance(items, Mapping) else items
-        encoded = [(check_key(k), self._encode(v)) for k, v in pairs]
+        encoded = [(check_plain_key(k), self._encode(v)) for k, v in pairs]
         if encoded:
             self._b().set_many(encoded)
 
@@ -277,7 +296,7 @@ class Namespace(MutableMapping[str, Any]):
         bucket's compare-and-set).
         """
         bucket = self._b()
-        check_key(key)
+        check_plain_key(key)
         return bucket.cas(key, expected, self._encode(value))
 
     def remove_if(self, key: str, expected: bytes) -> bool:
@@ -304,8 +323,8 @@ class Namespace(MutableMapping[str, Any]):
         if not self._store._open or self._closed:
             self._b()  # raises StoreNotOpenError
         fast = type(key) is str and 0 < len(key) <= _FAST_KEY_LEN and key.isascii()
-        if not fast or "\x00" in key:
-            check_key(key)
+        if not fast or "\x00" in key or key[0] == SCOPE_LEAD:
+            check_plain_key(key)
         return self._bucket_incr(key, delta)
 
     def decr(self, key: str, delta: int = 1) -> int:
@@ -320,7 +339,7 @@ class Namespace(MutableMapping[str, Any]):
         have no side effects.  Raises ``ConflictError`` if it never gets through.
         """
         bucket = self._b()
-        check_key(key)
+        check_plain_key(key)
         default_raw = None if default is None else self._encode(default)
         for attempt in retry_schedule():
             raw = bucket.get(key)
@@ -345,7 +364,7 @@ class Namespace(MutableMapping[str, Any]):
         ``default`` a missing key raises ``KeyError``.
         """
         bucket = self._b()
-        raw = bucket.get(check_key(key))
+        raw = bucket.get(check_plain_key(key))
         if raw is None and default is _MISSING:
             raise KeyError(key)
         # Decoded from bytes either way, so the caller's default object is never mutated.
@@ -360,3 +379,65 @@ class Namespace(MutableMapping[str, Any]):
                 f"{key!r} was changed by another writer while mutable() held it; "
                 "your change was not written (retry, or use compute())"
             )
+
+    def lock(
+        self, key: str, *, timeout: float | None = DEFAULT_TIMEOUT, lease: float = DEFAULT_LEASE
+    ) -> Lock:
+        """A cross-process lock on ``key``, held by the engine: ``with ns.lock("k"): ...``.
+
+        It excludes every thread and process using this store, for a read-modify-write
+        too large for :meth:`compute`.  Entering waits up to ``timeout`` seconds (``None``:
+        forever) and raises :class:`~plugstore.errors.LockTimeoutError` if it stays
+        taken.  A holder that dies frees it at once on PostgreSQL and MariaDB (its
+        session ends) and after ``lease`` seconds elsewhere.  Holding a lease-based lock
+        longer than ``lease`` may lose it; leaving the block then raises
+        :class:`~plugstore.errors.LockLostError`.  The key need not exist; locks do not
+        nest.  See :mod:`plugstore.locks`.
+        """
+        self._b()
+        return Lock(self, check_key(key), timeout, lease)
+
+    # -- scopes ---------------------------------------------------------------------------
+
+    def scope(self, **path: ScopeId) -> Scope:
+        """A view of the data of one scope: ``ns.scope(guild=123, member=456)``.
+
+        The keyword order is the path, outermost first (``scope(guild=1, member=2)`` is
+        ``scope(guild=1).scope(member=2)``); ids are ``int`` or ``str``, and ``1`` and
+        ``"1"`` are different scopes.  ``ns.scope()`` is the global scope.  Each key of
+        a scope is one stored entry of this namespace, and the defaults registered for
+        its levels (:meth:`register_defaults`) are merged into its reads.
+        """
+        return self.scope_at(tuple(path.items()))
+
+    def scope_at(self, path: Iterable[tuple[str, ScopeId]]) -> Scope:
+        """:meth:`scope` for a path given as ``(level, id)`` pairs (a level may be any
+        identifier, even one that is not a Python keyword argument)."""
+        self._b()
+        steps = tuple((check_level(level), value) for level, value in path)
+        levels = tuple(level for level, _ in steps)
+        defaults = self._store.scope_defaults.level(self._name, levels)
+        return Scope(self, steps, defaults)
+
+    def register_defaults(
+        self,
+        defaults: Mapping[str, Any],
+        *,
+        levels: str | Sequence[str] = (),
+        strict: bool = False,
+    ) -> None:
+        """Declare the values a scope level reads when nothing is stored.
+
+        ``levels`` names the level (``"guild"``, ``("guild", "member")``; ``()`` is the
+        global scope).  Defaults are merged into every read of a scope at that level and
+        never written; a dict default is merged key by key (recursively) beneath a
+        stored dict.  Registering again adds to (and overrides) earlier defaults.  With
+        ``strict=True`` a key that has no default raises
+        :class:`~plugstore.errors.UndeclaredKeyError` at that level.  Registrations are
+        kept per store object, in memory: register at start-up, in every process.
+        """
+        names = normalise_levels(levels)
+        encoded = {check_key(key): self._encode(value) for key, value in defaults.items()}
+        level = self._store.scope_defaults.level(self._name, names)
+        level.encoded.update(encoded)
+        level.strict = level.strict or strict

@@ -9,7 +9,9 @@ from .backend import Backend
 from .codecs import Codec
 from .errors import StoreAlreadyOpenError, StoreNotOpenError
 from .keys import check_namespace
+from .locks import LOCKS_NAMESPACE
 from .namespace import Namespace
+from .scopes import DefaultsRegistry
 
 
 class Store:
@@ -26,6 +28,8 @@ class Store:
         self._requested_max = max_value_size
         self._open = False
         self._lock = threading.Lock()
+        #: Defaults registered for scope levels (see Namespace.register_defaults).
+        self.scope_defaults = DefaultsRegistry()
 
     @property
     def backend(self) -> Backend:
@@ -87,9 +91,9 @@ class Store:
     __getitem__ = namespace
 
     def namespaces(self) -> list[str]:
-        """Sorted names of the namespaces that hold data."""
+        """Sorted names of the namespaces that hold data (lock lease entries aside)."""
         self._check_open()
-        return sorted(self._backend.namespaces())
+        return sorted(name for name in self._backend.namespaces() if name != LOCKS_NAMESPACE)
 
     def drop_namespace(self, name: str) -> int:
         """Delete namespace ``name`` entirely; return how many keys it held."""

@@ -46,6 +46,7 @@ from .. import forks
 from ..backend import Backend, Backoff, Options
 from ..errors import BackendUnavailableError, ConfigurationError
 from ..keys import INT64_MAX, INT64_MIN
+from ..locks import HeldLock, lock_digest
 from ..url import StoreURL
 from .connpool import ConnectionPool, PoolExhausted
 from .liveness import has_news, watch
@@ -120,6 +121,11 @@ class MySQLBucket(TableBucket):
         params = (new, self.namespace, key, len(expected), digest)
         return self.backend.run(self._q["replace_if_digest"], params) > 0
 
+    def lock(self, key: str, timeout: float | None, lease: float) -> HeldLock | None:
+        """``GET_LOCK`` on a pooled connection, freed when that session ends (``lease``
+        is not needed: a dead holder's connection closes)."""
+        return self.backend.named_lock(self.namespace, key, timeout)
+
     def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
         for start in range(0, len(keys), _IN_CHUNK):
@@ -129,6 +135,22 @@ class MySQLBucket(TableBucket):
         return found
 
 
+class _NamedLock(HeldLock):
+    def __init__(self, pool: ConnectionPool, conn: Any, name: str) -> None:
+        self._pool, self._conn, self._name = pool, conn, name
+
+    def release(self) -> bool:
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute("SELECT RELEASE_LOCK(%s)", (self._name,))
+                row = cur.fetchone()
+        except pymysql.err.MySQLError:
+            self._pool.discard(self._conn)
+            return False  # the session ended, and the server released the lock with it
+        self._pool.release(self._conn)
+        return bool(row and row[0] == 1)
+
+
 class MySQLBackend(Backend):
     """One MariaDB/MySQL table for every namespace; pooled, thread- and fork-safe."""
 
@@ -136,6 +158,7 @@ class MySQLBackend(Backend):
     default_port = 3306
     durable = True
     multiprocess = True
+    lease_locks = False  # session locks: freed when the holder's connection ends
 
     def __init__(self, url: StoreURL, options: Options) -> None:
         super().__init__(url, options)
@@ -314,6 +337,38 @@ class MySQLBackend(Backend):
         if pool is None:
             raise BackendUnavailableError("the MySQL store is closed")
         return pool
+
+    def named_lock(self, namespace: str, key: str, timeout: float | None) -> HeldLock | None:
+        """Hold ``GET_LOCK`` on a connection taken from the pool until release.
+
+        Lock names are server-wide and at most 64 characters: the name is a hash of the
+        database, table, namespace and key.
+        """
+        name = "plugstore:" + lock_digest(self.database, self.table, namespace, key)
+        # GET_LOCK takes seconds, fractions included; a year stands for "forever".
+        wait = 365 * 86400.0 if timeout is None else timeout
+        pool = self._current_pool()
+        for _ in range(pool.max_size + 1):
+            try:
+                conn = pool.acquire()
+            except (pymysql.err.MySQLError, PoolExhausted) as exc:
+                raise self._unavailable(exc) from None
+            if not _closed_by_server(conn):
+                break
+            pool.discard(conn)  # closed while idle (a restart): take another
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT GET_LOCK(%s, %s)", (name, wait))
+                row = cur.fetchone()
+        except BaseException as exc:
+            pool.discard(conn)
+            if isinstance(exc, pymysql.err.MySQLError):
+                raise self._unavailable(exc) from None
+            raise
+        if not (row and row[0] == 1):
+            pool.release(conn)
+            return None
+        return _NamedLock(pool, conn, name)
 
     # -- statement helpers -----------------------------------------------------------------
 

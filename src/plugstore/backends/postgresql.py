@@ -39,6 +39,7 @@ from .. import forks
 from ..backend import Backend, Backoff, Options
 from ..errors import BackendUnavailableError, ConfigurationError
 from ..keys import INT64_MAX, INT64_MIN
+from ..locks import HeldLock, lock_digest
 from ..url import StoreURL
 from .liveness import closed_by_server
 from .sqltable import TableBucket, not_an_integer
@@ -86,6 +87,25 @@ class PostgreSQLBucket(TableBucket):
         rows = self.backend.all(self._q["get_many"], (self.namespace, list(keys)))
         return {key: bytes(value) for key, value in rows}
 
+    def lock(self, key: str, timeout: float | None, lease: float) -> HeldLock | None:
+        """A session advisory lock on a pooled connection, freed when that session ends
+        (``lease`` is not needed: a dead holder's connection closes)."""
+        return self.backend.advisory_lock(self.namespace, key, timeout)
+
+
+class _AdvisoryLock(HeldLock):
+    def __init__(self, pool: ConnectionPool[Any], conn: Any, ident: int) -> None:
+        self._pool, self._conn, self._ident = pool, conn, ident
+
+    def release(self) -> bool:
+        try:
+            row = self._conn.execute("SELECT pg_advisory_unlock(%s)", (self._ident,)).fetchone()
+            return bool(row and row[0])
+        except psycopg.OperationalError:
+            return False  # the session ended, and the server released the lock with it
+        finally:
+            self._pool.putconn(self._conn)
+
 
 class PostgreSQLBackend(Backend):
     """One PostgreSQL table for every namespace; pooled, thread- and fork-safe."""
@@ -94,6 +114,7 @@ class PostgreSQLBackend(Backend):
     default_port = 5432
     durable = True
     multiprocess = True
+    lease_locks = False  # session locks: freed when the holder's connection ends
 
     def __init__(self, url: StoreURL, options: Options) -> None:
         super().__init__(url, options)
@@ -369,6 +390,44 @@ class PostgreSQLBackend(Backend):
                 work(conn)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             self._call(work, True, exc)
+
+    def advisory_lock(self, namespace: str, key: str, timeout: float | None) -> HeldLock | None:
+        """Hold ``pg_advisory_lock`` on a connection taken from the pool until release.
+
+        The lock id is 64 bits of a hash of the table, namespace and key: two names
+        sharing an id only make their holders take turns.  ``lock_timeout`` bounds the
+        wait, inside a transaction so that it applies to this statement alone (a
+        session lock outlives the transaction it was taken in).
+        """
+        digest = lock_digest(self.schema, self.table, namespace, key, size=8)
+        ident = int.from_bytes(bytes.fromhex(digest), "big", signed=True)
+        pool = self._current_pool()
+        try:
+            conn = self._getconn(pool)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise self._unavailable(exc) from None
+        try:
+            if timeout == 0:
+                row = conn.execute("SELECT pg_try_advisory_lock(%s)", (ident,)).fetchone()
+                got = bool(row and row[0])
+            else:
+                wait = "0" if timeout is None else f"{max(1, round(timeout * 1000))}ms"
+                try:
+                    with conn.transaction():
+                        conn.execute("SELECT set_config('lock_timeout', %s, true)", (wait,))
+                        conn.execute("SELECT pg_advisory_lock(%s)", (ident,))
+                    got = True
+                except psycopg.errors.LockNotAvailable:
+                    got = False
+        except BaseException as exc:
+            pool.putconn(conn)
+            if isinstance(exc, psycopg.OperationalError):
+                raise self._unavailable(exc) from None
+            raise
+        if not got:
+            pool.putconn(conn)
+            return None
+        return _AdvisoryLock(pool, conn, ident)
 
     # -- backend API ---------------------------------------------------------------------
 

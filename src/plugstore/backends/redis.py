@@ -36,6 +36,7 @@ URL path), ``connect_timeout`` (seconds, default 5), ``socket_timeout`` (default
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any, TypeVar
@@ -47,6 +48,7 @@ from redis.retry import Retry
 
 from ..backend import Backend, Backoff, Bucket, Options
 from ..errors import BackendUnavailableError, ConfigurationError
+from ..locks import HeldLock, Waiter
 from ..url import StoreURL
 from .sqltable import PAGE, not_an_integer, prefix_range
 
@@ -112,8 +114,14 @@ local n = redis.call('DEL', unpack(KEYS))
 redis.call('ZREM', idx, unpack(ARGV))
 return n
 """
+# KEYS: the lock; ARGV: the holder's token.  Deletes the lock only if it is still ours.
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 _SCRIPTS = {
     "set": _SET,
+    "unlock": _UNLOCK,
     "incr": _INCR,
     "remove": _REMOVE,
     "cas": _CAS,
@@ -135,6 +143,15 @@ def _lex_range(prefix: str) -> tuple[bytes, bytes]:
     return b"[" + low.encode(), (b"(" + high.encode()) if high is not None else b"+"
 
 
+class _RedisLock(HeldLock):
+    def __init__(self, bucket: RedisBucket, name: bytes, token: bytes) -> None:
+        self._bucket, self._name, self._token = bucket, name, token
+
+    def release(self) -> bool:
+        # Retried: deleting our own token twice is harmless.
+        return bool(self._bucket._run("unlock", (self._name,), (self._token,), True))
+
+
 class RedisBucket(Bucket):
     """One namespace: its entry strings and their sorted-set index."""
 
@@ -144,6 +161,7 @@ class RedisBucket(Bucket):
         super().__init__(backend, namespace)
         base = f"{backend.prefix}{{{namespace}}}:".encode()
         self._kp = base + b"k:"
+        self._lp = base + b"l:"
         self._idx = base + b"i"
         self._r = backend.client
         self._sha = backend.shas
@@ -206,6 +224,23 @@ class RedisBucket(Bucket):
                 raise not_an_integer(key) from None
             raise
         return int(raw)
+
+    def lock(self, key: str, timeout: float | None, lease: float) -> HeldLock | None:
+        """``SET lock token NX PX lease``, tried until ``timeout``; the lock expires with
+        its lease if the holder dies, and is released only while the token is ours."""
+        name = self._lp + key.encode()
+        token = secrets.token_bytes(16)
+        px = max(1, round(lease * 1000))
+
+        def take() -> bool:
+            # After a lost reply the lock may already be ours: the token says so.
+            return bool(self._r.set(name, token, nx=True, px=px)) or self._r.get(name) == token
+
+        waiter = Waiter(timeout)
+        while not self.backend.call(take, retry=True):
+            if not waiter.wait():
+                return None
+        return _RedisLock(self, name, token)
 
     # -- many keys ------------------------------------------------------------------------
 

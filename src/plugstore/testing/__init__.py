@@ -52,6 +52,9 @@ from plugstore import (
 )
 from plugstore.keys import INT64_MAX, MAX_KEY_BYTES
 
+from .lock_behaviours import LockBehaviours
+from .scope_behaviours import ScopeBehaviours
+
 __all__ = [
     "PicklableThing",
     "StoreConformance",
@@ -235,7 +238,7 @@ BAD_NAMESPACES: list[Any] = [
 UNENCODABLE: list[Any] = [object(), lambda: 1, iter(()), threading.Lock(), print]
 
 
-class StoreConformance:
+class StoreConformance(ScopeBehaviours, LockBehaviours):
     """Base class of the conformance tests.  Subclass it as ``Test...`` and set the URL.
 
     Override :meth:`make_url` (or set ``url``) so that every test gets a store no other

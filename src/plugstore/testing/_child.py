@@ -37,6 +37,29 @@ def incr(spec: dict[str, Any]) -> None:
         print("done", flush=True)
 
 
+def locked(spec: dict[str, Any]) -> None:
+    """``n`` get-then-set increments of one key, each inside ``ns.lock(key)``."""
+    with _open(spec) as store:
+        ns = store.namespace(spec["namespace"])
+        print("ready", flush=True)
+        sys.stdin.readline()
+        key = spec["key"]
+        for _ in range(spec["n"]):
+            with ns.lock(key, timeout=120):
+                ns[key] = ns.get(key, 0) + 1
+        print("done", flush=True)
+
+
+def lock_holder(spec: dict[str, Any]) -> None:
+    """Take ``ns.lock(key, lease=...)``, say ``held``, and wait to be killed."""
+    with _open(spec) as store:
+        ns = store.namespace(spec["namespace"])
+        lock = ns.lock(spec["key"], timeout=30, lease=spec["lease"]).acquire()
+        print("held", flush=True)
+        sys.stdin.readline()
+        lock.release()
+
+
 def writer(spec: dict[str, Any]) -> None:
     """Write ``prefix<i>`` keys forever, printing ``i`` once each write has returned."""
     with _open(spec) as store:
@@ -54,7 +77,8 @@ def writer(spec: dict[str, Any]) -> None:
 
 def main() -> None:
     mode, raw = sys.argv[1], os.environ["PLUGSTORE_CHILD_SPEC"]
-    {"incr": incr, "writer": writer}[mode](json.loads(raw))
+    modes = {"incr": incr, "writer": writer, "locked": locked, "lock_holder": lock_holder}
+    modes[mode](json.loads(raw))
 
 
 if __name__ == "__main__":

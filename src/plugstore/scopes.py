@@ -1,0 +1,436 @@
+"""Scoped views of a namespace, with registered defaults merged on read.
+
+``ns.scope(guild=123, member=456)`` is a dict-like view of the data one plugin keeps
+about member 456 of guild 123.  Each of its keys is one stored entry of the namespace
+(see :mod:`plugstore.scopekeys` for the spelling), so two members never share a value
+and a scope is listed or cleared with a prefix read, never a scan of the namespace.
+
+Defaults registered for a scope *level* (``ns.register_defaults({"xp": 0},
+levels=("guild", "member"))``) are merged into every read of a scope at that level and
+never written: a view behaves like ``collections.ChainMap(stored, defaults)``.  A dict
+default is merged key by key, recursively, beneath a stored dict, so a default added in
+a later release shows up inside values stored before it existed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    Sequence,
+    ValuesView,
+)
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from .backend import Bucket, retry_schedule
+from .errors import ConflictError, InvalidKeyError, NotAnIntegerError, UndeclaredKeyError
+from .keys import INT64_MAX, INT64_MIN, MAX_KEY_BYTES, check_counter, check_key
+from .locks import DEFAULT_LEASE, DEFAULT_TIMEOUT, Lock
+from .scopekeys import (
+    ScopeId,
+    ScopePath,
+    check_level,
+    child_id,
+    level_prefix,
+    own_prefix,
+    path_prefix,
+)
+
+if TYPE_CHECKING:
+    from .namespace import Namespace
+
+_MISSING: Any = object()
+
+
+class LevelDefaults:
+    """The defaults registered for one scope level of one namespace (encoded once)."""
+
+    def __init__(self) -> None:
+        self.encoded: dict[str, bytes] = {}
+        self.strict = False
+
+
+class DefaultsRegistry:
+    """Every namespace's registered defaults in one store, by namespace and level."""
+
+    def __init__(self) -> None:
+        self._levels: dict[tuple[str, tuple[str, ...]], LevelDefaults] = {}
+        self._lock = threading.Lock()
+
+    def level(self, namespace: str, levels: tuple[str, ...]) -> LevelDefaults:
+        """The (shared, mutable) defaults of ``levels`` in ``namespace``."""
+        found = self._levels.get((namespace, levels))
+        if found is None:
+            with self._lock:
+                found = self._levels.setdefault((namespace, levels), LevelDefaults())
+        return found
+
+
+def normalise_levels(levels: str | Sequence[str]) -> tuple[str, ...]:
+    """``"guild"`` or ``("guild", "member")`` as a validated tuple of level names."""
+    names = (levels,) if isinstance(levels, str) else tuple(levels)
+    return tuple(check_level(name) for name in names)
+
+
+def merge_defaults(default: Any, stored: Any) -> Any:
+    """``stored`` with the keys it lacks filled in from ``default``, recursively for dicts."""
+    if type(default) is not dict or type(stored) is not dict:
+        return stored
+    merged = dict(default)
+    for key, value in stored.items():
+        merged[key] = merge_defaults(default[key], value) if key in default else value
+    return merged
+
+
+class Scope(MutableMapping[str, Any]):
+    """The data of one scope (a path of ``level=id`` pairs) in one namespace.
+
+    Made by :meth:`Namespace.scope`; behaves like ``ChainMap(stored, defaults)``: reads
+    see stored values, else the defaults registered for this scope's levels; writes and
+    deletes touch stored values only (deleting a key that is only a default raises
+    ``KeyError``).  Keys follow the namespace's rules; a key and its scope path together
+    must fit :data:`~plugstore.keys.MAX_KEY_BYTES`.
+    """
+
+    def __init__(self, namespace: Namespace, path: ScopePath, defaults: LevelDefaults) -> None:
+        self._ns = namespace
+        self._path = path
+        self._prefix = own_prefix(path)
+        self._room = MAX_KEY_BYTES - len(self._prefix.encode("utf-8"))
+        if self._room < 1:
+            raise InvalidKeyError(
+                f"scope {self._where()} leaves no room for keys within {MAX_KEY_BYTES} bytes"
+            )
+        self._defaults = defaults
+        self._codec = namespace.store.codec
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    @property
+    def path(self) -> ScopePath:
+        """This scope's ``(level, id)`` pairs, outermost first."""
+        return self._path
+
+    @property
+    def levels(self) -> tuple[str, ...]:
+        """The level names of :attr:`path` (what defaults are registered against)."""
+        return tuple(level for level, _ in self._path)
+
+    @property
+    def namespace(self) -> Namespace:
+        """The namespace this scope lives in."""
+        return self._ns
+
+    def __repr__(self) -> str:
+        return f"<Scope {self._where()} of namespace {self._ns.name!r}>"
+
+    def scope(self, **path: ScopeId) -> Scope:
+        """A scope beneath this one: ``ns.scope(guild=1).scope(member=2)``."""
+        return self._ns.scope_at(self._path + tuple(path.items()))
+
+    def _full(self, key: object) -> str:
+        """The stored key of ``key``; raises ``InvalidKeyError`` for a bad or too long key."""
+        if type(key) is str and 0 < len(key) <= self._room and key.isascii():
+            if "\x00" in key:
+                check_key(key)  # raises
+        else:
+            key = check_key(key)
+            size = len(key.encode("utf-8"))
+            if size > self._room:
+                raise InvalidKeyError(
+                    f"key is {size} UTF-8 bytes; in scope {self._where()} keys are limited "
+                    f"to {self._room} (the scope path takes the rest of {MAX_KEY_BYTES})"
+                )
+        if self._defaults.strict and key not in self._defaults.encoded:
+            raise UndeclaredKeyError(
+                f"{key!r} is not a registered key of scope level {self._level_name()} "
+                f"in namespace {self._ns.name!r} (strict mode)"
+            )
+        return self._prefix + key
+
+    def _where(self) -> str:
+        return ", ".join(f"{level}={value!r}" for level, value in self._path) or "global"
+
+    def _level_name(self) -> str:
+        return "/".join(self.levels) or "global"
+
+    def _bucket(self) -> Bucket:
+        return self._ns._b()
+
+    def _decode(self, key: str, raw: bytes | None) -> Any:
+        """The value a read returns: stored (merged with a dict default) or the default;
+        ``_MISSING`` when there is neither."""
+        default = self._defaults.encoded.get(key)
+        if raw is None:
+            return _MISSING if default is None else self._codec.decode(default)
+        value = self._codec.decode(raw)
+        if default is not None and type(value) is dict:
+            return merge_defaults(self._codec.decode(default), value)
+        return value
+
+    # -- mapping protocol -----------------------------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._decode(key, self._bucket().get(self._full(key)))
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key`` (stored or registered default), else ``default``."""
+        value = self._decode(key, self._bucket().get(self._full(key)))
+        return default if value is _MISSING else value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        full = self._full(key)
+        raw = self._ns._encode(value)
+        self._bucket().set(full, raw)
+
+    def __delitem__(self, key: str) -> None:
+        if not self._bucket().remove(self._full(key)):
+            raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            full = self._full(key)
+        except InvalidKeyError:
+            return False
+        return key in self._defaults.encoded or self._bucket().contains(full)
+
+    def __iter__(self) -> Iterator[str]:
+        cut = len(self._prefix)
+        seen: set[str] = set()
+        defaults = self._defaults.encoded
+        for stored in self._bucket().keys(self._prefix):
+            key = stored[cut:]
+            if key in defaults:
+                seen.add(key)
+            yield key
+        yield from (key for key in list(defaults) if key not in seen)
+
+    def __len__(self) -> int:
+        bucket = self._bucket()
+        stored = bucket.count(self._prefix)
+        if not self._defaults.encoded:
+            return stored
+        names = list(self._defaults.encoded)
+        present = bucket.get_many([self._prefix + key for key in names])
+        return stored + sum(1 for key in names if self._prefix + key not in present)
+
+    def is_stored(self, key: str) -> bool:
+        """Whether ``key`` has a stored value (not only a registered default)."""
+        return self._bucket().contains(self._full(key))
+
+    def scan(self) -> Iterator[tuple[str, Any]]:
+        """Stream ``(key, value)`` pairs: stored values (merged), then unstored defaults."""
+        cut = len(self._prefix)
+        seen: set[str] = set()
+        for stored, raw in self._bucket().items(self._prefix):
+            key = stored[cut:]
+            if key in self._defaults.encoded:
+                seen.add(key)
+            yield key, self._decode(key, raw)
+        for key, raw in list(self._defaults.encoded.items()):
+            if key not in seen:
+                yield key, self._codec.decode(raw)
+
+    def items(self) -> _ScopeItems:
+        """A view whose iteration streams ``(key, value)`` pairs (see :meth:`scan`)."""
+        return _ScopeItems(self)
+
+    def values(self) -> _ScopeValues:
+        """A view whose iteration streams the values."""
+        return _ScopeValues(self)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """``{key: value}`` for the keys among ``keys`` that are stored or have a default."""
+        if isinstance(keys, (str, bytes)):
+            raise TypeError("get_many takes an iterable of keys, not a single key")
+        wanted = {self._full(key): key for key in keys}
+        found = self._bucket().get_many(list(wanted))
+        out = {}
+        for full, key in wanted.items():
+            value = self._decode(key, found.get(full))
+            if value is not _MISSING:
+                out[key] = value
+        return out
+
+    def set_many(self, items: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
+        """Store many values in one bulk write (all validated and encoded first)."""
+        pairs = items.items() if isinstance(items, Mapping) else items
+        encoded = [(self._full(key), self._ns._encode(value)) for key, value in pairs]
+        if encoded:
+            self._bucket().set_many(encoded)
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        """Like ``dict.update``, through :meth:`set_many` (one bulk write)."""
+        pairs = dict(other.items() if isinstance(other, Mapping) else other)
+        pairs.update(kwargs)
+        self.set_many(pairs)
+
+    def clear(self) -> None:
+        """Delete this scope's stored keys (defaults stay; sub-scopes are untouched)."""
+        self._bucket().clear(self._prefix)
+
+    def clear_all(self) -> int:
+        """Delete this scope's stored keys and every scope beneath it; return how many."""
+        return self._bucket().clear(path_prefix(self._path))
+
+    def ids(self, level: str) -> Iterator[ScopeId]:
+        """The ids of the scopes at ``level`` directly beneath this one that hold data.
+
+        ``ns.scope(guild=1).ids("member")`` yields each member of guild 1 with stored
+        data, once.  One prefix read over those scopes' keys.
+        """
+        prefix = level_prefix(self._path, level)
+        cut = len(prefix)
+        seen: set[tuple[type, ScopeId]] = set()
+        for stored in self._bucket().keys(prefix):
+            value = child_id(stored, cut)
+            marker = (type(value), value)
+            if marker not in seen:  # 1 and "1" are different ids
+                seen.add(marker)
+                yield value
+
+    def lock(
+        self, key: str, *, timeout: float | None = DEFAULT_TIMEOUT, lease: float = DEFAULT_LEASE
+    ) -> Lock:
+        """A cross-process lock on ``key`` of this scope; see :meth:`Namespace.lock`."""
+        return Lock(self._ns, self._full(key), timeout, lease)
+
+    # -- atomic helpers -------------------------------------------------------------------
+
+    def incr(self, key: str, delta: int = 1) -> int:
+        """Atomically add ``delta``; an absent key starts from its registered default (or 0)."""
+        if type(delta) is not int:
+            raise TypeError(f"incr delta must be int, not {type(delta).__name__}")
+        if not INT64_MIN <= delta <= INT64_MAX:
+            check_counter(delta)  # raises NotAnIntegerError
+        full = self._full(key)
+        bucket = self._bucket()
+        default = self._defaults.encoded.get(key)
+        if default is not None:
+            start = self._codec.decode(default)
+            if type(start) is not int:
+                raise NotAnIntegerError(
+                    f"the registered default of {key!r} is not an integer: {start!r:.40}"
+                )
+            if start:
+                # Only an absent key starts from the default; once stored, native incr.
+                new = check_counter(start + delta)
+                if bucket.cas(full, None, str(new).encode("ascii")):
+                    return new
+        return bucket.incr(full, delta)
+
+    def decr(self, key: str, delta: int = 1) -> int:
+        """``incr(key, -delta)``."""
+        return self.incr(key, -delta)
+
+    def compute(self, key: str, fn: Callable[[Any], Any], default: Any = None) -> Any:
+        """Atomically replace the value by ``fn(value)``; see :meth:`Namespace.compute`.
+
+        ``fn`` gets the stored value (merged with its default), else the registered
+        default, else ``default``.
+        """
+        full = self._full(key)
+        bucket = self._bucket()
+        fallback = None if default is None else self._ns._encode(default)
+        for attempt in retry_schedule():
+            raw = bucket.get(full)
+            current = self._decode(key, raw)
+            if current is _MISSING:
+                current = None if fallback is None else self._codec.decode(fallback)
+            new = fn(current)
+            if bucket.cas(full, raw, self._ns._encode(new)):
+                return new
+            attempt()
+        raise ConflictError(f"compute on {key!r} kept conflicting with other writers")
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``; if it is neither stored nor defaulted, store ``default``."""
+        full = self._full(key)
+        bucket = self._bucket()
+        new = self._ns._encode(default)
+        for attempt in retry_schedule():
+            raw = bucket.get(full)
+            current = self._decode(key, raw)
+            if current is not _MISSING:
+                return current
+            if bucket.cas(full, None, new):
+                return self._codec.decode(new)
+            attempt()
+        raise ConflictError(f"setdefault of {key!r} kept conflicting with other writers")
+
+    def pop(self, key: str, default: Any = _MISSING) -> Any:
+        """Delete the stored value and return what ``self[key]`` returned, atomically.
+
+        When nothing is stored: ``default`` if given, else the registered default, else
+        ``KeyError``.
+        """
+        full = self._full(key)
+        bucket = self._bucket()
+        for attempt in retry_schedule():
+            raw = bucket.get(full)
+            if raw is None:
+                if default is not _MISSING:
+                    return default
+                value = self._decode(key, None)
+                if value is _MISSING:
+                    raise KeyError(key)
+                return value
+            if bucket.cas(full, raw, None):
+                return self._decode(key, raw)
+            attempt()
+        raise ConflictError(f"pop of {key!r} kept conflicting with other writers")
+
+    @contextmanager
+    def mutable(self, key: str, default: Any = _MISSING) -> Iterator[Any]:
+        """Edit a value in a ``with`` block; written back atomically or ``ConflictError``.
+
+        Starts from the stored value (merged), else the registered default, else
+        ``default`` (``KeyError`` without one).  See :meth:`Namespace.mutable`.
+        """
+        full = self._full(key)
+        bucket = self._bucket()
+        raw = bucket.get(full)
+        current = self._decode(key, raw)
+        if current is _MISSING:
+            if default is _MISSING:
+                raise KeyError(key)
+            current = default
+        start = self._ns._encode(current)
+        value = self._codec.decode(start)
+        yield value
+        new = self._ns._encode(value)
+        if new == start:
+            return
+        if not self._bucket().cas(full, raw, new):
+            raise ConflictError(
+                f"{key!r} was changed by another writer while mutable() held it; "
+                "your change was not written (retry, or use compute())"
+            )
+
+
+class _ScopeItems(ItemsView[str, Any]):
+    """``scope.items()``: one streaming pass (see :meth:`Scope.scan`)."""
+
+    _mapping: Scope
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        return self._mapping.scan()
+
+
+class _ScopeValues(ValuesView[Any]):
+    _mapping: Scope
+
+    def __iter__(self) -> Iterator[Any]:
+        return (value for _, value in self._mapping.scan())
+
+
+__all__ = ["DefaultsRegistry", "LevelDefaults", "Scope", "merge_defaults", "normalise_levels"]

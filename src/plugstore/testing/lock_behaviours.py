@@ -1,0 +1,138 @@
+"""Conformance behaviours of the engine-held lock (``ns.lock``).
+
+Mixed into :class:`plugstore.testing.StoreConformance`, whose fixtures and child-process
+helpers these tests use.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, ClassVar
+
+import pytest
+
+from plugstore import (
+    InvalidKeyError,
+    LockLostError,
+    LockTimeoutError,
+    Namespace,
+    Store,
+    StoreError,
+    StoreNotOpenError,
+)
+from plugstore.locks import LOCKS_NAMESPACE
+
+
+class LockBehaviours:
+    """``ns.lock(key)`` excludes threads and processes, and a dead holder frees it."""
+
+    #: Locked get-then-set increments per process in the 4-process race.
+    lock_ops: ClassVar[int] = 500
+
+    # provided by StoreConformance
+    _need_multiprocess: Any
+    _children: Any
+
+    def test_lock_excludes_other_holders_and_times_out(self, store: Store, ns: Namespace) -> None:
+        other_ns = store.namespace("conformance-other")
+        with ns.lock("k", timeout=5) as lock:
+            assert lock.held
+            with pytest.raises(LockTimeoutError):
+                ns.lock("k", timeout=0).acquire()
+            started = time.monotonic()
+            with pytest.raises(LockTimeoutError):
+                ns.lock("k", timeout=0.3).acquire()
+            assert time.monotonic() - started >= 0.25  # it waited, then gave up
+            with ns.lock("k2", timeout=0), other_ns.lock("k", timeout=0):
+                pass  # other keys, and the same key elsewhere, are other locks
+            assert len(ns) == 0  # a lock is not data of its namespace
+            assert LOCKS_NAMESPACE not in store.namespaces()
+        assert not lock.held
+        with ns.lock("k", timeout=0):
+            pass  # released on exit
+
+    def test_lock_misuse_is_refused(self, store: Store, ns: Namespace) -> None:
+        lock = ns.lock("k")
+        with pytest.raises(StoreError, match="not held"):
+            lock.release()
+        with lock, pytest.raises(StoreError, match="already held"):
+            lock.acquire()
+        bad_keys: list[Any] = ["", "a\x00", 1, None]
+        for bad in bad_keys:
+            with pytest.raises(InvalidKeyError):
+                ns.lock(bad)
+        with pytest.raises(ValueError, match="timeout"):
+            ns.lock("k", timeout=-1)
+        with pytest.raises(ValueError, match="lease"):
+            ns.lock("k", lease=0)
+        scope_lock = ns.scope(guild=1).lock("k", timeout=0)
+        with scope_lock, ns.lock("k", timeout=0):
+            pass  # a scope's key is another lock than the plain key
+        store.close()
+        with pytest.raises(StoreNotOpenError):
+            ns.lock("k")
+        with pytest.raises(StoreNotOpenError):
+            scope_lock.acquire()
+
+    def test_threads_locked_get_then_set_exact(self, ns: Namespace) -> None:
+        threads, per_thread = 6, 40
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(threads)
+
+        def work() -> None:
+            try:
+                barrier.wait()
+                for _ in range(per_thread):
+                    with ns.lock("counter", timeout=60):
+                        value = ns.get("counter", 0)
+                        time.sleep(0)  # invite a switch inside the critical section
+                        ns["counter"] = value + 1
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        pool = [threading.Thread(target=work) for _ in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        assert errors == []
+        assert ns["counter"] == threads * per_thread
+
+    def test_lease_runs_out_and_release_reports_the_loss(self, store: Store, ns: Namespace) -> None:
+        if not store.backend.lease_locks:
+            pytest.skip(f"{store.backend.name} locks end with the session, not a lease")
+        first = ns.lock("k", lease=0.3).acquire()
+        started = time.monotonic()
+        with ns.lock("k", timeout=10):  # waits out the lease, then takes over
+            assert time.monotonic() - started < 10
+        with pytest.raises(LockLostError):
+            first.release()
+
+    @pytest.mark.slow
+    def test_processes_locked_get_then_set_exact(self, store: Store, ns: Namespace) -> None:
+        from plugstore.testing import release_together
+
+        self._need_multiprocess(store)
+        spec = {"key": "locked", "n": self.lock_ops}
+        release_together(self._children(store, "locked", [spec] * 4))
+        assert ns["locked"] == 4 * self.lock_ops
+
+    @pytest.mark.slow
+    def test_lock_of_a_killed_holder_is_freed(self, store: Store, ns: Namespace) -> None:
+        self._need_multiprocess(store)
+        lease = 2.0
+        (proc,) = self._children(store, "lock_holder", [{"key": "k", "lease": lease}])
+        try:
+            assert proc.stdout.readline().strip() == "held", proc.stderr.read()
+            with pytest.raises(LockTimeoutError):
+                ns.lock("k", timeout=0.2).acquire()  # really held by the child
+        finally:
+            proc.kill()  # SIGKILL: no release, no close
+            proc.wait()
+        killed = time.monotonic()
+        with ns.lock("k", timeout=lease + 30):
+            waited = time.monotonic() - killed
+        # Freed at once when the session ends, or when the lease runs out: never later
+        # (the slack covers a slow, shared machine).
+        assert waited < lease + 5, waited
