@@ -70,11 +70,17 @@ class Waiter:
         self.deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         self._delay = 0.001
 
-    def wait(self) -> bool:
-        """Sleep before the next try; return ``False`` once the deadline has passed."""
+    def wait(self, next_in_line: bool = False) -> bool:
+        """Sleep before the next try; return ``False`` once the deadline has passed.
+
+        ``next_in_line``: this waiter holds the next turn, and the lock stays idle after
+        its release until this waiter looks again, so it looks every millisecond.
+        """
         now = time.monotonic()
         if self.deadline is not None and now >= self.deadline:
             return False
+        if next_in_line:
+            self._delay = 0.001
         pause = random.uniform(self._delay / 2, self._delay)
         if self.deadline is not None:
             pause = min(pause, self.deadline - now)
@@ -83,14 +89,56 @@ class Waiter:
         return True
 
 
+#: How long a waiter's claim on the next turn, and a lock handed to it, stay valid
+#: without news from that waiter (it refreshes its claim while it polls).
+TURN_GRACE = 2.0
+
+
+def _fields(raw: bytes | None) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    try:
+        found = json.loads(raw)
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _expiry(fields: dict[str, Any], name: str = "until") -> float:
+    try:
+        return float(fields[name])
+    except (KeyError, TypeError, ValueError):
+        return 0.0  # not a lease we understand: treat it as run out
+
+
+def _dump(fields: dict[str, Any]) -> bytes:
+    return json.dumps(fields, separators=(",", ":")).encode()
+
+
 class _LeaseEntry(HeldLock):
-    def __init__(self, bucket: Bucket, name: str, raw: bytes) -> None:
+    def __init__(self, bucket: Bucket, name: str, raw: bytes, token: str) -> None:
         self._bucket = bucket
         self._name = name
         self._raw = raw
+        self._token = token
 
     def release(self) -> bool:
-        return self._bucket.cas(self._name, self._raw, None)
+        if self._bucket.cas(self._name, self._raw, None):
+            return True  # nobody queued behind us: one request
+        while True:
+            current = self._bucket.get(self._name)
+            fields = _fields(current)
+            if current is None or fields.get("token") != self._token:
+                return False  # taken over after our lease ran out
+            now = time.time()
+            successor: bytes | None = None
+            if fields.get("next") and _expiry(fields, "next_until") > now:
+                # Hand the lock to the waiter that claimed the next turn: nobody else
+                # (we included) may take it before that waiter does.
+                turn = {"key": fields.get("key"), "reserved": fields["next"]}
+                successor = _dump({**turn, "until": round(now + TURN_GRACE, 3)})
+            if self._bucket.cas(self._name, current, successor):
+                return True
 
 
 def lease_lock(bucket: Bucket, key: str, timeout: float | None, lease: float) -> HeldLock | None:
@@ -99,47 +147,51 @@ def lease_lock(bucket: Bucket, key: str, timeout: float | None, lease: float) ->
     The entry lives in :data:`LOCKS_NAMESPACE` of ``bucket``'s backend, under the
     lock's namespace and a digest of its key; it records the key, the holder's host and
     pid and the lease's end, for ``plugstore doctor``.
+
+    Taking turns: a waiter that finds the lock held claims the *next turn* in the entry
+    (and refreshes the claim while it polls); the holder's release then hands the lock
+    to that waiter instead of freeing it.  Without this, a process that releases and
+    takes the lock again in a loop wins nearly every time against waiters that poll,
+    and on a slow engine they time out.
     """
     locks = bucket.backend.bucket(LOCKS_NAMESPACE)
     name = f"{bucket.namespace}:{lock_digest(key)}"
     waiter = Waiter(timeout)
     holder = f"{socket.gethostname()}:{os.getpid()}"
+    token = secrets.token_hex(8)
     current: bytes | None = None  # try as if free first: one request when it is
     while True:
-        if current is None or _lease_end(current) <= time.time():
-            mine = json.dumps(
-                {
-                    "key": key,
-                    "holder": holder,
-                    "token": secrets.token_hex(8),
-                    "until": round(time.time() + lease, 3),
-                },
-                separators=(",", ":"),
-            ).encode()
+        fields = _fields(current)
+        now = time.time()
+        if current is None or _expiry(fields) <= now or fields.get("reserved") == token:
+            mine = _dump(
+                {"key": key, "holder": holder, "token": token, "until": round(now + lease, 3)}
+            )
             if locks.cas(name, current, mine):
-                return _LeaseEntry(locks, name, mine)
+                return _LeaseEntry(locks, name, mine, token)
+        elif "token" in fields and timeout != 0:
+            # Held: claim the next turn if it is free or stale; refresh it if it is ours.
+            claimed_by = fields.get("next")
+            turn_ends = _expiry(fields, "next_until")
+            if (claimed_by == token and turn_ends - now < TURN_GRACE / 2) or (
+                claimed_by != token and turn_ends <= now
+            ):
+                claim = {**fields, "next": token, "next_until": round(now + TURN_GRACE, 3)}
+                locks.cas(name, current, _dump(claim))  # a lost race is re-read below
         current = locks.get(name)
-        if current is None or _lease_end(current) <= time.time():
-            continue  # released or expired since: try again at once
-        if not waiter.wait():
+        fields = _fields(current)
+        if current is None or _expiry(fields) <= time.time() or fields.get("reserved") == token:
+            continue  # free, run out, or handed to us: take it at once
+        if not waiter.wait(next_in_line=fields.get("next") == token):
+            if fields.get("next") == token:  # give our turn back, or the hand-off stalls
+                rest = {k: v for k, v in fields.items() if k not in ("next", "next_until")}
+                locks.cas(name, current, _dump(rest))
             return None
-
-
-def _lease_end(raw: bytes) -> float:
-    try:
-        until = json.loads(raw)["until"]
-        return float(until)
-    except (ValueError, KeyError, TypeError):
-        return 0.0  # not a lease we understand: treat as expired
 
 
 def lease_info(raw: bytes) -> dict[str, Any]:
     """The fields of a lease entry (``key``, ``holder``, ``until``), for diagnostics."""
-    try:
-        found = json.loads(raw)
-    except ValueError:
-        return {}
-    return found if isinstance(found, dict) else {}
+    return _fields(raw)
 
 
 class Lock:

@@ -27,7 +27,7 @@ from .keys import (
     check_prefix,
 )
 from .locks import DEFAULT_LEASE, DEFAULT_TIMEOUT, Lock
-from .scopekeys import SCOPE_LEAD, ScopeId, check_level
+from .scopekeys import SCOPE_LEAD, ScopeId
 from .scopes import Scope, normalise_levels
 
 if TYPE_CHECKING:
@@ -414,7 +414,7 @@ class Namespace(MutableMapping[str, Any]):
         """:meth:`scope` for a path given as ``(level, id)`` pairs (a level may be any
         identifier, even one that is not a Python keyword argument)."""
         self._b()
-        steps = tuple((check_level(level), value) for level, value in path)
+        steps = tuple((level, value) for level, value in path)
         levels = tuple(level for level, _ in steps)
         defaults = self._store.scope_defaults.level(self._name, levels)
         return Scope(self, steps, defaults)

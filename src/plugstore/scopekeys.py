@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
 from .errors import InvalidKeyError
 
@@ -95,6 +96,15 @@ def path_prefix(path: Sequence[tuple[str, object]]) -> str:
 
 def own_prefix(path: Sequence[tuple[str, object]]) -> str:
     """The prefix of the keys stored directly in the scope at ``path``."""
+    if all(type(level) is str and type(value) in (int, str) for level, value in path):
+        return _cached_own_prefix(tuple(path))  # hashable, and 1 is never True or 1.0
+    return SCOPE_LEAD + encode_path(path) + _KEY_MARK  # raises for the bad id or level
+
+
+@lru_cache(maxsize=4096)
+def _cached_own_prefix(path: tuple[tuple[str, ScopeId], ...]) -> str:
+    # Scopes are made per message in a bot: encoding (and validating) a path once per
+    # distinct path keeps ns.scope(...) cheap.  Errors propagate and are not cached.
     return SCOPE_LEAD + encode_path(path) + _KEY_MARK
 
 

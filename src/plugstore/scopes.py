@@ -177,7 +177,10 @@ class Scope(MutableMapping[str, Any]):
     # -- mapping protocol -----------------------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:
-        value = self._decode(key, self._bucket().get(self._full(key)))
+        raw = self._bucket().get(self._full(key))
+        if raw is not None and not self._defaults.encoded:
+            return self._codec.decode(raw)  # the common case, without the merge machinery
+        value = self._decode(key, raw)
         if value is _MISSING:
             raise KeyError(key)
         return value

@@ -48,7 +48,7 @@ from redis.retry import Retry
 
 from ..backend import Backend, Backoff, Bucket, Options
 from ..errors import BackendUnavailableError, ConfigurationError
-from ..locks import HeldLock, Waiter
+from ..locks import TURN_GRACE, HeldLock, Waiter
 from ..url import StoreURL
 from .sqltable import PAGE, not_an_integer, prefix_range
 
@@ -119,8 +119,33 @@ _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+# KEYS: the lock, its next turn; ARGV: token, lease ms, turn ms, whether to queue.
+# Only the waiter holding the next turn (or anyone, when no turn is claimed) may take a
+# free lock; a waiter that cannot take it claims the turn, or refreshes its claim.
+# Returns 1 (taken), 2 (not yet, but the next turn is ours) or 0.
+_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
+local turn = redis.call('GET', KEYS[2])
+if (not turn) or turn == ARGV[1] then
+  if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    if turn then redis.call('DEL', KEYS[2]) end
+    return 1
+  end
+end
+if ARGV[4] == '1' then
+  if not turn then
+    redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
+    return 2
+  elseif turn == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[2], ARGV[3])
+    return 2
+  end
+end
+return 0
+"""
 _SCRIPTS = {
     "set": _SET,
+    "lock": _LOCK,
     "unlock": _UNLOCK,
     "incr": _INCR,
     "remove": _REMOVE,
@@ -162,6 +187,7 @@ class RedisBucket(Bucket):
         base = f"{backend.prefix}{{{namespace}}}:".encode()
         self._kp = base + b"k:"
         self._lp = base + b"l:"
+        self._tp = base + b"t:"
         self._idx = base + b"i"
         self._r = backend.client
         self._sha = backend.shas
@@ -228,17 +254,15 @@ class RedisBucket(Bucket):
     def lock(self, key: str, timeout: float | None, lease: float) -> HeldLock | None:
         """``SET lock token NX PX lease``, tried until ``timeout``; the lock expires with
         its lease if the holder dies, and is released only while the token is ours."""
-        name = self._lp + key.encode()
+        name, turn = self._lp + key.encode(), self._tp + key.encode()
         token = secrets.token_bytes(16)
-        px = max(1, round(lease * 1000))
-
-        def take() -> bool:
-            # After a lost reply the lock may already be ours: the token says so.
-            return bool(self._r.set(name, token, nx=True, px=px)) or self._r.get(name) == token
-
+        queue = 0 if timeout == 0 else 1  # a single try never claims a turn
+        args = (token, max(1, round(lease * 1000)), round(TURN_GRACE * 1000), queue)
         waiter = Waiter(timeout)
-        while not self.backend.call(take, retry=True):
-            if not waiter.wait():
+        # Retried after a lost reply: the script first asks whether the token holds it.
+        while (got := self._run("lock", (name, turn), args, True)) != 1:
+            if not waiter.wait(next_in_line=got == 2):
+                self._run("unlock", (turn,), (token,), True)  # give our turn back
                 return None
         return _RedisLock(self, name, token)
 
