@@ -145,6 +145,7 @@ class Settings:
     batch: int
     race_n: int
     procs: int
+    lock_n: int = 500  # locked get-then-set increments per process (the locks workload)
 
 
 def make_data(n: int) -> tuple[list[str], list[Value]]:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """plugstore benchmarks: ops/s of plugstore and its peers, measured in the same run.
 
-    python benchmarks/run.py                 # full run (about 1.5-2.5 minutes on 2 cores)
+    python benchmarks/run.py                 # full run (minutes; see docs/benchmarks.md)
     python benchmarks/run.py --quick         # small sizes, 3 repeats
     python benchmarks/run.py --only sqlite,race --repeat 7 --json results.json
 
@@ -25,6 +25,7 @@ import shelve
 import shutil
 import socket
 import sqlite3
+import statistics
 import sys
 import tempfile
 import threading
@@ -52,7 +53,20 @@ from harness import (
     set_get,
     timed,
 )
-from servers import PG_DSN, PG_URL, w_dynamodb, w_mysql, w_postgresql, w_redis
+from plugstore.locks import LOCKS_NAMESPACE
+from plugstore.scopekeys import own_prefix
+from servers import (
+    MYSQL_URL,
+    PG_DSN,
+    PG_URL,
+    REDIS_URL,
+    _local_dynamodb,
+    _redis_prefix,
+    w_dynamodb,
+    w_mysql,
+    w_postgresql,
+    w_redis,
+)
 
 WORKLOADS = (
     "sqlite",
@@ -65,6 +79,8 @@ WORKLOADS = (
     "redis",
     "dynamodb",
     "relational",
+    "scopes",
+    "locks",
 )
 # --------------------------------------------------------------------- sqlite and peers
 
@@ -789,6 +805,260 @@ def unavailable(host: str, port: int, module: str) -> str | None:
     return None
 
 
+# ------------------------------------------------------------------------- scoped views
+
+#: The scope the scopes workload uses: a member of a guild, with Discord-sized ids.
+SCOPE_PATH: dict[str, int] = {"guild": 348_123_456_789_012_345, "member": 81_234_567_890_123_456}
+SCOPE_LEVELS = tuple(SCOPE_PATH)
+#: The default registered for every key in the defaults row: a dict, so each read decodes
+#: it and merges the stored dict over it (the stored value lacks "level").
+SCOPE_DEFAULT: Value = {"n": 0, "name": "", "tags": [], "level": 1}
+SCOPE_VIEW = "plugstore scope"
+SCOPE_PLAIN = "plugstore namespace"
+SCOPE_DEFAULTS = "scope, defaults merged"
+SCOPE_PER_OP = "ns.scope(...) per op"
+
+#: Opens a store for one contender run: returns (the store, how to clean up and close it).
+StoreOpener = Callable[[Path], tuple[plugstore.Store, Callable[[], None]]]
+
+
+def scope_contender(kind: str, open_store: StoreOpener, how: str) -> Contender:
+    """``m[k] = v`` for every key, then ``m[k]``, where ``m`` is the namespace itself
+    (SCOPE_PLAIN), one scope made up front (SCOPE_VIEW, SCOPE_DEFAULTS) or a scope made
+    for every op (SCOPE_PER_OP).  Ops are named "<kind> set" and "<kind> get"."""
+
+    def run(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[str, float]:
+        store, close = open_store(d)
+        ns = store.namespace("bench")
+        try:
+            if how == SCOPE_DEFAULTS:
+                ns.register_defaults({k: SCOPE_DEFAULT for k in keys}, levels=SCOPE_LEVELS)
+            m: Any = ns if how == SCOPE_PLAIN else ns.scope(**SCOPE_PATH)
+
+            def sets() -> None:
+                for k, v in zip(keys, values, strict=True):
+                    m[k] = v
+
+            def gets() -> Any:
+                for k in keys:
+                    out = m[k]
+                return out
+
+            def sets_per_op() -> None:
+                for k, v in zip(keys, values, strict=True):
+                    ns.scope(**SCOPE_PATH)[k] = v
+
+            def gets_per_op() -> Any:
+                for k in keys:
+                    out = ns.scope(**SCOPE_PATH)[k]
+                return out
+
+            expected = {**SCOPE_DEFAULT, **values[-1]} if how == SCOPE_DEFAULTS else values[-1]
+            if how == SCOPE_PER_OP:
+                times = set_get(sets_per_op, gets_per_op, expected)
+            else:
+                times = set_get(sets, gets, expected)
+            if how != SCOPE_PLAIN and keys[-1] in ns:
+                raise AssertionError("a scoped write landed on the plain key")
+        finally:
+            close()
+        if how == SCOPE_DEFAULTS:
+            del times["set"]  # writes are the scope row's; this row is about reads
+        return {f"{kind} {op}": secs for op, secs in times.items()}
+
+    return run
+
+
+def sqlite_store(d: Path) -> tuple[plugstore.Store, Callable[[], None]]:
+    store = open_plugstore_sqlite(d / "plugstore.db")
+    return store, store.close
+
+
+def redis_purge(prefix: str) -> int:
+    """Delete every Redis key under ``prefix``; return how many there were."""
+    import redis
+
+    r = redis.Redis(host="127.0.0.1", port=6379)
+    try:
+        pattern = "".join(f"\\{c}" if c in "*?[]\\" else c for c in prefix) + "*"
+        doomed = list(r.scan_iter(match=pattern, count=1000))
+        for start in range(0, len(doomed), 1000):
+            r.unlink(*doomed[start : start + 1000])
+        return len(doomed)
+    finally:
+        r.close()
+
+
+def redis_store(leftovers: list[int]) -> StoreOpener:
+    """plugstore on Redis under a fresh key prefix; on close, ``drop_namespace("bench")``,
+    then whatever is left under the prefix is counted into ``leftovers`` and deleted."""
+
+    def open_store(d: Path) -> tuple[plugstore.Store, Callable[[], None]]:
+        prefix = _redis_prefix(d)
+        store = plugstore.open(f"{REDIS_URL}?prefix={prefix}")
+
+        def close() -> None:
+            try:
+                store.drop_namespace("bench")
+            finally:
+                store.close()
+                leftovers.append(redis_purge(prefix))
+
+        return store, close
+
+    return open_store
+
+
+# ------------------------------------------------------------------------- engine locks
+
+LOCK_ENGINE = "ns.lock (engine lock)"
+LOCK_IN_PROCESS = "threading.Lock (in-process)"
+LOCK_KINDS = {
+    LOCK_ENGINE: "with ns.lock(k): ns[k] = ns[k] + 1 (default timeout 10 s, lease 30 s)",
+    LOCK_IN_PROCESS: "with a threading.Lock of the process: ns[k] = ns[k] + 1, as "
+    "Red-DiscordBot's in-process Config locks did (across processes: no lock at all)",
+}
+#: Runs of each kind on each backend.  The DynamoDB emulator takes ~30 ms per locked
+#: increment (three requests for the lock, two for the work), so it does one.
+LOCK_RUNS = 3
+LOCK_RUNS_DYNAMODB = 1
+
+
+def lock_task(kind: str, url: str, n: int) -> tuple[float, float, int, list[str]]:
+    """In a worker process: ``n`` get-then-set increments of one key after the barrier,
+    under the engine lock or the process's own lock -> (start, end, ok, error names)."""
+    store = plugstore.open(url)
+    ns = store.namespace("bench")
+    in_process = threading.Lock()
+    ok, errors = 0, []
+    _barrier.wait(timeout=120)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        try:
+            with ns.lock(COUNTER) if kind == LOCK_ENGINE else in_process:
+                ns[COUNTER] = ns[COUNTER] + 1
+            ok += 1
+        except Exception as exc:  # a lock that timed out (or was lost) is counted
+            errors.append(type(exc).__name__)
+    t1 = time.perf_counter()
+    store.close()
+    return t0, t1, ok, errors
+
+
+@dataclass
+class LockTarget:
+    """One backend of the locks workload: its store URL and how to remove its data."""
+
+    backend: str
+    url: str
+    cleanup: Callable[[], str]  # returns a note on what was left behind
+    runs: int = LOCK_RUNS
+
+
+def _drop_store(url: str) -> Callable[[], str]:
+    """Check no lease entry was left, then drop the table (PostgreSQL, MariaDB, DynamoDB)."""
+
+    def cleanup() -> str:
+        with plugstore.open(url) as store:
+            left = len(store.namespace(LOCKS_NAMESPACE))
+            store.backend.drop()  # type: ignore[attr-defined]
+        return f"{left} lease entries left, table dropped"
+
+    return cleanup
+
+
+def lock_targets(tmp: Path, tag: str, endpoint: str | None) -> tuple[list[LockTarget], list[str]]:
+    """Every backend whose server (and driver) is here, and notes on those skipped."""
+    targets: list[LockTarget] = []
+    skipped: list[str] = []
+    d = Path(tempfile.mkdtemp(dir=tmp))
+    sqlite_url = f"sqlite:///{d / 'locks.db'}"
+
+    def cleanup_sqlite() -> str:
+        with plugstore.open(sqlite_url) as store:
+            left = len(store.namespace(LOCKS_NAMESPACE))
+        shutil.rmtree(d, ignore_errors=True)
+        return f"{left} lease entries left, file removed"
+
+    targets.append(LockTarget("sqlite", sqlite_url, cleanup_sqlite))
+    table = f"bench_locks_{tag}"
+    for backend, port, module, url in (
+        ("postgresql", 5432, "psycopg", f"{PG_URL}?table={table}"),
+        ("mysql", 3306, "pymysql", f"{MYSQL_URL}?table={table}"),
+    ):
+        problem = unavailable("127.0.0.1", port, module)
+        if problem is None:
+            targets.append(LockTarget(backend, url, _drop_store(url)))
+        else:
+            skipped.append(f"skipped on {backend}: server unavailable ({problem})")
+    problem = unavailable("127.0.0.1", 6379, "redis")
+    if problem is None:
+        prefix = f"bench:{table}:"
+        redis_url = f"{REDIS_URL}?prefix={prefix}"
+
+        def cleanup_redis() -> str:
+            with plugstore.open(redis_url) as store:
+                store.drop_namespace("bench")
+            return f"{redis_purge(prefix)} keys left under the prefix after drop_namespace"
+
+        targets.append(LockTarget("redis", redis_url, cleanup_redis))
+    else:
+        skipped.append(f"skipped on redis: server unavailable ({problem})")
+    if endpoint is not None:
+        url = f"dynamodb://{table}?region=us-east-1&endpoint_url={endpoint}&create=true"
+        targets.append(LockTarget("dynamodb", url, _drop_store(url), LOCK_RUNS_DYNAMODB))
+    else:
+        skipped.append("skipped on dynamodb: moto unavailable")
+    return targets, skipped
+
+
+def run_locks(targets: Sequence[LockTarget], procs: int, n: int) -> tuple[list[Row], list[str]]:
+    """Every kind on every target, ``target.runs`` times, order alternating; timing notes."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(procs)
+    rows: list[Row] = []
+    notes: list[str] = []
+    with ctx.Pool(procs, initializer=_init_race_worker, initargs=(barrier,)) as pool:
+
+        def once(kind: str, url: str, k: int) -> tuple[float, int, list[str], int]:
+            with plugstore.open(url) as store:
+                store.namespace("bench")[COUNTER] = 0
+            # chunksize=1 and the barrier: each worker takes exactly one task.
+            out = pool.starmap(lock_task, [(kind, url, k)] * procs, chunksize=1)
+            with plugstore.open(url) as store:
+                final = int(store.namespace("bench")[COUNTER])
+            wall = max(t1 for _, t1, _, _ in out) - min(t0 for t0, _, _, _ in out)
+            return wall, sum(ok for _, _, ok, _ in out), [e for *_, es in out for e in es], final
+
+        kinds = list(LOCK_KINDS)
+        for target in targets:
+            started = time.perf_counter()
+            here = {kind: Row(kind, target.backend, n * procs) for kind in kinds}
+            try:
+                for kind in kinds:  # warm-up: the workers' imports and first connections
+                    once(kind, target.url, 5)
+                for r in range(target.runs):
+                    for kind in kinds if r % 2 == 0 else kinds[::-1]:
+                        wall, ok, errors, final = once(kind, target.url, n)
+                        row = here[kind]
+                        row.seconds.append(wall)
+                        row.extra.setdefault("final", []).append(final)
+                        # Every increment that did not raise must be in the final value.
+                        row.extra.setdefault("lost", []).append(ok - final)
+                        row.extra.setdefault("errors", []).append(len(errors))
+                        kinds_seen = set(row.extra.get("error types", [])) | set(errors)
+                        row.extra["error types"] = sorted(kinds_seen)
+            finally:
+                left = target.cleanup()
+            took = time.perf_counter() - started
+            rows += here.values()
+            notes.append(
+                f"{target.backend}: {took:.1f}s in all ({target.runs} "
+                f"run{'s' if target.runs > 1 else ''} of each kind, warm-up and clean-up); {left}"
+            )
+    return rows, notes
+
+
 # ----------------------------------------------------------------------------- workloads
 
 
@@ -971,6 +1241,117 @@ def w_relational(s: Settings, tmp: Path) -> Result:
     return res
 
 
+def w_scopes(s: Settings, tmp: Path) -> Result:
+    key = "scopes"
+    title = "11. scoped views: scope[k] = v / scope[k] vs ns[k] = v / ns[k] (sqlite, redis)"
+    leftovers: list[int] = []
+    kinds: list[tuple[str, int, StoreOpener]] = [("sqlite", s.n, sqlite_store)]
+    notes: list[str] = []
+    problem = unavailable("127.0.0.1", 6379, "redis")
+    if problem is None:
+        # A round trip per op: half the ops, as the redis workload.
+        kinds.append(("redis", max(1, s.n // 2), redis_store(leftovers)))
+    else:
+        notes.append(f"skipped on redis: server unavailable ({problem})")
+    rows: list[Row] = []
+    for kind, n, opener in kinds:
+        keys, values = make_data(n)
+        contenders: list[tuple[str, int, Contender]] = [
+            (SCOPE_VIEW, n, scope_contender(kind, opener, SCOPE_VIEW)),
+            (SCOPE_PLAIN, n, scope_contender(kind, opener, SCOPE_PLAIN)),
+            (SCOPE_DEFAULTS, n, scope_contender(kind, opener, SCOPE_DEFAULTS)),
+            (SCOPE_PER_OP, n, scope_contender(kind, opener, SCOPE_PER_OP)),
+        ]
+        rows += measure(contenders, keys, values, tmp, s.repeat)
+    res = Result(key, title, SCOPE_VIEW, rows)
+    for kind, _, _ in kinds:
+        res.ratio_bar(SCOPE_PLAIN, f"{kind} set", 0.9)
+        res.ratio_bar(SCOPE_PLAIN, f"{kind} get", 0.9)
+
+    def vs_plain(contender: str, op: str) -> str:
+        return f"{paired_ratio(res.row(contender, op), res.row(SCOPE_PLAIN, op)):.2f}x"
+
+    path = ", ".join(f"{level}={value}" for level, value in SCOPE_PATH.items())
+    res.notes += [
+        f"scope: m = ns.scope({path}) made once, then m[k] = v for every key, then m[k]; "
+        "namespace: ns[k] = v, then ns[k]; same keys and values, a fresh store each run",
+        "a scoped key is stored as one entry of the namespace: the encoded path "
+        f"({len(own_prefix(tuple(SCOPE_PATH.items())))} characters here) + the key",
+        f"'{SCOPE_DEFAULTS}': the scope's gets after ns.register_defaults() of a dict default "
+        f"for every key at levels {SCOPE_LEVELS}: each read decodes the default and merges "
+        "the stored dict over it (no bar)",
+        f"'{SCOPE_PER_OP}': ns.scope({path})[k] made for every op, as a command handler "
+        "that looks up its member's scope does (no bar)",
+        *notes,
+    ]
+    for kind, _, _ in kinds:
+        res.notes.append(
+            f"info: {kind}, against the namespace: '{SCOPE_DEFAULTS}' get "
+            f"{vs_plain(SCOPE_DEFAULTS, f'{kind} get')}; '{SCOPE_PER_OP}' get "
+            f"{vs_plain(SCOPE_PER_OP, f'{kind} get')}, set {vs_plain(SCOPE_PER_OP, f'{kind} set')}"
+        )
+    if leftovers:
+        res.notes.append(
+            f"redis: {sum(leftovers)} keys left under the runs' prefixes after "
+            "drop_namespace('bench') (then deleted)"
+        )
+    return res
+
+
+def w_locks(s: Settings, tmp: Path) -> Result:
+    key, subject = "locks", LOCK_ENGINE
+    title = (
+        f"12. locked get-then-set increments, {s.procs} processes x {s.lock_n} on one key: "
+        "ns.lock vs an in-process threading.Lock"
+    )
+    try:
+        server, endpoint = _local_dynamodb()
+    except ImportError:
+        server, endpoint = None, None
+    tag = uuid.uuid4().hex[:8]
+    try:
+        targets, skipped = lock_targets(tmp, tag, endpoint)
+        rows, timings = run_locks(targets, s.procs, s.lock_n)
+    finally:
+        if server is not None:
+            server.shutdown()
+    res = Result(key, title, subject, rows)
+    expected = s.procs * s.lock_n
+    for target in targets:
+        row = res.row(LOCK_ENGINE, target.backend)
+        lost, finals = row.extra["lost"], row.extra["final"]
+        exact = max(lost) == 0 and min(finals) == expected
+        measured = f"lost {max(lost)}"
+        if not exact:
+            measured += f", final {span(finals)}/{expected}"
+        res.bars.append(
+            Bar(f"ns.lock loses 0 updates, every run ({target.backend})", measured, exact)
+        )
+    res.notes += [f"{kind}: {how}" for kind, how in LOCK_KINDS.items()]
+    res.notes += [
+        f"expected = {s.procs} x {s.lock_n}; lost = increments that did not raise - final "
+        "value; errors = increments that raised (a lock timeout); wall s = first start to "
+        f"last finish; {LOCK_RUNS} runs of each kind per backend, "
+        f"{LOCK_RUNS_DYNAMODB} on dynamodb (the emulator takes ~30 ms per locked increment)",
+        "engines: postgresql pg_advisory_lock, mysql GET_LOCK, redis SET NX PX; sqlite and "
+        "dynamodb a lease entry taken by compare-and-set",
+        *skipped,
+    ]
+    for target in targets:
+        row = res.row(LOCK_IN_PROCESS, target.backend)
+        res.notes.append(
+            f"info: {LOCK_IN_PROCESS} on {target.backend}: final {span(row.extra['final'])} "
+            f"of {expected}, lost {span(row.extra['lost'])} per run (no bar)"
+        )
+    for row in res.rows:
+        if row.extra.get("error types"):
+            res.notes.append(
+                f"errors: {row.contender} on {row.op}: {', '.join(row.extra['error types'])}"
+            )
+    res.notes += [f"time: {t}" for t in timings]
+    return res
+
+
 def plugstore_incr(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[str, float]:
     """Single-process ``ns.incr`` on one key (for --profile; the race itself is above)."""
     store = open_plugstore_sqlite(d / "plugstore.db")
@@ -979,6 +1360,29 @@ def plugstore_incr(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dic
         secs, last = timed(lambda: [ns.incr(COUNTER) for _ in keys][-1])
         if last != len(keys):
             raise AssertionError("incr lost an update in a single process")
+        return {"incr": secs}
+    finally:
+        store.close()
+
+
+def plugstore_locked_incr(
+    d: Path, keys: Sequence[str], values: Sequence[Value]
+) -> dict[str, float]:
+    """Single-process locked get-then-set on SQLite (for --profile; the race is above)."""
+    store = open_plugstore_sqlite(d / "plugstore.db")
+    ns = store.namespace("bench")
+    ns[COUNTER] = 0
+
+    def incrs() -> int:
+        for _ in keys:
+            with ns.lock(COUNTER):
+                ns[COUNTER] = ns[COUNTER] + 1
+        return int(ns[COUNTER])
+
+    try:
+        secs, last = timed(incrs)
+        if last != len(keys):
+            raise AssertionError("a locked increment was lost in a single process")
         return {"incr": secs}
     finally:
         store.close()
@@ -997,6 +1401,8 @@ def profile(key: str, s: Settings, tmp: Path) -> str:
         "batch": make_batch_contenders(s.batch)[0],
         "memory": make_memory_contender("json"),
         "race": plugstore_incr,
+        "scopes": scope_contender("sqlite", sqlite_store, SCOPE_VIEW),
+        "locks": plugstore_locked_incr,
     }[key]
     keys, values = make_data(n)
     d = Path(tempfile.mkdtemp(dir=tmp))
@@ -1049,6 +1455,8 @@ RUNNERS: dict[str, Callable[[Settings, Path], Result]] = {
     "redis": w_redis,
     "dynamodb": w_dynamodb,
     "relational": w_relational,
+    "scopes": w_scopes,
+    "locks": w_locks,
 }
 
 
@@ -1073,9 +1481,14 @@ def fmt_rate(x: float) -> str:
 
 def report(res: Result) -> str:
     """The workload as a text table, its notes and its bars."""
-    race = res.key == "race"
-    extra_cols = ("final", "lost per run", "lost total", "errors") if race else ()
-    head = ("contender", "op", "ops", "ops/s (median)", "min .. max", "plugstore/this")
+    locks = res.key == "locks"
+    race = res.key == "race" or locks
+    extra_cols: tuple[str, ...] = ("final", "lost per run", "lost total", "errors") if race else ()
+    if locks:
+        extra_cols += ("wall s (median)",)
+    ratio_head = "lock/this" if locks else "plugstore/this"
+    first = ("contender", "backend", "expected") if locks else ("contender", "op", "ops")
+    head = (*first, "ops/s (median)", "min .. max", ratio_head)
     table: list[tuple[str, ...]] = [head + extra_cols]
     for row in res.rows:
         ratio = "" if row.contender == res.subject else f"{res.ratio(row.contender, row.op):.2f}x"
@@ -1092,6 +1505,8 @@ def report(res: Result) -> str:
             lost = row.extra["lost"]
             line += (span(row.extra["final"]), span(lost), str(sum(lost)))
             line += (str(sum(row.extra["errors"])),)
+            if locks:
+                line += (f"{statistics.median(row.seconds):.2f}",)
         table.append(line)
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     out = [f"== {res.title}"]
@@ -1104,7 +1519,7 @@ def report(res: Result) -> str:
         if i == 0:
             out.append("  " + "  ".join("-" * w for w in widths))
     out.append(
-        f"  * plugstore/this = median over repeats of {res.subject} ops/s / this row's "
+        f"  * {ratio_head} = median over repeats of {res.subject} ops/s / this row's "
         "ops/s in the same repeat"
     )
     out += [f"  * {note}" for note in res.notes]
@@ -1121,7 +1536,8 @@ def header(s: Settings) -> str:
             f"sqlite {sqlite3.sqlite_version}, plugstore {plugstore.__version__}, "
             f"diskcache {diskcache.__version__}",
             f"  {platform.platform()}, cpu count {os.cpu_count()}",
-            f"  n={s.n} batch={s.batch} race={s.procs}x{s.race_n} repeat={s.repeat} "
+            f"  n={s.n} batch={s.batch} race={s.procs}x{s.race_n} "
+            f"locks={s.procs}x{s.lock_n} repeat={s.repeat} "
             "(ops/s are medians; ratios are medians of same-repeat pairs)",
         ]
     )
@@ -1134,7 +1550,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, help="repeats per contender, >= 3 (11; --quick: 3)")
     p.add_argument("--batch", type=int, default=1000, help="set_many batch size (1000)")
     p.add_argument("--race-n", type=int, help="incr per process in the race (2500)")
-    p.add_argument("--procs", type=int, default=4, help="processes in the race (4)")
+    p.add_argument("--procs", type=int, default=4, help="processes in the race and locks (4)")
+    p.add_argument(
+        "--lock-n", type=int, help="locked get-then-set increments per process (500; --quick: 100)"
+    )
     p.add_argument(
         "--only", default=",".join(WORKLOADS), help=f"comma-separated subset of {WORKLOADS}"
     )
@@ -1152,6 +1571,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.repeat = 3 if args.quick else 11
     if args.race_n is None:
         args.race_n = 300 if args.quick else 2500
+    if args.lock_n is None:
+        args.lock_n = 100 if args.quick else 500
     only = [w.strip() for w in args.only.split(",") if w.strip()]
     unknown = sorted(set(only) - set(WORKLOADS))
     if unknown:
@@ -1159,14 +1580,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.only = [w for w in WORKLOADS if w in only]
     if args.repeat < 3:
         p.error("--repeat must be >= 3 (results are medians)")
-    if min(args.n, args.batch, args.race_n, args.procs) < 1:
+    if min(args.n, args.batch, args.race_n, args.procs, args.lock_n) < 1:
         p.error("sizes must be >= 1")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    s = Settings(args.n, args.repeat, args.batch, args.race_n, args.procs)
+    s = Settings(args.n, args.repeat, args.batch, args.race_n, args.procs, args.lock_n)
     print(header(s), flush=True)
     started = time.perf_counter()
     results: list[Result] = []

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
-TINY = ["--quick", "--n", "60", "--race-n", "40", "--repeat", "3"]
+TINY = ["--quick", "--n", "60", "--race-n", "40", "--lock-n", "10", "--repeat", "3"]
 
 
 def run_bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -44,7 +44,7 @@ def test_prints_header_and_every_workload(tiny_run: tuple[str, dict[str, Any]]) 
     stdout, _ = tiny_run
     assert "cpu count" in stdout
     assert "sqlite 3." in stdout
-    for number in range(1, 11):
+    for number in range(1, 13):
         assert f"== {number}. " in stdout
     for peer in (
         "raw sqlite3",
@@ -62,9 +62,14 @@ def test_prints_header_and_every_workload(tiny_run: tuple[str, dict[str, Any]]) 
         "raw boto3",
         "Peek-style alembic loop",
         "Core select",
+        "plugstore namespace",
+        "scope, defaults merged",
+        "threading.Lock (in-process)",
     ):
         assert peer in stdout
     assert "== 10. relational plugins" in stdout
+    assert "== 11. scoped views" in stdout
+    assert "== 12. locked get-then-set increments, 4 processes x 10 on one key" in stdout
     assert "== summary of bars" in stdout
     assert "bars pass" in stdout
 
@@ -86,11 +91,16 @@ def test_json_has_medians_and_exact_lost_update_counts(
         "redis",
         "dynamodb",
         "relational",
+        "scopes",
+        "locks",
     }
+    assert doc["settings"]["lock_n"] == 10
     for workload in doc["workloads"]:
         assert workload["bars"], workload["key"]
         for row in workload["rows"]:
-            assert len(row["seconds"]) == 3
+            # The DynamoDB emulator is slow: one run of each lock kind there.
+            runs = 1 if (workload["key"], row["op"]) == ("locks", "dynamodb") else 3
+            assert len(row["seconds"]) == runs
             assert row["median"] > 0
     race = next(w for w in doc["workloads"] if w["key"] == "race")
     rows = {r["contender"]: r for r in race["rows"]}
@@ -147,6 +157,59 @@ def test_relational_measures_both_bars_and_drops_its_schemas(
             (prefix.group(0),),
         ).fetchall()
     assert left == []
+
+
+@pytest.mark.slow
+def test_scopes_measures_scoped_and_plain_on_each_backend(
+    tiny_run: tuple[str, dict[str, Any]],
+) -> None:
+    _, doc = tiny_run
+    scopes = next(w for w in doc["workloads"] if w["key"] == "scopes")
+    kinds = ["sqlite"]
+    if not any(n.startswith("skipped on redis") for n in scopes["notes"]):
+        kinds.append("redis")
+        # drop_namespace removed every key a run wrote, scoped ones included
+        assert any(n.startswith("redis: 0 keys left") for n in scopes["notes"])
+    rows = {(r["contender"], r["op"]) for r in scopes["rows"]}
+    labels = [bar["label"] for bar in scopes["bars"]]
+    for kind in kinds:
+        for op in ("set", "get"):
+            assert ("plugstore scope", f"{kind} {op}") in rows
+            assert ("plugstore namespace", f"{kind} {op}") in rows
+            assert ("ns.scope(...) per op", f"{kind} {op}") in rows
+            assert f"plugstore scope >= 0.9x plugstore namespace ({kind} {op})" in labels
+        assert ("scope, defaults merged", f"{kind} get") in rows
+        assert any(n.startswith(f"info: {kind}, against the namespace") for n in scopes["notes"])
+    assert len(labels) == 2 * len(kinds)
+
+
+@pytest.mark.slow
+def test_locks_count_every_increment_on_every_backend(
+    tiny_run: tuple[str, dict[str, Any]],
+) -> None:
+    _, doc = tiny_run
+    locks = next(w for w in doc["workloads"] if w["key"] == "locks")
+    expected = 4 * 10
+    backends = {r["op"] for r in locks["rows"]}
+    assert "sqlite" in backends
+    skipped = {n.split()[2].rstrip(":") for n in locks["notes"] if n.startswith("skipped on ")}
+    assert backends | skipped == {"sqlite", "postgresql", "mysql", "redis", "dynamodb"}
+    for row in locks["rows"]:
+        assert row["n"] == expected
+        lost, final, errors = row["extra"]["lost"], row["extra"]["final"], row["extra"]["errors"]
+        for lo, fi, er in zip(lost, final, errors, strict=True):
+            assert lo + fi + er == expected, (row["contender"], row["op"])
+        if row["contender"] == "ns.lock (engine lock)":
+            assert lost == [0] * len(lost), row["op"]
+            assert final == [expected] * len(final), row["op"]
+            assert errors == [0] * len(errors), row["op"]
+    labels = {bar["label"]: bar["passed"] for bar in locks["bars"]}
+    for backend in backends:
+        assert labels[f"ns.lock loses 0 updates, every run ({backend})"] is True
+    # Lease entries were released, tables dropped, Redis keys removed.
+    for backend in backends:
+        note = next(n for n in locks["notes"] if n.startswith(f"time: {backend}: "))
+        assert " 0 lease entries left" in note or " 0 keys left" in note, note
 
 
 @pytest.mark.slow
