@@ -9,9 +9,7 @@ from collections.abc import (
     Mapping,
     MutableMapping,
     Sequence,
-    ValuesView,
 )
-from collections.abc import ItemsView as _ItemsView
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +27,7 @@ from .keys import (
 from .locks import DEFAULT_LEASE, DEFAULT_TIMEOUT, Lock
 from .scopekeys import SCOPE_LEAD, ScopeId
 from .scopes import Scope, normalise_levels
+from .views import ScanItemsView, ScanValuesView
 
 if TYPE_CHECKING:
     from .store import Store
@@ -51,22 +50,6 @@ def check_plain_key(key: object) -> str:
             "keys starting with U+001F are reserved for scoped data: use ns.scope(...)"
         )
     return key
-
-
-class _ScanItemsView(_ItemsView[str, Any]):
-    """``ns.items()``: one streaming pass, page by page (see :meth:`Namespace.scan`)."""
-
-    _mapping: Namespace
-
-    def __iter__(self) -> Iterator[tuple[str, Any]]:
-        return self._mapping.scan()
-
-
-class _ScanValuesView(ValuesView[Any]):
-    _mapping: Namespace
-
-    def __iter__(self) -> Iterator[Any]:
-        return (value for _, value in self._mapping.scan())
 
 
 class Namespace(MutableMapping[str, Any]):
@@ -195,13 +178,13 @@ class Namespace(MutableMapping[str, Any]):
         raw = self._b().get(check_key(key))
         return default if raw is None else self._codec.decode(raw)
 
-    def items(self) -> _ScanItemsView:
+    def items(self) -> ScanItemsView:
         """A view whose iteration streams ``(key, value)`` pairs (see :meth:`scan`)."""
-        return _ScanItemsView(self)
+        return ScanItemsView(self)
 
-    def values(self) -> _ScanValuesView:
+    def values(self) -> ScanValuesView:
         """A view whose iteration streams the values."""
-        return _ScanValuesView(self)
+        return ScanValuesView(self)
 
     def pop(self, key: str, default: Any = _MISSING) -> Any:
         """Remove ``key`` and return its value, atomically: two racing pops never both win."""

@@ -17,13 +17,11 @@ from __future__ import annotations
 import threading
 from collections.abc import (
     Callable,
-    ItemsView,
     Iterable,
     Iterator,
     Mapping,
     MutableMapping,
     Sequence,
-    ValuesView,
 )
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -41,6 +39,7 @@ from .scopekeys import (
     own_prefix,
     path_prefix,
 )
+from .views import ScanItemsView, ScanValuesView
 
 if TYPE_CHECKING:
     from .namespace import Namespace
@@ -243,13 +242,13 @@ class Scope(MutableMapping[str, Any]):
             if key not in seen:
                 yield key, self._codec.decode(raw)
 
-    def items(self) -> _ScopeItems:
+    def items(self) -> ScanItemsView:
         """A view whose iteration streams ``(key, value)`` pairs (see :meth:`scan`)."""
-        return _ScopeItems(self)
+        return ScanItemsView(self)
 
-    def values(self) -> _ScopeValues:
+    def values(self) -> ScanValuesView:
         """A view whose iteration streams the values."""
-        return _ScopeValues(self)
+        return ScanValuesView(self)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """``{key: value}`` for the keys among ``keys`` that are stored or have a default."""
@@ -418,22 +417,6 @@ class Scope(MutableMapping[str, Any]):
                 f"{key!r} was changed by another writer while mutable() held it; "
                 "your change was not written (retry, or use compute())"
             )
-
-
-class _ScopeItems(ItemsView[str, Any]):
-    """``scope.items()``: one streaming pass (see :meth:`Scope.scan`)."""
-
-    _mapping: Scope
-
-    def __iter__(self) -> Iterator[tuple[str, Any]]:
-        return self._mapping.scan()
-
-
-class _ScopeValues(ValuesView[Any]):
-    _mapping: Scope
-
-    def __iter__(self) -> Iterator[Any]:
-        return (value for _, value in self._mapping.scan())
 
 
 __all__ = ["DefaultsRegistry", "LevelDefaults", "Scope", "merge_defaults", "normalise_levels"]

@@ -52,6 +52,7 @@ from plugstore import (
 )
 from plugstore.keys import INT64_MAX, MAX_KEY_BYTES
 
+from ._threads import race_threads
 from .lock_behaviours import LockBehaviours
 from .scope_behaviours import ScopeBehaviours
 
@@ -766,24 +767,12 @@ class StoreConformance(ScopeBehaviours, LockBehaviours):
 
     def test_threads_compute_exact(self, ns: Namespace) -> None:
         threads, per_thread = 10, max(20, self.thread_ops)
-        errors: list[BaseException] = []
-        barrier = threading.Barrier(threads)
 
-        def work() -> None:
-            try:
-                barrier.wait()
-                for _ in range(per_thread):
-                    ns.compute("counter", lambda v: v + 1, 0)
-                    ns.incr("native")
-            except BaseException as exc:  # reported below
-                errors.append(exc)
+        def step() -> None:
+            ns.compute("counter", lambda v: v + 1, 0)
+            ns.incr("native")
 
-        pool = [threading.Thread(target=work) for _ in range(threads)]
-        for t in pool:
-            t.start()
-        for t in pool:
-            t.join()
-        assert errors == []
+        race_threads(threads, per_thread, step)
         assert ns["counter"] == threads * per_thread
         assert ns["native"] == threads * per_thread
 

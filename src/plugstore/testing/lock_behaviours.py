@@ -6,7 +6,6 @@ helpers these tests use.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any, ClassVar
 
@@ -22,6 +21,8 @@ from plugstore import (
     StoreNotOpenError,
 )
 from plugstore.locks import LOCKS_NAMESPACE
+
+from ._threads import race_threads
 
 
 class LockBehaviours:
@@ -77,26 +78,14 @@ class LockBehaviours:
 
     def test_threads_locked_get_then_set_exact(self, ns: Namespace) -> None:
         threads, per_thread = 6, 40
-        errors: list[BaseException] = []
-        barrier = threading.Barrier(threads)
 
-        def work() -> None:
-            try:
-                barrier.wait()
-                for _ in range(per_thread):
-                    with ns.lock("counter", timeout=60):
-                        value = ns.get("counter", 0)
-                        time.sleep(0)  # invite a switch inside the critical section
-                        ns["counter"] = value + 1
-            except BaseException as exc:  # reported below
-                errors.append(exc)
+        def step() -> None:
+            with ns.lock("counter", timeout=60):
+                value = ns.get("counter", 0)
+                time.sleep(0)  # invite a switch inside the critical section
+                ns["counter"] = value + 1
 
-        pool = [threading.Thread(target=work) for _ in range(threads)]
-        for t in pool:
-            t.start()
-        for t in pool:
-            t.join()
-        assert errors == []
+        race_threads(threads, per_thread, step)
         assert ns["counter"] == threads * per_thread
 
     def test_lease_runs_out_and_release_reports_the_loss(self, store: Store, ns: Namespace) -> None:

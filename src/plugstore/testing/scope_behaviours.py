@@ -27,6 +27,8 @@ from plugstore.backend import Bucket
 from plugstore.keys import MAX_KEY_BYTES
 from plugstore.scopekeys import SCOPE_LEAD, parse_scoped_key, path_prefix
 
+from ._threads import race_threads
+
 #: Scope paths that a naive encoding (join with ":", str() the ids, no escaping, no
 #: terminator) would mix up with one another.
 TRICKY_PATHS: list[tuple[tuple[str, Any], ...]] = [
@@ -344,28 +346,14 @@ class ScopeBehaviours:
         assert "ok" not in ns.scope(user=1)
 
     def test_scoped_compute_never_loses_an_update(self, ns: Namespace) -> None:
-        import threading
-
         ns.register_defaults({"hits": 100}, levels="user")
         user = ns.scope(user="u")
-        errors: list[BaseException] = []
-        barrier = threading.Barrier(4)
 
-        def work() -> None:
-            try:
-                barrier.wait()
-                for _ in range(25):
-                    user.compute("hits", lambda v: v + 1)
-                    user.incr("n")
-            except BaseException as exc:
-                errors.append(exc)
+        def step() -> None:
+            user.compute("hits", lambda v: v + 1)
+            user.incr("n")
 
-        threads = [threading.Thread(target=work) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == []
+        race_threads(4, 25, step)
         assert user["hits"] == 200
         assert user["n"] == 100
         user["log"] = []
