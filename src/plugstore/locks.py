@@ -12,7 +12,8 @@ same store.  How each engine holds it, and what frees it when the holder dies:
 * every other backend (SQLite, shelf, DynamoDB, memory, third-party ones): a *lease
   entry* in the namespace ``_plugstore.locks``, taken and released with the bucket's
   atomic compare-and-set (a SQLite write transaction, a DynamoDB conditional write);
-  an entry whose lease has run out is taken over.
+  an entry whose lease has run out is taken over.  Waiters queue in the entry and are
+  served first come, first served.
 
 Leases are measured on the wall clock of the machines involved.  A holder that keeps a
 lease-based lock past its lease may lose it to another process; :meth:`Lock.release`
@@ -52,6 +53,11 @@ class HeldLock(ABC):
     def release(self) -> bool:
         """Release the lock; return whether it was still held by us until now."""
 
+    def renew(self, lease: float) -> bool:
+        """Extend the lease to ``lease`` seconds from now; return whether it was still
+        ours.  Locks held by a session (PostgreSQL, MariaDB) have no lease: ``True``."""
+        return True
+
 
 def lock_digest(*parts: str, size: int = 20) -> str:
     """A stable hex digest naming a lock (``size`` bytes) from its parts."""
@@ -70,18 +76,25 @@ class Waiter:
         self.deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         self._delay = 0.001
 
-    def wait(self, next_in_line: bool = False) -> bool:
+    def expired(self) -> bool:
+        """Whether the deadline has passed."""
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def wait(self, next_in_line: bool = False, at_least: float = 0.0) -> bool:
         """Sleep before the next try; return ``False`` once the deadline has passed.
 
-        ``next_in_line``: this waiter holds the next turn, and the lock stays idle after
-        its release until this waiter looks again, so it looks every millisecond.
+        ``next_in_line``: the lock goes to this waiter next (it heads the queue, or holds
+        the next turn), and stays idle after its release until this waiter looks again,
+        so it looks every millisecond.  ``at_least``: sleep no less than this (what the
+        last look took), so that looking never takes more than half of a slow engine's
+        time away from the holder.
         """
         now = time.monotonic()
         if self.deadline is not None and now >= self.deadline:
             return False
         if next_in_line:
             self._delay = 0.001
-        pause = random.uniform(self._delay / 2, self._delay)
+        pause = max(random.uniform(self._delay / 2, self._delay), at_least)
         if self.deadline is not None:
             pause = min(pause, self.deadline - now)
         time.sleep(pause)
@@ -89,8 +102,8 @@ class Waiter:
         return True
 
 
-#: How long a waiter's claim on the next turn, and a lock handed to it, stay valid
-#: without news from that waiter (it refreshes its claim while it polls).
+#: How long a waiter's place in the queue, and a lock handed to it, stay valid without
+#: news from that waiter (it refreshes its place while it polls).
 TURN_GRACE = 2.0
 
 
@@ -115,6 +128,31 @@ def _dump(fields: dict[str, Any]) -> bytes:
     return json.dumps(fields, separators=(",", ":")).encode()
 
 
+def _queue(fields: dict[str, Any], now: float) -> dict[str, list[float]]:
+    """The live waiters of a lease entry: ``{token: [since, until]}``."""
+    found = fields.get("queue")
+    live: dict[str, list[float]] = {}
+    if isinstance(found, dict):
+        for token, place in found.items():
+            try:
+                since, until = float(place[0]), float(place[1])
+            except (TypeError, ValueError, IndexError, KeyError):
+                continue
+            if until > now:
+                live[str(token)] = [since, until]
+    return live
+
+
+def _oldest(queue: dict[str, list[float]]) -> str | None:
+    """The token of the waiter that has waited longest (``None``: nobody waits)."""
+    return min(queue, key=lambda token: (queue[token][0], token)) if queue else None
+
+
+def _with_queue(fields: dict[str, Any], queue: dict[str, list[float]]) -> dict[str, Any]:
+    rest = {k: v for k, v in fields.items() if k != "queue"}
+    return {**rest, "queue": queue} if queue else rest
+
+
 class _LeaseEntry(HeldLock):
     def __init__(self, bucket: Bucket, name: str, raw: bytes, token: str) -> None:
         self._bucket = bucket
@@ -122,8 +160,23 @@ class _LeaseEntry(HeldLock):
         self._raw = raw
         self._token = token
 
+    def renew(self, lease: float) -> bool:
+        current: bytes | None = self._raw
+        while True:
+            fields = _fields(current)
+            if current is None or fields.get("token") != self._token:
+                return False
+            # Waiters may have queued meanwhile: keep their places.
+            renewed = _dump({**fields, "until": round(time.time() + lease, 3)})
+            if self._bucket.cas(self._name, current, renewed):
+                self._raw = renewed
+                return True
+            current = self._bucket.get(self._name)
+
     def release(self) -> bool:
-        if self._bucket.cas(self._name, self._raw, None):
+        if not _queue(_fields(self._raw), time.time()) and self._bucket.cas(
+            self._name, self._raw, None
+        ):
             return True  # nobody queued behind us: one request
         while True:
             current = self._bucket.get(self._name)
@@ -131,12 +184,15 @@ class _LeaseEntry(HeldLock):
             if current is None or fields.get("token") != self._token:
                 return False  # taken over after our lease ran out
             now = time.time()
+            queue = _queue(fields, now)
             successor: bytes | None = None
-            if fields.get("next") and _expiry(fields, "next_until") > now:
-                # Hand the lock to the waiter that claimed the next turn: nobody else
-                # (we included) may take it before that waiter does.
-                turn = {"key": fields.get("key"), "reserved": fields["next"]}
-                successor = _dump({**turn, "until": round(now + TURN_GRACE, 3)})
+            head = _oldest(queue)
+            if head is not None:
+                # Hand the lock to the waiter that has waited longest: nobody else (we
+                # included) may take it before that waiter does.
+                del queue[head]
+                turn = {"key": fields.get("key"), "reserved": head}
+                successor = _dump(_with_queue({**turn, "until": round(now + TURN_GRACE, 3)}, queue))
             if self._bucket.cas(self._name, current, successor):
                 return True
 
@@ -148,45 +204,86 @@ def lease_lock(bucket: Bucket, key: str, timeout: float | None, lease: float) ->
     lock's namespace and a digest of its key; it records the key, the holder's host and
     pid and the lease's end, for ``plugstore doctor``.
 
-    Taking turns: a waiter that finds the lock held claims the *next turn* in the entry
-    (and refreshes the claim while it polls); the holder's release then hands the lock
-    to that waiter instead of freeing it.  Without this, a process that releases and
-    takes the lock again in a loop wins nearly every time against waiters that poll,
-    and on a slow engine they time out.
+    First come, first served: a waiter that finds the lock taken adds itself to the
+    entry's queue with the time it began to wait (and refreshes its place while it
+    polls); a release hands the lock to the waiter that has waited longest, which alone
+    may take it.  Without the queue, a process that releases and takes the lock again in
+    a loop wins nearly every time against waiters that poll, and on a slow engine they
+    time out.
     """
     locks = bucket.backend.bucket(LOCKS_NAMESPACE)
     name = f"{bucket.namespace}:{lock_digest(key)}"
     waiter = Waiter(timeout)
     holder = f"{socket.gethostname()}:{os.getpid()}"
     token = secrets.token_hex(8)
+    since = round(time.time(), 3)
     current: bytes | None = None  # try as if free first: one request when it is
+    took = 0.0
+    # Each pass acts on what was just read -- take the lock, or queue up -- and sleeps
+    # only when there was nothing to do: a compare-and-set made with an entry read
+    # before a sleep would mostly lose to the writes made meanwhile.
     while True:
         fields = _fields(current)
         now = time.time()
-        if current is None or _expiry(fields) <= now or fields.get("reserved") == token:
-            mine = _dump(
-                {"key": key, "holder": holder, "token": token, "until": round(now + lease, 3)}
-            )
-            if locks.cas(name, current, mine):
-                return _LeaseEntry(locks, name, mine, token)
-        elif "token" in fields and timeout != 0:
-            # Held: claim the next turn if it is free or stale; refresh it if it is ours.
-            claimed_by = fields.get("next")
-            turn_ends = _expiry(fields, "next_until")
-            if (claimed_by == token and turn_ends - now < TURN_GRACE / 2) or (
-                claimed_by != token and turn_ends <= now
-            ):
-                claim = {**fields, "next": token, "next_until": round(now + TURN_GRACE, 3)}
-                locks.cas(name, current, _dump(claim))  # a lost race is re-read below
+        queue = _queue(fields, now)
+        if _ours_to_take(current, fields, queue, token, now):
+            queue.pop(token, None)
+            mine = {"key": key, "holder": holder, "token": token, "until": round(now + lease, 3)}
+            raw = _dump(_with_queue(mine, queue))
+            if locks.cas(name, current, raw):
+                return _LeaseEntry(locks, name, raw, token)
+            if waiter.expired():
+                break
+        elif timeout != 0 and (token not in queue or queue[token][1] - now < TURN_GRACE / 2):
+            # Taken: queue up, or refresh our place before it lapses.
+            queue[token] = [since, round(now + TURN_GRACE, 3)]
+            queued = _dump(_with_queue(fields, queue))
+            if locks.cas(name, current, queued):
+                current = queued  # what the engine holds now: sleep, then look again
+                continue
+            if waiter.expired():
+                break
+        elif not waiter.wait(next_in_line=_oldest(queue) == token, at_least=took):
+            break
+        asked = time.monotonic()
+        current = locks.get(name)
+        took = time.monotonic() - asked
+    _leave(locks, name, token)  # or the next hand-off would wait for us in vain
+    return None
+
+
+def _leave(locks: Bucket, name: str, token: str) -> None:
+    """Take a waiter that gave up out of the queue (a few tries: its place lapses
+    on its own anyway)."""
+    for _ in range(3):
         current = locks.get(name)
         fields = _fields(current)
-        if current is None or _expiry(fields) <= time.time() or fields.get("reserved") == token:
-            continue  # free, run out, or handed to us: take it at once
-        if not waiter.wait(next_in_line=fields.get("next") == token):
-            if fields.get("next") == token:  # give our turn back, or the hand-off stalls
-                rest = {k: v for k, v in fields.items() if k not in ("next", "next_until")}
-                locks.cas(name, current, _dump(rest))
-            return None
+        queue = _queue(fields, time.time())
+        if current is None or token not in queue:
+            return
+        del queue[token]
+        if locks.cas(name, current, _dump(_with_queue(fields, queue))):
+            return
+
+
+def _ours_to_take(
+    current: bytes | None,
+    fields: dict[str, Any],
+    queue: dict[str, list[float]],
+    token: str,
+    now: float,
+) -> bool:
+    """Whether the waiter ``token`` may take the lock now: it was handed to it, or it
+    is free (never taken, released, or its lease or hand-off ran out) and no waiter
+    that has waited longer is queued."""
+    if current is None:
+        return True
+    if fields.get("reserved") == token:
+        return True
+    if _expiry(fields) > now:
+        return False
+    head = _oldest(queue)
+    return head is None or head == token
 
 
 def lease_info(raw: bytes) -> dict[str, Any]:
@@ -231,6 +328,21 @@ class Lock:
             )
         self._held = held
         return self
+
+    def renew(self, lease: float | None = None) -> None:
+        """Extend the lease: the lock stays ours ``lease`` seconds (default: the lease
+        it was taken with) from now.  For holders that work longer than one lease;
+        raises ``LockLostError`` if the lock had already been taken from us."""
+        if self._held is None:
+            raise StoreError(f"the lock on {self.key!r} is not held")
+        seconds = self.lease if lease is None else lease
+        if not seconds > 0:
+            raise ValueError("lease must be > 0 seconds")
+        if not self._held.renew(seconds):
+            raise LockLostError(
+                f"the lock on {self.key!r} in namespace {self._ns.name!r} was lost "
+                "before it could be renewed: another holder may have run at the same time"
+            )
 
     def release(self) -> None:
         """Release the lock; raise ``LockLostError`` if it had been taken from us."""

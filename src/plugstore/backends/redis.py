@@ -119,6 +119,11 @@ _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+# KEYS: the lock; ARGV: the holder's token, the new lease in ms.  Extends our lease only.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
 # KEYS: the lock, its next turn; ARGV: token, lease ms, turn ms, whether to queue.
 # Only the waiter holding the next turn (or anyone, when no turn is claimed) may take a
 # free lock; a waiter that cannot take it claims the turn, or refreshes its claim.
@@ -147,6 +152,7 @@ _SCRIPTS = {
     "set": _SET,
     "lock": _LOCK,
     "unlock": _UNLOCK,
+    "renew": _RENEW,
     "incr": _INCR,
     "remove": _REMOVE,
     "cas": _CAS,
@@ -171,6 +177,10 @@ def _lex_range(prefix: str) -> tuple[bytes, bytes]:
 class _RedisLock(HeldLock):
     def __init__(self, bucket: RedisBucket, name: bytes, token: bytes) -> None:
         self._bucket, self._name, self._token = bucket, name, token
+
+    def renew(self, lease: float) -> bool:
+        ms = max(1, round(lease * 1000))  # retried: extending twice is harmless
+        return bool(self._bucket._run("renew", (self._name,), (self._token, ms), True))
 
     def release(self) -> bool:
         # Retried: deleting our own token twice is harmless.

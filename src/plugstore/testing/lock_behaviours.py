@@ -6,6 +6,7 @@ helpers these tests use.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, ClassVar
 
@@ -47,7 +48,7 @@ class LockBehaviours:
             assert time.monotonic() - started >= 0.25  # it waited, then gave up
             with ns.lock("k2", timeout=0), other_ns.lock("k", timeout=0):
                 pass  # other keys, and the same key elsewhere, are other locks
-            assert len(ns) == 0  # a lock is not data of its namespace
+            assert ns._bucket.count() == 0  # a lock is not data of its namespace
             assert LOCKS_NAMESPACE not in store.namespaces()
         assert not lock.held
         with ns.lock("k", timeout=0):
@@ -97,6 +98,31 @@ class LockBehaviours:
             assert time.monotonic() - started < 10
         with pytest.raises(LockLostError):
             first.release()
+
+    def test_lease_lock_serves_waiters_in_arrival_order(self, store: Store, ns: Namespace) -> None:
+        if not store.backend.lease_locks:
+            pytest.skip(f"{store.backend.name} locks queue in the engine")
+        order: list[str] = []
+        errors: list[BaseException] = []
+
+        def take(name: str) -> None:
+            try:
+                with ns.lock("k", timeout=30):
+                    order.append(name)
+                    time.sleep(0.1)  # the next waiters poll meanwhile
+            except BaseException as exc:
+                errors.append(exc)
+
+        holder = ns.lock("k").acquire()
+        threads = [threading.Thread(target=take, args=(name,)) for name in "abcd"]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.3)  # each one queued before the next arrives
+        holder.release()
+        for thread in threads:
+            thread.join(60)
+        assert errors == []
+        assert order == list("abcd")  # first come, first served
 
     @pytest.mark.slow
     def test_processes_locked_get_then_set_exact(self, store: Store, ns: Namespace) -> None:
