@@ -123,9 +123,26 @@ def _plain_offset(tz: dt.tzinfo) -> bool:
     return offset is not None and tz.tzname(None) == dt.timezone(offset).tzname(None)
 
 
+def _sub_second_offset(tz: dt.tzinfo | None) -> list[int] | None:
+    """``[days, seconds, microseconds]`` of a fixed offset with a fraction of a second,
+    which ISO text cannot carry back on Python 3.11 (``fromisoformat`` drops it)."""
+    offset = None if tz is None else tz.utcoffset(None)
+    if offset is None or not offset.microseconds:
+        return None
+    return [offset.days, offset.seconds, offset.microseconds]
+
+
+def _with_offset(parts: list[int]) -> dt.timezone:
+    return dt.timezone(dt.timedelta(days=parts[0], seconds=parts[1], microseconds=parts[2]))
+
+
 def _datetime_to_json(value: dt.datetime) -> Any:
     tz = value.tzinfo
     if tz is None or _plain_offset(tz):
+        offset = _sub_second_offset(tz)
+        if offset is not None:
+            naive = value.replace(tzinfo=None).isoformat()
+            return _tag("odatetime", [naive, offset, value.fold])
         if not value.fold:
             return _tag("datetime", value.isoformat())
         return _tag("zdatetime", [value.isoformat(), None, value.fold])
@@ -142,6 +159,9 @@ def _datetime_to_json(value: dt.datetime) -> Any:
 def _time_to_json(value: dt.time) -> Any:
     tz = value.tzinfo
     if tz is None or _plain_offset(tz):
+        offset = _sub_second_offset(tz)
+        if offset is not None:
+            return _tag("otime", [value.replace(tzinfo=None).isoformat(), offset, value.fold])
         if not value.fold:
             return _tag("time", value.isoformat())
         return _tag("ztime", [value.isoformat(), value.fold])
@@ -183,6 +203,10 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "time": dt.time.fromisoformat,
     "zdatetime": _zdatetime,
     "ztime": lambda v: dt.time.fromisoformat(v[0]).replace(fold=v[1]),
+    "odatetime": lambda v: dt.datetime.fromisoformat(v[0]).replace(
+        tzinfo=_with_offset(v[1]), fold=v[2]
+    ),
+    "otime": lambda v: dt.time.fromisoformat(v[0]).replace(tzinfo=_with_offset(v[1]), fold=v[2]),
     "timedelta": lambda v: dt.timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
     "decimal": Decimal,
     "uuid": uuid.UUID,
