@@ -24,7 +24,7 @@ from plugstore.bot import (
     command,
     listen,
 )
-from plugstore.bot.plugins.games import Record, counter_key, rank
+from plugstore.bot.plugins.games import Record, rank
 from plugstore.bot.plugins.poll import tables as poll_tables
 from plugstore.errors import BackendUnavailableError
 from plugstore.relational import RelationalHost
@@ -131,7 +131,7 @@ def test_karma_counts_anywhere_in_a_line(chat: Chat, store: plugstore.Store) -> 
     assert chat.one("ana", ".karma (big data)") == "big data has karma 1"
     assert chat.one("ana", ".karma python") == "python has karma 3"
     assert chat.one("ana", ".karma nothing") == "nothing has karma 0"
-    assert store.namespace("chat.karma")["python"] == 3
+    assert store.namespace("chat.karma").scope(channel="general")["python"] == 3
     assert chat.one("ana", ".karma") == (
         "top: python (3), alice (1), big data (1), go (1), rust (1)\nbottom: java (0)"
     )
@@ -142,7 +142,7 @@ def test_no_karma_for_yourself(chat: Chat, store: plugstore.Store) -> None:
         "nice try, ana: no karma for yourself",
         "bob has karma 1",
     ]
-    assert "ana" not in store.namespace("chat.karma")
+    assert "ana" not in store.namespace("chat.karma").scope(channel="general")
 
 
 def test_karma_listing_shows_top_and_bottom(chat: Chat) -> None:
@@ -170,9 +170,9 @@ def test_rps_outcomes_follow_the_rules_and_are_counted(chat: Chat, store: plugst
         expected = "draws" if theirs == mine else ("wins" if beats[mine] == theirs else "losses")
         assert {"wins": "you win", "draws": "a draw", "losses": "I win"}[expected] in reply
         tally[expected] += 1
-    games = store.namespace("chat.games")
+    ana = store.namespace("chat.games").scope(channel="general", user="ana")
     for outcome, count in tally.items():
-        assert games.get(counter_key(outcome, "ana"), 0) == count
+        assert ana.get(outcome, 0) == count
     assert all(tally.values())  # a fair bot: every outcome happened in 60 games
     points = 3 * tally["wins"] + tally["draws"]
     assert chat.one("ana", ".play stats") == (
@@ -187,7 +187,7 @@ def test_dice_and_stats_of_someone_else(chat: Chat) -> None:
     assert rolls
     assert all(2 <= int(r) <= 12 for r in rolls.groups())
     assert chat.one("ana", ".play stats bob").startswith("bob: 1 game: ")
-    assert chat.error("ana", ".play stats carol") == "carol has not played yet"
+    assert chat.error("ana", ".play stats carol") == "carol has not played in general yet"
 
 
 def test_game_bad_arguments(chat: Chat) -> None:
@@ -199,7 +199,7 @@ def test_game_bad_arguments(chat: Chat) -> None:
 
 def test_leaderboard_ranks_ties_consistently(chat: Chat, store: plugstore.Store) -> None:
     assert "nobody has played" in chat.one("ana", ".leaderboard")
-    games = store.namespace("chat.games")
+    games = store.namespace("chat.games").scope(channel="general")
     # points: dora 9 (3 wins), bob 7, carl 7 (2w 1d both), ana 7 (1 win 4 draws), eve 0
     for player, wins, draws, losses in [
         ("dora", 3, 0, 0),
@@ -210,7 +210,7 @@ def test_leaderboard_ranks_ties_consistently(chat: Chat, store: plugstore.Store)
     ]:
         for outcome, n in (("wins", wins), ("draws", draws), ("losses", losses)):
             if n:
-                games.incr(counter_key(outcome, player), n)
+                games.scope(user=player).incr(outcome, n)
     lines = chat.one("zed", ".leaderboard").splitlines()
     assert [line.split()[:2] for line in lines] == [
         ["1.", "dora"],
@@ -523,7 +523,7 @@ def test_each_plugin_has_its_own_namespace(chat: Chat, store: plugstore.Store) -
     chat.say("ana", "x++")
     chat.say("ana", ".play dice")
     assert store.namespace("chat.remember")["x"]["value"] == "1"
-    assert store.namespace("chat.karma")["x"] == 1
+    assert store.namespace("chat.karma").scope(channel="general")["x"] == 1
     assert {"chat.remember", "chat.karma", "chat.games"} <= set(store.namespaces())
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 import plugstore
-from plugstore.bot.plugins.games import counter_key
 from servers import require_server
 
 PLUGSTORE = [sys.executable, "-m", "plugstore.cli"]
@@ -359,8 +358,9 @@ def play_concurrently(url: str) -> None:
     with plugstore.open(url) as store:
         games = store.namespace("chat.games")
         for user, counts in seen.items():
+            player = games.scope(channel="general", user=user)
             for outcome in ("wins", "draws", "losses"):
-                assert games.get(counter_key(outcome, user), 0) == counts[outcome], (user, outcome)
+                assert player.get(outcome, 0) == counts[outcome], (user, outcome)
     leaderboard = chat("-c", ".leaderboard", url=url)
     assert leaderboard.returncode == 0, leaderboard.stderr
     board = leaderboard.stdout

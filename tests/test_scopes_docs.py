@@ -89,3 +89,18 @@ def test_the_plugstore_cog_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(Exception, match="not a registered key"):
         levels.scope(guild=7)["xp_per_mesage"]  # strict: the typo fails loudly
     env["store"].close()
+
+
+def test_the_versioning_block_migrates_old_karma() -> None:
+    import plugstore
+
+    (block,) = [b for b in python_blocks() if "def to_channels" in b]
+    with plugstore.open() as store:  # the test's own default store (see conftest)
+        store.namespace("karma").update(python=3, rust=1)
+    env: dict[str, Any] = {}
+    exec(block, env)
+    karma = env["karma"]
+    assert karma.data_version == 2
+    assert dict(karma.scope(channel="general").items()) == {"python": 3, "rust": 1}
+    assert list(karma) == []
+    env["store"].close()

@@ -23,6 +23,7 @@ from .errors import (
     CodecError,
     ConfigurationError,
     ConflictError,
+    DataVersionError,
     DecodeError,
     EncodeError,
     InvalidKeyError,
@@ -44,6 +45,7 @@ from .scopes import Scope
 from .state import StateStore
 from .store import Store
 from .url import StoreURL
+from .versioning import Migration
 
 __version__ = "0.1.0"
 
@@ -83,6 +85,7 @@ __all__ = [
     "CodecError",
     "ConfigurationError",
     "ConflictError",
+    "DataVersionError",
     "DecodeError",
     "EncodeError",
     "InvalidKeyError",
@@ -91,6 +94,7 @@ __all__ = [
     "Lock",
     "LockLostError",
     "LockTimeoutError",
+    "Migration",
     "MissingDependencyError",
     "Namespace",
     "NotAnIntegerError",

@@ -43,6 +43,10 @@ class LockLostError(StoreError):
     """
 
 
+class DataVersionError(StoreError):
+    """A namespace holds data stamped with a version newer than the code declares."""
+
+
 class InvalidKeyError(StoreError, ValueError):
     """A key is not acceptable on every backend (type, empty, NUL, length, encoding)."""
 

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from .backend import Bucket, retry_schedule
 from .codecs import Codec
-from .errors import ConflictError, InvalidKeyError, StoreNotOpenError, ValueTooLargeError
+from .errors import (
+    ConflictError,
+    DecodeError,
+    InvalidKeyError,
+    StoreNotOpenError,
+    ValueTooLargeError,
+)
 from .keys import (
     INT64_MAX,
     INT64_MIN,
@@ -33,6 +39,8 @@ if TYPE_CHECKING:
     from .store import Store
 
 _MISSING: Any = object()
+#: What :meth:`Namespace._load` returns for a value that is not (or no longer) there.
+_ABSENT: Any = object()
 #: Short ASCII keys are valid unless they hold NUL: checked inline on the hot paths.
 _FAST_KEY_LEN = MAX_KEY_BYTES // 4
 
@@ -60,13 +68,24 @@ class Namespace(MutableMapping[str, Any]):
     key raises ``KeyError`` in ``ns[key]`` and ``del ns[key]`` on every backend.  Invalid
     keys raise :class:`~plugstore.errors.InvalidKeyError` (a ``ValueError``) and are
     reported as absent by ``in``.
+
+    The mapping views (iteration, ``len``, ``items``/``values``, ``scan()``, ``clear``)
+    show the plain keys: scoped data (:meth:`scope`) and the namespace's meta entries
+    live under keys starting with U+001F and are reached through scopes.
+
+    With ``quarantine`` on, a stored value the codec cannot decode is set aside (see
+    :mod:`plugstore.quarantine`) and reads as absent instead of raising
+    :class:`~plugstore.errors.DecodeError`.
     """
 
-    def __init__(self, store: Store, name: str, bucket: Bucket, codec: Codec) -> None:
+    def __init__(
+        self, store: Store, name: str, bucket: Bucket, codec: Codec, *, quarantine: bool = False
+    ) -> None:
         self._store = store
         self._name = name
         self._bucket = bucket
         self._codec = codec
+        self._quarantine = quarantine
         self._max = store.max_value_size
         self._closed = False
         # Bound methods of the hot paths, looked up once.
@@ -110,6 +129,43 @@ class Namespace(MutableMapping[str, Any]):
             )
         return raw
 
+    def _load(self, key: str, raw: bytes | None) -> tuple[bytes | None, Any]:
+        """Decode what ``key`` holds: ``(stored bytes, value)``, or ``(None, _ABSENT)``
+        when nothing is (left) there.  An undecodable value raises ``DecodeError``, or
+        with quarantine on is set aside, after which the key is read again."""
+        while raw is not None:
+            try:
+                return raw, self._codec_decode(raw)
+            except DecodeError as exc:
+                if not self._quarantine:
+                    raise
+                from .quarantine import set_aside
+
+                raw = set_aside(self, key, raw, exc)
+        return None, _ABSENT
+
+    def _decode_found(self, key: str, raw: bytes) -> Any:
+        """The value of ``raw`` read at ``key``, or ``_ABSENT`` once set aside."""
+        try:
+            return self._codec_decode(raw)
+        except DecodeError:
+            if not self._quarantine:
+                raise
+        return self._load(key, raw)[1]
+
+    @property
+    def quarantine(self) -> bool:
+        """Whether undecodable values are set aside instead of raising."""
+        return self._quarantine
+
+    @property
+    def data_version(self) -> int | None:
+        """The data version stamped in this namespace (see :mod:`plugstore.versioning`),
+        or ``None`` if it has none."""
+        from .versioning import read_version
+
+        return read_version(self)
+
     def close(self) -> None:
         """Close this namespace; further use raises ``StoreNotOpenError``.
 
@@ -143,7 +199,15 @@ class Namespace(MutableMapping[str, Any]):
         raw = self._bucket_get(key)
         if raw is None:
             raise KeyError(key)
-        return self._codec_decode(raw)
+        try:
+            return self._codec_decode(raw)
+        except DecodeError:
+            if not self._quarantine:
+                raise
+        value = self._load(key, raw)[1]
+        if value is _ABSENT:
+            raise KeyError(key)
+        return value
 
     def __setitem__(self, key: str, value: Any) -> None:
         if not self._store._open or self._closed:
@@ -161,10 +225,11 @@ class Namespace(MutableMapping[str, Any]):
             raise KeyError(key)
 
     def __iter__(self) -> Iterator[str]:
-        return self._b().keys()
+        return (key for key in self._b().keys("") if key[0] != SCOPE_LEAD)
 
     def __len__(self) -> int:
-        return self._b().count()
+        bucket = self._b()
+        return bucket.count() - bucket.count(SCOPE_LEAD)
 
     def __contains__(self, key: object) -> bool:
         bucket = self._b()
@@ -176,7 +241,15 @@ class Namespace(MutableMapping[str, Any]):
     def get(self, key: str, default: Any = None) -> Any:
         """Return the value for ``key``, or ``default`` if it is absent."""
         raw = self._b().get(check_key(key))
-        return default if raw is None else self._codec.decode(raw)
+        if raw is None:
+            return default
+        try:
+            return self._codec_decode(raw)
+        except DecodeError:
+            if not self._quarantine:
+                raise
+        value = self._load(key, raw)[1]
+        return default if value is _ABSENT else value
 
     def items(self) -> ScanItemsView:
         """A view whose iteration streams ``(key, value)`` pairs (see :meth:`scan`)."""
@@ -191,13 +264,13 @@ class Namespace(MutableMapping[str, Any]):
         bucket = self._b()
         check_key(key)
         for attempt in retry_schedule():
-            raw = bucket.get(key)
+            raw, value = self._load(key, bucket.get(key))  # decoded before it is deleted
             if raw is None:
                 if default is _MISSING:
                     raise KeyError(key)
                 return default
             if bucket.cas(key, raw, None):
-                return self._codec.decode(raw)
+                return value
             attempt()
         raise ConflictError(f"pop of {key!r} kept conflicting with other writers")
 
@@ -207,17 +280,26 @@ class Namespace(MutableMapping[str, Any]):
         check_plain_key(key)
         new = self._encode(default)
         for attempt in retry_schedule():
-            raw = bucket.get(key)
+            raw, value = self._load(key, bucket.get(key))
             if raw is not None:
-                return self._codec.decode(raw)
+                return value
             if bucket.cas(key, None, new):
                 return self._codec.decode(new)
             attempt()
         raise ConflictError(f"setdefault of {key!r} kept conflicting with other writers")
 
     def clear(self) -> None:
-        """Delete every key of this namespace (one bulk operation where possible)."""
-        self._b().clear()
+        """Delete every plain key of this namespace (one bulk operation where possible).
+
+        Scoped data and the data version stay: clear scopes with
+        ``ns.scope().clear_all()``.
+        """
+        bucket = self._b()
+        if not bucket.count(SCOPE_LEAD):
+            bucket.clear()  # the common case: nothing else in the namespace
+            return
+        for key in [key for key in bucket.keys("") if key[0] != SCOPE_LEAD]:
+            bucket.remove(key)
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
         """Like ``dict.update``, through :meth:`set_many` (one bulk write)."""
@@ -233,14 +315,27 @@ class Namespace(MutableMapping[str, Any]):
         Memory use stays bounded by the backend's page size, so it suits namespaces too
         large to load at once.  Deleting keys during the scan is safe: it never fails and
         never skips a key that is still there, but a key deleted after its page was read
-        can still be yielded once, with the value it had.
+        can still be yielded once, with the value it had.  ``scan()`` shows the plain
+        keys; a prefix starting with U+001F reaches the stored scoped keys.
         """
-        for key, raw in self._b().items(check_prefix(prefix)):
-            yield key, self._codec.decode(raw)
+        plain_only = not check_prefix(prefix)
+        decode = self._codec_decode
+        for key, raw in self._b().items(prefix):
+            if plain_only and key[0] == SCOPE_LEAD:
+                continue
+            try:
+                yield key, decode(raw)
+            except DecodeError:
+                if not self._quarantine:
+                    raise
+                value = self._load(key, raw)[1]
+                if value is not _ABSENT:
+                    yield key, value
 
     def scan_keys(self, prefix: str = "") -> Iterator[str]:
-        """Stream the keys that start with ``prefix``."""
-        return self._b().keys(check_prefix(prefix))
+        """Stream the keys that start with ``prefix`` (plain keys only for ``""``)."""
+        keys = self._b().keys(check_prefix(prefix))
+        return keys if prefix else (key for key in keys if key[0] != SCOPE_LEAD)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Return ``{key: value}`` for the present keys among ``keys`` (one bulk read)."""
@@ -248,7 +343,8 @@ class Namespace(MutableMapping[str, Any]):
             raise TypeError("get_many takes an iterable of keys, not a single key")
         wanted = [check_key(k) for k in keys]
         found = self._b().get_many(wanted)
-        return {k: self._codec.decode(v) for k, v in found.items()}
+        decoded = {k: self._decode_found(k, v) for k, v in found.items()}
+        return {k: v for k, v in decoded.items() if v is not _ABSENT}
 
     def set_many(self, items: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
         """Store many values in one bulk write.
@@ -325,10 +421,8 @@ class Namespace(MutableMapping[str, Any]):
         check_plain_key(key)
         default_raw = None if default is None else self._encode(default)
         for attempt in retry_schedule():
-            raw = bucket.get(key)
-            if raw is not None:
-                current = self._codec.decode(raw)
-            else:  # a fresh copy each time: fn may mutate it, and it is the caller's object
+            raw, current = self._load(key, bucket.get(key))
+            if raw is None:  # a fresh copy each time: fn may mutate it, and the caller owns it
                 current = None if default_raw is None else self._codec.decode(default_raw)
             new = fn(current)
             if bucket.cas(key, raw, self._encode(new)):
@@ -347,7 +441,7 @@ class Namespace(MutableMapping[str, Any]):
         ``default`` a missing key raises ``KeyError``.
         """
         bucket = self._b()
-        raw = bucket.get(check_plain_key(key))
+        raw, _ = self._load(key, bucket.get(check_plain_key(key)))
         if raw is None and default is _MISSING:
             raise KeyError(key)
         # Decoded from bytes either way, so the caller's default object is never mutated.

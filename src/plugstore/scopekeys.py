@@ -16,6 +16,8 @@ namespace::
   so an id can hold any character, delimiters included, and ``123`` never meets ``"123"``.
 * ``KM`` (U+001E) ends the path; the key follows verbatim (it is last, so it needs no
   escaping).
+* ``US US`` starts the namespace's own *meta* entries (its data version): never a scoped
+  key, since a scoped key's second character starts a level name or is ``KM``.
 
 Every segment ends in an unescaped ``RS``, so no encoded path is a prefix of another one
 except its own ancestors' -- which is what makes one scope a key *prefix* and lets a
@@ -41,6 +43,11 @@ _LEVEL_END = "\x1d"
 _ID_END = "\x1c"
 _KEY_MARK = "\x1e"
 _ESCAPE = "\x1b"
+#: Starts the namespace's meta entries (see :data:`VERSION_KEY`).
+META_LEAD = SCOPE_LEAD * 2
+#: Where a versioned namespace keeps its data version (an int, JSON) among its entries,
+#: so that dump, copy and drop carry it with the data.
+VERSION_KEY = META_LEAD + "version"
 
 _LEVEL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}\Z")
 
@@ -158,11 +165,11 @@ def _read_segments(text: str, i: int, *, stop_at_key: bool) -> tuple[ScopePath, 
 
 
 def parse_scoped_key(stored: str) -> tuple[ScopePath, str] | None:
-    """Split a stored key into ``(path, key)``; ``None`` for a plain (unscoped) key.
+    """Split a stored key into ``(path, key)``; ``None`` for a plain key or a meta entry.
 
     Raises ``ValueError`` for a key that starts like a scoped key but is malformed.
     """
-    if not stored.startswith(SCOPE_LEAD):
+    if not stored.startswith(SCOPE_LEAD) or stored.startswith(META_LEAD):
         return None
     try:
         path, i = _read_segments(stored, 1, stop_at_key=True)
@@ -182,7 +189,9 @@ def child_id(stored: str, prefix_len: int) -> ScopeId:
 
 
 __all__ = [
+    "META_LEAD",
     "SCOPE_LEAD",
+    "VERSION_KEY",
     "ScopeId",
     "ScopePath",
     "check_level",

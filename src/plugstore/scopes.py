@@ -27,16 +27,25 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from .backend import Bucket, retry_schedule
-from .errors import ConflictError, InvalidKeyError, NotAnIntegerError, UndeclaredKeyError
+from .errors import (
+    ConflictError,
+    DecodeError,
+    InvalidKeyError,
+    NotAnIntegerError,
+    UndeclaredKeyError,
+)
 from .keys import INT64_MAX, INT64_MIN, MAX_KEY_BYTES, check_counter, check_key
 from .locks import DEFAULT_LEASE, DEFAULT_TIMEOUT, Lock
 from .scopekeys import (
+    META_LEAD,
+    SCOPE_LEAD,
     ScopeId,
     ScopePath,
     check_level,
     child_id,
     level_prefix,
     own_prefix,
+    parse_scoped_key,
     path_prefix,
 )
 from .views import ScanItemsView, ScanValuesView
@@ -162,31 +171,41 @@ class Scope(MutableMapping[str, Any]):
     def _bucket(self) -> Bucket:
         return self._ns._b()
 
-    def _decode(self, key: str, raw: bytes | None) -> Any:
-        """The value a read returns: stored (merged with a dict default) or the default;
-        ``_MISSING`` when there is neither."""
+    def _read(self, key: str, full: str, raw: bytes | None) -> tuple[bytes | None, Any]:
+        """``(stored bytes, value)`` for ``raw`` read at ``full``: the value a read
+        returns is the stored one (merged with a dict default) or the default, and
+        ``_MISSING`` when there is neither.  An undecodable value is set aside first
+        when the namespace quarantines (the bytes are then ``None``)."""
+        value: Any = _MISSING
+        if raw is not None:
+            raw, value = self._ns._load(full, raw)
         default = self._defaults.encoded.get(key)
         if raw is None:
-            return _MISSING if default is None else self._codec.decode(default)
-        value = self._codec.decode(raw)
+            return None, (_MISSING if default is None else self._codec.decode(default))
         if default is not None and type(value) is dict:
-            return merge_defaults(self._codec.decode(default), value)
-        return value
+            value = merge_defaults(self._codec.decode(default), value)
+        return raw, value
 
     # -- mapping protocol -----------------------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:
-        raw = self._bucket().get(self._full(key))
+        full = self._full(key)
+        raw = self._bucket().get(full)
         if raw is not None and not self._defaults.encoded:
-            return self._codec.decode(raw)  # the common case, without the merge machinery
-        value = self._decode(key, raw)
+            try:  # the common case, without the merge machinery
+                return self._codec.decode(raw)
+            except DecodeError:
+                if not self._ns.quarantine:
+                    raise
+        value = self._read(key, full, raw)[1]
         if value is _MISSING:
             raise KeyError(key)
         return value
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value of ``key`` (stored or registered default), else ``default``."""
-        value = self._decode(key, self._bucket().get(self._full(key)))
+        full = self._full(key)
+        value = self._read(key, full, self._bucket().get(full))[1]
         return default if value is _MISSING else value
 
     def __setitem__(self, key: str, value: Any) -> None:
@@ -237,7 +256,9 @@ class Scope(MutableMapping[str, Any]):
             key = stored[cut:]
             if key in self._defaults.encoded:
                 seen.add(key)
-            yield key, self._decode(key, raw)
+            value = self._read(key, stored, raw)[1]
+            if value is not _MISSING:  # set aside as undecodable, with no default
+                yield key, value
         for key, raw in list(self._defaults.encoded.items()):
             if key not in seen:
                 yield key, self._codec.decode(raw)
@@ -258,7 +279,7 @@ class Scope(MutableMapping[str, Any]):
         found = self._bucket().get_many(list(wanted))
         out = {}
         for full, key in wanted.items():
-            value = self._decode(key, found.get(full))
+            value = self._read(key, full, found.get(full))[1]
             if value is not _MISSING:
                 out[key] = value
         return out
@@ -282,7 +303,44 @@ class Scope(MutableMapping[str, Any]):
 
     def clear_all(self) -> int:
         """Delete this scope's stored keys and every scope beneath it; return how many."""
-        return self._bucket().clear(path_prefix(self._path))
+        bucket = self._bucket()
+        if self._path or not bucket.count(META_LEAD):
+            return bucket.clear(path_prefix(self._path))
+        # The global scope's subtree prefix also starts the namespace's meta entries
+        # (its data version), which are not scoped data: keep them.
+        doomed = [key for key in bucket.keys(SCOPE_LEAD) if not key.startswith(META_LEAD)]
+        return sum(1 for key in doomed if bucket.remove(key))
+
+    def children(self, level: str) -> dict[ScopeId, dict[str, Any]]:
+        """The data of each scope at ``level`` directly beneath this one: ``{id: {key:
+        value}}``, with that level's registered defaults filled in.
+
+        ``ns.scope(channel="dev").children("user")`` is every user's data in channel
+        dev (Red's ``all_members``), for a leaderboard.  One prefix read; a scope holding
+        no keys of its own (only deeper data) is not listed.
+        """
+        prefix = level_prefix(self._path, level)
+        depth = len(self._path) + 1
+        found: dict[tuple[type, ScopeId], tuple[Scope, dict[str, Any]]] = {}
+        for stored, raw in self._bucket().items(prefix):
+            parsed = parse_scoped_key(stored)
+            if parsed is None or len(parsed[0]) != depth:
+                continue  # deeper down
+            path, key = parsed
+            marker = (type(path[-1][1]), path[-1][1])  # 1 and "1" are different ids
+            if marker not in found:
+                found[marker] = (self._ns.scope_at(path), {})
+            child, values = found[marker]
+            value = child._read(key, stored, raw)[1]
+            if value is not _MISSING:
+                values[key] = value
+        out: dict[ScopeId, dict[str, Any]] = {}
+        for (_, child_id_), (child, values) in found.items():
+            for key, raw in list(child._defaults.encoded.items()):
+                if key not in values:
+                    values[key] = self._codec.decode(raw)
+            out[child_id_] = values
+        return out
 
     def ids(self, level: str) -> Iterator[ScopeId]:
         """The ids of the scopes at ``level`` directly beneath this one that hold data.
@@ -344,8 +402,7 @@ class Scope(MutableMapping[str, Any]):
         bucket = self._bucket()
         fallback = None if default is None else self._ns._encode(default)
         for attempt in retry_schedule():
-            raw = bucket.get(full)
-            current = self._decode(key, raw)
+            raw, current = self._read(key, full, bucket.get(full))
             if current is _MISSING:
                 current = None if fallback is None else self._codec.decode(fallback)
             new = fn(current)
@@ -360,8 +417,7 @@ class Scope(MutableMapping[str, Any]):
         bucket = self._bucket()
         new = self._ns._encode(default)
         for attempt in retry_schedule():
-            raw = bucket.get(full)
-            current = self._decode(key, raw)
+            current = self._read(key, full, bucket.get(full))[1]
             if current is not _MISSING:
                 return current
             if bucket.cas(full, None, new):
@@ -378,16 +434,15 @@ class Scope(MutableMapping[str, Any]):
         full = self._full(key)
         bucket = self._bucket()
         for attempt in retry_schedule():
-            raw = bucket.get(full)
+            raw, value = self._read(key, full, bucket.get(full))  # decoded before deleting
             if raw is None:
                 if default is not _MISSING:
                     return default
-                value = self._decode(key, None)
                 if value is _MISSING:
                     raise KeyError(key)
                 return value
             if bucket.cas(full, raw, None):
-                return self._decode(key, raw)
+                return value
             attempt()
         raise ConflictError(f"pop of {key!r} kept conflicting with other writers")
 
@@ -400,8 +455,7 @@ class Scope(MutableMapping[str, Any]):
         """
         full = self._full(key)
         bucket = self._bucket()
-        raw = bucket.get(full)
-        current = self._decode(key, raw)
+        raw, current = self._read(key, full, bucket.get(full))
         if current is _MISSING:
             if default is _MISSING:
                 raise KeyError(key)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .backend import Backend
 from .codecs import Codec
@@ -11,7 +12,14 @@ from .errors import StoreAlreadyOpenError, StoreNotOpenError
 from .keys import check_namespace
 from .locks import LOCKS_NAMESPACE
 from .namespace import Namespace
+from .quarantine import QUARANTINE_NAMESPACE
 from .scopes import DefaultsRegistry
+
+if TYPE_CHECKING:
+    from .versioning import Migration
+
+#: plugstore's own namespaces (lock leases, set-aside values): not plugin data.
+INTERNAL_NAMESPACES = frozenset({LOCKS_NAMESPACE, QUARANTINE_NAMESPACE})
 
 
 class Store:
@@ -30,6 +38,8 @@ class Store:
         self._lock = threading.Lock()
         #: Defaults registered for scope levels (see Namespace.register_defaults).
         self.scope_defaults = DefaultsRegistry()
+        # (namespace, version) pairs found (or brought) up to date since opening.
+        self._current_versions: set[tuple[str, int]] = set()
 
     @property
     def backend(self) -> Backend:
@@ -67,6 +77,7 @@ class Store:
             if self._open:
                 raise StoreAlreadyOpenError(f"store {self.url} is already open")
             self._backend.open()
+            self._current_versions.clear()
             self._open = True
         return self
 
@@ -82,18 +93,56 @@ class Store:
         if not self._open:
             raise StoreNotOpenError(f"store {self.url} is not open")
 
-    def namespace(self, name: str) -> Namespace:
-        """Return the namespace ``name`` (validated; created on first write)."""
+    def namespace(
+        self,
+        name: str,
+        *,
+        version: int | None = None,
+        migrations: Mapping[int, Callable[[Migration], None]] | None = None,
+        quarantine: bool | None = None,
+    ) -> Namespace:
+        """Return the namespace ``name`` (validated; created on first write).
+
+        ``version`` declares the plugin's data version: data stamped older is migrated
+        first, by ``migrations[n]`` from ``n - 1`` to ``n`` (under the namespace's lock,
+        once, whichever process gets there first), and data stamped newer raises
+        :class:`~plugstore.versioning.DataVersionError`; see
+        :mod:`plugstore.versioning`.  ``quarantine`` (on by default for versioned
+        namespaces) sets undecodable values aside instead of raising; see
+        :mod:`plugstore.quarantine`.
+        """
         self._check_open()
         check_namespace(name)
-        return Namespace(self, name, self._backend.bucket(name), self._codec)
+        if version is None:
+            if migrations:
+                raise ValueError("migrations need a version= to migrate to")
+            return Namespace(
+                self, name, self._backend.bucket(name), self._codec, quarantine=bool(quarantine)
+            )
+        from .versioning import check_migrations, migrate
+
+        check_migrations(version, migrations or {})
+        ns = Namespace(
+            self,
+            name,
+            self._backend.bucket(name),
+            self._codec,
+            quarantine=quarantine is None or quarantine,
+        )
+        if (name, version) not in self._current_versions:
+            migrate(ns, version, migrations or {})
+            self._current_versions.add((name, version))
+        return ns
 
     __getitem__ = namespace
 
     def namespaces(self) -> list[str]:
-        """Sorted names of the namespaces that hold data (lock lease entries aside)."""
+        """Sorted names of the namespaces that hold data (plugstore's own aside: lock
+        leases and set-aside values, :data:`INTERNAL_NAMESPACES`)."""
         self._check_open()
-        return sorted(name for name in self._backend.namespaces() if name != LOCKS_NAMESPACE)
+        return sorted(
+            name for name in self._backend.namespaces() if name not in INTERNAL_NAMESPACES
+        )
 
     def drop_namespace(self, name: str) -> int:
         """Delete namespace ``name`` entirely; return how many keys it held."""

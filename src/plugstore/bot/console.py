@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 
 from .host import ChatHost, Reply
+from .plugin import DEFAULT_CHANNEL
 
 QUIT = frozenset({".quit", ".exit"})
 HISTORY_LENGTH = 1000
@@ -34,25 +35,29 @@ def history_path() -> Path:
     return platformdirs.user_state_path("plugstore") / "chat_history"
 
 
-def say_lines(host: ChatHost, user: str, lines: Iterable[str]) -> int:
-    """Say each line as ``user`` and print the replies; 1 if any reply was an error."""
+def say_lines(
+    host: ChatHost, user: str, lines: Iterable[str], channel: str = DEFAULT_CHANNEL
+) -> int:
+    """Say each line as ``user`` in ``channel`` and print the replies; 1 if any reply
+    was an error."""
     failed = False
     for line in lines:
         if line.strip().lower() in QUIT:
             break
-        failed |= _show(host.handle(user, line), color=False)
+        failed |= _show(host.handle(user, line, channel), color=False)
     return 1 if failed else 0
 
 
-def interactive(host: ChatHost, user: str, banner: str) -> int:
+def interactive(host: ChatHost, user: str, banner: str, channel: str = DEFAULT_CHANNEL) -> int:
     """Run the prompt until ``.quit`` or end of input."""
     history = _start_history()
     click.echo(banner)
+    prompt = f"{user}> " if channel == DEFAULT_CHANNEL else f"{user}@{channel}> "
     interrupted = False
     try:
         while True:
             try:
-                line = input(f"{user}> ")
+                line = input(prompt)
             except EOFError:
                 click.echo()
                 return 0
@@ -67,7 +72,7 @@ def interactive(host: ChatHost, user: str, banner: str) -> int:
             if line.strip().lower() in QUIT:
                 return 0
             try:
-                replies = host.handle(user, line)
+                replies = host.handle(user, line, channel)
             except KeyboardInterrupt:  # Ctrl-C during a slow command: drop it, stay
                 click.echo("\n(interrupted)")
                 continue

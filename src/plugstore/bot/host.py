@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from plugstore.relational import PluginDatabase, RelationalHost, RelationalPlugin
 
 from .plugin import (
+    DEFAULT_CHANNEL,
     CommandError,
     CommandSpec,
     Context,
@@ -104,7 +105,11 @@ class ChatHost:
             name = cls.plugin_name()
             if any(p.name == name for p in self.plugins):
                 raise ValueError(f"a plugin named {name!r} is already loaded")
-            data = self.store.namespace(check_namespace(NAMESPACE_PREFIX + name))
+            data = self.store.namespace(
+                check_namespace(NAMESPACE_PREFIX + name),
+                version=cls.data_version,
+                migrations=cls.data_migrations if cls.data_version is not None else None,
+            )
             plugin = cls(self, data, self.states)
             if cls.tables is not None:
                 plugin.db = self._open_tables(cls.tables, name)
@@ -149,21 +154,22 @@ class ChatHost:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def handle(self, user: str, text: str) -> list[Reply]:
-        """Answer one line said by ``user``; never raises for anything a plugin does."""
+    def handle(self, user: str, text: str, channel: str = DEFAULT_CHANNEL) -> list[Reply]:
+        """Answer one line said by ``user`` in ``channel``; never raises for anything a
+        plugin does."""
         text = text.strip()
         if not text:
             return []
-        problem = check_user(user)
+        problem = check_user(user) or check_channel(channel)
         if problem:
             return [Reply(problem, error=True)]
         match = _COMMAND_LINE.match(text)
         if match:
-            return self._command(user, match.group(1).lower(), match.group(2).strip())
+            return self._command(user, channel, match.group(1).lower(), match.group(2).strip())
         for plugin in self.plugins:
             if type(plugin).converse is Plugin.converse:
                 continue  # this plugin holds no conversations: no state to read
-            ctx = Context(self, plugin, user)
+            ctx = Context(self, plugin, user, channel)
             try:
                 state = ctx.state
             except StoreError as exc:
@@ -174,19 +180,19 @@ class ChatHost:
         for listener in self.listeners:
             matches = list(listener.pattern.finditer(text))
             if matches:
-                ctx = Context(self, listener.plugin, user)
+                ctx = Context(self, listener.plugin, user, channel)
                 replies += self._run(
                     listener.plugin, listener.synopsis, listener.handler, ctx, matches
                 )
         return replies
 
-    def _command(self, user: str, name: str, args: str) -> list[Reply]:
+    def _command(self, user: str, channel: str, name: str, args: str) -> list[Reply]:
         spec = self.commands.get(name)
         if spec is None:
             close = difflib.get_close_matches(name, self.commands, n=1)
             hint = f" - did you mean .{close[0]}?" if close else ""
             return [Reply(f"unknown command .{name}{hint} (.help lists the commands)", True)]
-        ctx = Context(self, spec.plugin, user)
+        ctx = Context(self, spec.plugin, user, channel)
         return self._run(spec.plugin, f".{spec.name}", spec.handler, ctx, args, usage=spec)
 
     def _run(
@@ -257,6 +263,15 @@ def check_user(user: str) -> str | None:
         return "a user name must not be empty"
     if not user.isprintable():
         return f"a user name must not contain control characters: {user!r}"
+    return None
+
+
+def check_channel(channel: str) -> str | None:
+    """Why ``channel`` cannot be spoken in (the rules of :func:`check_user`), or ``None``."""
+    if not channel.strip():
+        return "a channel name must not be empty"
+    if not channel.isprintable():
+        return f"a channel name must not contain control characters: {channel!r}"
     return None
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from plugstore.namespace import Namespace
     from plugstore.relational import PluginDatabase, RelationalPlugin
     from plugstore.state import StateStore
+    from plugstore.versioning import Migration
 
     from .host import ChatHost
 
@@ -35,6 +37,8 @@ F = TypeVar("F", bound=Callable[..., Replies])
 
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,39}\Z")
 _COMMAND_RE = re.compile(r"[a-z][a-z0-9_-]{0,39}\Z")
+#: Where a line is said when nobody says where (the console's default channel).
+DEFAULT_CHANNEL = "general"
 
 
 class UsageError(Exception):
@@ -118,12 +122,17 @@ def listen(pattern: str, *, synopsis: str, flags: int = 0) -> Callable[[F], F]:
 
 
 class Context:
-    """One incoming line: who said it, and the speaking user's state in this plugin."""
+    """One incoming line: who said it, where, and the speaking user's state in this
+    plugin."""
 
-    def __init__(self, host: ChatHost, plugin: Plugin, user: str) -> None:
+    def __init__(
+        self, host: ChatHost, plugin: Plugin, user: str, channel: str = DEFAULT_CHANNEL
+    ) -> None:
         self.host = host
         self.plugin = plugin
         self.user = user
+        #: The channel the line was said in (plugins keep per-channel data in scopes).
+        self.channel = channel
 
     @property
     def state(self) -> str:
@@ -154,6 +163,12 @@ class Plugin:
     #: schema ``pl_<name>``).  The host migrates them to their head before
     #: :meth:`setup` and sets :attr:`db`.
     tables: ClassVar[RelationalPlugin | None] = None
+    #: The version of the layout of :attr:`data` (``None``: unversioned).  The host
+    #: opens the namespace at this version, migrating older data with
+    #: :attr:`data_migrations` first (see :mod:`plugstore.versioning`).
+    data_version: ClassVar[int | None] = None
+    #: ``data_migrations[n]`` takes the data from version ``n - 1`` to ``n``.
+    data_migrations: ClassVar[Mapping[int, Callable[[Migration], None]]] = MappingProxyType({})
 
     def __init__(self, host: ChatHost, data: Namespace, states: StateStore) -> None:
         self.name = type(self).plugin_name()

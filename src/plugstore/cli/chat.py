@@ -47,6 +47,13 @@ def default_user() -> str:
     help="Speak as NAME.",
 )
 @click.option(
+    "--channel",
+    metavar="NAME",
+    default="general",
+    show_default=True,
+    help="Speak in channel NAME (karma and game statistics are kept per channel).",
+)
+@click.option(
     "-p",
     "--plugins-dir",
     "plugin_dirs",
@@ -73,6 +80,7 @@ def chat_cmd(
     commands: tuple[str, ...],
     storage: str | None,
     user: str,
+    channel: str,
     plugin_dirs: tuple[Path, ...],
     no_entry_points: bool,
     database: str | None,
@@ -85,13 +93,16 @@ def chat_cmd(
     """
     from plugstore.bot import ChatHost, builtin_plugins, directory_plugins, entry_point_plugins
     from plugstore.bot.console import interactive, say_lines, stdin_is_tty
-    from plugstore.bot.host import check_user
+    from plugstore.bot.host import check_channel, check_user
 
     state: CliState = ctx.ensure_object(CliState)
-    user = user.strip()
+    user, channel = user.strip(), channel.strip()
     problem = check_user(user)
     if problem:
         raise CliError(f"--user: {problem}")
+    problem = check_channel(channel)
+    if problem:
+        raise CliError(f"--channel: {problem}")
     plugins = builtin_plugins()
     problems: list[str] = []
     if not no_entry_points:
@@ -118,16 +129,17 @@ def chat_cmd(
         for problem in problems + host.problems:
             click.echo(f"warning: {state.scrub(problem)}", err=True)
         if commands:
-            return say_lines(host, user, commands)
+            return say_lines(host, user, commands, channel)
         if not stdin_is_tty():  # piped; a closed stdin (None) says nothing
-            return say_lines(host, user, (line.rstrip("\n") for line in sys.stdin or ()))
+            lines = (line.rstrip("\n") for line in sys.stdin or ())
+            return say_lines(host, user, lines, channel)
         loaded = ", ".join(p.name for p in host.plugins)
         tables = ""
         if host.relational is not None:
             tables = f"tables: {host.relational.url}\n"
         banner = (
-            f"plugstore chat on {store.url} as {user}\n"
+            f"plugstore chat on {store.url} as {user} in {channel}\n"
             f"plugins: {loaded}\n{tables}"
             "commands start with '.': try .help; .quit or Ctrl-D leaves"
         )
-        return interactive(host, user, banner)
+        return interactive(host, user, banner, channel)

@@ -10,6 +10,7 @@ import click
 
 from plugstore.codecs import from_tagged_json, to_tagged_json
 from plugstore.errors import EncodeError
+from plugstore.keys import check_prefix
 
 from .common import CliError, CliState, json_text, namespace_exists, shown, stdout_is_tty
 
@@ -50,7 +51,9 @@ def ls_cmd(state: CliState, namespace: str | None, prefix: str, fmt: str) -> Non
         ns = store.namespace(namespace)  # validates the name
         if not namespace_exists(store, namespace):
             raise CliError(f"no namespace {namespace!r} in {store.url}")
-        keys = sorted(ns.scan_keys(prefix))
+        # Every stored key, scoped entries and the data version included: this is a
+        # tool's view, not the plugin's (whose plain views show plain keys only).
+        keys = sorted(store.backend.bucket(ns.name).keys(check_prefix(prefix)))
         if fmt == "json":
             click.echo(json_text(keys))
         elif _as_table(fmt):

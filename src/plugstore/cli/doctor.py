@@ -43,9 +43,15 @@ def _check(condition: bool, message: str) -> None:
 
 @click.command("doctor")
 @click.argument("url", required=False)
+@click.option(
+    "--restore",
+    is_flag=True,
+    help="Put quarantined values back where they were (unless the key holds a value again).",
+)
 @click.pass_obj
-def doctor_cmd(state: CliState, url: str | None) -> None:
-    """Show the store's backend and versions, then run a small read/write self-test.
+def doctor_cmd(state: CliState, url: str | None, restore: bool) -> None:
+    """Show the store's backend and versions, run a small read/write self-test, and
+    list the values set aside as undecodable (quarantined).
 
     URL defaults to the global one.  The self-test writes two keys in the namespace
     "_plugstore_doctor" and deletes them again.  Exit code 1 if any step fails.
@@ -83,6 +89,8 @@ def doctor_cmd(state: CliState, url: str | None) -> None:
         store = opened[0]
         try:
             _self_test(store, step)
+            if not failures:
+                _quarantine_report(store, state, restore)
         finally:
             info = store.info()
             store.close()
@@ -97,6 +105,25 @@ def doctor_cmd(state: CliState, url: str | None) -> None:
     if failures:
         raise CliError(f"doctor: {failures} check(s) failed")
     click.echo("doctor: all checks passed")
+
+
+def _quarantine_report(store: Store, state: CliState, restore: bool) -> None:
+    """List quarantined values (and, with ``restore``, put them back)."""
+    from plugstore import quarantine
+
+    found = list(quarantine.entries(store))
+    if not found:
+        click.echo("quarantine: empty")
+        return
+    click.echo(f"quarantine: {len(found)} value(s) set aside as undecodable")
+    for entry in found:
+        line = f"  {entry.namespace} {entry.key!r}  {len(entry.raw)} bytes, {entry.when}"
+        if restore:
+            done = quarantine.restore(store, entry)
+            line += "  restored" if done else "  kept (the key holds a value again)"
+        click.echo(state.scrub(f"{line}  ({entry.error})"))
+    if not restore:
+        click.echo("  (fix the cause, then `plugstore doctor --restore` puts them back)")
 
 
 def _self_test(store: Store, step: Callable[[str, Callable[[], str | None]], bool]) -> None:

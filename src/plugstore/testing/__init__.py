@@ -51,10 +51,12 @@ from plugstore import (
     ValueTooLargeError,
 )
 from plugstore.keys import INT64_MAX, MAX_KEY_BYTES
+from plugstore.quarantine import QUARANTINE_NAMESPACE
 
 from ._threads import race_threads
 from .lock_behaviours import LockBehaviours
 from .scope_behaviours import ScopeBehaviours
+from .version_behaviours import VERSIONED, VersionBehaviours
 
 __all__ = [
     "PicklableThing",
@@ -239,7 +241,7 @@ BAD_NAMESPACES: list[Any] = [
 UNENCODABLE: list[Any] = [object(), lambda: 1, iter(()), threading.Lock(), print]
 
 
-class StoreConformance(ScopeBehaviours, LockBehaviours):
+class StoreConformance(ScopeBehaviours, LockBehaviours, VersionBehaviours):
     """Base class of the conformance tests.  Subclass it as ``Test...`` and set the URL.
 
     Override :meth:`make_url` (or set ``url``) so that every test gets a store no other
@@ -283,7 +285,7 @@ class StoreConformance(ScopeBehaviours, LockBehaviours):
         yield store
         if not store.is_open:
             store = self.open_store(store_url)
-        for name in (NS, OTHER_NS):
+        for name in (NS, OTHER_NS, VERSIONED, QUARANTINE_NAMESPACE):
             store.drop_namespace(name)
         store.close()
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from typing import Any
 
 import plugstore
+from plugstore.versioning import Migration
 
 
 def _open(spec: dict[str, Any]) -> plugstore.Store:
@@ -60,6 +62,26 @@ def lock_holder(spec: dict[str, Any]) -> None:
         lock.release()
 
 
+def versioned(spec: dict[str, Any]) -> None:
+    """Open namespace ``versioned`` at version 2 (its data is unstamped): the migration
+    counts its runs in ``namespace`` and moves every key into scope ``v=2``; print how
+    many keys that scope then holds."""
+    with _open(spec) as store:
+        runs = store.namespace(spec["namespace"])
+
+        def to_v2(m: Migration) -> None:
+            runs.incr("migrations")
+            time.sleep(0.3)  # hold the lock while the others arrive
+            for key, value in m.items():
+                m.namespace.scope(v=2)[key] = value
+                del m.namespace[key]
+
+        print("ready", flush=True)
+        sys.stdin.readline()
+        ns = store.namespace(spec["versioned"], version=2, migrations={2: to_v2})
+        print("done", len(ns.scope(v=2)), flush=True)
+
+
 def writer(spec: dict[str, Any]) -> None:
     """Write ``prefix<i>`` keys forever, printing ``i`` once each write has returned."""
     with _open(spec) as store:
@@ -77,7 +99,13 @@ def writer(spec: dict[str, Any]) -> None:
 
 def main() -> None:
     mode, raw = sys.argv[1], os.environ["PLUGSTORE_CHILD_SPEC"]
-    modes = {"incr": incr, "writer": writer, "locked": locked, "lock_holder": lock_holder}
+    modes = {
+        "incr": incr,
+        "writer": writer,
+        "locked": locked,
+        "lock_holder": lock_holder,
+        "versioned": versioned,
+    }
     modes[mode](json.loads(raw))
 
 

@@ -89,9 +89,11 @@ class ScopeBehaviours:
                 pairs[(path, key)] = [p, k]
         ns["k"] = "plain"
         # one stored entry per (path, key), plus the plain one; each parses back
-        assert len(ns) == len(pairs) + 1
+        assert ns._bucket.count() == len(pairs) + 1
+        assert list(ns) == ["k"]
+        assert len(ns) == 1
         parsed = {}
-        for stored in ns:
+        for stored in ns._bucket.keys(""):
             split = parse_scoped_key(stored)
             if split is None:
                 assert stored == "k"
@@ -168,7 +170,25 @@ class ScopeBehaviours:
         assert g12.scope(member=2)["xp"] == 12
         assert ns.scope()["motd"] == "hi"
         assert ns.scope().clear_all() == 3
-        assert len(ns) == 0
+        assert ns._bucket.count() == 0
+
+    def test_scope_children_lists_each_child_with_its_defaults(self, ns: Namespace) -> None:
+        ns.register_defaults({"xp": 0, "rank": "new"}, levels=("channel", "user"))
+        dev = ns.scope(channel="dev")
+        dev.scope(user=1)["xp"] = 5
+        dev.scope(user="1")["xp"] = 6  # another user than 1
+        dev.scope(user=2)["rank"] = "mod"
+        dev.scope(user=2, pet="rex")["age"] = 3  # deeper down: not part of user 2's data
+        dev.scope(user=3, pet="x")["age"] = 1  # user 3 holds nothing of its own
+        ns.scope(channel="dev2", user=9)["xp"] = 1  # a channel whose name extends "dev"
+        dev["topic"] = "storage"  # the channel's own key
+        assert dev.children("user") == {
+            1: {"xp": 5, "rank": "new"},
+            "1": {"xp": 6, "rank": "new"},
+            2: {"xp": 0, "rank": "mod"},
+        }
+        assert dev.children("guild") == {}
+        assert ns.scope().children("channel") == {"dev": {"topic": "storage"}}
 
     def test_scope_listings_are_prefix_reads(self, ns: Namespace) -> None:
         """Every listing, count and clear of a scope reaches the backend as a prefix of
@@ -190,7 +210,7 @@ class ScopeBehaviours:
         assert {name for name, _ in spy.calls} == {"keys", "items", "count", "clear"}
         for name, prefix in spy.calls:
             assert prefix.startswith(path_prefix([("guild", 5)])), (name, prefix)
-        assert len(ns) == 0
+        assert ns._bucket.count() == 0
 
     def test_scope_bad_input(self, ns: Namespace) -> None:
         for bad_id in (1.5, None, True, b"1", (1,), "a\x00b", "\ud800"):
@@ -216,11 +236,13 @@ class ScopeBehaviours:
             assert bad_key not in scope
         with pytest.raises(EncodeError):
             scope["x"] = object()
-        assert len(ns) == 1
+        assert ns._bucket.count() == 1
 
     def test_plain_writes_refuse_the_scope_lead(self, ns: Namespace) -> None:
         ns.scope(guild=1)["k"] = "scoped"
-        (stored,) = list(ns)
+        (stored,) = list(ns._bucket.keys())
+        assert list(ns) == []
+        assert len(ns) == 0
         assert stored.startswith(SCOPE_LEAD)
         assert ns[stored] == "scoped"  # the raw view reads it
         writes: list[Callable[[], object]] = [
@@ -277,11 +299,11 @@ class ScopeBehaviours:
         roles.append("admin")  # a fresh copy per read
         assert member["roles"] == []
         assert member.setdefault("roles", ["x"]) == []  # a default counts as present
-        assert len(ns) == 0, "reading defaults must never write"
+        assert ns._bucket.count() == 0, "reading defaults must never write"
         # a stored dict is merged over its default, recursively; the stored part wins
         member["prefs"] = {"notify": {"at": 22}, "lang": "fi"}
         assert member["prefs"] == {"color": "red", "notify": {"dm": True, "at": 22}, "lang": "fi"}
-        assert ns[next(iter(ns))] == {"notify": {"at": 22}, "lang": "fi"}  # stored as written
+        assert ns[next(ns._bucket.keys())] == {"notify": {"at": 22}, "lang": "fi"}  # as written
         # a default added later shows up inside values stored before it
         ns.register_defaults({"prefs": {"theme": "dark"}}, levels=("guild", "member"))
         assert member["prefs"]["theme"] == "dark"
@@ -316,7 +338,7 @@ class ScopeBehaviours:
         with pytest.raises(NotAnIntegerError):
             user.incr("name")
         assert user.incr("zero", 3) == 3
-        assert len(ns) == 1
+        assert ns._bucket.count() == 1
 
     def test_strict_levels_refuse_undeclared_keys(self, ns: Namespace) -> None:
         ns.register_defaults({"xp": 0}, levels="user", strict=True)

@@ -1,9 +1,12 @@
-"""games: play against the bot; per-user statistics and a leaderboard.
+"""games: play against the bot; per-channel statistics for each player and a leaderboard.
 
-Every game adds one to exactly one counter (``wins``, ``losses`` or ``draws`` of the
-player) with the store's atomic ``incr``, so any number of processes playing at once on
-one store keep exact totals.  The leaderboard is computed from those counters when asked:
-there is no second copy to drift.
+Every game adds one to exactly one counter (``wins``, ``losses`` or ``draws``) in the
+player's scope ``channel=<name>, user=<player>``, with the store's atomic ``incr``, so
+any number of processes playing at once on one store keep exact totals.  The
+leaderboard is computed from those counters when asked (one prefix read of the
+channel): there is no second copy to drift.  Data version 1 (before channels) kept
+plain ``stats:<outcome>:<user>`` keys; the version 2 migration moves them into the
+default channel.
 """
 
 from __future__ import annotations
@@ -11,8 +14,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import ClassVar
 
-from ..plugin import CommandError, Context, Plugin, UsageError, command
+from plugstore.scopes import Scope
+from plugstore.versioning import Migration
+
+from ..plugin import DEFAULT_CHANNEL, CommandError, Context, Plugin, UsageError, command
 
 OUTCOMES = ("wins", "draws", "losses")
 POINTS = {"wins": 3, "draws": 1, "losses": 0}
@@ -21,9 +28,20 @@ DEFAULT_TOP = 10
 MAX_TOP = 100
 
 
-def counter_key(outcome: str, user: str) -> str:
-    """``stats:<outcome>:<user>``: the outcome has no ``:``, so any user name is safe."""
+def legacy_counter_key(outcome: str, user: str) -> str:
+    """Version 1's key of a counter: ``stats:<outcome>:<user>``."""
     return f"stats:{outcome}:{user}"
+
+
+def scopes_from_plain(m: Migration) -> None:
+    """Version 2: version 1's counters move to the players' scopes in the default
+    channel (copied, then deleted: safe to run again after a crash)."""
+    for key, value in m.items():
+        kind, _, rest = key.partition(":")
+        outcome, _, user = rest.partition(":")
+        if kind == "stats" and outcome in OUTCOMES and user:
+            m.namespace.scope(channel=DEFAULT_CHANNEL, user=user)[outcome] = value
+            del m.namespace[key]
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,8 @@ class Games(Plugin):
     """Games against the bot, with statistics and a leaderboard."""
 
     name = "games"
+    data_version = 2
+    data_migrations: ClassVar = {2: scopes_from_plain}
 
     @command(usage="rps rock|paper|scissors | dice | stats [USER]")
     def play(self, ctx: Context, args: str) -> str:
@@ -75,25 +95,25 @@ class Games(Plugin):
         game, _, rest = args.partition(" ")
         game, rest = game.lower(), rest.strip()
         if game == "rps":
-            return self._rps(ctx.user, rest.lower())
+            return self._rps(ctx, rest.lower())
         if game == "dice":
             if rest:
                 raise UsageError("dice takes no arguments")
-            return self._dice(ctx.user)
+            return self._dice(ctx)
         if game == "stats":
-            return self.stats(rest or ctx.user)
+            return self.stats(rest or ctx.user, ctx.channel)
         raise UsageError("choose a game: rps or dice")
 
     @command(usage="[N]")
     def leaderboard(self, ctx: Context, args: str) -> str:
-        """The top N players (default 10) by points: 3 a win, 1 a draw."""
+        """The top N players of this channel (default 10) by points: 3 a win, 1 a draw."""
         if not args:
             top = DEFAULT_TOP
         elif re.fullmatch(r"[0-9]+", args) and 1 <= int(args) <= MAX_TOP:  # not "²"
             top = int(args)
         else:
             raise UsageError(f"N is a whole number from 1 to {MAX_TOP}")
-        ranked = rank(self.records().values())
+        ranked = rank(self.records(ctx.channel).values())
         if not ranked:
             return "nobody has played yet: .play rps rock"
         lines = [
@@ -103,42 +123,45 @@ class Games(Plugin):
 
     # -- games ------------------------------------------------------------------------
 
-    def _rps(self, user: str, choice: str) -> str:
+    def _rps(self, ctx: Context, choice: str) -> str:
         if choice not in RPS_BEATS:
             raise UsageError("choose rock, paper or scissors")
         mine = self.rng.choice(sorted(RPS_BEATS))
         outcome = "draws" if choice == mine else "wins" if RPS_BEATS[choice] == mine else "losses"
-        return f"I play {mine}: {self._record(user, outcome)}"
+        return f"I play {mine}: {self._record(ctx, outcome)}"
 
-    def _dice(self, user: str) -> str:
+    def _dice(self, ctx: Context) -> str:
         yours = self.rng.randint(1, 6) + self.rng.randint(1, 6)
         mine = self.rng.randint(1, 6) + self.rng.randint(1, 6)
         outcome = "draws" if yours == mine else ("wins" if yours > mine else "losses")
-        return f"you roll {yours}, I roll {mine}: {self._record(user, outcome)}"
+        return f"you roll {yours}, I roll {mine}: {self._record(ctx, outcome)}"
 
-    def _record(self, user: str, outcome: str) -> str:
-        count = self.data.incr(counter_key(outcome, user))
+    def _record(self, ctx: Context, outcome: str) -> str:
+        count = self.player(ctx.channel, ctx.user).incr(outcome)
         verdict = {"wins": "you win", "draws": "a draw", "losses": "I win"}[outcome]
-        return f"{verdict} ({_plural(count, outcome)} for {user})"
+        return f"{verdict} ({_plural(count, outcome)} for {ctx.user})"
 
     # -- statistics -------------------------------------------------------------------
 
-    def stats(self, user: str) -> str:
-        """One player's statistics and rank."""
-        records = self.records()
+    def player(self, channel: str, user: str) -> Scope:
+        """The scope holding ``user``'s counters in ``channel``."""
+        return self.data.scope(channel=channel, user=user)
+
+    def stats(self, user: str, channel: str = DEFAULT_CHANNEL) -> str:
+        """One player's statistics and rank in ``channel``."""
+        records = self.records(channel)
         if user not in records:
-            raise CommandError(f"{user} has not played yet")
+            raise CommandError(f"{user} has not played in {channel} yet")
         place = next(p for p, r in rank(records.values()) if r.player == user)
         return f"{user}: {records[user].summary()}, rank {place} of {len(records)}"
 
-    def records(self) -> dict[str, Record]:
-        """Every player's record, read with one prefix scan per outcome."""
-        counts: dict[str, dict[str, int]] = {}
-        for outcome in OUTCOMES:
-            prefix = counter_key(outcome, "")
-            for key, value in self.data.scan(prefix):
-                counts.setdefault(key[len(prefix) :], {})[outcome] = int(value)
-        return {player: Record(player, **c) for player, c in counts.items()}
+    def records(self, channel: str = DEFAULT_CHANNEL) -> dict[str, Record]:
+        """Every player's record in ``channel``, read with one prefix scan."""
+        found = self.data.scope(channel=channel).children("user")
+        return {
+            str(player): Record(str(player), **{o: int(n) for o, n in c.items() if o in OUTCOMES})
+            for player, c in found.items()
+        }
 
 
 def _plural(count: int, noun: str) -> str:

@@ -1,10 +1,19 @@
-"""karma: ``thing++`` and ``thing--`` anywhere in a line, ``.karma thing`` to see it."""
+"""karma: ``thing++`` and ``thing--`` anywhere in a line, ``.karma thing`` to see it.
+
+Karma is kept per channel: one counter per thing in the scope ``channel=<name>`` of the
+plugin's namespace.  Data version 1 (before channels) held one plain key per thing; the
+version 2 migration moves those into the default channel.
+"""
 
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
-from ..plugin import Context, Plugin, command, listen
+from plugstore.scopekeys import SCOPE_LEAD
+from plugstore.versioning import Migration
+
+from ..plugin import DEFAULT_CHANNEL, Context, Plugin, command, listen
 
 #: ``.karma`` without arguments lists this many things.
 TOP = 5
@@ -22,10 +31,24 @@ def thing_key(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
+def channels_from_plain(m: Migration) -> None:
+    """Version 2: the karma of version 1 (plain keys) belongs to the default channel.
+
+    Each thing is copied, then deleted: run again after a crash, it finds the things
+    already moved gone and copies the rest."""
+    general = m.namespace.scope(channel=DEFAULT_CHANNEL)
+    for key, value in m.items():
+        if not key.startswith(SCOPE_LEAD):
+            general[key] = value
+            del m.namespace[key]
+
+
 class Karma(Plugin):
     """Give and take karma."""
 
     name = "karma"
+    data_version = 2
+    data_migrations: ClassVar = {2: channels_from_plain}
 
     @listen(_KARMA, synopsis="thing++, thing--, (two words)++")
     def vote(self, ctx: Context, matches: list[re.Match[str]]) -> list[str]:
@@ -41,18 +64,20 @@ class Karma(Plugin):
                 replies.append(f"nice try, {ctx.user}: no karma for yourself")
                 continue
             delta = 1 if match.group(3) == "++" else -1
-            replies.append(f"{thing} has karma {self.data.incr(thing, delta)}")
+            score = self.data.scope(channel=ctx.channel).incr(thing, delta)
+            replies.append(f"{thing} has karma {score}")
         return replies
 
     @command(usage="[THING]")
     def karma(self, ctx: Context, args: str) -> str:
-        """Show the karma of THING, or the top and bottom things."""
+        """Show the karma of THING in this channel, or its top and bottom things."""
+        here = self.data.scope(channel=ctx.channel)
         if args:
             thing = thing_key(args)
-            return f"{thing} has karma {self.data.get(thing, 0)}"
-        scores = sorted(self.data.items(), key=lambda item: (-item[1], item[0]))
+            return f"{thing} has karma {here.get(thing, 0)}"
+        scores = sorted(here.items(), key=lambda item: (-item[1], item[0]))
         if not scores:
-            return "no karma yet: say thing++"
+            return "no karma here yet: say thing++"
         top = ", ".join(f"{k} ({v})" for k, v in scores[:TOP])
         lines = [f"top: {top}"]
         if len(scores) > TOP:
