@@ -511,7 +511,14 @@ def test_plugins_that_clash_or_misname_are_reported_not_loaded(store: plugstore.
         """A second plugin called remember."""
 
     host = ChatHost(store, [*builtin_plugins(), Clash, BadName, Remember])
-    assert [p.name for p in host.plugins] == ["help", "remember", "karma", "games", "poll"]
+    assert [p.name for p in host.plugins] == [
+        "help",
+        "remember",
+        "karma",
+        "games",
+        "privacy",
+        "poll",
+    ]
     assert len(host.problems) == 3
     assert "command .help is already taken by plugin 'help'" in host.problems[0]
     assert "invalid plugin name 'Bad Name'" in host.problems[1]

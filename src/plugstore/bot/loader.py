@@ -27,9 +27,10 @@ def builtin_plugins() -> list[type[Plugin]]:
     from .plugins.games import Games
     from .plugins.help import Help
     from .plugins.karma import Karma
+    from .plugins.privacy import Privacy
     from .plugins.remember import Remember
 
-    plugins: list[type[Plugin]] = [Help, Remember, Karma, Games]
+    plugins: list[type[Plugin]] = [Help, Remember, Karma, Games, Privacy]
     try:  # its tables need SQLAlchemy and Alembic (the "relational" extra)
         from .plugins.poll import Poll
     except ImportError as exc:

@@ -43,6 +43,7 @@ COMMANDS: dict[str, str] = {
     "import-errbot": "plugstore.cli.errbot:import_errbot_cmd",
     "export-errbot": "plugstore.cli.errbot:export_errbot_cmd",
     "errbot-plugin-dir": "plugstore.cli.errbot:plugin_dir_cmd",
+    "user": "plugstore.cli.user:user_group",
 }
 
 EXIT_ERROR = 1

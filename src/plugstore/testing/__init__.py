@@ -56,6 +56,7 @@ from plugstore.quarantine import QUARANTINE_NAMESPACE
 from ._threads import race_threads
 from .lock_behaviours import LockBehaviours
 from .scope_behaviours import ScopeBehaviours
+from .user_behaviours import UserDataBehaviours
 from .version_behaviours import VERSIONED, VersionBehaviours
 
 __all__ = [
@@ -241,7 +242,7 @@ BAD_NAMESPACES: list[Any] = [
 UNENCODABLE: list[Any] = [object(), lambda: 1, iter(()), threading.Lock(), print]
 
 
-class StoreConformance(ScopeBehaviours, LockBehaviours, VersionBehaviours):
+class StoreConformance(ScopeBehaviours, LockBehaviours, UserDataBehaviours, VersionBehaviours):
     """Base class of the conformance tests.  Subclass it as ``Test...`` and set the URL.
 
     Override :meth:`make_url` (or set ``url``) so that every test gets a store no other
