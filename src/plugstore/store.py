@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .backend import Backend
 from .codecs import Codec
@@ -14,9 +14,7 @@ from .locks import LOCKS_NAMESPACE
 from .namespace import Namespace
 from .quarantine import QUARANTINE_NAMESPACE
 from .scopes import DefaultsRegistry
-
-if TYPE_CHECKING:
-    from .versioning import Migration
+from .versioning import Migration, check_migrations, migrate
 
 #: plugstore's own namespaces (lock leases, set-aside values): not plugin data.
 INTERNAL_NAMESPACES = frozenset({LOCKS_NAMESPACE, QUARANTINE_NAMESPACE})
@@ -119,8 +117,6 @@ class Store:
             return Namespace(
                 self, name, self._backend.bucket(name), self._codec, quarantine=bool(quarantine)
             )
-        from .versioning import check_migrations, migrate
-
         check_migrations(version, migrations or {})
         ns = Namespace(
             self,

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import ConfigurationError, DataVersionError, StoreError
-from .keys import parse_counter
+from .keys import check_prefix, parse_counter
 from .namespace import _ABSENT
 from .scopekeys import META_LEAD, VERSION_KEY
 
@@ -72,7 +72,7 @@ class Migration:
         while iterating is safe: keys written meanwhile are not visited, and a deleted
         key is skipped unless its page of values (500) had already been read."""
         ns = self.namespace
-        keys = [k for k in ns._b().keys(prefix) if not k.startswith(META_LEAD)]
+        keys = [k for k in ns._b().keys(check_prefix(prefix)) if not k.startswith(META_LEAD)]
         label = f"{ns.name}: v{self.from_version} -> v{self.to_version}"
         for start in self.progress(range(0, len(keys), _PAGE), len(keys), label, _PAGE):
             chunk = keys[start : start + _PAGE]
