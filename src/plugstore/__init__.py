@@ -25,6 +25,7 @@ from .errors import (
     ConflictError,
     DecodeError,
     EncodeError,
+    ExpiryNotSupportedError,
     InvalidKeyError,
     InvalidNamespaceError,
     LockLostError,
@@ -65,6 +66,8 @@ def open(url_or_name: str | StoreURL | None = None, **options: Any) -> Store:
       ``"signed-pickle"`` with ``secret=`` (or ``PLUGSTORE_SECRET``); or a Codec instance;
     * ``max_value_size``: lower the backend's limit on one encoded value;
     * ``plugin_dirs``: directories of ``.plug`` files for third-party backends;
+    * ``clock``: a callable returning epoch seconds, for key deadlines (``ttl=``);
+      default ``time.time``.  Tests inject a fake one;
     * anything the backend documents (for SQLite: ``timeout``, ``synchronous``).
 
     Unknown options raise :class:`ConfigurationError`.
@@ -85,6 +88,7 @@ __all__ = [
     "ConflictError",
     "DecodeError",
     "EncodeError",
+    "ExpiryNotSupportedError",
     "InvalidKeyError",
     "InvalidNamespaceError",
     "JSONCodec",

@@ -15,6 +15,7 @@ the rules are the strictest common denominator of the engines plugstore supports
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from .errors import InvalidKeyError, InvalidNamespaceError, NotAnIntegerError
 
@@ -22,6 +23,9 @@ MAX_KEY_BYTES = 1024
 MAX_NAMESPACE_LENGTH = 128
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+#: Longest ``ttl`` accepted, in seconds (about 317 years): every engine's deadline
+#: format (Redis milliseconds, DynamoDB numbers, SQL doubles) holds it exactly enough.
+MAX_TTL = 10**10
 
 _NAMESPACE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
 
@@ -77,6 +81,32 @@ def check_prefix(prefix: object) -> str:
                 "key prefixes must be valid Unicode (no lone surrogates)"
             ) from None
     return prefix
+
+
+def check_ttl(ttl: object) -> float:
+    """Return ``ttl`` (seconds until a key expires) as a float, if it is acceptable.
+
+    An ``int`` or ``float`` greater than 0 and at most :data:`MAX_TTL`; ``bool``, zero,
+    negative numbers, NaN and infinities raise ``ValueError``, other types ``TypeError``.
+    """
+    if type(ttl) is bool:
+        raise ValueError("ttl must be a number of seconds, not a bool")
+    if not isinstance(ttl, (int, float)):
+        raise TypeError(f"ttl must be a number of seconds, not {type(ttl).__name__}")
+    if not 0 < ttl <= MAX_TTL:  # NaN fails both comparisons
+        raise ValueError(f"ttl must be more than 0 and at most {MAX_TTL} seconds, got {ttl!r}")
+    return float(ttl)
+
+
+def remaining(clock: Callable[[], float], key: str, deadline: float | None) -> float | None:
+    """Seconds from ``clock()`` to ``deadline`` (``None`` stays ``None``); ``KeyError`` if
+    it has passed (seen only on engines that expire entries by their own clock)."""
+    if deadline is None:
+        return None
+    left = deadline - clock()
+    if left <= 0:
+        raise KeyError(key)
+    return left
 
 
 def check_counter(value: int) -> int:
