@@ -15,7 +15,6 @@ the rules are the strictest common denominator of the engines plugstore supports
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 from .errors import InvalidKeyError, InvalidNamespaceError, NotAnIntegerError
 
@@ -98,15 +97,13 @@ def check_ttl(ttl: object) -> float:
     return float(ttl)
 
 
-def remaining(clock: Callable[[], float], key: str, deadline: float | None) -> float | None:
-    """Seconds from ``clock()`` to ``deadline`` (``None`` stays ``None``); ``KeyError`` if
-    it has passed (seen only on engines that expire entries by their own clock)."""
-    if deadline is None:
-        return None
-    left = deadline - clock()
-    if left <= 0:
-        raise KeyError(key)
-    return left
+def remaining(deadline: float | None, now: float) -> float | None:
+    """Seconds from ``now`` to ``deadline`` (``None`` stays ``None``), never below 0.
+
+    An entry past its deadline on the store clock is still there only on an engine that
+    expires entries by its own clock (Redis), until that clock catches up.
+    """
+    return None if deadline is None else max(0.0, deadline - now)
 
 
 def check_counter(value: int) -> int:

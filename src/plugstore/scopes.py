@@ -211,7 +211,7 @@ class Scope(MutableMapping[str, Any]):
         entry = self._bucket().get_with_deadline(self._full(key))
         if entry is None:
             raise KeyError(key)
-        return remaining(self._ns.store.backend.clock, key, entry[1])
+        return remaining(entry[1], self._ns.store.backend.clock())
 
     def __delitem__(self, key: str) -> None:
         if not self._bucket().remove(self._full(key)):
