@@ -26,6 +26,7 @@ from .keys import (
     INT64_MAX,
     INT64_MIN,
     MAX_KEY_BYTES,
+    MAX_TTL,
     check_counter,
     check_key,
     check_prefix,
@@ -82,6 +83,8 @@ class Namespace(MutableMapping[str, Any]):
         self._bucket_set = bucket.set
         self._bucket_incr = bucket.incr
         self._bucket_set_until = bucket.set_until
+        self._expiry = store.backend.expiry
+        self._clock = store.backend.clock  # fixed when the store was made
         self._codec_encode = codec.encode
         self._codec_decode = codec.decode
 
@@ -121,14 +124,15 @@ class Namespace(MutableMapping[str, Any]):
 
     def _deadline(self, ttl: object) -> float:
         """The deadline (epoch seconds by the store clock) of a write with ``ttl``."""
-        seconds = check_ttl(ttl)
-        backend = self._store.backend
-        if not backend.expiry:
+        kind = type(ttl)
+        if (kind is not int and kind is not float) or not 0 < ttl <= MAX_TTL:  # type: ignore[operator]
+            check_ttl(ttl)  # raises, saying why
+        if not self._expiry:
             raise ExpiryNotSupportedError(
-                f"the {backend.name!r} backend cannot expire keys: write without ttl, "
-                "or use a backend that can (every built-in one does)"
+                f"the {self._store.backend.name!r} backend cannot expire keys: write without "
+                "ttl, or use a backend that can (every built-in one does)"
             )
-        return backend.clock() + seconds
+        return self._clock() + ttl  # type: ignore[operator]
 
     def close(self) -> None:
         """Close this namespace; further use raises ``StoreNotOpenError``.
@@ -191,7 +195,11 @@ class Namespace(MutableMapping[str, Any]):
             return
         if not self._store._open or self._closed:
             self._b()  # raises StoreNotOpenError
-        deadline = self._deadline(ttl)
+        kind = type(ttl)
+        if (kind is int or kind is float) and 0 < ttl <= MAX_TTL and self._expiry:
+            deadline = self._clock() + ttl  # _deadline(), inlined: this is a hot path
+        else:
+            deadline = self._deadline(ttl)  # raises, saying why
         fast = type(key) is str and 0 < len(key) <= _FAST_KEY_LEN and key.isascii()
         if not fast or "\x00" in key or key[0] == SCOPE_LEAD:
             check_plain_key(key)
