@@ -44,7 +44,7 @@ def test_prints_header_and_every_workload(tiny_run: tuple[str, dict[str, Any]]) 
     stdout, _ = tiny_run
     assert "cpu count" in stdout
     assert "sqlite 3." in stdout
-    for number in range(1, 13):
+    for number in range(1, 14):
         assert f"== {number}. " in stdout
     for peer in (
         "raw sqlite3",
@@ -65,11 +65,13 @@ def test_prints_header_and_every_workload(tiny_run: tuple[str, dict[str, Any]]) 
         "plugstore namespace",
         "scope, defaults merged",
         "threading.Lock (in-process)",
+        "ns[k] = v",
     ):
         assert peer in stdout
     assert "== 10. relational plugins" in stdout
     assert "== 11. scoped views" in stdout
     assert "== 12. locked get-then-set increments, 4 processes x 10 on one key" in stdout
+    assert "== 13. expiry: ns.set(k, v, ttl=3600)" in stdout
     assert "== summary of bars" in stdout
     assert "bars pass" in stdout
 
@@ -93,6 +95,7 @@ def test_json_has_medians_and_exact_lost_update_counts(
         "relational",
         "scopes",
         "locks",
+        "expiry",
     }
     assert doc["settings"]["lock_n"] == 10
     for workload in doc["workloads"]:
@@ -210,6 +213,29 @@ def test_locks_count_every_increment_on_every_backend(
     for backend in backends:
         note = next(n for n in locks["notes"] if n.startswith(f"time: {backend}: "))
         assert " 0 lease entries left" in note or " 0 keys left" in note, note
+
+
+@pytest.mark.slow
+def test_expiry_measures_timed_and_plain_keys_on_each_backend(
+    tiny_run: tuple[str, dict[str, Any]],
+) -> None:
+    _, doc = tiny_run
+    expiry = next(w for w in doc["workloads"] if w["key"] == "expiry")
+    skipped = {n.split()[2].rstrip(":") for n in expiry["notes"] if n.startswith("skipped on ")}
+    kinds = [k for k in ("sqlite", "memory", "redis", "postgresql", "mysql") if k not in skipped]
+    assert {"sqlite", "memory"} <= set(kinds)
+    rows = {(r["contender"], r["op"]) for r in expiry["rows"]}
+    labels = [bar["label"] for bar in expiry["bars"]]
+    for kind in kinds:
+        for op in ("set", "get"):
+            assert ("ns.set(k, v, ttl=3600)", f"{kind} {op}") in rows
+            assert ("ns[k] = v", f"{kind} {op}") in rows
+            label = f"ns.set(k, v, ttl=3600) >= 0.9x ns[k] = v ({kind} {op})"
+            assert (label in labels) is (kind != "memory")  # memory: measured, no bar
+    assert len(labels) == 2 * (len(kinds) - 1)
+    assert any(n.startswith("info: memory (no bar)") for n in expiry["notes"])
+    if "redis" in kinds:  # drop_namespace removed every key, deadlines and index included
+        assert any(n.startswith("redis: 0 keys left") for n in expiry["notes"])
 
 
 @pytest.mark.slow

@@ -147,7 +147,7 @@ def test_version_and_help(run: Any) -> None:
     assert plugstore.__version__ in result.stdout
     result = run("--help")
     assert result.exit_code == 0
-    for command in ("ls", "get", "set", "rm", "dump", "load", "copy", "doctor"):
+    for command in ("ls", "get", "set", "rm", "dump", "load", "copy", "purge", "doctor"):
         assert command in result.stdout
 
 
@@ -388,6 +388,7 @@ def test_passwords_never_appear_in_any_output(
         ("--debug", "-u", f"leaky://admin:{quoted}@db.local/x", "doctor"),
         ("-u", f"memory://x?secret={PASSWORD}&codec=signed-pickle", "doctor"),
         ("copy", f"leaky://u:{PASSWORD}@h/a", f"memory://u:{PASSWORD}@h/b"),
+        ("purge", f"memory://admin:{PASSWORD}@shared-{uuid.uuid4().hex}"),
         ("get", f"memory://u:{PASSWORD}@h/b"),  # usage error quoting the argument
     ]
     for args in cases:
@@ -869,3 +870,104 @@ def test_load_refuses_raw_json_that_is_not_json(run: Any, tmp_path: Path) -> Non
     result = run("-u", f"sqlite:///{tmp_path / 'j.db'}", "load", str(dump))
     assert result.exit_code != 0
     assert "could not read" in result.stderr
+
+
+# -- expiry: purge, and deadlines in dump, load and copy ------------------------------------
+
+PAST = 10**6  # seconds back: a store clock set there writes deadlines long past
+
+
+def test_purge_deletes_expired_keys_and_prints_the_counts(run: Any, db: str) -> None:
+    import sqlite3
+    import time
+
+    long_ago = time.time() - PAST
+    with plugstore.open(db, clock=lambda: long_ago) as store:
+        store.namespace("a").set_many({"x": 1, "y": 2}, ttl=10)
+        store.namespace("b").set("z", 3, ttl=10)
+    with plugstore.open(db) as store:
+        store.namespace("a")["kept"] = 1
+        store.namespace("b").set("live", 1, ttl=3600)
+    result = run("purge", db, "--namespace", "b")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "b\t1"
+    assert result.stdout.splitlines()[1].startswith("purged 1 expired keys from namespace 'b' of ")
+    result = run("-u", db, "purge")
+    assert result.stdout.splitlines()[0] == "a\t2"
+    assert result.stdout.splitlines()[1] == f"purged 2 expired keys from {db}"
+    assert run("purge", db).stdout == f"purged 0 expired keys from {db}\n"
+    raw = sqlite3.connect(db.removeprefix("sqlite:///"))
+    assert sorted(row[0] for row in raw.execute("SELECT key FROM plugstore_kv")) == ["kept", "live"]
+    assert "invalid namespace" in one_error_line(run("purge", db, "-n", "bad name"))
+
+
+class NoExpiryBackend(MemoryBackend):
+    """A destination that cannot expire keys (as a third-party backend may be)."""
+
+    name = "noexpiry"
+    expiry = False
+
+
+def test_dump_load_and_copy_carry_deadlines(run: Any, db: str, tmp_path: Path) -> None:
+    import time
+
+    now = time.time()
+    with plugstore.open(db) as store:
+        ns = store.namespace("n")
+        ns["plain"] = 1
+        ns.set("timed", 2, ttl=3600)
+    with plugstore.open(db, clock=lambda: now - PAST) as store:
+        store.namespace("n").set("gone", 3, ttl=10)
+    out = tmp_path / "dump.jsonl"
+    assert run("-u", db, "dump", "-o", str(out)).exit_code == 0
+    records = {r["key"]: r for r in _dump_lines(out)}
+    assert sorted(records) == ["plain", "timed"]  # the expired key is not dumped
+    assert "expires_at" not in records["plain"]
+    assert records["timed"]["expires_at"] == pytest.approx(now + 3600, abs=60)
+    # loading skips a record whose deadline has passed, and keeps the others' deadlines
+    late = {"ns": "n", "key": "late", "value": 4, "expires_at": now - 5}
+    with out.open("a", encoding="utf-8") as file:
+        file.write(json.dumps(late) + "\n")
+    dst = f"sqlite:///{tmp_path / 'dst.db'}"
+    result = run("-u", dst, "load", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == (
+        "loaded 2 records into 1 namespaces; skipped 1 records whose deadline had passed\n"
+    )
+    with plugstore.open(dst) as store:
+        loaded = store.namespace("n")
+        assert dict(loaded) == {"plain": 1, "timed": 2}
+        assert loaded.ttl("plain") is None
+        assert loaded.ttl("timed") == pytest.approx(3600, abs=60)
+    for bad in ("soon", True, None, [1]):
+        record = {"ns": "n", "key": "k", "value": 1, "expires_at": bad}
+        if bad is None:
+            continue  # null means "no deadline"
+        (tmp_path / "bad.jsonl").write_text(json.dumps(record) + "\n")
+        line = one_error_line(run("-u", dst, "load", str(tmp_path / "bad.jsonl")))
+        assert "'expires_at' must be a number" in line
+    plugstore.register("noexpiry", NoExpiryBackend)
+    try:
+        # a destination without expiry refuses a dump with deadlines, before writing
+        line = one_error_line(run("-u", "noexpiry://load", "load", str(out)))
+        assert "cannot expire keys" in line
+        with plugstore.open("noexpiry://load") as store:
+            assert store.namespaces() == []
+        # copy keeps going, and says how many keys lost their deadline
+        target = f"noexpiry://copy-{uuid.uuid4().hex}"
+        result = run("copy", db, target)
+        assert result.exit_code == 0, result.stderr
+        assert "n\t2\t2\t2\tOK" in result.stdout.splitlines()
+        assert "warning: 1 keys had a deadline" in result.stderr
+        with plugstore.open(target) as store:
+            assert dict(store.namespace("n")) == {"plain": 1, "timed": 2}
+        # between stores that can expire keys, copy keeps the deadline
+        result = run("copy", db, f"sqlite:///{tmp_path / 'copy.db'}")
+        assert result.exit_code == 0, result.stderr
+        assert result.stderr == ""
+        with plugstore.open(f"sqlite:///{tmp_path / 'copy.db'}") as store:
+            assert store.namespace("n").ttl("timed") == pytest.approx(3600, abs=60)
+    finally:
+        from plugstore import registry
+
+        registry.unregister("noexpiry")

@@ -163,10 +163,12 @@ def test_too_large_values_are_refused_before_any_request(
     )
     with plugstore.open(uncapped) as store:
         backend: Any = store.backend
-        assert store.max_value_size == backend.max_value_size == 408_392
-        # the backend's own limit: the longest namespace and key still fit one item
+        assert store.max_value_size == backend.max_value_size == 408_333
+        # the backend's own limit: the longest namespace and key, with a deadline, still
+        # fit one item
         worst_item = 128 + 1024 + len("namespace") + len("key") + len("value") + len("version")
-        assert backend.max_value_size + worst_item + 21 <= ITEM_LIMIT  # 21: a version number
+        worst_item += len("expires_at") + len("expires")
+        assert backend.max_value_size + worst_item + 3 * 21 <= ITEM_LIMIT  # 21: a number
         assert backend.max_value_size > 400_000
         ns = store.namespace("n")
         sent = operations(store)
@@ -425,6 +427,10 @@ def test_terraform_output_matches_the_table_create_table_makes(
     enabled = resource["point_in_time_recovery"][0]["enabled"]
     assert enabled is pitr
     assert (status == "ENABLED") is pitr
+    ttl = client.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    assert resource["ttl"] == [{"attribute_name": "expires", "enabled": True}]
+    assert (ttl["AttributeName"], ttl["TimeToLiveStatus"]) == ("expires", "ENABLED")
+    assert "TTL enabled on expires" in created.stdout
     with plugstore.open(local.url_for(table)) as store:  # and the backend accepts it
         store.namespace("n")["k"] = 1
 
@@ -626,3 +632,59 @@ def test_identity_ignores_how_the_endpoint_spells_loopback() -> None:
     assert identity("dynamodb://tbl?region=eu-west-1") != identity(
         "dynamodb://tbl?region=us-east-1"
     )
+
+
+# -- expiry ------------------------------------------------------------------------------
+
+
+def test_deadlines_are_two_attributes_one_of_them_the_tables_ttl(
+    local: LocalDynamoDB, tmp_path: Path
+) -> None:
+    from plugstore.testing import FakeClock
+
+    table = table_for(tmp_path)
+    clock = FakeClock(1_700_000_000.25)
+    with plugstore.open(local.url_for(table, create="true"), clock=clock) as store:
+        ns = store.namespace("n")
+        ns.set("k", "v", ttl=10)
+        assert ns.incr("c", 3) == 3
+        ns.set("c", 41, ttl=60)
+        assert ns.incr("c") == 42  # converted to a counter, deadline kept
+        ns["plain"] = 1
+        assert store.info()["ttl"] == "ENABLED on 'expires'"
+        client = raw_client(local)
+        key = {"namespace": {"S": "n"}}
+        item = client.get_item(TableName=table, Key={**key, "key": {"S": "k"}})["Item"]
+        assert item["expires_at"] == {"N": "1700000010.25"}
+        assert item["expires"] == {"N": "1700000011"}  # rounded up: never ahead of it
+        item = client.get_item(TableName=table, Key={**key, "key": {"S": "c"}})["Item"]
+        assert item["counter"] == {"N": "42"}
+        assert item["expires_at"] == {"N": "1700000060.25"}
+        item = client.get_item(TableName=table, Key={**key, "key": {"S": "plain"}})["Item"]
+        assert "expires_at" not in item
+        assert "expires" not in item
+        clock.now += 60
+        assert ns.incr("c") == 1  # expired: a fresh counter, without the deadline
+        item = client.get_item(TableName=table, Key={**key, "key": {"S": "c"}})["Item"]
+        assert "expires_at" not in item
+        assert "expires" not in item
+        # until purged (or DynamoDB's sweep), the expired item is still in the table
+        assert "Item" in client.get_item(TableName=table, Key={**key, "key": {"S": "k"}})
+        assert store.backend.purge() == {"n": 1}
+        assert "Item" not in client.get_item(TableName=table, Key={**key, "key": {"S": "k"}})
+
+
+def test_create_table_turns_ttl_on_for_a_table_made_before(local: LocalDynamoDB) -> None:
+    client = raw_client(local)
+    client.create_table(TableName="made_before_ttl", BillingMode="PAY_PER_REQUEST", **_schema())
+    before = client.describe_time_to_live(TableName="made_before_ttl")
+    assert before["TimeToLiveDescription"]["TimeToLiveStatus"] == "DISABLED"
+    with plugstore.open(local.url_for("made_before_ttl")) as store:
+        ns = store.namespace("n")
+        ns.set("k", 1, ttl=60)  # works without DynamoDB's TTL: reads filter
+        assert ns.ttl("k") == pytest.approx(60, abs=5)
+    result = cli("dynamodb", "create-table", local.url_for("made_before_ttl"))
+    assert result.returncode == 0, result.stderr
+    assert "TTL enabled on expires" in result.stdout
+    after = client.describe_time_to_live(TableName="made_before_ttl")["TimeToLiveDescription"]
+    assert (after["AttributeName"], after["TimeToLiveStatus"]) == ("expires", "ENABLED")

@@ -106,7 +106,8 @@ def test_layout_one_table_binary_keys_and_version(tmp_path: Path) -> None:
         ("a", "ké\U0001f600".encode(), b'"x"', 1),
         ("b", b"k", b'"x"', 1),
     )
-    assert [c[1] for c in columns] == ["varchar(128)", "varbinary(1024)", "longblob", "bigint(20)"]
+    types = ["varchar(128)", "varbinary(1024)", "longblob", "bigint(20)", "double"]
+    assert [c[1] for c in columns] == types
 
 
 def test_incr_result_travels_back_for_every_sign(tmp_path: Path) -> None:
@@ -402,3 +403,68 @@ def test_server_restart_mid_run_loses_nothing_acknowledged(tmp_path: Path) -> No
         # every incr that returned is counted; one that raised may or may not have landed
         assert 10_000 - unavailable <= ns["counter"] <= 10_000
         ns.incr("counter")  # and the store works normally again
+
+
+# -- expiry ------------------------------------------------------------------------------
+
+OLD_TABLE = (
+    "CREATE TABLE `{}` (namespace VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL, "
+    "`key` VARBINARY(1024) NOT NULL, value LONGBLOB NOT NULL, "
+    "version BIGINT NOT NULL DEFAULT 1, PRIMARY KEY (namespace, `key`)"
+    ") ENGINE=InnoDB ROW_FORMAT=DYNAMIC"
+)
+
+
+def test_a_table_from_before_expiry_gains_the_column_and_keeps_working(tmp_path: Path) -> None:
+    table = table_for(tmp_path)
+    with _admin(DB) as conn, conn.cursor() as cur:
+        cur.execute(OLD_TABLE.format(table))
+        cur.execute(
+            f"INSERT INTO `{table}` (namespace, `key`, value) VALUES "
+            "('n', 'a', '\"old\"'), ('n', 'c', '41')"
+        )
+    # Processes starting together all find the column missing; one adds it, the others
+    # get "duplicate column" / "duplicate key name" and carry on.
+    opened, errors = 6, []
+    barrier = threading.Barrier(opened)
+
+    def open_and_incr() -> None:
+        barrier.wait()
+        try:
+            with plugstore.open(f"{BASE}?table={table}") as store:
+                store.namespace("n").incr("opened")
+        except Exception as exc:
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=open_and_incr) for _ in range(opened)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    now = 1_700_000_000.0
+    with plugstore.open(f"{BASE}?table={table}", clock=lambda: now) as store:
+        ns = store.namespace("n")
+        assert dict(ns) == {"a": "old", "c": 41, "opened": opened}
+        assert ns.incr("c") == 42
+        ns.set("t", "timed", ttl=60)
+        assert ns.ttl("t") == 60
+    with _admin(DB) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT `key`, expires_at FROM `{table}` ORDER BY `key`")
+        assert cur.fetchall() == ((b"a", None), (b"c", None), (b"opened", None), (b"t", now + 60))
+        cur.execute(f"SHOW INDEX FROM `{table}` WHERE Key_name = 'expires_at'")
+        assert [row[4] for row in cur.fetchall()] == ["expires_at"]  # Column_name
+
+
+def test_incr_of_an_expired_counter_travels_back_for_every_sign(tmp_path: Path) -> None:
+    """An expired counter starts again from the delta, handed back through LAST_INSERT_ID."""
+    from plugstore.testing import FakeClock
+
+    clock = FakeClock(1_700_000_000.0)
+    with plugstore.open(f"{BASE}?table={table_for(tmp_path)}", clock=clock) as store:
+        ns = store.namespace("n")
+        for delta in (-5, 0, 7):
+            ns.set("c", 100, ttl=10)
+            clock.now += 10
+            assert ns.incr("c", delta) == delta
+            assert ns.ttl("c") is None

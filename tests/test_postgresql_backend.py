@@ -221,3 +221,69 @@ def test_server_restart_mid_run_loses_nothing_acknowledged(tmp_path: Path) -> No
         # every incr that returned is counted; one that raised may or may not have landed
         assert 10_000 - unavailable <= ns["counter"] <= 10_000
         ns.incr("counter")  # and the store works normally again
+
+
+# -- expiry ------------------------------------------------------------------------------
+
+OLD_TABLE = (
+    'CREATE TABLE {} (namespace text NOT NULL, key text COLLATE "C" NOT NULL, '
+    "value bytea NOT NULL, version bigint NOT NULL DEFAULT 1, PRIMARY KEY (namespace, key))"
+)
+
+
+def test_a_table_from_before_expiry_gains_the_column_and_keeps_working(tmp_path: Path) -> None:
+    import threading
+
+    import psycopg
+    from psycopg import sql
+
+    table = table_for(tmp_path)
+    qualified = sql.Identifier(SCHEMA, table)
+    with psycopg.connect(f"host={HOST} port={PORT} dbname={DB} user={USER}") as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
+        conn.execute(sql.SQL(OLD_TABLE).format(qualified))
+        insert = sql.SQL("INSERT INTO {} (namespace, key, value) VALUES (%s, %s, %s)")
+        conn.execute(insert.format(qualified), ("n", "a", b'"old"'))
+        conn.execute(insert.format(qualified), ("n", "c", b"41"))
+    url = f"{BASE}?schema={SCHEMA}&table={table}"
+    opened, errors = 6, []
+    barrier = threading.Barrier(opened)
+
+    def open_and_incr() -> None:
+        barrier.wait()
+        try:
+            with plugstore.open(url) as store:
+                store.namespace("n").incr("opened")
+        except Exception as exc:
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=open_and_incr) for _ in range(opened)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    now = 1_700_000_000.0
+    with plugstore.open(url, clock=lambda: now) as store:
+        ns = store.namespace("n")
+        assert dict(ns) == {"a": "old", "c": 41, "opened": opened}
+        assert ns.incr("c") == 42
+        ns.set("t", "timed", ttl=60)
+        assert ns.ttl("t") == 60
+    with psycopg.connect(f"host={HOST} port={PORT} dbname={DB} user={USER}") as conn:
+        select = sql.SQL("SELECT key, expires_at FROM {} ORDER BY key").format(qualified)
+        rows = conn.execute(select).fetchall()
+        column = conn.execute(
+            "SELECT data_type FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = %s AND column_name = 'expires_at'",
+            (SCHEMA, table),
+        ).fetchone()
+        index = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = %s "
+            "AND indexname = %s",
+            (SCHEMA, table, f"{table}_expires_at"),
+        ).fetchone()
+    assert rows == [("a", None), ("c", None), ("opened", None), ("t", now + 60)]
+    assert column == ("double precision",)
+    assert index is not None
+    assert index[0].endswith("(expires_at) WHERE (expires_at IS NOT NULL)")

@@ -413,3 +413,69 @@ def test_server_crash_mid_run_loses_nothing_acknowledged(private_redis: PrivateR
         assert missing == []
         assert 10_000 - unavailable <= ns["counter"] <= 10_000
         ns.incr("counter")  # the scripts were loaded again after the restart
+
+
+# -- expiry ------------------------------------------------------------------------------
+
+
+def test_deadlines_are_redis_own_pexpiretime(tmp_path: Path) -> None:
+    """The deadline the store clock computes is the entry's PXAT, kept by incr and
+    compare-and-set, dropped by a plain write, mirrored in the namespace's :x set."""
+    from plugstore.testing import FakeClock
+
+    prefix = prefix_for(tmp_path)
+    clock = FakeClock(time.time())
+    client = _client()
+    entry, deadlines = (f"{prefix}{{n}}:{part}".encode() for part in ("k:k", "x"))
+    with plugstore.open(f"{BASE}?prefix={prefix}", clock=clock) as store:
+        ns = store.namespace("n")
+        ns.set("k", 0, ttl=3600)
+        at = round((clock.now + 3600) * 1000)
+        assert client.pexpiretime(entry) == at
+        assert client.zscore(deadlines, b"k") == at
+        assert ns.ttl("k") == pytest.approx(3600, abs=0.001)
+        assert ns.incr("k") == 1  # INCRBY keeps the TTL
+        assert ns.compute("k", lambda v: v + 1) == 2  # SET ... KEEPTTL
+        assert client.pexpiretime(entry) == at
+        ns.set("k", 3, ttl=60)
+        assert client.pexpiretime(entry) == round((clock.now + 60) * 1000)
+        ns["k"] = 4  # a plain write: no TTL, no longer in :x
+        assert client.pexpiretime(entry) == -1
+        assert client.zscore(deadlines, b"k") is None
+        assert client.exists(deadlines) == 0
+        # The server's clock decides: a deadline past on the store clock only is not.
+        ns.set("later", 1, ttl=3600)
+        clock.advance(7200)
+        assert ns["later"] == 1
+        assert ns.ttl("later") == 0.0  # what is left by the store clock
+
+
+def test_redis_deletes_expired_entries_and_counting_sweeps_their_members(
+    tmp_path: Path,
+) -> None:
+    from plugstore.testing import FakeClock
+
+    prefix = prefix_for(tmp_path)
+    now = time.time()
+    clock = FakeClock(now - 10**6)  # deadlines written now are long past for the server
+    client = _client()
+    index, deadlines = (f"{prefix}{{n}}:{part}".encode() for part in ("i", "x"))
+    with plugstore.open(f"{BASE}?prefix={prefix}", clock=clock) as store:
+        ns = store.namespace("n")
+        ns.set_many({"a": 1, "b": 2}, ttl=10)
+        ns.set("c", 3, ttl=10)
+        clock.now = now
+        ns.set("live", 4, ttl=3600)
+        assert client.exists(f"{prefix}{{n}}:k:a".encode()) == 0  # gone: Redis's own work
+        assert client.zcard(index) == 4  # their members wait for a sweep
+        assert store.purge() == 3
+        assert client.zrange(index, 0, -1) == [b"live"]
+        assert client.zrange(deadlines, 0, -1) == [b"live"]
+        clock.now = now - 10**6
+        ns.set("d", 5, ttl=10)
+        clock.now = now
+        assert len(ns) == 1  # counting sweeps too
+        assert client.zrange(index, 0, -1) == [b"live"]
+        assert store.purge() == 0
+        assert store.drop_namespace("n") == 1
+    assert list(client.scan_iter(match=glob_escape(prefix) + "*")) == []

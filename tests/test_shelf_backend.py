@@ -8,6 +8,7 @@ from __future__ import annotations
 import dbm
 import dbm.dumb
 import importlib.util
+import json
 import os
 import pickle
 import random
@@ -31,7 +32,7 @@ from plugstore.errors import (
     DecodeError,
     NotAnIntegerError,
 )
-from plugstore.testing import PicklableThing
+from plugstore.testing import FakeClock, PicklableThing
 
 
 def url(d: Path) -> str:
@@ -546,3 +547,107 @@ def test_fork_while_another_thread_holds_the_lock(tmp_path: Path) -> None:
         t.join()
         assert os.waitstatus_to_exitcode(status) == 0
         assert ns["from-child"] == 1
+
+
+# -- expiry ------------------------------------------------------------------------------
+
+NOW = 1_700_000_000.0
+
+
+def test_deadlines_live_beside_the_file_errbot_reads(tmp_path: Path) -> None:
+    clock = FakeClock(NOW)
+    sidecar = tmp_path / "Notes.db.expiry"
+    with plugstore.open(url(tmp_path), codec="pickle", clock=clock) as store:
+        ns = store.namespace("Notes")
+        ns["plain"] = "kept"
+        ns.set("timed", "soon", ttl=60)
+        ns.set_many({"a": 1.5, "b": [2]}, ttl=120)
+        assert json.loads(sidecar.read_text()) == {
+            "timed": NOW + 60,
+            "a": NOW + 120,
+            "b": NOW + 120,
+        }
+    # Errbot's view of the dbm file: the values and nothing else
+    with errbot_shelf(tmp_path, "Notes") as shelf:
+        assert sorted(shelf.keys()) == ["a", "b", "plain", "timed"]
+        assert shelf["timed"] == "soon"
+    with plugstore.open(url(tmp_path), codec="pickle", clock=clock) as store:
+        ns = store.namespace("Notes")
+        assert store.namespaces() == ["Notes"]
+        clock.now = NOW + 90
+        assert sorted(ns) == ["a", "b", "plain"]
+        assert store.purge() == 1
+        ns["a"] = 1.5  # a plain write clears the deadline
+        assert json.loads(sidecar.read_text()) == {"b": NOW + 120}
+        clock.now = NOW + 200
+        assert store.purge() == 1
+        assert not sidecar.exists()  # no deadlines left: no file
+    with errbot_shelf(tmp_path, "Notes") as shelf:
+        assert sorted(shelf.keys()) == ["a", "plain"]
+    with plugstore.open(url(tmp_path), clock=clock) as store:
+        store.namespace("Gone").set("k", 1, ttl=10)
+        assert (tmp_path / "Gone.db.expiry").exists()
+        assert store.drop_namespace("Gone") == 1
+        assert not (tmp_path / "Gone.db.expiry").exists()
+
+
+def test_another_process_sees_deadlines_set_and_cleared(tmp_path: Path) -> None:
+    clock = FakeClock(NOW)
+    with (
+        plugstore.open(url(tmp_path), clock=clock) as one,
+        plugstore.open(url(tmp_path), clock=clock) as two,
+    ):
+        a, b = one.namespace("n"), two.namespace("n")
+        a["k"] = 0
+        assert b.ttl("k") is None  # b's handle is loaded
+        a.set("k", 1, ttl=60)
+        assert b.ttl("k") == 60
+        assert b.incr("k") == 2  # a live counter keeps its deadline, in a's view too
+        assert a.ttl("k") == 60
+        b["k"] = 3
+        assert a.ttl("k") is None
+        b.set("k", 4, ttl=10)
+        clock.now = NOW + 10
+        assert "k" not in a
+        assert one.purge() == 1
+        assert "k" not in b
+
+
+def test_a_failed_write_loses_a_deadline_never_a_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sidecar is written around the dbm commit: deadlines that go away before it,
+    new ones after it.  So a failure (or a crash) between the two can leave a value
+    without its deadline, never an old deadline on a value that was not meant to have it."""
+    from plugstore.backends import shelf
+
+    clock = FakeClock(NOW)
+    with plugstore.open(url(tmp_path), clock=clock) as store:
+        ns = store.namespace("n")
+        ns.set("k", "timed", ttl=60)
+        real_write = shelf.Deadlines._write
+
+        def fail_after_commit(self: Any, items: dict[str, float]) -> None:
+            if "fresh" in items:
+                raise OSError("disk full")
+            real_write(self, items)
+
+        monkeypatch.setattr(shelf.Deadlines, "_write", fail_after_commit)
+        with pytest.raises(OSError, match="disk full"):
+            ns.set("fresh", "v", ttl=60)
+        assert ns["fresh"] == "v"
+        assert ns.ttl("fresh") is None  # committed, without its deadline
+        monkeypatch.setattr(shelf.Deadlines, "_write", real_write)
+
+        def fail_commit(self: Any) -> None:
+            raise OSError("no space for the index")
+
+        engine = type(store.backend._slots["n"].engine)  # type: ignore[attr-defined]
+        monkeypatch.setattr(engine, "commit", fail_commit)
+        with pytest.raises(OSError, match="no space"):
+            ns["k"] = "plain now"  # the deadline of k went first
+        monkeypatch.undo()
+        assert ns["k"] == "timed"  # the old value, which lost its deadline
+        assert ns.ttl("k") is None
+        clock.now = NOW + 3600
+        assert ns["k"] == "timed"  # it did not expire early; nothing did

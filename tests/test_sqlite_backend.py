@@ -177,3 +177,73 @@ def test_connections_creating_a_new_file_at_once_all_open_it(tmp_path: Path) -> 
         assert errors == [], (trial, errors)
         with plugstore.open(url) as store:
             assert store.namespace("ns")["opened"] == connections
+
+
+# -- expiry ------------------------------------------------------------------------------
+
+OLD_SCHEMA = (
+    "CREATE TABLE plugstore_kv (namespace TEXT NOT NULL, key TEXT NOT NULL, "
+    "value BLOB NOT NULL, PRIMARY KEY (namespace, key)) WITHOUT ROWID"
+)
+
+
+def make_old_store(path: Path) -> None:
+    """A file as the version before expiry wrote it: no expires_at column, no index."""
+    raw = sqlite3.connect(path)
+    raw.execute("PRAGMA journal_mode = WAL")
+    raw.execute(OLD_SCHEMA)
+    raw.executemany(
+        "INSERT INTO plugstore_kv VALUES (?, ?, ?)",
+        [("n", "a", b'"old"'), ("n", "c", b"41"), ("m", "x", b"[1]")],
+    )
+    raw.commit()
+    raw.close()
+
+
+def test_a_file_from_before_expiry_gains_the_column_and_keeps_working(tmp_path: Path) -> None:
+    make_old_store(tmp_path / "store.db")
+    now = 1_700_000_000.0
+    with plugstore.open(url(tmp_path), clock=lambda: now) as store:
+        ns = store.namespace("n")
+        assert dict(ns) == {"a": "old", "c": 41}
+        assert store.namespaces() == ["m", "n"]
+        assert ns.ttl("a") is None
+        assert ns.incr("c") == 42
+        ns.set("t", "timed", ttl=60)
+        assert ns.ttl("t") == 60
+        assert store.purge() == 0
+    raw = sqlite3.connect(tmp_path / "store.db")
+    columns = [row[1] for row in raw.execute("PRAGMA table_info(plugstore_kv)")]
+    assert columns == ["namespace", "key", "value", "expires_at"]
+    rows = raw.execute("SELECT key, expires_at FROM plugstore_kv ORDER BY key").fetchall()
+    assert rows == [("a", None), ("c", None), ("t", now + 60), ("x", None)]
+    indexes = [row[1] for row in raw.execute("PRAGMA index_list(plugstore_kv)")]
+    assert indexes == ["sqlite_autoindex_plugstore_kv_1"]  # no index on expires_at: writes
+
+
+def test_connections_upgrading_an_old_file_at_once_all_open_it(tmp_path: Path) -> None:
+    """Separate connections (as separate processes have) adding the column together: one
+    adds it, the others find it there ("duplicate column name" is not an error)."""
+    connections, trials = 6, 30
+    for trial in range(trials):
+        path = tmp_path / f"old{trial}.db"
+        make_old_store(path)
+        barrier = threading.Barrier(connections)
+        errors: list[str] = []
+
+        def open_and_write(
+            path: Path = path, barrier: threading.Barrier = barrier, errors: list[str] = errors
+        ) -> None:
+            barrier.wait()
+            try:
+                with plugstore.open(f"sqlite:///{path}") as store:
+                    store.namespace("n").set("k", 1, ttl=60)
+            except Exception as exc:
+                errors.append(str(exc))
+
+        threads = [threading.Thread(target=open_and_write) for _ in range(connections)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [], (trial, errors)

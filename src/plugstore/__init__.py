@@ -26,6 +26,7 @@ from .errors import (
     DataVersionError,
     DecodeError,
     EncodeError,
+    ExpiryNotSupportedError,
     InvalidKeyError,
     InvalidNamespaceError,
     LockLostError,
@@ -67,6 +68,8 @@ def open(url_or_name: str | StoreURL | None = None, **options: Any) -> Store:
       ``"signed-pickle"`` with ``secret=`` (or ``PLUGSTORE_SECRET``); or a Codec instance;
     * ``max_value_size``: lower the backend's limit on one encoded value;
     * ``plugin_dirs``: directories of ``.plug`` files for third-party backends;
+    * ``clock``: a callable returning epoch seconds, for key deadlines (``ttl=``);
+      default ``time.time``.  Tests inject a fake one;
     * anything the backend documents (for SQLite: ``timeout``, ``synchronous``).
 
     Unknown options raise :class:`ConfigurationError`.
@@ -88,6 +91,7 @@ __all__ = [
     "DataVersionError",
     "DecodeError",
     "EncodeError",
+    "ExpiryNotSupportedError",
     "InvalidKeyError",
     "InvalidNamespaceError",
     "JSONCodec",

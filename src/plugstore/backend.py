@@ -12,6 +12,10 @@ so a bucket never sees Python objects, and keys arrive already validated (see
 ``cas``, ``keys``); everything else has a generic version built on them that a backend
 overrides where its engine has a native, faster or atomic form.
 
+Expiry (``ns.set(key, value, ttl=...)``) is optional: a backend that implements the
+expiry methods of :class:`Bucket` says so with ``Backend.expiry = True``.  Deadlines are
+absolute epoch seconds by the store clock (``Backend.clock``).
+
 Thread-safety: a backend must be safe to use from many threads at once.  Backends whose
 ``multiprocess`` flag is true must also be safe when several processes open the same
 store, and must not reuse a connection inherited across ``fork()``.
@@ -25,7 +29,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 
-from .errors import ConfigurationError, ConflictError
+from .errors import ConfigurationError, ConflictError, ExpiryNotSupportedError
 from .keys import check_counter, parse_counter
 from .locks import HeldLock, lease_lock
 from .url import StoreURL
@@ -184,6 +188,55 @@ class Bucket(ABC):
         """
         return lease_lock(self, key, timeout, lease)
 
+    # -- expiry: backends whose class sets ``expiry = True`` implement these -----------------
+    #
+    # A deadline is absolute epoch seconds by the store clock (``self.backend.clock``); an
+    # entry whose deadline is reached (``deadline <= clock()``) is absent on every read
+    # path above, and every write path treats it as absent: ``cas`` with ``expected=None``
+    # replaces it, ``incr`` starts from 0, ``remove`` reports False.  ``set`` (and
+    # ``set_many``) store an entry without a deadline, clearing any it had; ``cas`` and
+    # ``incr`` on a live entry keep its deadline.  The versions below are right for a
+    # backend without expiry: nothing it holds has a deadline.
+
+    def set_until(self, key: str, value: bytes, deadline: float) -> None:
+        """Store ``value`` under ``key`` until ``deadline`` (epoch seconds, store clock)."""
+        raise ExpiryNotSupportedError(
+            f"the {self.backend.name!r} backend cannot expire keys (Backend.expiry is false)"
+        )
+
+    def set_many_until(self, items: Sequence[tuple[str, bytes, float | None]]) -> None:
+        """Store ``(key, value, deadline)`` triples (``None``: no deadline), atomically
+        where the engine allows it."""
+        if all(deadline is None for _, _, deadline in items):
+            self.set_many([(key, value) for key, value, _ in items])
+            return
+        for key, value, deadline in items:
+            if deadline is None:
+                self.set(key, value)
+            else:
+                self.set_until(key, value, deadline)
+
+    def get_with_deadline(self, key: str) -> tuple[bytes, float | None] | None:
+        """``(value, deadline)`` of a live entry (deadline ``None``: it never expires),
+        or ``None`` if the key is absent or expired."""
+        value = self.get(key)
+        return None if value is None else (value, None)
+
+    def get_many_with_deadlines(self, keys: Sequence[str]) -> dict[str, tuple[bytes, float | None]]:
+        """:meth:`get_with_deadline` for many keys: the live ones, with their deadlines."""
+        if not self.backend.expiry:
+            return {key: (value, None) for key, value in self.get_many(keys).items()}
+        found = {}
+        for key in keys:
+            entry = self.get_with_deadline(key)
+            if entry is not None:
+                found[key] = entry
+        return found
+
+    def purge(self) -> int:
+        """Delete the expired entries of this namespace for good; return how many."""
+        return 0
+
 
 class Backend(ABC):
     """An engine plugstore can store namespaces in.
@@ -203,12 +256,22 @@ class Backend(ABC):
     #: Whether a lock outlives its holder's death until its lease runs out (``True``,
     #: the generic lease entry) or ends with the holder's session (``False``).
     lease_locks: ClassVar[bool] = True
+    #: Whether buckets implement expiry (``set_until`` and friends, see :class:`Bucket`).
+    expiry: ClassVar[bool] = False
+    #: Whether the engine expires entries by its own clock (Redis) rather than by the
+    #: store clock: the store clock still computes every deadline, but an entry leaves
+    #: the read paths when the *server's* clock reaches it.
+    expires_on_engine_clock: ClassVar[bool] = False
     #: Largest encoded value accepted; larger ones raise ``ValueTooLargeError`` up front.
     #: A backend may lower it in ``open`` once it knows the server's own limit.
     max_value_size: int = DEFAULT_MAX_VALUE_SIZE
 
     def __init__(self, url: StoreURL, options: Options) -> None:
         self.url = url
+        #: The store clock: epoch seconds now.  Deadlines are computed and (except on
+        #: engines that expire by their own clock) checked with it; ``plugstore.open(...,
+        #: clock=...)`` replaces it, for tests.
+        self.clock: Callable[[], float] = time.time
 
     @abstractmethod
     def open(self) -> None:
@@ -229,6 +292,19 @@ class Backend(ABC):
     def drop_namespace(self, namespace: str) -> int:
         """Delete a whole namespace; return how many keys it held."""
         return self.bucket(namespace).clear()
+
+    def purge(self, namespace: str | None = None) -> dict[str, int]:
+        """Delete expired entries for good, in ``namespace`` or everywhere.
+
+        Returns ``{namespace: entries deleted}`` for the namespaces that had any.  The
+        generic version asks each bucket of :meth:`namespaces`; a backend whose
+        ``namespaces()`` leaves out namespaces holding only expired entries overrides it.
+        """
+        if not self.expiry:
+            return {}
+        names = [namespace] if namespace is not None else list(self.namespaces())
+        counts = {name: self.bucket(name).purge() for name in names}
+        return {name: n for name, n in counts.items() if n}
 
     def identity(self) -> tuple[object, ...]:
         """Where the data lives, normalised: equal identities mean the same stored data.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,7 @@ def open_store(url_or_name: str | StoreURL | None = None, **options: Any) -> Sto
     max_value_size: int | None = opts.take("max_value_size", None, int)
     if max_value_size is not None and max_value_size < 1:
         raise ConfigurationError("max_value_size must be a positive number of bytes")
+    clock: Callable[[], float] | None = opts.take("clock", None, _clock)
     dirs = opts.take("plugin_dirs", None, lambda v: v)
     backend_cls = registry.resolve(url.backend_name, dirs)
     backend = backend_cls(url, opts)
@@ -77,4 +79,11 @@ def open_store(url_or_name: str | StoreURL | None = None, **options: Any) -> Sto
         raise ConfigurationError(
             f"unknown option(s) for the {backend_cls.name!r} backend: {', '.join(unknown)}"
         )
-    return Store(backend, codec, max_value_size=max_value_size).open()
+    return Store(backend, codec, max_value_size=max_value_size, clock=clock).open()
+
+
+def _clock(value: Any) -> Callable[[], float]:
+    """The ``clock`` option: a callable returning epoch seconds (never from a URL)."""
+    if not callable(value):
+        raise ValueError("clock must be a callable returning epoch seconds, like time.time")
+    return value  # type: ignore[no-any-return]

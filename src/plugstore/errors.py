@@ -98,6 +98,14 @@ class BackendUnavailableError(StoreError, ConnectionError):
     """The engine cannot be reached or used (refused, timed out, locked, unwritable)."""
 
 
+class ExpiryNotSupportedError(StoreError, NotImplementedError):
+    """A ``ttl`` was given, but the store's backend cannot expire keys.
+
+    Every built-in backend can; a third-party one says so with ``Backend.expiry = True``.
+    Nothing was written.
+    """
+
+
 __all__ = [
     "BackendNotFoundError",
     "BackendUnavailableError",
@@ -106,6 +114,7 @@ __all__ = [
     "ConflictError",
     "DecodeError",
     "EncodeError",
+    "ExpiryNotSupportedError",
     "InvalidKeyError",
     "InvalidNamespaceError",
     "LockLostError",

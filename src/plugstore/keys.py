@@ -22,6 +22,9 @@ MAX_KEY_BYTES = 1024
 MAX_NAMESPACE_LENGTH = 128
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+#: Longest ``ttl`` accepted, in seconds (about 317 years): every engine's deadline
+#: format (Redis milliseconds, DynamoDB numbers, SQL doubles) holds it exactly enough.
+MAX_TTL = 10**10
 
 _NAMESPACE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
 
@@ -77,6 +80,30 @@ def check_prefix(prefix: object) -> str:
                 "key prefixes must be valid Unicode (no lone surrogates)"
             ) from None
     return prefix
+
+
+def check_ttl(ttl: object) -> float:
+    """Return ``ttl`` (seconds until a key expires) as a float, if it is acceptable.
+
+    An ``int`` or ``float`` greater than 0 and at most :data:`MAX_TTL`; ``bool``, zero,
+    negative numbers, NaN and infinities raise ``ValueError``, other types ``TypeError``.
+    """
+    if type(ttl) is bool:
+        raise ValueError("ttl must be a number of seconds, not a bool")
+    if not isinstance(ttl, (int, float)):
+        raise TypeError(f"ttl must be a number of seconds, not {type(ttl).__name__}")
+    if not 0 < ttl <= MAX_TTL:  # NaN fails both comparisons
+        raise ValueError(f"ttl must be more than 0 and at most {MAX_TTL} seconds, got {ttl!r}")
+    return float(ttl)
+
+
+def remaining(deadline: float | None, now: float) -> float | None:
+    """Seconds from ``now`` to ``deadline`` (``None`` stays ``None``), never below 0.
+
+    An entry past its deadline on the store clock is still there only on an engine that
+    expires entries by its own clock (Redis), until that clock catches up.
+    """
+    return None if deadline is None else max(0.0, deadline - now)
 
 
 def check_counter(value: int) -> int:

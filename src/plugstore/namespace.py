@@ -18,6 +18,7 @@ from .codecs import Codec
 from .errors import (
     ConflictError,
     DecodeError,
+    ExpiryNotSupportedError,
     InvalidKeyError,
     StoreNotOpenError,
     ValueTooLargeError,
@@ -26,9 +27,12 @@ from .keys import (
     INT64_MAX,
     INT64_MIN,
     MAX_KEY_BYTES,
+    MAX_TTL,
     check_counter,
     check_key,
     check_prefix,
+    check_ttl,
+    remaining,
 )
 from .locks import DEFAULT_LEASE, DEFAULT_TIMEOUT, Lock
 from .scopekeys import SCOPE_LEAD, ScopeId
@@ -92,6 +96,9 @@ class Namespace(MutableMapping[str, Any]):
         self._bucket_get = bucket.get
         self._bucket_set = bucket.set
         self._bucket_incr = bucket.incr
+        self._bucket_set_until = bucket.set_until
+        self._expiry = store.backend.expiry
+        self._clock = store.backend.clock  # fixed when the store was made
         self._codec_encode = codec.encode
         self._codec_decode = codec.decode
 
@@ -166,6 +173,18 @@ class Namespace(MutableMapping[str, Any]):
 
         return read_version(self)
 
+    def _deadline(self, ttl: object) -> float:
+        """The deadline (epoch seconds by the store clock) of a write with ``ttl``."""
+        kind = type(ttl)
+        if (kind is not int and kind is not float) or not 0 < ttl <= MAX_TTL:  # type: ignore[operator]
+            check_ttl(ttl)  # raises, saying why
+        if not self._expiry:
+            raise ExpiryNotSupportedError(
+                f"the {self._store.backend.name!r} backend cannot expire keys: write without "
+                "ttl, or use a backend that can (every built-in one does)"
+            )
+        return self._clock() + ttl  # type: ignore[operator]
+
     def close(self) -> None:
         """Close this namespace; further use raises ``StoreNotOpenError``.
 
@@ -219,6 +238,44 @@ class Namespace(MutableMapping[str, Any]):
         if len(raw) > self._max:
             self._encode(value)  # raises ValueTooLargeError, with the sizes
         self._bucket_set(key, raw)
+
+    def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:
+        """``ns[key] = value``; with ``ttl``, the key expires ``ttl`` seconds from now.
+
+        An expired key is absent from every read (``get``, ``in``, ``len``, iteration,
+        scans) and every write treats it as absent.  A write without ``ttl`` (this one,
+        ``ns[key] = value``, ``set_many``) clears a deadline; ``incr``, ``compute`` and
+        ``mutable`` on a live key keep it.  ``ttl`` is seconds (``int`` or ``float``,
+        more than 0); a backend that cannot expire keys raises
+        :class:`~plugstore.errors.ExpiryNotSupportedError`.
+        """
+        if ttl is None:
+            self[key] = value
+            return
+        if not self._store._open or self._closed:
+            self._b()  # raises StoreNotOpenError
+        kind = type(ttl)
+        if (kind is int or kind is float) and 0 < ttl <= MAX_TTL and self._expiry:
+            deadline = self._clock() + ttl  # _deadline(), inlined: this is a hot path
+        else:
+            deadline = self._deadline(ttl)  # raises, saying why
+        fast = type(key) is str and 0 < len(key) <= _FAST_KEY_LEN and key.isascii()
+        if not fast or "\x00" in key or key[0] == SCOPE_LEAD:
+            check_plain_key(key)
+        raw = self._codec_encode(value)
+        if len(raw) > self._max:
+            self._encode(value)  # raises ValueTooLargeError, with the sizes
+        self._bucket_set_until(key, raw, deadline)
+
+    def ttl(self, key: str) -> float | None:
+        """Seconds until ``key`` expires, or ``None`` if it has no deadline.
+
+        Raises ``KeyError`` if the key is absent (or expired).
+        """
+        entry = self._b().get_with_deadline(check_key(key))
+        if entry is None:
+            raise KeyError(key)
+        return remaining(entry[1], self._store.backend.clock())
 
     def __delitem__(self, key: str) -> None:
         if not self._b().remove(check_key(key)):
@@ -346,16 +403,28 @@ class Namespace(MutableMapping[str, Any]):
         decoded = {k: self._decode_found(k, v) for k, v in found.items()}
         return {k: v for k, v in decoded.items() if v is not _ABSENT}
 
-    def set_many(self, items: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
-        """Store many values in one bulk write.
+    def set_many(
+        self,
+        items: Mapping[str, Any] | Iterable[tuple[str, Any]],
+        *,
+        ttl: float | None = None,
+    ) -> None:
+        """Store many values in one bulk write; with ``ttl``, each expires ``ttl``
+        seconds from now (see :meth:`set`), else any deadline they had is cleared.
 
         Every key is validated and every value encoded first: if one is refused, nothing
         is written.
         """
+        bucket = self._b()
+        deadline = None if ttl is None else self._deadline(ttl)
         pairs = items.items() if isinstance(items, Mapping) else items
         encoded = [(check_plain_key(k), self._encode(v)) for k, v in pairs]
-        if encoded:
-            self._b().set_many(encoded)
+        if not encoded:
+            return
+        if deadline is None:
+            bucket.set_many(encoded)
+        else:
+            bucket.set_many_until([(k, v, deadline) for k, v in encoded])
 
     # -- raw access: read now, write later only if nothing changed ----------------------------
 

@@ -34,7 +34,7 @@ from .errors import (
     NotAnIntegerError,
     UndeclaredKeyError,
 )
-from .keys import INT64_MAX, INT64_MIN, MAX_KEY_BYTES, check_counter, check_key
+from .keys import INT64_MAX, INT64_MIN, MAX_KEY_BYTES, check_counter, check_key, remaining
 from .locks import DEFAULT_LEASE, DEFAULT_TIMEOUT, Lock
 from .scopekeys import (
     META_LEAD,
@@ -213,6 +213,25 @@ class Scope(MutableMapping[str, Any]):
         raw = self._ns._encode(value)
         self._bucket().set(full, raw)
 
+    def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:
+        """``scope[key] = value``; with ``ttl``, it expires ``ttl`` seconds from now (see
+        :meth:`Namespace.set`).  Once expired, reads see the registered default again."""
+        if ttl is None:
+            self[key] = value
+            return
+        bucket = self._bucket()
+        deadline = self._ns._deadline(ttl)
+        full = self._full(key)
+        bucket.set_until(full, self._ns._encode(value), deadline)
+
+    def ttl(self, key: str) -> float | None:
+        """Seconds until the stored value of ``key`` expires (``None``: no deadline);
+        ``KeyError`` if nothing is stored (a registered default has no deadline)."""
+        entry = self._bucket().get_with_deadline(self._full(key))
+        if entry is None:
+            raise KeyError(key)
+        return remaining(entry[1], self._ns.store.backend.clock())
+
     def __delitem__(self, key: str) -> None:
         if not self._bucket().remove(self._full(key)):
             raise KeyError(key)
@@ -284,12 +303,24 @@ class Scope(MutableMapping[str, Any]):
                 out[key] = value
         return out
 
-    def set_many(self, items: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
-        """Store many values in one bulk write (all validated and encoded first)."""
+    def set_many(
+        self,
+        items: Mapping[str, Any] | Iterable[tuple[str, Any]],
+        *,
+        ttl: float | None = None,
+    ) -> None:
+        """Store many values in one bulk write (all validated and encoded first); with
+        ``ttl`` each expires ``ttl`` seconds from now."""
+        bucket = self._bucket()
+        deadline = None if ttl is None else self._ns._deadline(ttl)
         pairs = items.items() if isinstance(items, Mapping) else items
         encoded = [(self._full(key), self._ns._encode(value)) for key, value in pairs]
-        if encoded:
-            self._bucket().set_many(encoded)
+        if not encoded:
+            return
+        if deadline is None:
+            bucket.set_many(encoded)
+        else:
+            bucket.set_many_until([(k, v, deadline) for k, v in encoded])
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
         """Like ``dict.update``, through :meth:`set_many` (one bulk write)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,8 +29,16 @@ class Store:
     again.  Closing a closed store, or opening an open one, raises (Errbot's names).
     """
 
-    def __init__(self, backend: Backend, codec: Codec, *, max_value_size: int | None = None):
+    def __init__(
+        self,
+        backend: Backend,
+        codec: Codec,
+        *,
+        max_value_size: int | None = None,
+        clock: Callable[[], float] | None = None,
+    ):
         self._backend = backend
+        backend.clock = clock or time.time
         self._codec = codec
         self._requested_max = max_value_size
         self._open = False
@@ -53,6 +62,11 @@ class Store:
     def url(self) -> str:
         """The store URL with its password masked."""
         return str(self._backend.url)
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The store clock (epoch seconds) that key deadlines are computed with."""
+        return self._backend.clock
 
     @property
     def max_value_size(self) -> int:
@@ -144,6 +158,19 @@ class Store:
         """Delete namespace ``name`` entirely; return how many keys it held."""
         self._check_open()
         return self._backend.drop_namespace(check_namespace(name))
+
+    def purge(self, namespace: str | None = None) -> int:
+        """Delete expired entries for good, in ``namespace`` or in every namespace.
+
+        Expired entries are already absent from every read; this frees their space on
+        engines that keep them until then (SQL tables, shelf files, memory).  On Redis
+        the engine deletes them itself and this cleans the key indexes; on DynamoDB it
+        deletes them now instead of within DynamoDB's own TTL sweep.  Returns how many.
+        """
+        self._check_open()
+        if namespace is not None:
+            check_namespace(namespace)
+        return sum(self._backend.purge(namespace).values())
 
     def info(self) -> dict[str, str]:
         """Backend facts for diagnostics (URL masked, never credentials)."""

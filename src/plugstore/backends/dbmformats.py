@@ -36,7 +36,15 @@ log = logging.getLogger("plugstore.backends.shelf")
 _BLOCK = 512  # dbm.dumb aligns every value to this
 #: File name endings a namespace ``NS`` can own: dumb, ndbm, Berkeley-ndbm, gdbm/sqlite3.
 SUFFIXES = (".db.dat", ".db.dir", ".db.bak", ".db.pag", ".db.db", ".db")
-DATA_SUFFIXES = (*SUFFIXES, ".db.dir.tmp", ".db-wal", ".db-shm", ".db-journal")
+DATA_SUFFIXES = (
+    *SUFFIXES,
+    ".db.dir.tmp",
+    ".db-wal",
+    ".db-shm",
+    ".db-journal",
+    ".db.expiry",  # plugstore's deadlines (see shelf.py); Errbot never opens it
+    ".db.expiry.tmp",
+)
 
 
 def namespace_names(entries: list[str]) -> set[str]:

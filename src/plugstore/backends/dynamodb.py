@@ -18,6 +18,12 @@
   retried with backoff; listings and counts a paginated ``Query`` on the namespace
   (with ``begins_with`` for prefixes), never a ``Scan``.  Only ``namespaces()`` scans
   the table (there is no other way to list partition keys).
+* **Expiry**: an item with a deadline carries it twice: ``expires_at``, the exact epoch
+  seconds that every read checks (``GetItem`` results client-side, ``Query``/``Scan``
+  with a ``FilterExpression``, conditional writes in their condition), and ``expires``,
+  the same rounded up to whole seconds: the table's TTL attribute, which
+  ``create-table`` and the Terraform output enable.  DynamoDB's own sweep deletes
+  expired items within days; ``purge`` deletes them now (a conditional delete each).
 * **Limits**: an item holds at most 400 KB, names and keys included, so the largest
   value is 400 KB minus room for the longest namespace and key; larger values raise
   ``ValueTooLargeError`` before any request.
@@ -41,6 +47,7 @@ if missing, on-demand billing), ``connect_timeout`` (default 5), ``read_timeout`
 from __future__ import annotations
 
 import ipaddress
+import math
 import random
 import re
 import secrets
@@ -70,12 +77,15 @@ from .dynamodb_schema import (
     COUNTER,
     DEFAULT_PK,
     DEFAULT_SK,
+    EXPIRES,
+    EXPIRES_AT,
     VALUE,
     VERSION,
     billing,
     check_keys,
     check_table,
     key_schema,
+    time_to_live,
 )
 from .sqltable import not_an_integer
 
@@ -98,6 +108,14 @@ _THROTTLED = frozenset(
 _CHECK_FAILED = "ConditionalCheckFailedException"
 _PLACEHOLDER = re.compile(r"#[a-z]\b")
 _SET_VALUE = "SET #v = :v, #r = :t REMOVE #n"
+#: The condition of an item that has not expired (``:now`` from the store clock).
+_LIVE = "(attribute_not_exists(#e) OR #e > :now)"
+
+
+def _number(seconds: float) -> str:
+    """A float as a DynamoDB Number, exactly (``repr`` round-trips; epoch seconds never
+    take the exponent notation)."""
+    return repr(float(seconds))
 
 
 def write_token() -> dict[str, str]:
@@ -141,6 +159,8 @@ class DynamoDBBucket(Bucket):
             "#v": VALUE,
             "#n": COUNTER,
             "#r": VERSION,
+            "#e": EXPIRES_AT,
+            "#x": EXPIRES,
         }
 
     def _names(self, *expressions: str) -> dict[str, str]:
@@ -151,54 +171,88 @@ class DynamoDBBucket(Bucket):
     def _key(self, key: str) -> dict[str, Any]:
         return {self._pk: self._ns, self._sk: {"S": key}}
 
+    def _now(self) -> dict[str, str]:
+        return {"N": _number(self.backend.clock())}
+
     @staticmethod
     def _bytes(item: dict[str, Any]) -> bytes:
         if COUNTER in item:
             return str(int(item[COUNTER]["N"])).encode()
         return bytes(item[VALUE]["B"])
 
+    @staticmethod
+    def _deadline(item: dict[str, Any]) -> float | None:
+        found = item.get(EXPIRES_AT)
+        return None if found is None else float(found["N"])
+
+    def _expired(self, item: dict[str, Any]) -> bool:
+        # DynamoDB deletes expired items lazily (within days): reads check the deadline.
+        found = item.get(EXPIRES_AT)
+        return found is not None and float(found["N"]) <= self.backend.clock()
+
     # -- single items -----------------------------------------------------------------------
 
     def _fetch(self, key: str) -> dict[str, Any] | None:
-        """The item's value and counter attributes (strongly consistent), or None."""
+        """The item's value, counter and deadline (strongly consistent), or None."""
         item: dict[str, Any] | None = self.backend.safe(
             "get_item",
             TableName=self._t,
             Key=self._key(key),
             ConsistentRead=True,
-            ProjectionExpression="#v, #n",
-            ExpressionAttributeNames={"#v": VALUE, "#n": COUNTER},
+            ProjectionExpression="#v, #n, #e",
+            ExpressionAttributeNames={"#v": VALUE, "#n": COUNTER, "#e": EXPIRES_AT},
         ).get("Item")
         return item or None
 
     def get(self, key: str) -> bytes | None:
         item = self._fetch(key)
-        return None if item is None else self._bytes(item)
+        return None if item is None or self._expired(item) else self._bytes(item)
+
+    def get_with_deadline(self, key: str) -> tuple[bytes, float | None] | None:
+        item = self._fetch(key)
+        if item is None or self._expired(item):
+            return None
+        return self._bytes(item), self._deadline(item)
 
     def contains(self, key: str) -> bool:
-        return "Item" in self.backend.safe(
+        item = self.backend.safe(
             "get_item",
             TableName=self._t,
             Key=self._key(key),
             ConsistentRead=True,
-            ProjectionExpression="#s",
-            ExpressionAttributeNames={"#s": self._sk},
-        )
+            ProjectionExpression="#s, #e",
+            ExpressionAttributeNames={"#s": self._sk, "#e": EXPIRES_AT},
+        ).get("Item")
+        return item is not None and not self._expired(item)
+
+    def _item(self, key: str, value: bytes, deadline: float | None) -> dict[str, Any]:
+        item = {**self._key(key), VALUE: {"B": value}, VERSION: write_token()}
+        if deadline is not None:
+            item[EXPIRES_AT] = {"N": _number(deadline)}
+            # DynamoDB's own TTL sweep reads whole seconds: rounded up, it never runs
+            # ahead of the exact deadline.
+            item[EXPIRES] = {"N": str(math.ceil(deadline))}
+        return item
 
     def set(self, key: str, value: bytes) -> None:
-        # A whole-item put (replacing a counter too): the same value again is harmless,
-        # so botocore may retry it.
-        item = {**self._key(key), VALUE: {"B": value}, VERSION: write_token()}
-        self.backend.safe("put_item", TableName=self._t, Item=item)
+        # A whole-item put (replacing a counter, and a deadline, too): the same value
+        # again is harmless, so botocore may retry it.
+        self.backend.safe("put_item", TableName=self._t, Item=self._item(key, value, None))
+
+    def set_until(self, key: str, value: bytes, deadline: float) -> None:
+        self.backend.safe("put_item", TableName=self._t, Item=self._item(key, value, deadline))
 
     def remove(self, key: str) -> bool:
+        # An expired item is absent: it stays for purge (or DynamoDB's sweep).
+        condition = f"attribute_exists(#s) AND {_LIVE}"
         return bool(
             self.backend.once(
                 "delete_item",
                 TableName=self._t,
                 Key=self._key(key),
-                ConditionExpression="attribute_exists(#s)",
-                ExpressionAttributeNames={"#s": self._sk},
+                ConditionExpression=condition,
+                ExpressionAttributeNames=self._names(condition),
+                ExpressionAttributeValues={":now": self._now()},
             )
         )
 
@@ -216,14 +270,14 @@ class DynamoDBBucket(Bucket):
     def cas(self, key: str, expected: bytes | None, new: bytes | None) -> bool:
         if expected is None and new is None:
             return not self.contains(key)
-        values: dict[str, Any] = {}
-        condition = "attribute_not_exists(#s)"
+        values: dict[str, Any] = {":now": self._now()}
+        # absent, or expired; a new item has no deadline
+        condition = "(attribute_not_exists(#s) OR #e <= :now)"
+        update = _SET_VALUE + ", #e, #x"
         if expected is not None:
-            condition = self._is(expected, values)
+            condition = f"{self._is(expected, values)} AND {_LIVE}"
+            update = _SET_VALUE  # a live item keeps its deadline
         if new is None:
-            request: dict[str, Any] = {}
-            if values:
-                request["ExpressionAttributeValues"] = values
             return bool(
                 self.backend.once(
                     "delete_item",
@@ -231,7 +285,7 @@ class DynamoDBBucket(Bucket):
                     Key=self._key(key),
                     ConditionExpression=condition,
                     ExpressionAttributeNames=self._names(condition),
-                    **request,
+                    ExpressionAttributeValues=values,
                 )
             )
         values.update({":v": {"B": new}, ":t": write_token()})
@@ -240,9 +294,9 @@ class DynamoDBBucket(Bucket):
                 "update_item",
                 TableName=self._t,
                 Key=self._key(key),
-                UpdateExpression=_SET_VALUE,
+                UpdateExpression=update,
                 ConditionExpression=condition,
-                ExpressionAttributeNames=self._names(_SET_VALUE, condition),
+                ExpressionAttributeNames=self._names(update, condition),
                 ExpressionAttributeValues=values,
             )
         )
@@ -256,14 +310,21 @@ class DynamoDBBucket(Bucket):
                 TableName=self._t,
                 Key=self._key(key),
                 UpdateExpression="ADD #n :d SET #r = :t",
+                # A live counter keeps its deadline; an expired item is reset below.
                 ConditionExpression="attribute_not_exists(#v) AND "
-                "(attribute_not_exists(#n) OR #n BETWEEN :lo AND :hi)",
-                ExpressionAttributeNames={"#v": VALUE, "#n": COUNTER, "#r": VERSION},
+                f"(attribute_not_exists(#n) OR #n BETWEEN :lo AND :hi) AND {_LIVE}",
+                ExpressionAttributeNames={
+                    "#v": VALUE,
+                    "#n": COUNTER,
+                    "#r": VERSION,
+                    "#e": EXPIRES_AT,
+                },
                 ExpressionAttributeValues={
                     ":d": {"N": str(delta)},
                     ":lo": {"N": str(low)},
                     ":hi": {"N": str(high)},
                     ":t": write_token(),
+                    ":now": self._now(),
                 },
                 # ALL_NEW, not UPDATED_NEW: an ADD of 0 changes nothing, and moto then
                 # leaves the counter out of UPDATED_NEW.  It costs no read capacity.
@@ -272,7 +333,7 @@ class DynamoDBBucket(Bucket):
             )
             if result is not None:
                 return int(result[COUNTER]["N"])
-            # Refused: the total would leave int64, or the value is stored as bytes.
+            # Refused: expired, the total would leave int64, or the value is bytes.
             total = self._convert_and_add(key, delta)
             if total is not None:
                 return total
@@ -280,7 +341,8 @@ class DynamoDBBucket(Bucket):
         raise ConflictError(f"incr on {key!r} kept conflicting with other writers")
 
     def _convert_and_add(self, key: str, delta: int) -> int | None:
-        """Turn a value stored as decimal text into a counter, adding ``delta``.
+        """Start an expired item afresh as ``delta``, or turn a value stored as decimal
+        text into a counter, adding ``delta``.
 
         Returns the total, or None if the item changed meanwhile (the caller tries
         again); raises ``NotAnIntegerError`` if it holds no integer or the total would
@@ -289,6 +351,27 @@ class DynamoDBBucket(Bucket):
         item = self._fetch(key)
         if item is None:
             return None  # deleted meanwhile: ADD will create it
+        if self._expired(item):
+            done = self.backend.once(
+                "update_item",
+                TableName=self._t,
+                Key=self._key(key),
+                UpdateExpression="SET #n = :d, #r = :t REMOVE #v, #e, #x",
+                ConditionExpression="#e = :e",  # still that expired item
+                ExpressionAttributeNames={
+                    "#v": VALUE,
+                    "#n": COUNTER,
+                    "#r": VERSION,
+                    "#e": EXPIRES_AT,
+                    "#x": EXPIRES,
+                },
+                ExpressionAttributeValues={
+                    ":d": {"N": str(delta)},
+                    ":e": item[EXPIRES_AT],
+                    ":t": write_token(),
+                },
+            )
+            return delta if done else None
         if COUNTER in item:
             if not INT64_MIN <= int(item[COUNTER]["N"]) + delta <= INT64_MAX:
                 raise not_an_integer(key)
@@ -303,30 +386,40 @@ class DynamoDBBucket(Bucket):
             TableName=self._t,
             Key=self._key(key),
             UpdateExpression="SET #n = :total, #r = :t REMOVE #v",
-            ConditionExpression="#v = :raw",
-            ExpressionAttributeNames={"#v": VALUE, "#n": COUNTER, "#r": VERSION},
+            ConditionExpression=f"#v = :raw AND {_LIVE}",
+            ExpressionAttributeNames={
+                "#v": VALUE,
+                "#n": COUNTER,
+                "#r": VERSION,
+                "#e": EXPIRES_AT,
+            },
             ExpressionAttributeValues={
                 ":total": {"N": str(total)},
                 ":raw": {"B": raw},
                 ":t": write_token(),
+                ":now": self._now(),
             },
         )
         return total if done else None
 
     # -- many items ---------------------------------------------------------------------------
 
-    def _query(self, prefix: str, **extra: Any) -> Iterator[dict[str, Any]]:
-        """Pages of a consistent Query on this namespace (one request per page)."""
+    def _query(self, prefix: str, *, live: bool | None = True, **extra: Any) -> Iterator[Any]:
+        """Pages of a consistent Query on this namespace (one request per page): the live
+        items (``live=True``), the expired ones (``False``) or all (``None``)."""
         condition = "#p = :ns"
         values: dict[str, Any] = {":ns": self._ns}
         if prefix:
             condition += " AND begins_with(#s, :prefix)"
             values[":prefix"] = {"S": prefix}
-        projection = extra.get("ProjectionExpression", "")
+        if live is not None:
+            extra["FilterExpression"] = _LIVE if live else "#e <= :now"
+            values[":now"] = self._now()
+        used = (condition, extra.get("ProjectionExpression", ""), extra.get("FilterExpression", ""))
         request = {
             "TableName": self._t,
             "KeyConditionExpression": condition,
-            "ExpressionAttributeNames": self._names(condition, projection),
+            "ExpressionAttributeNames": self._names(*used),
             "ExpressionAttributeValues": values,
             "ConsistentRead": True,
             **extra,
@@ -353,34 +446,34 @@ class DynamoDBBucket(Bucket):
         return sum(int(page.get("Count", 0)) for page in self._query(prefix, Select="COUNT"))
 
     def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
+        return {key: value for key, (value, _) in self.get_many_with_deadlines(keys).items()}
+
+    def get_many_with_deadlines(self, keys: Sequence[str]) -> dict[str, tuple[bytes, float | None]]:
+        found: dict[str, tuple[bytes, float | None]] = {}
         unique = list(dict.fromkeys(keys))  # BatchGetItem refuses duplicate keys
         for start in range(0, len(unique), BATCH_GET):
             request = {
                 self._t: {
                     "Keys": [self._key(k) for k in unique[start : start + BATCH_GET]],
                     "ConsistentRead": True,
-                    "ProjectionExpression": "#s, #v, #n",
-                    "ExpressionAttributeNames": {"#s": self._sk, "#v": VALUE, "#n": COUNTER},
+                    "ProjectionExpression": "#s, #v, #n, #e",
+                    "ExpressionAttributeNames": self._names("#s #v #n #e"),
                 }
             }
             for response in self.backend.batch("batch_get_item", request, "UnprocessedKeys"):
                 for item in response.get("Responses", {}).get(self._t, ()):
-                    found[item[self._sk]["S"]] = self._bytes(item)
+                    if not self._expired(item):
+                        found[item[self._sk]["S"]] = (self._bytes(item), self._deadline(item))
         return found
 
     def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        self.set_many_until([(key, value, None) for key, value in items])
+
+    def set_many_until(self, items: Sequence[tuple[str, bytes, float | None]]) -> None:
         # Not atomic: DynamoDB batches are not transactions (a failure part-way leaves
         # the first requests written).  The last value given for a key wins.
-        last = dict(items)
-        puts = [
-            {
-                "PutRequest": {
-                    "Item": {**self._key(k), VALUE: {"B": v}, VERSION: write_token()},
-                }
-            }
-            for k, v in last.items()
-        ]
+        last = {key: (value, deadline) for key, value, deadline in items}
+        puts = [{"PutRequest": {"Item": self._item(k, v, d)}} for k, (v, d) in last.items()]
         self._write_batches(puts)
 
     def _write_batches(self, requests: list[dict[str, Any]]) -> None:
@@ -391,11 +484,38 @@ class DynamoDBBucket(Bucket):
 
     def clear(self, prefix: str = "") -> int:
         removed = 0
-        for page in self._query(prefix, ProjectionExpression="#p, #s"):
-            doomed = [{"DeleteRequest": {"Key": item}} for item in page.get("Items", ())]
+        for page in self._query(prefix, live=None, ProjectionExpression="#p, #s, #e"):
+            items = page.get("Items", ())
+            doomed = [
+                {"DeleteRequest": {"Key": {self._pk: i[self._pk], self._sk: i[self._sk]}}}
+                for i in items
+            ]
             self._write_batches(doomed)
-            removed += len(doomed)
+            removed += sum(1 for i in items if not self._expired(i))  # expired: absent
         return removed
+
+    def purge(self) -> int:
+        purged = 0
+        for page in self._query("", live=False, ProjectionExpression="#s, #e"):
+            for item in page.get("Items", ()):
+                purged += self._delete_expired(item[self._sk]["S"], item[EXPIRES_AT])
+        return purged
+
+    def _delete_expired(self, key: str, deadline: dict[str, str]) -> int:
+        """Delete ``key`` if it still holds that expired ``deadline`` (1), else 0: a
+        batch delete cannot be conditional, and the key may have been written since."""
+        return int(
+            bool(
+                self.backend.once(
+                    "delete_item",
+                    TableName=self._t,
+                    Key=self._key(key),
+                    ConditionExpression="#e = :e",
+                    ExpressionAttributeNames={"#e": EXPIRES_AT},
+                    ExpressionAttributeValues={":e": deadline},
+                )
+            )
+        )
 
 
 class DynamoDBBackend(Backend):
@@ -404,6 +524,7 @@ class DynamoDBBackend(Backend):
     name = "dynamodb"
     durable = True
     multiprocess = True
+    expiry = True
 
     def __init__(self, url: StoreURL, options: Options) -> None:
         super().__init__(url, options)
@@ -421,9 +542,10 @@ class DynamoDBBackend(Backend):
         self.pool_max = options.take("pool_max", 20)
         if self.max_attempts < 1 or self.pool_max < 1:
             raise ConfigurationError("max_attempts and pool_max must be at least 1")
-        # Room for the longest namespace and key, the attribute names and the version.
+        # Room for the longest namespace and key, the attribute names, and the numbers:
+        # the version and the deadline's two (at most 21 bytes each) plus 11 spare.
         overhead = _MAX_NAMESPACE + _MAX_KEY + len(self.pk) + len(self.sk)
-        overhead += len(VALUE) + len(VERSION) + 32
+        overhead += len(VALUE) + len(VERSION) + len(EXPIRES_AT) + len(EXPIRES) + 3 * 21 + 11
         self.max_value_size = min(DEFAULT_MAX_VALUE_SIZE, ITEM_LIMIT - overhead)
         self.where = self.endpoint_url or f"DynamoDB {self.region or '(default region)'}"
         self._safe_client: Any = None
@@ -646,7 +768,31 @@ class DynamoDBBackend(Backend):
             )
         table: dict[str, Any] = self.safe("describe_table", TableName=self.table)["Table"]
         self._check_schema(table)
+        self.enable_time_to_live()
         return table
+
+    def time_to_live(self) -> tuple[str, str | None]:
+        """The table's TTL status (``ENABLED``, ``DISABLED``, ...) and attribute."""
+        found = self.safe("describe_time_to_live", TableName=self.table)
+        description = found.get("TimeToLiveDescription", {})
+        return description.get("TimeToLiveStatus", "DISABLED"), description.get("AttributeName")
+
+    def enable_time_to_live(self) -> tuple[str, str | None]:
+        """Let DynamoDB delete expired items itself (idempotent).  A table whose TTL is
+        on another attribute is left alone: reads filter expired items either way, and
+        ``purge`` deletes them."""
+        status, attribute = self.time_to_live()
+        if status in ("DISABLED", "DISABLING"):
+            try:
+                self._client(False).update_time_to_live(
+                    TableName=self.table, TimeToLiveSpecification=time_to_live()
+                )
+            except ClientError as exc:
+                raise self._refused(exc) from None
+            except BotoCoreError as exc:
+                raise self._unavailable(exc) from None
+            status, attribute = self.time_to_live()
+        return status, attribute
 
     def drop(self) -> None:
         """Delete the table (tests and tooling; not part of the Backend contract)."""
@@ -657,21 +803,45 @@ class DynamoDBBackend(Backend):
     def bucket(self, namespace: str) -> DynamoDBBucket:
         return DynamoDBBucket(self, namespace)
 
-    def namespaces(self) -> list[str]:
-        """Every partition key: a Scan of the whole table (keys only, paginated)."""
-        found: set[str] = set()
+    def _scan(self, filter_expression: str, projection: str) -> Iterator[dict[str, Any]]:
+        """The items of the whole table that pass ``filter_expression`` (``:now`` is the
+        store clock), paginated."""
         request: dict[str, Any] = {
             "TableName": self.table,
-            "ProjectionExpression": "#p",
-            "ExpressionAttributeNames": {"#p": self.pk},
+            "ProjectionExpression": projection,
+            "FilterExpression": filter_expression,
+            "ExpressionAttributeNames": {"#p": self.pk, "#s": self.sk, "#e": EXPIRES_AT},
+            "ExpressionAttributeValues": {":now": {"N": _number(self.clock())}},
             "ConsistentRead": True,  # a namespace written just now is listed
         }
+        used = f"{filter_expression} {projection}"
+        names = request["ExpressionAttributeNames"]
+        request["ExpressionAttributeNames"] = {k: v for k, v in names.items() if k in used}
         while True:
             page = self.safe("scan", **request)
-            found.update(item[self.pk]["S"] for item in page.get("Items", ()))
+            yield from page.get("Items", ())
             if not page.get("LastEvaluatedKey"):
-                return sorted(found)
+                return
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def namespaces(self) -> list[str]:
+        """Every partition key with a live item: a Scan of the whole table (keys only,
+        paginated)."""
+        return sorted({item[self.pk]["S"] for item in self._scan(_LIVE, "#p")})
+
+    def purge(self, namespace: str | None = None) -> dict[str, int]:
+        """Delete expired items now (DynamoDB's own TTL sweep takes up to days): a Query
+        of ``namespace``, or a Scan of the table, then one conditional delete each."""
+        if namespace is not None:
+            purged = self.bucket(namespace).purge()
+            return {namespace: purged} if purged else {}
+        counts: dict[str, int] = {}
+        for item in self._scan("#e <= :now", "#p, #s, #e"):
+            name = item[self.pk]["S"]
+            deleted = self.bucket(name)._delete_expired(item[self.sk]["S"], item[EXPIRES_AT])
+            if deleted:
+                counts[name] = counts.get(name, 0) + deleted
+        return counts
 
     def identity(self) -> tuple[object, ...]:
         endpoint: object = self.endpoint_url
@@ -683,6 +853,7 @@ class DynamoDBBackend(Backend):
 
     def info(self) -> dict[str, str]:
         table = self.safe("describe_table", TableName=self.table)["Table"]
+        ttl, attribute = self.time_to_live()
         billing = table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
         return {
             **super().info(),
@@ -691,6 +862,7 @@ class DynamoDBBackend(Backend):
             "table": f"{self.table} ({table.get('TableStatus', '?')}, {billing}, "
             f"{table.get('ItemCount', '?')} items)",
             "keys": f"{self.pk} (partition), {self.sk} (sort)",
+            "ttl": f"{ttl} on {attribute!r}" if attribute else ttl,
             "max value size": f"{self.max_value_size} bytes",
         }
 

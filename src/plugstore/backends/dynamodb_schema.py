@@ -16,6 +16,10 @@ TABLE_RE = re.compile(r"[A-Za-z0-9_.-]{3,255}\Z")
 ATTR_RE = re.compile(r"[A-Za-z0-9_.-]{1,255}\Z")
 #: Item attributes besides the two keys.
 VALUE, COUNTER, VERSION = "value", "counter", "version"
+#: A key's deadline: exact epoch seconds (what reads filter on), and the same rounded up
+#: to whole seconds, the table's TTL attribute (DynamoDB's own sweep reads whole seconds).
+EXPIRES_AT, EXPIRES = "expires_at", "expires"
+RESERVED = (VALUE, COUNTER, VERSION, EXPIRES_AT, EXPIRES)
 DEFAULT_PK, DEFAULT_SK = "namespace", "key"
 
 
@@ -32,7 +36,7 @@ def check_table(name: str) -> str:
 def check_keys(pk: str, sk: str) -> tuple[str, str]:
     """The key attribute names, validated."""
     for what, attr in (("pk", pk), ("sk", sk)):
-        if not ATTR_RE.match(attr) or attr in (VALUE, COUNTER, VERSION):
+        if not ATTR_RE.match(attr) or attr in RESERVED:
             raise ConfigurationError(f"invalid attribute name for {what}: {attr!r}")
     if pk == sk:
         raise ConfigurationError("pk and sk must be different attributes")
@@ -51,6 +55,11 @@ def key_schema(pk: str, sk: str) -> dict[str, Any]:
             {"AttributeName": sk, "AttributeType": "S"},
         ],
     }
+
+
+def time_to_live() -> dict[str, Any]:
+    """The UpdateTimeToLive specification: DynamoDB deletes items past ``expires``."""
+    return {"Enabled": True, "AttributeName": EXPIRES}
 
 
 def billing(provisioned: tuple[int, int] | None) -> dict[str, Any]:
@@ -96,6 +105,11 @@ def terraform(
     for name in (pk, sk):
         lines += ["  attribute {", f"    name = {q(name)}", '    type = "S"', "  }", ""]
     lines += [
+        "  ttl {",
+        f"    attribute_name = {q(EXPIRES)}",
+        "    enabled        = true",
+        "  }",
+        "",
         "  point_in_time_recovery {",
         f"    enabled = {'true' if point_in_time_recovery else 'false'}",
         "  }",

@@ -4,24 +4,40 @@
 with the same name in this process (and outlives their ``close()``), which makes
 "persistence across reopen" testable without files.  Values are stored as encoded bytes,
 so copy semantics are the same as on every other backend.
+
+A key with a deadline (``ttl=``) is stored as a ``(value, deadline)`` tuple instead of
+the bare bytes, in the same dict: a read costs one type check more, a plain write
+replaces the tuple (and so the deadline) for free.  An expired entry stays in memory,
+invisible, until it is overwritten, deleted or purged.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from typing import Union
 
 from ..backend import Backend, Bucket, Options
 from ..keys import check_counter, parse_counter
 from ..url import StoreURL
 
-_Data = dict[str, dict[str, bytes]]
-_shared: dict[str, tuple[_Data, threading.Lock]] = {}
+#: A stored entry: the value, or the value and its deadline.
+_Entry = Union[bytes, tuple[bytes, float]]  # noqa: UP007 - a runtime alias on Python 3.10
+_Data = dict[str, dict[str, _Entry]]
+_shared: dict[str, tuple[_Data, set[str], threading.Lock]] = {}
 _shared_lock = threading.Lock()
 
 
+def _live(entry: _Entry | None, now: float) -> bytes | None:
+    """The value of ``entry`` unless it is absent or expired at ``now``."""
+    if entry.__class__ is tuple:
+        value, deadline = entry
+        return None if deadline <= now else value
+    return entry  # type: ignore[return-value]
+
+
 class MemoryBucket(Bucket):
-    """One namespace: a dict of bytes guarded by the store's lock."""
+    """One namespace: a dict of entries guarded by the store's lock."""
 
     backend: MemoryBackend
 
@@ -29,21 +45,39 @@ class MemoryBucket(Bucket):
         super().__init__(backend, namespace)
         self._lock = backend.lock  # one lock per backend instance, stable across reopen
 
-    def _d(self) -> dict[str, bytes]:
+    def _d(self) -> dict[str, _Entry]:
         return self.backend.data.get(self.namespace) or {}
 
-    def _w(self) -> dict[str, bytes]:
+    def _w(self) -> dict[str, _Entry]:
         data = self.backend.data
         d = data.get(self.namespace)
         if d is None:
             d = data[self.namespace] = {}
         return d
 
+    def _live_items(self, prefix: str) -> list[tuple[str, bytes]]:
+        """The live ``(key, value)`` pairs starting with ``prefix`` (lock held)."""
+        d = self._d()
+        if self.namespace not in self.backend.timed:
+            return [(k, v) for k, v in d.items() if k.startswith(prefix)]  # type: ignore[misc]
+        now = self.backend.clock()
+        found = []
+        for key, entry in d.items():
+            if key.startswith(prefix):
+                value = _live(entry, now)
+                if value is not None:
+                    found.append((key, value))
+        return found
+
     def get(self, key: str) -> bytes | None:
         # Lock-free: a single dict read is atomic in CPython (with or without the GIL).
         # Writes keep the lock so that cas/incr stay atomic with respect to them.
         d = self.backend.data.get(self.namespace)
-        return None if d is None else d.get(key)
+        entry = None if d is None else d.get(key)
+        if entry.__class__ is tuple:
+            value, deadline = entry
+            return None if deadline <= self.backend.clock() else value
+        return entry  # type: ignore[return-value]
 
     def set(self, key: str, value: bytes) -> None:
         data = self.backend.data
@@ -51,45 +85,89 @@ class MemoryBucket(Bucket):
             d = data.get(self.namespace)
             if d is None:
                 d = data[self.namespace] = {}
-            d[key] = value
+            d[key] = value  # replaces a (value, deadline) entry too
+
+    def set_until(self, key: str, value: bytes, deadline: float) -> None:
+        backend = self.backend
+        with self._lock:
+            d = backend.data.get(self.namespace)
+            if d is None:
+                d = backend.data[self.namespace] = {}
+            d[key] = (value, deadline)
+            backend.timed.add(self.namespace)
+
+    def set_many_until(self, items: Sequence[tuple[str, bytes, float | None]]) -> None:
+        with self._lock:
+            d = self._w()
+            for key, value, deadline in items:
+                d[key] = value if deadline is None else (value, deadline)
+            self.backend.timed.add(self.namespace)
+
+    def get_with_deadline(self, key: str) -> tuple[bytes, float | None] | None:
+        entry = self._d().get(key)  # one read: value and deadline agree
+        if _live(entry, self.backend.clock()) is None:
+            return None
+        return entry if entry.__class__ is tuple else (entry, None)  # type: ignore[return-value]
+
+    def get_many_with_deadlines(self, keys: Sequence[str]) -> dict[str, tuple[bytes, float | None]]:
+        with self._lock:
+            d, now, found = self._d(), self.backend.clock(), {}
+            for key in keys:
+                entry = d.get(key)
+                if _live(entry, now) is not None:
+                    found[key] = entry if entry.__class__ is tuple else (entry, None)
+            return found  # type: ignore[return-value]
 
     def remove(self, key: str) -> bool:
         with self._lock:
-            return self._d().pop(key, None) is not None
+            return _live(self._d().pop(key, None), self.backend.clock()) is not None
 
     def cas(self, key: str, expected: bytes | None, new: bytes | None) -> bool:
         with self._lock:
-            if self._d().get(key) != expected:
+            entry = self._d().get(key)
+            current = _live(entry, self.backend.clock())
+            if current != expected:
                 return False
             if new is None:
                 self._d().pop(key, None)
+            elif current is not None and entry.__class__ is tuple:
+                self._w()[key] = (new, entry[1])  # a live entry keeps its deadline
             else:
-                self._w()[key] = new
+                self._w()[key] = new  # absent, or expired: a new entry, without one
             return True
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         with self._lock:
-            snapshot = [k for k in self._d() if k.startswith(prefix)]
+            if self.namespace not in self.backend.timed:
+                snapshot = [k for k in self._d() if k.startswith(prefix)]
+            else:
+                snapshot = [k for k, _ in self._live_items(prefix)]
         return iter(snapshot)
 
     def count(self, prefix: str = "") -> int:
         with self._lock:
+            if self.namespace in self.backend.timed:
+                return len(self._live_items(prefix))
             if not prefix:
                 return len(self._d())
             return sum(1 for k in self._d() if k.startswith(prefix))
 
     def contains(self, key: str) -> bool:
-        return key in self._d()
+        return self.get(key) is not None
 
     def items(self, prefix: str = "") -> Iterator[tuple[str, bytes]]:
         with self._lock:
-            snapshot = [(k, v) for k, v in self._d().items() if k.startswith(prefix)]
+            snapshot = self._live_items(prefix)
         return iter(snapshot)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         with self._lock:
-            d = self._d()
-            return {k: d[k] for k in keys if k in d}
+            d, now, found = self._d(), self.backend.clock(), {}
+            for key in keys:
+                value = _live(d.get(key), now)
+                if value is not None:
+                    found[key] = value
+            return found
 
     def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         with self._lock:
@@ -97,18 +175,32 @@ class MemoryBucket(Bucket):
 
     def incr(self, key: str, delta: int) -> int:
         with self._lock:
-            raw = self._d().get(key)
+            d = self._w()
+            entry = d.get(key)
+            if entry.__class__ is not tuple:  # no deadline: the common case
+                new = check_counter((0 if entry is None else parse_counter(entry)) + delta)  # type: ignore[arg-type]
+                d[key] = str(new).encode("ascii")
+                return new
+            raw = _live(entry, self.backend.clock())
             new = check_counter((0 if raw is None else parse_counter(raw)) + delta)
-            self._w()[key] = str(new).encode("ascii")
+            text = str(new).encode("ascii")
+            # a live counter keeps its deadline; an expired one starts afresh without
+            d[key] = text if raw is None else (text, entry[1])
             return new
 
     def clear(self, prefix: str = "") -> int:
         with self._lock:
-            d = self._d()
+            d, now = self._d(), self.backend.clock()
             doomed = [k for k in d if k.startswith(prefix)]
-            for k in doomed:
-                del d[k]
-            return len(doomed)
+            return sum(1 for k in doomed if _live(d.pop(k), now) is not None)
+
+    def purge(self) -> int:
+        with self._lock:
+            d, now = self._d(), self.backend.clock()
+            expired = [k for k, e in d.items() if e.__class__ is tuple and e[1] <= now]
+            for key in expired:
+                del d[key]
+            return len(expired)
 
 
 class MemoryBackend(Backend):
@@ -117,35 +209,50 @@ class MemoryBackend(Backend):
     name = "memory"
     durable = False
     multiprocess = False
+    expiry = True
 
     def __init__(self, url: StoreURL, options: Options) -> None:
         super().__init__(url, options)
         self.shared_name = url.host or url.path or None
         self.data: _Data = {}
+        #: Namespaces that have held a key with a deadline: the others skip the checks.
+        self.timed: set[str] = set()
         # One lock per backend for its whole life (buckets hold on to it); a shared
         # store's lock is the one every store of that name uses.
         self.lock: threading.Lock
         if self.shared_name:
             with _shared_lock:
-                self.data, self.lock = _shared.setdefault(self.shared_name, ({}, threading.Lock()))
+                self.data, self.timed, self.lock = _shared.setdefault(
+                    self.shared_name, ({}, set(), threading.Lock())
+                )
         else:
             self.lock = threading.Lock()
 
     def open(self) -> None:
         if self.shared_name:
-            self.data = _shared[self.shared_name][0]
+            self.data, self.timed = _shared[self.shared_name][:2]
         else:
-            self.data = {}
+            self.data, self.timed = {}, set()
 
     def close(self) -> None:
-        self.data = {}
+        self.data, self.timed = {}, set()
 
     def bucket(self, namespace: str) -> MemoryBucket:
         return MemoryBucket(self, namespace)
 
     def namespaces(self) -> list[str]:
         with self.lock:
-            return [name for name, d in self.data.items() if d]
+            now = self.clock()
+            return [
+                name
+                for name, d in self.data.items()
+                if any(_live(entry, now) is not None for entry in d.values())
+            ]
+
+    def purge(self, namespace: str | None = None) -> dict[str, int]:
+        names = [namespace] if namespace is not None else list(self.timed)
+        counts = {name: self.bucket(name).purge() for name in names}
+        return {name: n for name, n in counts.items() if n}
 
     def identity(self) -> tuple[object, ...]:
         # A private store is only ever itself; a named one is shared by name.

@@ -1,11 +1,13 @@
 """``mysql://user:password@host:port/database`` (or ``mariadb://``) -- through PyMySQL.
 
 * **Layout**: one InnoDB table for every namespace (default ``plugstore_kv``), primary
-  key ``(namespace, key)``, ``value LONGBLOB`` and a ``version`` counter bumped by every
-  write.  ``key`` is ``VARBINARY(1024)`` holding the key's UTF-8 bytes: a 1,024-byte key
-  as ``utf8mb4`` text would need 4,096 index bytes, past InnoDB's 3,072-byte limit, and
-  binary order is code point order, as on every other backend.  Created on first use; no
-  DDL per namespace.
+  key ``(namespace, key)``, ``value LONGBLOB``, a ``version`` counter bumped by every
+  write, and ``expires_at DOUBLE`` (a key's deadline, epoch seconds; ``NULL`` for none)
+  with an index for ``purge`` (MySQL has no partial indexes).  ``key`` is
+  ``VARBINARY(1024)`` holding the key's UTF-8 bytes: a 1,024-byte key as ``utf8mb4``
+  text would need 4,096 index bytes, past InnoDB's 3,072-byte limit, and binary order is
+  code point order, as on every other backend.  Created on first use; no DDL per
+  namespace.  A table made before expiry existed gains the column and index when opened.
 * **Atomic operations** are single statements: ``incr`` is an upsert that validates the
   stored text and the 64-bit range in SQL and hands the result back through
   ``LAST_INSERT_ID(expr)`` in the same round trip (MySQL has no ``RETURNING``);
@@ -50,7 +52,7 @@ from ..locks import HeldLock, lock_digest
 from ..url import StoreURL
 from .connpool import ConnectionPool, PoolExhausted
 from .liveness import has_news, watch
-from .sqltable import TableBucket, not_an_integer
+from .sqltable import LIVE, TableBucket, not_an_integer, purge_table
 
 T = TypeVar("T")
 
@@ -67,6 +69,8 @@ _DEADLOCK_ATTEMPTS = 20
 #: Keys per ``IN (...)`` list in ``get_many``.
 _IN_CHUNK = 1000
 _UINT64 = 1 << 64
+#: Errors adding what another process added first: duplicate column, duplicate key name.
+_ALREADY_THERE = frozenset({1060, 1061})
 
 
 def _errno(exc: BaseException) -> int:
@@ -103,7 +107,13 @@ class MySQLBucket(TableBucket):
     backend: MySQLBackend
 
     def incr(self, key: str, delta: int) -> int:
-        params = {"ns": self.namespace, "key": key, "v": str(delta).encode(), "d": delta}
+        params = {
+            "ns": self.namespace,
+            "key": key,
+            "v": str(delta).encode(),
+            "d": delta,
+            "now": self.backend.clock(),
+        }
         affected, result = self.backend.upsert_returning_id(self._q["incr"], params)
         if affected == 1:  # inserted: the value is the delta itself
             return delta
@@ -113,12 +123,16 @@ class MySQLBucket(TableBucket):
         return result - _UINT64 if result > INT64_MAX else result
 
     def cas(self, key: str, expected: bytes | None, new: bytes | None) -> bool:
+        now = self.backend.clock()
+        if expected is None and new is not None:
+            named = {"ns": self.namespace, "key": key, "v": new, "now": now}
+            return self.backend.run(self._q["insert_absent"], named) > 0
         if expected is None or new is None:
             return super().cas(key, expected, new)
         # Sending both values could take twice max_value_size escaped, past the packet
         # limit; the expected one travels as its length and SHA-256 instead.
         digest = hashlib.sha256(expected).hexdigest()
-        params = (new, self.namespace, key, len(expected), digest)
+        params = (new, self.namespace, key, len(expected), digest, now)
         return self.backend.run(self._q["replace_if_digest"], params) > 0
 
     def lock(self, key: str, timeout: float | None, lease: float) -> HeldLock | None:
@@ -126,13 +140,13 @@ class MySQLBucket(TableBucket):
         is not needed: a dead holder's connection closes)."""
         return self.backend.named_lock(self.namespace, key, timeout)
 
-    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
+    def _rows(self, keys: Sequence[str]) -> list[tuple[bytes, bytes, float | None]]:
+        rows: list[tuple[bytes, bytes, float | None]] = []
+        now = self.backend.clock()
         for start in range(0, len(keys), _IN_CHUNK):
             chunk = tuple(keys[start : start + _IN_CHUNK])
-            for key, value in self.backend.all(self._q["get_many"], (self.namespace, chunk)):
-                found[key.decode()] = value
-        return found
+            rows += self.backend.all(self._q["get_many"], (self.namespace, chunk, now))
+        return rows
 
 
 class _NamedLock(HeldLock):
@@ -158,6 +172,7 @@ class MySQLBackend(Backend):
     default_port = 3306
     durable = True
     multiprocess = True
+    expiry = True
     lease_locks = False  # session locks: freed when the holder's connection ends
 
     def __init__(self, url: StoreURL, options: Options) -> None:
@@ -215,40 +230,66 @@ class MySQLBackend(Backend):
             f"AND {total} BETWEEN {INT64_MIN} AND {INT64_MAX}"
         )
         valid = f"IF({counter}, {in_range}, FALSE)"
+        live = LIVE.format(p="%s")
+        expired = "expires_at <= %(now)s"  # NULL (no deadline): IF() takes the else branch
         return {
-            "get": c("SELECT value FROM {t} WHERE namespace = %s AND `key` = %s"),
-            "contains": c("SELECT 1 FROM {t} WHERE namespace = %s AND `key` = %s"),
+            "get": c("SELECT value, expires_at FROM {t} WHERE namespace = %s AND `key` = %s"),
+            "contains": c("SELECT expires_at FROM {t} WHERE namespace = %s AND `key` = %s"),
             "set": c(
                 "INSERT INTO {t} (namespace, `key`, value) VALUES (%s, %s, %s) "
-                "ON DUPLICATE KEY UPDATE value = VALUES(value), version = version + 1"
+                "ON DUPLICATE KEY UPDATE value = VALUES(value), expires_at = NULL, "
+                "version = version + 1"
             ),
-            "remove": c("DELETE FROM {t} WHERE namespace = %s AND `key` = %s"),
-            # "Affected rows" is 0 when the row existed: the no-op assignment changes nothing.
-            # (INSERT IGNORE would also turn real errors into warnings.)
+            "set_until": c(
+                "INSERT INTO {t} (namespace, `key`, value, expires_at) VALUES (%s, %s, %s, %s) "
+                "ON DUPLICATE KEY UPDATE value = VALUES(value), "
+                "expires_at = VALUES(expires_at), version = version + 1"
+            ),
+            "remove": c(f"DELETE FROM {{t}} WHERE namespace = %s AND `key` = %s AND {live}"),
+            # Inserts, or takes the place of an expired row.  "Affected rows" is 0 when a
+            # live row existed: the no-op assignments change nothing.  (INSERT IGNORE
+            # would also turn real errors into warnings.)  expires_at is assigned last:
+            # in MySQL's default mode later assignments see the earlier ones' results.
             "insert_absent": c(
-                "INSERT INTO {t} (namespace, `key`, value) VALUES (%s, %s, %s) "
-                "ON DUPLICATE KEY UPDATE version = version"
+                "INSERT INTO {t} (namespace, `key`, value) VALUES (%(ns)s, %(key)s, %(v)s) "
+                "ON DUPLICATE KEY UPDATE "
+                f"value = IF({expired}, VALUES(value), value), "
+                f"version = IF({expired}, version + 1, version), "
+                f"expires_at = IF({expired}, NULL, expires_at)"
             ),
-            "remove_if": c("DELETE FROM {t} WHERE namespace = %s AND `key` = %s AND value = %s"),
+            "remove_if": c(
+                f"DELETE FROM {{t}} WHERE namespace = %s AND `key` = %s AND value = %s AND {live}"
+            ),
             "replace_if": c(
                 "UPDATE {t} SET value = %s, version = version + 1 "
-                "WHERE namespace = %s AND `key` = %s AND value = %s"
+                f"WHERE namespace = %s AND `key` = %s AND value = %s AND {live}"
             ),
             "replace_if_digest": c(
                 "UPDATE {t} SET value = %s, version = version + 1 "
                 "WHERE namespace = %s AND `key` = %s AND LENGTH(value) = %s "
-                "AND SHA2(value, 256) = %s"
+                f"AND SHA2(value, 256) = %s AND {live}"
             ),
-            "get_many": c("SELECT `key`, value FROM {t} WHERE namespace = %s AND `key` IN %s"),
+            "get_many": c(
+                "SELECT `key`, value, expires_at FROM {t} "
+                f"WHERE namespace = %s AND `key` IN %s AND {live}"
+            ),
             # Inserted: affected rows 1.  Updated: 2, and the new total travels back as
             # LAST_INSERT_ID (the OK packet's insert id, no second query).  Refused: the
-            # row is left as it was, affected rows 0.  `version` is assigned first so both
-            # assignments test the old value under either assignment-order mode.
+            # row is left as it was, affected rows 0.  An expired row starts again from
+            # the delta, without a deadline; a live one keeps its deadline.  `version`
+            # and `value` are assigned before `expires_at`, so every assignment tests the
+            # old row under either assignment-order mode.
             "incr": c(
                 "INSERT INTO {t} (namespace, `key`, value) VALUES (%(ns)s, %(key)s, %(v)s) "
                 "ON DUPLICATE KEY UPDATE "
-                f"version = IF({valid}, version + 1 + 0 * LAST_INSERT_ID({total}), version), "
-                f"value = IF({valid}, CAST({total} AS CHAR), value)"
+                f"version = IF({expired}, version + 1 + 0 * LAST_INSERT_ID(%(d)s), "
+                f"IF({valid}, version + 1 + 0 * LAST_INSERT_ID({total}), version)), "
+                f"value = IF({expired}, VALUES(value), "
+                f"IF({valid}, CAST({total} AS CHAR), value)), "
+                f"expires_at = IF({expired}, NULL, expires_at)"
+            ),
+            "expired_namespaces": c(
+                "SELECT DISTINCT namespace FROM {t} WHERE expires_at <= %s ORDER BY namespace"
             ),
         }
 
@@ -304,16 +345,43 @@ class MySQLBackend(Backend):
                 "CREATE TABLE IF NOT EXISTS {t} ("
                 "namespace VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL, "
                 "`key` VARBINARY(1024) NOT NULL, value LONGBLOB NOT NULL, "
-                "version BIGINT NOT NULL DEFAULT 1, PRIMARY KEY (namespace, `key`)"
+                "version BIGINT NOT NULL DEFAULT 1, expires_at DOUBLE NULL, "
+                "PRIMARY KEY (namespace, `key`), KEY expires_at (expires_at)"
                 ") ENGINE=InnoDB ROW_FORMAT=DYNAMIC"
             ),
             None,
             retry=False,  # a server that is down at start fails fast, within connect_timeout
         )
+        self._add_expiry()
         row = self.one("SELECT @@max_allowed_packet", None)
         packet = int(row[0]) if row else 0
         # Worst case every byte is escaped (two bytes), plus room for the statement.
         self.max_value_size = max(1, min(Backend.max_value_size, (packet - 65536) // 2))
+
+    def _add_expiry(self) -> None:
+        """Give a table made before expiry existed its ``expires_at`` column and index.
+
+        The catalog is asked first, so an up-to-date table sees no DDL; two processes
+        upgrading at once both try, and the second finds the work done (1060/1061).
+        """
+        row = self.one(
+            "SELECT (SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
+            "DATABASE() AND TABLE_NAME = %s AND COLUMN_NAME = 'expires_at'), "
+            "(SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = "
+            "DATABASE() AND TABLE_NAME = %s AND INDEX_NAME = 'expires_at')",
+            (self.table, self.table),
+        )
+        missing = []
+        if not row[0]:
+            missing.append("ADD COLUMN expires_at DOUBLE NULL")
+        if not row[1]:
+            missing.append("ADD INDEX expires_at (expires_at)")
+        for change in missing:
+            try:
+                self.run(self.compose(f"ALTER TABLE {{t}} {change}"), None)
+            except pymysql.err.MySQLError as exc:
+                if _errno(exc) not in _ALREADY_THERE:
+                    raise
 
     def close(self) -> None:
         with self._lock:
@@ -493,9 +561,16 @@ class MySQLBackend(Backend):
         return MySQLBucket(self, namespace)
 
     def namespaces(self) -> list[str]:
-        # DISTINCT on the primary key's first column: a loose index scan.
-        query = self.compose("SELECT DISTINCT namespace FROM {t} ORDER BY namespace")
-        return [row[0] for row in self.all(query, None)]
+        # DISTINCT on the primary key's first column; a namespace holding only expired
+        # rows is empty.
+        live = LIVE.format(p="%s")
+        query = self.compose(
+            f"SELECT DISTINCT namespace FROM {{t}} WHERE {live} ORDER BY namespace"
+        )
+        return [row[0] for row in self.all(query, (self.clock(),))]
+
+    def purge(self, namespace: str | None = None) -> dict[str, int]:
+        return purge_table(self, namespace)
 
     def drop(self) -> None:
         """Drop this store's table (tests and tooling; not part of the Backend contract)."""

@@ -2,10 +2,12 @@
 
 * **Layout**: one table for every namespace (default ``public.plugstore_kv``), primary key
   ``(namespace, key)``, ``key`` in the ``"C"`` collation so that ordering and prefix
-  ranges follow code points as on every other backend, ``value bytea``, and a ``version``
-  counter bumped by every write.  Schema and table are created on first use (under an
-  advisory lock, so several processes starting at once do not collide); no DDL per
-  namespace.
+  ranges follow code points as on every other backend, ``value bytea``, a ``version``
+  counter bumped by every write, and ``expires_at double precision`` (a key's deadline,
+  epoch seconds; ``NULL`` for none) with a partial index on the rows that have one.  A
+  table made before expiry existed gains the column and index when it is opened.
+  Schema and table are created on first use (under an advisory lock, so several
+  processes starting at once do not collide); no DDL per namespace.
 * **Atomic operations** are single statements: ``incr`` is an upsert that validates the
   stored text and the 64-bit range in its ``WHERE`` clause; compare-and-set is a
   conditional ``UPDATE``/``DELETE``/``INSERT ... ON CONFLICT DO NOTHING``.
@@ -42,7 +44,7 @@ from ..keys import INT64_MAX, INT64_MIN
 from ..locks import HeldLock, lock_digest
 from ..url import StoreURL
 from .liveness import closed_by_server
-from .sqltable import TableBucket, not_an_integer
+from .sqltable import LIVE, TableBucket, not_an_integer, purge_table
 
 T = TypeVar("T")
 
@@ -71,6 +73,15 @@ LIBPQ_PASSTHROUGH = frozenset(
 )
 
 
+def _index_name(table: str) -> str:
+    """The name of the ``expires_at`` index: PostgreSQL cuts identifiers at 63 bytes, so a
+    long table name is shortened, with a hash of it to keep the name its own."""
+    name = f"{table}_expires_at"
+    if len(name) <= 63:
+        return name
+    return f"{table[:40]}_{zlib.crc32(table.encode()):08x}_expires_at"
+
+
 class PostgreSQLBucket(TableBucket):
     """One namespace: the rows of the store's table with this namespace."""
 
@@ -78,14 +89,16 @@ class PostgreSQLBucket(TableBucket):
     backend: PostgreSQLBackend
 
     def incr(self, key: str, delta: int) -> int:
-        row = self.backend.one(self._q["incr"], {"ns": self.namespace, "key": key, "d": delta})
+        params = {"ns": self.namespace, "key": key, "d": delta, "now": self.backend.clock()}
+        row = self.backend.one(self._q["incr"], params)
         if row is None:
             raise not_an_integer(key)
         return int(bytes(row[0]))
 
-    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
-        rows = self.backend.all(self._q["get_many"], (self.namespace, list(keys)))
-        return {key: bytes(value) for key, value in rows}
+    def _rows(self, keys: Sequence[str]) -> list[tuple[str, bytes, float | None]]:
+        params = (self.namespace, list(keys), self.backend.clock())
+        rows: list[tuple[str, bytes, float | None]] = self.backend.all(self._q["get_many"], params)
+        return rows
 
     def lock(self, key: str, timeout: float | None, lease: float) -> HeldLock | None:
         """A session advisory lock on a pooled connection, freed when that session ends
@@ -114,6 +127,7 @@ class PostgreSQLBackend(Backend):
     default_port = 5432
     durable = True
     multiprocess = True
+    expiry = True
     lease_locks = False  # session locks: freed when the holder's connection ends
 
     def __init__(self, url: StoreURL, options: Options) -> None:
@@ -163,37 +177,60 @@ class PostgreSQLBackend(Backend):
     def _statements(self) -> dict[str, str]:
         c = self.compose
         number = "encode({t}.value, 'escape')"  # any bytes, as text; non-ASCII escaped
+        live = LIVE.format(p="%s")
+        expired = "{t}.expires_at <= %(now)s"  # NULL (no deadline) is not expired
         return {
-            "get": c("SELECT value FROM {t} WHERE namespace = %s AND key = %s"),
-            "contains": c("SELECT 1 FROM {t} WHERE namespace = %s AND key = %s"),
+            "get": c("SELECT value, expires_at FROM {t} WHERE namespace = %s AND key = %s"),
+            "contains": c("SELECT expires_at FROM {t} WHERE namespace = %s AND key = %s"),
             "set": c(
                 "INSERT INTO {t} (namespace, key, value) VALUES (%s, %s, %s) "
                 "ON CONFLICT (namespace, key) DO UPDATE "
-                "SET value = EXCLUDED.value, version = {t}.version + 1"
+                "SET value = EXCLUDED.value, expires_at = NULL, version = {t}.version + 1"
             ),
-            "remove": c("DELETE FROM {t} WHERE namespace = %s AND key = %s"),
+            "set_until": c(
+                "INSERT INTO {t} (namespace, key, value, expires_at) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value, "
+                "expires_at = EXCLUDED.expires_at, version = {t}.version + 1"
+            ),
+            "remove": c(f"DELETE FROM {{t}} WHERE namespace = %s AND key = %s AND {live}"),
+            # Inserts, or takes the place of an expired row; a live row stays as it was.
             "insert_absent": c(
                 "INSERT INTO {t} (namespace, key, value) VALUES (%s, %s, %s) "
-                "ON CONFLICT (namespace, key) DO NOTHING"
+                "ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value, "
+                "expires_at = NULL, version = {t}.version + 1 WHERE {t}.expires_at <= %s"
             ),
-            "remove_if": c("DELETE FROM {t} WHERE namespace = %s AND key = %s AND value = %s"),
+            "remove_if": c(
+                f"DELETE FROM {{t}} WHERE namespace = %s AND key = %s AND value = %s AND {live}"
+            ),
             "replace_if": c(
                 "UPDATE {t} SET value = %s, version = version + 1 "
-                "WHERE namespace = %s AND key = %s AND value = %s"
+                f"WHERE namespace = %s AND key = %s AND value = %s AND {live}"
             ),
-            "get_many": c("SELECT key, value FROM {t} WHERE namespace = %s AND key = ANY(%s)"),
-            # Canonical decimal text only; the sum is computed in numeric (no overflow
-            # error) and must stay inside int64, else no row comes back.
+            "get_many": c(
+                "SELECT key, value, expires_at FROM {t} "
+                f"WHERE namespace = %s AND key = ANY(%s) AND {live}"
+            ),
+            # An expired row starts again from the delta, without a deadline.  A live one
+            # must hold canonical decimal text; the sum is computed in numeric (no
+            # overflow error) and must stay inside int64, else no row comes back; it
+            # keeps its deadline.  CASE, unlike OR, fixes the order of evaluation: the
+            # text of an expired row is never cast.
             "incr": c(
                 "INSERT INTO {t} (namespace, key, value) "
                 "VALUES (%(ns)s, %(key)s, convert_to(%(d)s::bigint::text, 'UTF8')) "
                 "ON CONFLICT (namespace, key) DO UPDATE SET "
-                f"value = convert_to(({number}::numeric + %(d)s)::text, 'UTF8'), "
+                f"value = CASE WHEN {expired} THEN EXCLUDED.value "
+                f"ELSE convert_to(({number}::numeric + %(d)s)::text, 'UTF8') END, "
+                f"expires_at = CASE WHEN {expired} THEN NULL ELSE {{t}}.expires_at END, "
                 "version = {t}.version + 1 "
-                f"WHERE {number} ~ '^(0|-?[1-9][0-9]*)$' "
+                f"WHERE CASE WHEN {expired} THEN true "
+                f"ELSE {number} ~ '^(0|-?[1-9][0-9]*)$' "
                 f"AND {number}::numeric BETWEEN {INT64_MIN} AND {INT64_MAX} "
-                f"AND {number}::numeric + %(d)s BETWEEN {INT64_MIN} AND {INT64_MAX} "
+                f"AND {number}::numeric + %(d)s BETWEEN {INT64_MIN} AND {INT64_MAX} END "
                 "RETURNING value"
+            ),
+            "expired_namespaces": c(
+                "SELECT DISTINCT namespace FROM {t} WHERE expires_at <= %s ORDER BY namespace"
             ),
         }
 
@@ -261,12 +298,33 @@ class PostgreSQLBackend(Backend):
                 "CREATE TABLE IF NOT EXISTS {t} ("
                 'namespace text NOT NULL, key text COLLATE "C" NOT NULL, '
                 "value bytea NOT NULL, version bigint NOT NULL DEFAULT 1, "
-                "PRIMARY KEY (namespace, key))"
+                "expires_at double precision, PRIMARY KEY (namespace, key))"
             ),
         ]
         with self._connection() as conn, conn.transaction():
             for i, stmt in enumerate(statements):
                 conn.execute(stmt, (lock_id,) if i == 0 else None)
+            self._add_expiry(conn)
+
+    def _add_expiry(self, conn: Any) -> None:
+        """Give a table made before expiry existed its ``expires_at`` column and the
+        partial index ``purge`` reads.  The catalog is asked first: ``ALTER TABLE ... IF
+        NOT EXISTS`` would take an exclusive lock on the table at every open."""
+        index = _index_name(self.table)
+        has_column, has_index = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass "
+            "AND attname = 'expires_at' AND NOT attisdropped), "
+            "EXISTS (SELECT 1 FROM pg_indexes WHERE schemaname = %s AND indexname = %s)",
+            (self.compose("{t}"), self.schema, index),
+        ).fetchone()
+        if not has_column:
+            conn.execute(self.compose("ALTER TABLE {t} ADD COLUMN expires_at double precision"))
+        if not has_index:
+            conn.execute(
+                sql.SQL(
+                    "CREATE INDEX IF NOT EXISTS {} ON {} (expires_at) WHERE expires_at IS NOT NULL"
+                ).format(sql.Identifier(index), self._qualified)
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -435,13 +493,20 @@ class PostgreSQLBackend(Backend):
         return PostgreSQLBucket(self, namespace)
 
     def namespaces(self) -> list[str]:
-        # A skip-scan over the primary key: one index probe per namespace.
+        # A skip-scan over the primary key: one index probe per namespace (plus the
+        # expired rows it steps over: a namespace holding only those is empty).
+        live = LIVE.format(p="%(now)s")
         query = self.compose(
-            "WITH RECURSIVE ns(n) AS (SELECT min(namespace) FROM {t} UNION ALL "
-            "SELECT (SELECT min(namespace) FROM {t} WHERE namespace > n) FROM ns "
+            f"WITH RECURSIVE ns(n) AS (SELECT (SELECT namespace FROM {{t}} WHERE {live} "
+            "ORDER BY namespace LIMIT 1) UNION ALL "
+            f"SELECT (SELECT namespace FROM {{t}} WHERE namespace > n AND {live} "
+            "ORDER BY namespace LIMIT 1) FROM ns "
             "WHERE n IS NOT NULL) SELECT n FROM ns WHERE n IS NOT NULL"
         )
-        return [row[0] for row in self.all(query, None)]
+        return [row[0] for row in self.all(query, {"now": self.clock()})]
+
+    def purge(self, namespace: str | None = None) -> dict[str, int]:
+        return purge_table(self, namespace)
 
     def drop(self) -> None:
         """Drop this store's table (tests and tooling; not part of the Backend contract)."""

@@ -2,7 +2,9 @@
 
 * **Layout**: one Redis string per entry, ``<prefix>{<namespace>}:k:<key>``, plus one
   sorted set per namespace, ``<prefix>{<namespace>}:i``, whose members are the keys
-  (UTF-8, all scored 0, so they sort by byte -- that is, code point -- order).  The index
+  (UTF-8, all scored 0, so they sort by byte -- that is, code point -- order).  Keys
+  with a deadline (``ttl=``) are also members of ``<prefix>{<namespace>}:x``, scored by
+  their deadline in milliseconds.  The index
   answers ``len`` (``ZCARD``/``ZLEXCOUNT``) and key listings, including by prefix
   (``ZRANGEBYLEX``), without scanning anything; namespaces are found with ``SCAN`` (never
   ``KEYS``) over the index names, the prefix's glob characters escaped.  The braces are a
@@ -12,6 +14,12 @@
   whose integer rules are exactly plugstore's: canonical decimal text, signed 64-bit).
   ``set_many`` is one ``MULTI``/``EXEC`` transaction of ``MSET`` and ``ZADD``;
   ``get_many`` is ``MGET``.
+* **Expiry** is Redis's own: an entry is written with ``SET ... PXAT <deadline>`` (the
+  deadline computed from the store clock), ``incr`` and compare-and-set keep it
+  (``INCRBY`` leaves a TTL alone, ``SET ... KEEPTTL``), a plain ``set`` drops it.  Redis
+  deletes an expired entry by *its* clock; the index members it leaves behind are
+  removed by the scripts that count and list a namespace (those scored below the
+  server's ``TIME`` in ``:x``) and by ``purge``.
 * **Durability** is the server's: with ``appendonly yes`` and ``appendfsync always`` an
   acknowledged write survives a server crash; ``everysec`` (Redis' default once AOF is
   on) may lose the last second; without AOF a restart loses what the last snapshot did
@@ -59,23 +67,38 @@ _GLOB = re.compile(r"([*?\[\]\\])")
 #: Keys per MGET / MSET / ZADD command in the bulk paths.
 _CHUNK = 1000
 
+# KEYS: the entry, the index, the deadlines; ARGV: the value, the member.
 _SET = """
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], 'NX', 0, ARGV[2])
+redis.call('ZREM', KEYS[3], ARGV[2])
+"""
+# ARGV: the value, the member, the deadline (ms).
+_SET_UNTIL = """
+redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[3])
+redis.call('ZADD', KEYS[2], 'NX', 0, ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
 """
 # The result travels back as the stored text: a Lua number is a double and would round
-# counters past 2**53.
+# counters past 2**53.  INCRBY keeps a live entry's TTL; an entry it creates (absent, or
+# expired) has none, and must not stay listed with the old deadline.
 _INCR = """
 redis.call('INCRBY', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], 'NX', 0, ARGV[2])
+if redis.call('EXISTS', KEYS[3]) == 1 and redis.call('PTTL', KEYS[1]) == -1 then
+  redis.call('ZREM', KEYS[3], ARGV[2])
+end
 return redis.call('GET', KEYS[1])
 """
+# The members go whether or not the entry was there: an expired one leaves them behind.
 _REMOVE = """
 local n = redis.call('DEL', KEYS[1])
-if n == 1 then redis.call('ZREM', KEYS[2], ARGV[1]) end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
 return n
 """
 # ARGV: expected present ("1"/"0"), expected value, new present, new value, member.
+# Replacing a live entry keeps its TTL; a new entry has none.
 _CAS = """
 local cur = redis.call('GET', KEYS[1])
 if ARGV[1] == '1' then
@@ -84,36 +107,105 @@ elseif cur then
   return 0
 end
 if ARGV[3] == '1' then
-  redis.call('SET', KEYS[1], ARGV[4])
+  if cur then
+    redis.call('SET', KEYS[1], ARGV[4], 'KEEPTTL')
+  else
+    redis.call('SET', KEYS[1], ARGV[4])
+    redis.call('ZREM', KEYS[3], ARGV[5])
+  end
   redis.call('ZADD', KEYS[2], 'NX', 0, ARGV[5])
 elseif cur then
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', KEYS[2], ARGV[5])
+  redis.call('ZREM', KEYS[3], ARGV[5])
 end
 return 1
 """
-# KEYS: the entries, then the index; ARGV: the values, then the length of the entry
-# names' common head (the members are the names without it: half the arguments to send).
+# KEYS: the entries, then the index and the deadlines; ARGV: the values, then the length
+# of the entry names' common head (the members are the names without it: half the
+# arguments to send).
 _SET_MANY = """
+local x = table.remove(KEYS)
 local idx = table.remove(KEYS)
 local head = tonumber(table.remove(ARGV))
-local pairs, members = {}, {}
+local pairs, scored, members = {}, {}, {}
 for i = 1, #KEYS do
+  local member = string.sub(KEYS[i], head + 1)
   pairs[2 * i - 1] = KEYS[i]
   pairs[2 * i] = ARGV[i]
-  members[2 * i - 1] = 0
-  members[2 * i] = string.sub(KEYS[i], head + 1)
+  scored[2 * i - 1] = 0
+  scored[2 * i] = member
+  members[i] = member
 end
 redis.call('MSET', unpack(pairs))
-redis.call('ZADD', idx, 'NX', unpack(members))
+redis.call('ZADD', idx, 'NX', unpack(scored))
+redis.call('ZREM', x, unpack(members))
 """
-# KEYS: the entries, then the index; ARGV: the members.
+# As _SET_MANY, with each entry's deadline (ms, or "" for none) after the values.
+_SET_MANY_UNTIL = """
+local x = table.remove(KEYS)
+local idx = table.remove(KEYS)
+local head = tonumber(table.remove(ARGV))
+local n = #KEYS
+for i = 1, n do
+  local member = string.sub(KEYS[i], head + 1)
+  local at = ARGV[n + i]
+  if at == '' then
+    redis.call('SET', KEYS[i], ARGV[i])
+    redis.call('ZREM', x, member)
+  else
+    redis.call('SET', KEYS[i], ARGV[i], 'PXAT', at)
+    redis.call('ZADD', x, at, member)
+  end
+  redis.call('ZADD', idx, 'NX', 0, member)
+end
+"""
+# KEYS: the entries, then the index and the deadlines; ARGV: the members.
 _REMOVE_MANY = """
+local x = table.remove(KEYS)
 local idx = table.remove(KEYS)
 local n = redis.call('DEL', unpack(KEYS))
 redis.call('ZREM', idx, unpack(ARGV))
+redis.call('ZREM', x, unpack(ARGV))
 return n
 """
+# Removes from the index (KEYS[1]) and the deadlines (KEYS[2]) the members whose
+# deadline is past on the server's clock -- Redis itself has expired their entries
+# (it expires an entry once its clock is past the deadline: the same test).  Returns
+# how many.  Prepended to the scripts that count, list and purge.
+_SWEEP = """
+local function sweep(idx, x)
+  if redis.call('EXISTS', x) == 0 then return 0 end
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local swept = 0
+  while true do
+    local gone = redis.call('ZRANGEBYSCORE', x, '-inf', '(' .. now, 'LIMIT', 0, 1000)
+    if #gone == 0 then return swept end
+    redis.call('ZREM', idx, unpack(gone))
+    redis.call('ZREM', x, unpack(gone))
+    swept = swept + #gone
+  end
+end
+"""
+# KEYS: the index, the deadlines; ARGV: the lex range.
+_COUNT = (
+    _SWEEP
+    + """
+sweep(KEYS[1], KEYS[2])
+if ARGV[1] == '-' and ARGV[2] == '+' then return redis.call('ZCARD', KEYS[1]) end
+return redis.call('ZLEXCOUNT', KEYS[1], ARGV[1], ARGV[2])
+"""
+)
+# KEYS: the index, the deadlines; ARGV: the lex range, the page size.
+_PAGE = (
+    _SWEEP
+    + """
+sweep(KEYS[1], KEYS[2])
+return redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2], 'LIMIT', 0, ARGV[3])
+"""
+)
+_PURGE = _SWEEP + "return sweep(KEYS[1], KEYS[2])\n"
 # KEYS: the lock; ARGV: the holder's token.  Deletes the lock only if it is still ours.
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -150,6 +242,7 @@ return 0
 """
 _SCRIPTS = {
     "set": _SET,
+    "set_until": _SET_UNTIL,
     "lock": _LOCK,
     "unlock": _UNLOCK,
     "renew": _RENEW,
@@ -157,8 +250,17 @@ _SCRIPTS = {
     "remove": _REMOVE,
     "cas": _CAS,
     "set_many": _SET_MANY,
+    "set_many_until": _SET_MANY_UNTIL,
     "remove_many": _REMOVE_MANY,
+    "count": _COUNT,
+    "page": _PAGE,
+    "purge": _PURGE,
 }
+
+
+def _ms(deadline: float) -> int:
+    """A deadline in epoch seconds as Redis's PXAT milliseconds."""
+    return round(deadline * 1000)
 
 
 def glob_escape(text: str) -> str:
@@ -199,6 +301,7 @@ class RedisBucket(Bucket):
         self._lp = base + b"l:"
         self._tp = base + b"t:"
         self._idx = base + b"i"
+        self._x = base + b"x"
         self._r = backend.client
         self._sha = backend.shas
 
@@ -234,11 +337,32 @@ class RedisBucket(Bucket):
     def set(self, key: str, value: bytes) -> None:
         member = key.encode()
         # Setting a given value twice is harmless: retried after a lost connection.
-        self._run("set", (self._kp + member, self._idx), (value, member), True)
+        self._run("set", (self._kp + member, self._idx, self._x), (value, member), True)
+
+    def set_until(self, key: str, value: bytes, deadline: float) -> None:
+        member = key.encode()
+        args = (value, member, _ms(deadline))
+        self._run("set_until", (self._kp + member, self._idx, self._x), args, True)
+
+    def get_with_deadline(self, key: str) -> tuple[bytes, float | None] | None:
+        member = key.encode()
+
+        def work() -> list[Any]:
+            pipe = self._r.pipeline(transaction=True)
+            pipe.get(self._kp + member)
+            pipe.zscore(self._x, member)
+            result: list[Any] = pipe.execute()
+            return result
+
+        value, at = self.backend.call(work, retry=True)
+        if value is None:
+            return None
+        return value, (None if at is None else at / 1000)
 
     def remove(self, key: str) -> bool:
         member = key.encode()
-        return bool(self._run("remove", (self._kp + member, self._idx), (member,), False))
+        keys = (self._kp + member, self._idx, self._x)
+        return bool(self._run("remove", keys, (member,), False))
 
     def cas(self, key: str, expected: bytes | None, new: bytes | None) -> bool:
         member = key.encode()
@@ -249,12 +373,13 @@ class RedisBucket(Bucket):
             new or b"",
             member,
         )
-        return bool(self._run("cas", (self._kp + member, self._idx), args, False))
+        return bool(self._run("cas", (self._kp + member, self._idx, self._x), args, False))
 
     def incr(self, key: str, delta: int) -> int:
         member = key.encode()
+        keys = (self._kp + member, self._idx, self._x)
         try:
-            raw = self._run("incr", (self._kp + member, self._idx), (delta, member), False)
+            raw = self._run("incr", keys, (delta, member), False)
         except rx.ResponseError as exc:  # not an integer, or the sum would overflow
             if "integer" in str(exc) or "overflow" in str(exc):
                 raise not_an_integer(key) from None
@@ -280,12 +405,11 @@ class RedisBucket(Bucket):
 
     def _members(self, prefix: str) -> Iterator[list[bytes]]:
         """Pages of index members starting with ``prefix``, in order; each page is its
-        own short command, so the caller may write between pages."""
+        own short script (expired members swept first), so the caller may write between
+        pages."""
         low, high = _lex_range(prefix)
         while True:
-            page: list[bytes] = self.backend.call(
-                partial(self._r.zrangebylex, self._idx, low, high, 0, PAGE), retry=True
-            )
+            page: list[bytes] = self._run("page", (self._idx, self._x), (low, high, PAGE), True)
             if page:
                 yield page
             if len(page) < PAGE:
@@ -306,10 +430,12 @@ class RedisBucket(Bucket):
                     yield member.decode(), value
 
     def count(self, prefix: str = "") -> int:
-        if not prefix:
-            return int(self.backend.call(lambda: self._r.zcard(self._idx), retry=True))
         low, high = _lex_range(prefix)
-        return int(self.backend.call(lambda: self._r.zlexcount(self._idx, low, high), retry=True))
+        return int(self._run("count", (self._idx, self._x), (low, high), True))
+
+    def purge(self) -> int:
+        # Redis has deleted the expired entries already: their index members go.
+        return int(self._run("purge", (self._idx, self._x), (), False))
 
     def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
@@ -320,6 +446,25 @@ class RedisBucket(Bucket):
             for key, value in zip(chunk, values, strict=True):
                 if value is not None:
                     found[key] = value
+        return found
+
+    def get_many_with_deadlines(self, keys: Sequence[str]) -> dict[str, tuple[bytes, float | None]]:
+        found: dict[str, tuple[bytes, float | None]] = {}
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            members = [k.encode() for k in chunk]
+
+            def work(members: list[bytes] = members) -> list[Any]:
+                pipe = self._r.pipeline(transaction=True)
+                pipe.mget([self._kp + m for m in members])
+                pipe.execute_command("ZMSCORE", self._x, *members)
+                result: list[Any] = pipe.execute()
+                return result
+
+            values, deadlines = self.backend.call(work, retry=True)
+            for key, value, at in zip(chunk, values, deadlines, strict=True):
+                if value is not None:
+                    found[key] = (value, None if at is None else float(at) / 1000)
         return found
 
     def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
@@ -336,7 +481,26 @@ class RedisBucket(Bucket):
                 chunk = items[start : start + _CHUNK]
                 names = [kp + k.encode() for k, _ in chunk]
                 values = [v for _, v in chunk]
-                pipe.evalsha(sha["set_many"], len(names) + 1, *names, self._idx, *values, head)
+                keys = (*names, self._idx, self._x)
+                pipe.evalsha(sha["set_many"], len(keys), *keys, *values, head)
+            pipe.execute()
+
+        self.backend.call(work, retry=True)  # the same upserts again: harmless
+
+    def set_many_until(self, items: Sequence[tuple[str, bytes, float | None]]) -> None:
+        if not items:
+            return
+
+        kp, head, sha = self._kp, len(self._kp), self._sha
+
+        def work() -> None:
+            pipe = self._r.pipeline(transaction=True)
+            for start in range(0, len(items), _CHUNK):
+                chunk = items[start : start + _CHUNK]
+                keys = (*(kp + k.encode() for k, _, _ in chunk), self._idx, self._x)
+                values = [v for _, v, _ in chunk]
+                ats = [b"" if d is None else _ms(d) for _, _, d in chunk]
+                pipe.evalsha(sha["set_many_until"], len(keys), *keys, *values, *ats, head)
             pipe.execute()
 
         self.backend.call(work, retry=True)  # the same upserts again: harmless
@@ -344,7 +508,7 @@ class RedisBucket(Bucket):
     def clear(self, prefix: str = "") -> int:
         removed = 0
         for page in self._members(prefix):  # each page deleted atomically
-            keys = [*(self._kp + m for m in page), self._idx]
+            keys = [*(self._kp + m for m in page), self._idx, self._x]
             removed += int(self._run("remove_many", keys, page, False))
         return removed
 
@@ -355,6 +519,8 @@ class RedisBackend(Backend):
     name = "redis"
     durable = True  # a killed client loses nothing acknowledged (server persistence aside)
     multiprocess = True
+    expiry = True
+    expires_on_engine_clock = True  # SET ... PXAT: the server's clock decides
 
     def __init__(self, url: StoreURL, options: Options) -> None:
         super().__init__(url, options)
@@ -486,21 +652,31 @@ class RedisBackend(Backend):
     def bucket(self, namespace: str) -> RedisBucket:
         return RedisBucket(self, namespace)
 
-    def namespaces(self) -> list[str]:
-        # SCAN (never KEYS) for the index names, the prefix's glob characters escaped;
-        # entries whose key happens to end in "}:i" are strings, so TYPE leaves them out.
-        pattern = glob_escape(self.prefix) + "{*}:i"
-        head = len(self.prefix.encode()) + 1
+    def _scan_sets(self, suffix: str) -> list[str]:
+        """The namespaces with a sorted set ``{<namespace>}:<suffix>``: SCAN (never KEYS),
+        the prefix's glob characters escaped; entries whose key happens to end the same
+        way are strings, so TYPE leaves them out."""
+        pattern = glob_escape(self.prefix) + "{*}:" + suffix
+        head, tail = len(self.prefix.encode()) + 1, len(suffix) + 2
 
         def scan() -> list[str]:
             found = set()
             for name in self.client.scan_iter(match=pattern, count=1000, _type="zset"):
-                inner = name[head:-3]
+                inner = name[head:-tail]
                 if b"}" not in inner:
                     found.add(inner.decode())
             return sorted(found)
 
         return self.call(scan, retry=True)
+
+    def namespaces(self) -> list[str]:
+        # A namespace whose members have all expired is empty (counting sweeps them).
+        return [name for name in self._scan_sets("i") if self.bucket(name).count()]
+
+    def purge(self, namespace: str | None = None) -> dict[str, int]:
+        names = [namespace] if namespace is not None else self._scan_sets("x")
+        counts = {name: self.bucket(name).purge() for name in names}
+        return {name: n for name, n in counts.items() if n}
 
     def identity(self) -> tuple[object, ...]:
         host = "loopback" if self._host in ("localhost", "127.0.0.1", "::1") else self._host

@@ -17,6 +17,14 @@ flavour this Python's ``dbm`` would pick (option ``dbm=`` overrides it):
   same table, so such files open on every Python version.
 * ``dbm.gnu`` and ``dbm.ndbm`` use the standard modules when this Python has them.
 
+Deadlines (``ttl=``) are kept beside the dbm file, in ``DIR/NS.db.expiry``: a JSON object
+``{key: epoch seconds}`` that Errbot never opens, so the dbm file stays exactly what
+Errbot reads.  It is replaced atomically, loaded with the dbm handle, and written around
+the dbm commit so that a crash can only lose a deadline (the value then never expires),
+never make a value expire early.  Expired entries stay in the dbm file, invisible here,
+until they are overwritten or purged (Errbot, which knows nothing of deadlines, still
+sees them).
+
 Every namespace file is kept open.  Threads share one lock; processes coordinate through
 a sidecar ``NS.db.lock`` (``flock``: shared for reads, exclusive for writes) that also
 holds a generation counter bumped by every write, so a process whose open handle is
@@ -32,6 +40,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import importlib
+import json
+import math
 import os
 import struct
 import threading
@@ -65,57 +75,182 @@ T = TypeVar("T")
 _GEN = struct.Struct("<Q")
 _PAGE = 256
 
+# ---------------------------------------------------------------------------- deadlines
+
+
+class Deadlines:
+    """One namespace's deadlines, ``{key: epoch seconds}``, as loaded from ``NS.db.expiry``.
+
+    Writers change :attr:`items` under the namespace's exclusive lock; the backend then
+    saves it in two steps around the dbm commit (:meth:`save_before`, :meth:`save_after`).
+    """
+
+    __slots__ = ("fsync", "items", "path", "saved")
+
+    def __init__(self, path: str, items: dict[str, float], fsync: bool = False) -> None:
+        self.path = path
+        self.items = items
+        self.saved = dict(items)  # what the file holds
+        self.fsync = fsync
+
+    @classmethod
+    def load(cls, path: str, fsync: bool = False) -> Deadlines:
+        """Read the sidecar (none: no deadlines).  Entries that are not a string key with
+        a finite number are ignored: they cannot have been written here."""
+        try:
+            with open(path, "rb") as file:
+                raw = json.loads(file.read())
+        except FileNotFoundError:
+            return cls(path, {}, fsync)
+        except (OSError, ValueError) as exc:
+            raise BackendUnavailableError(f"cannot read the deadlines in {path}: {exc}") from None
+        items = {}
+        if isinstance(raw, dict):
+            for key, when in raw.items():
+                if type(when) in (int, float) and math.isfinite(when):
+                    items[key] = float(when)
+        return cls(path, items, fsync)
+
+    def expired(self, key: str, now: float) -> bool:
+        when = self.items.get(key)
+        return when is not None and when <= now
+
+    @property
+    def changed(self) -> bool:
+        return self.items != self.saved
+
+    def save_before(self) -> None:
+        """Before the dbm commit: drop from the file every deadline that is going away or
+        changing, so that a crash after the commit never leaves an old deadline on a new
+        value (it may leave a value without its deadline)."""
+        kept = {k: v for k, v in self.saved.items() if self.items.get(k) == v}
+        if kept != self.saved:
+            self._write(kept)
+
+    def save_after(self) -> None:
+        """After the dbm commit: write the deadlines as they now are."""
+        if self.items != self.saved:
+            self._write(self.items)
+
+    def forget(self) -> None:
+        """A write failed: back to what the file holds."""
+        self.items = dict(self.saved)
+
+    def _write(self, items: dict[str, float]) -> None:
+        try:
+            if not items:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)
+            else:
+                tmp = self.path + ".tmp"
+                with open(tmp, "wb") as file:
+                    file.write(json.dumps(items, ensure_ascii=False).encode("utf-8"))
+                    if self.fsync:
+                        os.fsync(file.fileno())
+                os.replace(tmp, self.path)
+        except OSError as exc:
+            raise BackendUnavailableError(f"cannot write {self.path}: {exc}") from None
+        self.saved = dict(items)
+
+
+#: A namespace without a file has no deadlines (and gets none: nothing is written).
+NO_DEADLINES = Deadlines("", {})
+
 # ----------------------------------------------------------------------------- bucket
 
 
 class ShelfBucket(Bucket):
-    """One namespace: one dbm file, ``DIR/NS.db``."""
+    """One namespace: one dbm file, ``DIR/NS.db`` (and ``NS.db.expiry``)."""
 
     backend: ShelfBackend
 
+    def _now(self) -> float:
+        return self.backend.clock()
+
     def get(self, key: str) -> bytes | None:
         kb = key.encode("utf-8")
-        return self.backend.read(self.namespace, lambda e: e.get(kb))
+
+        def op(e: Engine, dl: Deadlines) -> bytes | None:
+            value = e.get(kb)
+            if value is not None and dl.items and dl.expired(key, self._now()):
+                return None
+            return value
+
+        return self.backend.read(self.namespace, op)
+
+    def get_with_deadline(self, key: str) -> tuple[bytes, float | None] | None:
+        kb = key.encode("utf-8")
+
+        def op(e: Engine, dl: Deadlines) -> tuple[bytes, float | None] | None:
+            value = e.get(kb)
+            if value is None or dl.expired(key, self._now()):
+                return None
+            return value, dl.items.get(key)
+
+        return self.backend.read(self.namespace, op)
 
     def set(self, key: str, value: bytes) -> None:
         kb = key.encode("utf-8")
 
-        def op(e: Engine) -> tuple[None, bool]:
+        def op(e: Engine, dl: Deadlines) -> tuple[None, bool]:
             e.put(kb, value)
+            dl.items.pop(key, None)
             return None, True
 
         self.backend.write(self.namespace, op, create=True)
 
+    def set_until(self, key: str, value: bytes, deadline: float) -> None:
+        self.set_many_until([(key, value, deadline)])
+
     def remove(self, key: str) -> bool:
         kb = key.encode("utf-8")
 
-        def op(e: Engine) -> tuple[bool, bool]:
+        def op(e: Engine, dl: Deadlines) -> tuple[bool, bool]:
+            live = e.get(kb) is not None and not dl.expired(key, self._now())
             gone = e.delete(kb)
-            return gone, gone
+            dl.items.pop(key, None)
+            return live, gone
 
         return self.backend.write(self.namespace, op, create=False)
 
     def cas(self, key: str, expected: bytes | None, new: bytes | None) -> bool:
         kb = key.encode("utf-8")
 
-        def op(e: Engine) -> tuple[bool, bool]:
-            if e.get(kb) != expected:
+        def op(e: Engine, dl: Deadlines) -> tuple[bool, bool]:
+            current = e.get(kb)
+            if current is not None and dl.expired(key, self._now()):
+                current = None  # expired: absent
+            if current != expected:
                 return False, False
+            if current is None:  # a new entry: an expired one's deadline goes with it
+                dl.items.pop(key, None)
             if new is None:
-                return True, e.delete(kb)
-            e.put(kb, new)
+                gone = e.delete(kb)
+                dl.items.pop(key, None)
+                return True, gone
+            e.put(kb, new)  # a live entry keeps its deadline
             return True, True
 
         create = expected is None and new is not None
         return self.backend.write(self.namespace, op, create=create)
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        return iter(self.backend.read(self.namespace, lambda e: _decoded(e.keys(), prefix)))
+        return iter(self.backend.read(self.namespace, lambda e, dl: self._live_keys(e, dl, prefix)))
+
+    def _live_keys(self, e: Engine, dl: Deadlines, prefix: str) -> list[str]:
+        keys = _decoded(e.keys(), prefix)
+        if dl.items:
+            now = self._now()
+            keys = [k for k in keys if not dl.expired(k, now)]
+        return keys
 
     def count(self, prefix: str = "") -> int:
-        if not prefix:
-            return self.backend.read(self.namespace, lambda e: e.count())
-        return len(self.backend.read(self.namespace, lambda e: _decoded(e.keys(), prefix)))
+        def op(e: Engine, dl: Deadlines) -> int:
+            if not prefix and not dl.items:
+                return e.count()
+            return len(self._live_keys(e, dl, prefix))
+
+        return self.backend.read(self.namespace, op)
 
     def contains(self, key: str) -> bool:
         return self.get(key) is not None
@@ -129,22 +264,34 @@ class ShelfBucket(Bucket):
             yield from found.items()
 
     def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
-        def op(e: Engine) -> dict[str, bytes]:
+        found = self.get_many_with_deadlines(keys)
+        return {key: value for key, (value, _) in found.items()}
+
+    def get_many_with_deadlines(self, keys: Sequence[str]) -> dict[str, tuple[bytes, float | None]]:
+        def op(e: Engine, dl: Deadlines) -> dict[str, tuple[bytes, float | None]]:
             found = {}
+            now = self._now()
             for key in keys:
                 value = e.get(key.encode("utf-8"))
-                if value is not None:
-                    found[key] = value
+                if value is not None and not dl.expired(key, now):
+                    found[key] = (value, dl.items.get(key))
             return found
 
         return self.backend.read(self.namespace, op)
 
     def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
-        encoded = [(k.encode("utf-8"), v) for k, v in items]
+        self.set_many_until([(key, value, None) for key, value in items])
 
-        def op(e: Engine) -> tuple[None, bool]:
-            for kb, value in encoded:
+    def set_many_until(self, items: Sequence[tuple[str, bytes, float | None]]) -> None:
+        encoded = [(k, k.encode("utf-8"), v, d) for k, v, d in items]
+
+        def op(e: Engine, dl: Deadlines) -> tuple[None, bool]:
+            for key, kb, value, deadline in encoded:
                 e.put(kb, value)
+                if deadline is None:
+                    dl.items.pop(key, None)
+                else:
+                    dl.items[key] = deadline
             return None, bool(encoded)
 
         self.backend.write(self.namespace, op, create=True)
@@ -152,10 +299,14 @@ class ShelfBucket(Bucket):
     def incr(self, key: str, delta: int) -> int:
         kb = key.encode("utf-8")
 
-        def op(e: Engine) -> tuple[int, bool]:
+        def op(e: Engine, dl: Deadlines) -> tuple[int, bool]:
             raw = e.get(kb)
+            if raw is not None and dl.expired(key, self._now()):
+                raw = None  # expired: a fresh counter, without the old deadline
+            if raw is None:
+                dl.items.pop(key, None)
             new = check_counter((0 if raw is None else parse_counter(raw)) + delta)
-            e.put(kb, str(new).encode("ascii"))
+            e.put(kb, str(new).encode("ascii"))  # a live counter keeps its deadline
             return new, True
 
         return self.backend.write(self.namespace, op, create=True)
@@ -163,11 +314,27 @@ class ShelfBucket(Bucket):
     def clear(self, prefix: str = "") -> int:
         pb = prefix.encode("utf-8")
 
-        def op(e: Engine) -> tuple[int, bool]:
+        def op(e: Engine, dl: Deadlines) -> tuple[int, bool]:
             doomed = [k for k in e.keys() if k.startswith(pb)]  # noqa: SIM118 - not a dict
+            now, live = self._now(), 0
             for k in doomed:
                 e.delete(k)
-            return len(doomed), bool(doomed)
+                key = k.decode("utf-8", "replace")
+                if not dl.expired(key, now):
+                    live += 1
+                dl.items.pop(key, None)
+            return live, bool(doomed)
+
+        return self.backend.write(self.namespace, op, create=False)
+
+    def purge(self) -> int:
+        def op(e: Engine, dl: Deadlines) -> tuple[int, bool]:
+            now, purged = self._now(), 0
+            for key in [k for k in dl.items if dl.expired(k, now)]:
+                if e.delete(key.encode("utf-8")):
+                    purged += 1
+                del dl.items[key]
+            return purged, purged > 0
 
         return self.backend.write(self.namespace, op, create=False)
 
@@ -184,19 +351,28 @@ def _decoded(keys: list[bytes], prefix: str) -> list[str]:
     return out
 
 
+def _valid_namespace(name: str) -> bool:
+    try:
+        check_namespace(name)
+    except InvalidNamespaceError:
+        return False
+    return True
+
+
 # ---------------------------------------------------------------------------- backend
 
 
 class _Slot:
     """Per-namespace state: the lock file and the open handle with the generation it saw."""
 
-    __slots__ = ("base", "engine", "lock_fd", "lock_path", "seen")
+    __slots__ = ("base", "deadlines", "engine", "lock_fd", "lock_path", "seen")
 
     def __init__(self, base: str) -> None:
         self.base = base
         self.lock_path = base + ".lock"
         self.lock_fd: int | None = None
         self.engine: Engine | None = None
+        self.deadlines = NO_DEADLINES  # loaded with the engine, at the same generation
         self.seen = -1
 
 
@@ -206,6 +382,7 @@ class ShelfBackend(Backend):
     name = "shelf"
     durable = True
     multiprocess = True
+    expiry = True
 
     def __init__(self, url: StoreURL, options: Options) -> None:
         super().__init__(url, options)
@@ -315,15 +492,18 @@ class ShelfBackend(Backend):
         return _GEN.unpack(raw)[0] if len(raw) == _GEN.size else 0
 
     def _engine(self, slot: _Slot, *, create: bool) -> Engine:
-        """The slot's handle, reopened first if another process wrote since we loaded it."""
+        """The slot's handle (and deadlines), reloaded first if another process wrote
+        since we loaded them."""
         assert slot.lock_fd is not None
         gen = self._generation(slot.lock_fd)
         engine = slot.engine
         if engine is not None and slot.seen == gen:
             return engine
+        slot.deadlines = NO_DEADLINES
         if engine is not None:
             slot.engine, slot.seen = None, -1
             if engine.refresh():
+                slot.deadlines = Deadlines.load(slot.base + ".expiry", self.fsync)
                 slot.engine, slot.seen = engine, gen
                 return engine
             engine.close()
@@ -331,6 +511,7 @@ class ShelfBackend(Backend):
         if kind is None and not create:
             return EMPTY
         engine = open_engine(kind or self.flavour, slot.base, create=kind is None, fsync=self.fsync)
+        slot.deadlines = Deadlines.load(slot.base + ".expiry", self.fsync)
         slot.engine, slot.seen = engine, gen
         return engine
 
@@ -340,53 +521,75 @@ class ShelfBackend(Backend):
             self._after_fork()
         return self._lock
 
-    def read(self, namespace: str, fn: Callable[[Engine], T]) -> T:
-        """Run ``fn`` on the namespace's handle under a shared lock."""
+    def read(self, namespace: str, fn: Callable[[Engine, Deadlines], T]) -> T:
+        """Run ``fn`` on the namespace's handle and deadlines under a shared lock."""
         with self._guard():
             slot = self._slot(namespace, create=False)
             if slot is None:
-                return fn(EMPTY)
+                return fn(EMPTY, NO_DEADLINES)
             fd = slot.lock_fd
             assert fd is not None
             fcntl.flock(fd, fcntl.LOCK_SH)
             try:
-                return fn(self._engine(slot, create=False))
+                engine = self._engine(slot, create=False)
+                return fn(engine, slot.deadlines)
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
-    def write(self, namespace: str, fn: Callable[[Engine], tuple[T, bool]], *, create: bool) -> T:
+    def write(
+        self,
+        namespace: str,
+        fn: Callable[[Engine, Deadlines], tuple[T, bool]],
+        *,
+        create: bool,
+    ) -> T:
         """Run ``fn`` under the exclusive lock; commit and bump the generation if it wrote.
 
-        ``fn`` returns ``(result, modified)``.  With ``create=False`` a namespace without
-        a file is left alone (``fn`` sees an empty, read-only namespace).
+        ``fn`` returns ``(result, modified)`` and may change the deadlines in place.  With
+        ``create=False`` a namespace without a file is left alone (``fn`` sees an empty,
+        read-only namespace).
         """
         with self._guard():
             slot = self._slot(namespace, create=create)
             if slot is None:
-                return fn(EMPTY)[0]
+                return fn(EMPTY, Deadlines("", {}))[0]
             fd = slot.lock_fd
             assert fd is not None
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 engine = self._engine(slot, create=create)
                 if engine is EMPTY:
-                    return fn(EMPTY)[0]
+                    return fn(EMPTY, Deadlines("", {}))[0]
+                deadlines = slot.deadlines
+                if deadlines is NO_DEADLINES:  # never written to: it is shared
+                    deadlines = slot.deadlines = Deadlines.load(slot.base + ".expiry", self.fsync)
                 engine.begin()
                 try:
-                    result, modified = fn(engine)
+                    result, modified = fn(engine, deadlines)
                 except BaseException:
                     # Our handle may hold half a batch: reload it.  Other processes must
                     # reload too unless the engine kept the batch off the file.
+                    deadlines.forget()
                     engine.rollback()
                     self._bump(slot, fd, notify=not engine.transactional, reload=True)
                     raise
+                changed = deadlines.changed
                 try:
+                    if changed:
+                        deadlines.save_before()
                     engine.commit()
                 except BaseException:
+                    deadlines.forget()
                     engine.rollback()
                     self._bump(slot, fd, notify=True, reload=True)
                     raise
-                if modified:
+                if changed:
+                    try:
+                        deadlines.save_after()
+                    except BaseException:
+                        self._bump(slot, fd, notify=True, reload=True)
+                        raise
+                if modified or changed:
                     self._bump(slot, fd, notify=True, reload=engine.reopen_after_write)
                 return result
             finally:
@@ -400,6 +603,7 @@ class ShelfBackend(Backend):
             slot.seen = gen
         if reload:
             engine, slot.engine, slot.seen = slot.engine, None, -1
+            slot.deadlines = NO_DEADLINES
             if engine is not None:
                 with contextlib.suppress(Exception):
                     engine.close()
@@ -439,6 +643,13 @@ class ShelfBackend(Backend):
             try:
                 engine = self._engine(slot, create=False)
                 count = engine.count()
+                if slot.deadlines.items:  # what the namespace held: its live keys
+                    now = self.clock()
+                    count -= sum(
+                        1
+                        for key in slot.deadlines.items
+                        if slot.deadlines.expired(key, now) and engine.get(key.encode()) is not None
+                    )
                 if engine is not EMPTY:
                     slot.engine, slot.seen = None, -1
                     engine.close()
@@ -449,6 +660,20 @@ class ShelfBackend(Backend):
                 return count
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def purge(self, namespace: str | None = None) -> dict[str, int]:
+        # Every namespace with a file: namespaces() leaves out those holding only
+        # expired keys.
+        if namespace is not None:
+            names = [namespace]
+        else:
+            try:
+                entries = os.listdir(self.path)
+            except OSError as exc:
+                raise BackendUnavailableError(f"cannot list {self.path}: {exc}") from None
+            names = [n for n in sorted(namespace_names(entries)) if _valid_namespace(n)]
+        counts = {name: self.bucket(name).purge() for name in names}
+        return {name: n for name, n in counts.items() if n}
 
     def identity(self) -> tuple[object, ...]:
         return (self.name, str(self.path.resolve()))

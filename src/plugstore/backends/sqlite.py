@@ -1,7 +1,11 @@
 """``sqlite:///PATH`` -- the embedded default: every namespace in one SQLite file.
 
-* WAL journal, one table ``plugstore_kv (namespace, key, value)`` keyed on
-  ``(namespace, key)`` (``WITHOUT ROWID``: one B-tree write per set).
+* WAL journal, one table ``plugstore_kv (namespace, key, value, expires_at)`` keyed on
+  ``(namespace, key)`` (``WITHOUT ROWID``: one B-tree write per set).  ``expires_at`` (a
+  nullable REAL, epoch seconds) is a key's deadline.  It has no index: one cost 35% on
+  every write with a deadline (a second B-tree page per commit), so ``purge`` scans the
+  table instead.  A table written by a version without expiry gains the column when it
+  is opened.
 * Every write is its own committed transaction before the call returns, so it survives a
   ``kill -9`` of the process without relying on ``close()``.  With the default
   ``synchronous=normal`` a power loss can roll back the last few commits (WAL mode never
@@ -32,7 +36,7 @@ from .. import forks
 from ..backend import Backend, Options
 from ..errors import BackendUnavailableError, ConfigurationError
 from ..url import StoreURL
-from .sqltable import TableBucket, not_an_integer, prefix_range
+from .sqltable import LIVE, TableBucket, not_an_integer, prefix_range, purge_table
 
 __all__ = ["SQLiteBackend", "SQLiteBucket", "prefix_range"]
 
@@ -53,21 +57,24 @@ class SQLiteBucket(TableBucket):
     def incr(self, key: str, delta: int) -> int:
         # One statement: insert `delta`, or add to a canonical integer; RETURNING gives the
         # result.  A non-integer or overflowing value fails the WHERE and returns no row.
-        row = self.backend.one(self._incr_sql, (self.namespace, key, delta))
+        params = (self.namespace, key, delta, self.backend.clock())
+        row = self.backend.one(self._incr_sql, params)
         if row is None:
             raise not_an_integer(key)
         return int(row[0])  # the WHERE clause kept it inside int64
 
-    def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
+    def _rows(self, keys: Sequence[str]) -> list[tuple[str, bytes, float | None]]:
+        rows: list[tuple[str, bytes, float | None]] = []
+        now = self.backend.clock()
         for start in range(0, len(keys), _IN_CHUNK):
             chunk = keys[start : start + _IN_CHUNK]
             marks = ",".join("?" * len(chunk))
             query = self.backend.compose(
-                f"SELECT key, value FROM {{t}} WHERE namespace = ? AND key IN ({marks})"
+                f"SELECT key, value, expires_at FROM {{t}} WHERE namespace = ? "
+                f"AND key IN ({marks}) AND {self._live}"
             )
-            found.update(self.backend.all(query, (self.namespace, *chunk)))
-        return found
+            rows += self.backend.all(query, (self.namespace, *chunk, now))
+        return rows
 
 
 class SQLiteBackend(Backend):
@@ -76,6 +83,7 @@ class SQLiteBackend(Backend):
     name = "sqlite"
     durable = True
     multiprocess = True
+    expiry = True
 
     def __init__(self, url: StoreURL, options: Options) -> None:
         super().__init__(url, options)
@@ -102,32 +110,53 @@ class SQLiteBackend(Backend):
 
     @staticmethod
     def _statements(t: str) -> dict[str, str]:
+        live = LIVE.format(p="?")
+        # In an upsert's DO UPDATE, bare column names are the existing row's.
+        expired = "expires_at <= ?4"
         return {
-            "get": f"SELECT value FROM {t} WHERE namespace = ? AND key = ?",
-            "contains": f"SELECT 1 FROM {t} WHERE namespace = ? AND key = ?",
+            "get": f"SELECT value, expires_at FROM {t} WHERE namespace = ? AND key = ?",
+            "contains": f"SELECT expires_at FROM {t} WHERE namespace = ? AND key = ?",
             "set": (
                 f"INSERT INTO {t} (namespace, key, value) VALUES (?, ?, ?) "
-                "ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value"
+                "ON CONFLICT (namespace, key) DO UPDATE "
+                "SET value = excluded.value, expires_at = NULL"
             ),
-            "remove": f"DELETE FROM {t} WHERE namespace = ? AND key = ?",
+            "set_until": (
+                f"INSERT INTO {t} (namespace, key, value, expires_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (namespace, key) DO UPDATE "
+                "SET value = excluded.value, expires_at = excluded.expires_at"
+            ),
+            "remove": f"DELETE FROM {t} WHERE namespace = ? AND key = ? AND {live}",
+            # Inserts, or takes the place of an expired row; a live row stays as it was.
             "insert_absent": (
-                f"INSERT INTO {t} (namespace, key, value) VALUES (?, ?, ?) "
-                "ON CONFLICT (namespace, key) DO NOTHING"
+                f"INSERT INTO {t} (namespace, key, value) VALUES (?1, ?2, ?3) "
+                "ON CONFLICT (namespace, key) DO UPDATE "
+                f"SET value = excluded.value, expires_at = NULL WHERE {expired}"
             ),
-            "remove_if": f"DELETE FROM {t} WHERE namespace = ? AND key = ? AND value = ?",
+            "remove_if": (
+                f"DELETE FROM {t} WHERE namespace = ? AND key = ? AND value = ? AND {live}"
+            ),
             "replace_if": (
-                f"UPDATE {t} SET value = ? WHERE namespace = ? AND key = ? AND value = ?"
+                f"UPDATE {t} SET value = ? WHERE namespace = ? AND key = ? AND value = ? AND {live}"
             ),
-            # ?3 is the delta.  The WHERE admits only canonical decimal text whose sum is
-            # still an INTEGER (SQLite turns a sum that overflows int64 into a REAL).
+            # ?3 is the delta, ?4 now.  An expired row starts again from the delta, without
+            # a deadline; a live one must hold canonical decimal text whose sum is still
+            # an INTEGER (SQLite turns a sum that overflows int64 into a REAL), and keeps
+            # its deadline.
             "incr": (
                 f"INSERT INTO {t} (namespace, key, value) "
                 "VALUES (?1, ?2, CAST(CAST(?3 AS TEXT) AS BLOB)) "
-                "ON CONFLICT (namespace, key) DO UPDATE "
-                "SET value = CAST(CAST(CAST(value AS INTEGER) + ?3 AS TEXT) AS BLOB) "
-                "WHERE CAST(value AS TEXT) = CAST(CAST(value AS INTEGER) AS TEXT) "
-                "AND typeof(CAST(value AS INTEGER) + ?3) = 'integer' "
+                "ON CONFLICT (namespace, key) DO UPDATE SET "
+                f"value = CASE WHEN {expired} THEN excluded.value "
+                "ELSE CAST(CAST(CAST(value AS INTEGER) + ?3 AS TEXT) AS BLOB) END, "
+                f"expires_at = CASE WHEN {expired} THEN NULL ELSE expires_at END "
+                f"WHERE {expired} OR (CAST(value AS TEXT) = CAST(CAST(value AS INTEGER) AS TEXT) "
+                "AND typeof(CAST(value AS INTEGER) + ?3) = 'integer') "
                 "RETURNING CAST(value AS TEXT)"
+            ),
+            # A scan of the table (no index on expires_at: see the module docs).
+            "expired_namespaces": (
+                f"SELECT DISTINCT namespace FROM {t} WHERE expires_at <= ? ORDER BY namespace"
             ),
         }
 
@@ -167,8 +196,9 @@ class SQLiteBackend(Backend):
                 conn.execute(
                     f"CREATE TABLE IF NOT EXISTS {self.table} ("
                     "namespace TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, "
-                    "PRIMARY KEY (namespace, key)) WITHOUT ROWID"
+                    "expires_at REAL, PRIMARY KEY (namespace, key)) WITHOUT ROWID"
                 )
+                self._add_expiry(conn)
                 return conn
             except sqlite3.OperationalError as exc:
                 if _is_busy(exc) and time.monotonic() < deadline:
@@ -179,6 +209,17 @@ class SQLiteBackend(Backend):
             except sqlite3.Error as exc:
                 conn.close()
                 raise self._unavailable(exc) from None
+
+    def _add_expiry(self, conn: sqlite3.Connection) -> None:
+        """Give a table made before expiry existed its ``expires_at`` column."""
+        t = self.table
+        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({t})")}
+        if "expires_at" not in columns:
+            try:
+                conn.execute(f"ALTER TABLE {t} ADD COLUMN expires_at REAL")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):  # another process just added it
+                    raise
 
     def close(self) -> None:
         with self._lock:
@@ -259,15 +300,21 @@ class SQLiteBackend(Backend):
         return SQLiteBucket(self, namespace)
 
     def namespaces(self) -> list[str]:
-        # A skip-scan over the primary key: one index probe per namespace, not per row.
-        t = self.table
+        # A skip-scan over the primary key: one index probe per namespace, not per row
+        # (plus the expired rows it steps over: a namespace holding only those is empty).
+        t, live = self.table, LIVE.format(p="?1")
         rows = self.all(
-            f"WITH RECURSIVE ns(n) AS (SELECT min(namespace) FROM {t} UNION ALL "
-            f"SELECT (SELECT min(namespace) FROM {t} WHERE namespace > n) FROM ns "
+            f"WITH RECURSIVE ns(n) AS (SELECT (SELECT namespace FROM {t} WHERE {live} "
+            "ORDER BY namespace LIMIT 1) UNION ALL "
+            f"SELECT (SELECT namespace FROM {t} WHERE namespace > n AND {live} "
+            "ORDER BY namespace LIMIT 1) FROM ns "
             "WHERE n IS NOT NULL) SELECT n FROM ns WHERE n IS NOT NULL",
-            (),
+            (self.clock(),),
         )
         return [r[0] for r in rows]
+
+    def purge(self, namespace: str | None = None) -> dict[str, int]:
+        return purge_table(self, namespace)
 
     def identity(self) -> tuple[object, ...]:
         return (self.name, str(self.path.resolve()), self.table)

@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "dump": "plugstore.cli.transfer:dump_cmd",
     "load": "plugstore.cli.transfer:load_cmd",
     "copy": "plugstore.cli.transfer:copy_cmd",
+    "purge": "plugstore.cli.purge:purge_cmd",
     "doctor": "plugstore.cli.doctor:doctor_cmd",
     "demo": "plugstore.cli.demo:demo",
     "chat": "plugstore.cli.chat:chat_cmd",

@@ -31,9 +31,10 @@ def create_table_cmd(
 ) -> None:
     """Create the table for URL (dynamodb://TABLE?region=...), idempotently.
 
-    On-demand billing unless --provisioned is given.  Waits until the table is ACTIVE.
-    An existing table with the right keys is left as it is; one with other keys is an
-    error.
+    On-demand billing unless --provisioned is given.  Waits until the table is ACTIVE,
+    then turns on DynamoDB's TTL on the attribute "expires" (so that expired keys are
+    deleted by DynamoDB too).  An existing table with the right keys is left as it is,
+    TTL aside; one with other keys is an error.
     """
     from plugstore.backend import Options
     from plugstore.backends.dynamodb import DynamoDBBackend
@@ -52,12 +53,14 @@ def create_table_cmd(
         table = backend.create_table(
             provisioned=provisioned or None, point_in_time_recovery=pitr, wait=wait
         )
+        ttl, attribute = backend.time_to_live()
     finally:
         backend.close()
     mode = table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
     click.echo(
         f"table {backend.table} is {table.get('TableStatus', '?')} ({mode}); "
-        f"keys {backend.pk} (partition), {backend.sk} (sort)"
+        f"keys {backend.pk} (partition), {backend.sk} (sort); "
+        f"TTL {ttl.lower()}" + (f" on {attribute}" if attribute else "")
     )
 
 

@@ -5,6 +5,9 @@ The dump format is JSON Lines, one record per key::
     {"ns": "notes", "key": "meeting", "value": <the value, tagged JSON>}
     {"ns": "karma", "key": "obj", "raw": "<base64 of the stored bytes>", "codec": "pickle"}
 
+A key with a deadline (``ttl=``) carries it as ``"expires_at"``, epoch seconds; expired
+keys are never dumped or copied, and loading skips records whose deadline has passed.
+
 A ``value`` record is codec-independent: loading it encodes it with the destination's
 codec.  A ``raw`` record carries a value the tagged JSON cannot (an arbitrary object under
 the pickle codec, or bytes the codec could not decode) exactly as stored; it can only be
@@ -17,6 +20,7 @@ import base64
 import binascii
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -27,6 +31,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from plugstore.backend import Bucket
 from plugstore.codecs import Codec, from_tagged_json, to_tagged_json
 from plugstore.errors import CodecError, DecodeError, EncodeError, StoreError
 from plugstore.keys import check_key, check_namespace
@@ -45,7 +50,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
 DEFAULT_BATCH = 500
-RECORD_FIELDS = frozenset({"ns", "key", "value", "raw", "codec"})
+RECORD_FIELDS = frozenset({"ns", "key", "value", "raw", "codec", "expires_at"})
 
 
 # --------------------------------------------------------------------------- dump
@@ -60,13 +65,31 @@ class DumpStats:
     undecodable: int = 0
 
 
+def live_entries(
+    store: Store, name: str, batch_size: int = DEFAULT_BATCH
+) -> Iterator[tuple[str, bytes, float | None]]:
+    """``(key, value, deadline)`` of every live key of namespace ``name``, streaming:
+    keys a page at a time, then their values and deadlines in one bulk read."""
+    bucket = store.backend.bucket(name)
+    batch: list[str] = []
+    for key in bucket.keys():  # noqa: SIM118 - a Bucket, not a dict
+        batch.append(key)
+        if len(batch) >= batch_size:
+            found = bucket.get_many_with_deadlines(batch)
+            yield from ((k, *found[k]) for k in batch if k in found)
+            batch = []
+    if batch:
+        found = bucket.get_many_with_deadlines(batch)
+        yield from ((k, *found[k]) for k in batch if k in found)
+
+
 def dump_records(
     store: Store, names: list[str], *, raw_only: bool, stats: DumpStats
 ) -> Iterator[dict[str, Any]]:
-    """Yield one record per key of ``names``, streaming from the backend."""
+    """Yield one record per live key of ``names``, streaming from the backend."""
     codec = store.codec
     for name in names:
-        for key, data in store.backend.bucket(name).items():
+        for key, data, deadline in live_entries(store, name):
             record: dict[str, Any] | None = None
             if not raw_only:
                 try:
@@ -83,6 +106,8 @@ def dump_records(
                     "codec": codec.name,
                 }
                 stats.raw += 1
+            if deadline is not None:
+                record["expires_at"] = deadline
             stats.keys += 1
             yield record
 
@@ -180,8 +205,8 @@ def dump_cmd(
 
 def parse_record(
     line: bytes, where: str, store: Store, *, check: bool = True
-) -> tuple[str, str, bytes]:
-    """Validate one dump line; return ``(namespace, key, bytes to store)``."""
+) -> tuple[str, str, bytes, float | None]:
+    """Validate one dump line; return ``(namespace, key, bytes to store, deadline)``."""
     try:
         record = json.loads(line)
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
@@ -219,7 +244,21 @@ def parse_record(
             f"{where}: the value is {len(data)} bytes; this store accepts at most "
             f"{store.max_value_size}"
         )
-    return ns, key, data
+    return ns, key, data, _deadline(record, where, store)
+
+
+def _deadline(record: dict[str, Any], where: str, store: Store) -> float | None:
+    deadline = record.get("expires_at")
+    if deadline is None:
+        return None
+    if type(deadline) not in (int, float) or not math.isfinite(deadline):
+        raise CliError(f"{where}: 'expires_at' must be a number (epoch seconds)")
+    if not store.backend.expiry:
+        raise CliError(
+            f"{where}: this record expires, but the {store.backend.name!r} backend cannot "
+            "expire keys (drop its 'expires_at' to keep it for good)"
+        )
+    return float(deadline)
 
 
 def _raw_bytes(record: dict[str, Any], where: str, codec: Codec, *, check: bool) -> bytes:
@@ -299,7 +338,7 @@ def load_cmd(state: CliState, file: str, mode: str, batch_size: int, keep_unread
         counts: dict[str, int] = {}
         source.seek(0)
         for where, line in _lines(source, label):
-            ns, _, _ = parse_record(line, where, store, check=not keep_unreadable)
+            ns, _, _, _ = parse_record(line, where, store, check=not keep_unreadable)
             counts[ns] = counts.get(ns, 0) + 1
 
         dropped = 0
@@ -308,24 +347,39 @@ def load_cmd(state: CliState, file: str, mode: str, batch_size: int, keep_unread
                 dropped += store.drop_namespace(ns)
 
         source.seek(0)
-        pending: dict[str, list[tuple[str, bytes]]] = {}
-        written = 0
+        pending: dict[str, list[tuple[str, bytes, float | None]]] = {}
+        written = expired = 0
+        now = store.clock()
         for where, line in _lines(source, label):
-            ns, key, data = parse_record(line, where, store, check=False)  # checked above
+            ns, key, data, deadline = parse_record(line, where, store, check=False)  # checked
+            if deadline is not None and deadline <= now:
+                expired += 1  # it would be absent the moment it landed
+                continue
             batch = pending.setdefault(ns, [])
-            batch.append((key, data))
+            batch.append((key, data, deadline))
             if len(batch) >= batch_size:
-                store.backend.bucket(ns).set_many(batch)
+                write_entries(store.backend.bucket(ns), batch)
                 written += len(batch)
                 pending[ns] = []  # a new list: the backend may keep the one it was given
         for ns, batch in pending.items():
             if batch:
-                store.backend.bucket(ns).set_many(batch)
+                write_entries(store.backend.bucket(ns), batch)
                 written += len(batch)
     summary = f"loaded {written} records into {len(counts)} namespaces"
     if mode == "replace":
         summary += f" (replaced: {dropped} existing keys dropped first)"
+    if expired:
+        summary += f"; skipped {expired} records whose deadline had passed"
     click.echo(summary)
+
+
+def write_entries(bucket: Bucket, entries: list[tuple[str, bytes, float | None]]) -> None:
+    """Write ``(key, value, deadline)`` entries in one batch (``set_many`` when none of
+    them has a deadline)."""
+    if any(deadline is not None for _, _, deadline in entries):
+        bucket.set_many_until(entries)
+    else:
+        bucket.set_many([(key, value) for key, value, _ in entries])
 
 
 # --------------------------------------------------------------------------- copy
@@ -342,6 +396,8 @@ class CopyResult:
     dest_before: int = 0
     source_after: int = 0
     dest_after: int = 0
+    #: Keys copied without their deadline: the destination cannot expire keys.
+    deadlines_dropped: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -397,13 +453,17 @@ def copy_namespace(
     batch_size: int,
     advance: Any,
 ) -> None:
-    """Copy one namespace in batches (keys streamed, get_many, set_many)."""
+    """Copy one namespace in batches (keys streamed, then their values and deadlines in
+    bulk).  Expired keys are left out; deadlines are carried over when the destination
+    can expire keys (else counted in ``result.deadlines_dropped``)."""
     name = result.namespace
     source, dest = src.backend.bucket(name), dst.backend.bucket(name)
+    keep_deadlines = dst.backend.expiry
 
     def flush(keys: list[str]) -> None:
-        items = []
-        for key, data in source.get_many(keys).items():  # keys deleted meanwhile are skipped
+        items: list[tuple[str, bytes, float | None]] = []
+        # keys deleted (or expired) meanwhile are skipped
+        for key, (data, deadline) in source.get_many_with_deadlines(keys).items():
             if not raw:
                 try:
                     data = dst.codec.encode(src.codec.decode(data))
@@ -414,11 +474,14 @@ def copy_namespace(
                     f"cannot copy {name}/{key!r}: {len(data)} bytes; the destination "
                     f"accepts at most {dst.max_value_size}"
                 )
-            items.append((key, data))
+            if deadline is not None and not keep_deadlines:
+                result.deadlines_dropped += 1
+                deadline = None
+            items.append((key, data, deadline))
         if merge and items:
-            result.existed += len(dest.get_many([k for k, _ in items]))
+            result.existed += len(dest.get_many([k for k, _, _ in items]))
         if items:
-            dest.set_many(items)
+            write_entries(dest, items)
         result.copied += len(items)
         advance(len(keys))
 
@@ -509,7 +572,19 @@ def copy_cmd(
             result.verify()
         how = f"raw {src.codec.name} bytes" if raw else f"{src.codec.name} -> {dst.codec.name}"
         print_summary(results, f"copied {src.url} -> {dst.url} ({how})")
+        warn_dropped_deadlines(results, dst)
     fail_on_problems(results, "copy")
+
+
+def warn_dropped_deadlines(results: list[CopyResult], dst: Store) -> None:
+    """Say on stderr how many keys lost their deadline on the way (if any did)."""
+    dropped = sum(r.deadlines_dropped for r in results)
+    if dropped:
+        click.echo(
+            f"warning: {dropped} keys had a deadline, but the {dst.backend.name!r} backend "
+            "cannot expire keys: they were copied without it and will not expire",
+            err=True,
+        )
 
 
 @contextlib.contextmanager

@@ -11,7 +11,8 @@ A backend author points it at their backend in a few lines::
 
 pytest collects every ``test_*`` method of the base class against that URL.  What the
 backend claims decides what is run: ``Backend.durable`` adds the persistence and
-``kill -9`` tests, ``Backend.multiprocess`` the multi-process races.  Set ``options``
+``kill -9`` tests, ``Backend.multiprocess`` the multi-process races, ``Backend.expiry``
+the expiry tests (with a fake store clock).  Set ``options``
 for extra ``plugstore.open`` options and ``child_preamble`` for code a child process
 must run first (for instance a ``plugstore.register(...)`` call).
 
@@ -54,12 +55,14 @@ from plugstore.keys import INT64_MAX, MAX_KEY_BYTES
 from plugstore.quarantine import QUARANTINE_NAMESPACE
 
 from ._threads import race_threads
+from .expiry_behaviours import ExpiryBehaviours, FakeClock
 from .lock_behaviours import LockBehaviours
 from .scope_behaviours import ScopeBehaviours
 from .user_behaviours import UserDataBehaviours
 from .version_behaviours import VERSIONED, VersionBehaviours
 
 __all__ = [
+    "FakeClock",
     "PicklableThing",
     "StoreConformance",
     "json_values",
@@ -242,7 +245,9 @@ BAD_NAMESPACES: list[Any] = [
 UNENCODABLE: list[Any] = [object(), lambda: 1, iter(()), threading.Lock(), print]
 
 
-class StoreConformance(ScopeBehaviours, LockBehaviours, UserDataBehaviours, VersionBehaviours):
+class StoreConformance(
+    ScopeBehaviours, LockBehaviours, UserDataBehaviours, VersionBehaviours, ExpiryBehaviours
+):
     """Base class of the conformance tests.  Subclass it as ``Test...`` and set the URL.
 
     Override :meth:`make_url` (or set ``url``) so that every test gets a store no other
