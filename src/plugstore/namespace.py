@@ -275,7 +275,7 @@ class Namespace(MutableMapping[str, Any]):
         entry = self._b().get_with_deadline(check_key(key))
         if entry is None:
             raise KeyError(key)
-        return remaining(entry[1], self._store.backend.clock())
+        return remaining(entry[1], self._clock())
 
     def __delitem__(self, key: str) -> None:
         if not self._b().remove(check_key(key)):
