@@ -300,12 +300,7 @@ class Namespace(MutableMapping[str, Any]):
         raw = self._b().get(check_key(key))
         if raw is None:
             return default
-        try:
-            return self._codec_decode(raw)
-        except DecodeError:
-            if not self._quarantine:
-                raise
-        value = self._load(key, raw)[1]
+        value = self._decode_found(key, raw)
         return default if value is _ABSENT else value
 
     def items(self) -> ScanItemsView:
@@ -415,16 +410,19 @@ class Namespace(MutableMapping[str, Any]):
         Every key is validated and every value encoded first: if one is refused, nothing
         is written.
         """
-        bucket = self._b()
+        self._b()
         deadline = None if ttl is None else self._deadline(ttl)
         pairs = items.items() if isinstance(items, Mapping) else items
-        encoded = [(check_plain_key(k), self._encode(v)) for k, v in pairs]
+        self._write_many([(check_plain_key(k), self._encode(v)) for k, v in pairs], deadline)
+
+    def _write_many(self, encoded: list[tuple[str, bytes]], deadline: float | None) -> None:
+        """One bulk write of validated, encoded pairs, with a deadline or without."""
         if not encoded:
             return
         if deadline is None:
-            bucket.set_many(encoded)
+            self._b().set_many(encoded)
         else:
-            bucket.set_many_until([(k, v, deadline) for k, v in encoded])
+            self._b().set_many_until([(k, v, deadline) for k, v in encoded])
 
     # -- raw access: read now, write later only if nothing changed ----------------------------
 

@@ -311,16 +311,11 @@ class Scope(MutableMapping[str, Any]):
     ) -> None:
         """Store many values in one bulk write (all validated and encoded first); with
         ``ttl`` each expires ``ttl`` seconds from now."""
-        bucket = self._bucket()
+        self._bucket()
         deadline = None if ttl is None else self._ns._deadline(ttl)
         pairs = items.items() if isinstance(items, Mapping) else items
         encoded = [(self._full(key), self._ns._encode(value)) for key, value in pairs]
-        if not encoded:
-            return
-        if deadline is None:
-            bucket.set_many(encoded)
-        else:
-            bucket.set_many_until([(k, v, deadline) for k, v in encoded])
+        self._ns._write_many(encoded, deadline)
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
         """Like ``dict.update``, through :meth:`set_many` (one bulk write)."""
