@@ -117,3 +117,19 @@ def test_tools_see_what_the_plain_views_hide(db: str) -> None:
     listed = _runner().invoke(cli, ["-u", db, "ls", "karma"], catch_exceptions=False)
     assert listed.exit_code == 0, listed.stderr
     assert len(listed.stdout.rstrip("\n").split("\n")) == 3  # plain, scoped, version
+
+
+def test_dump_and_load_carry_the_stamp(db: str, tmp_path: Path) -> None:
+    """The version travels with the data: a loaded copy is not migrated again."""
+    with plugstore.open(db) as store:
+        store.namespace("karma", version=3).scope(channel="dev")["python"] = 2
+    run: Any = _runner().invoke
+    dumped = tmp_path / "karma.jsonl"
+    assert run(cli, ["-u", db, "dump", "-o", str(dumped)]).exit_code == 0
+    copy = f"sqlite:///{tmp_path / 'copy.sqlite3'}"
+    loaded = run(cli, ["-u", copy, "load", str(dumped)], catch_exceptions=False)
+    assert loaded.exit_code == 0, loaded.stderr
+    with plugstore.open(copy) as store:
+        ns = store.namespace("karma", version=3, migrations={2: _bump, 3: _bump})  # not run
+        assert ns.data_version == 3
+        assert ns.scope(channel="dev")["python"] == 2
