@@ -468,42 +468,40 @@ class RedisBucket(Bucket):
         return found
 
     def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
-        if not items:
-            return
-
-        kp, head, sha = self._kp, len(self._kp), self._sha
-
-        def work() -> None:
-            # One MULTI/EXEC of a script per chunk: every pair lands, or (connection
-            # lost before EXEC) none.
-            pipe = self._r.pipeline(transaction=True)
-            for start in range(0, len(items), _CHUNK):
-                chunk = items[start : start + _CHUNK]
-                names = [kp + k.encode() for k, _ in chunk]
-                values = [v for _, v in chunk]
-                keys = (*names, self._idx, self._x)
-                pipe.evalsha(sha["set_many"], len(keys), *keys, *values, head)
-            pipe.execute()
-
-        self.backend.call(work, retry=True)  # the same upserts again: harmless
+        self._write_chunks("set_many", items, lambda chunk: [v for _, v in chunk])
 
     def set_many_until(self, items: Sequence[tuple[str, bytes, float | None]]) -> None:
+        self._write_chunks(
+            "set_many_until",
+            items,
+            lambda chunk: [
+                *(v for _, v, _ in chunk),
+                *(b"" if d is None else _ms(d) for _, _, d in chunk),
+            ],
+        )
+
+    def _write_chunks(
+        self,
+        script: str,
+        items: Sequence[tuple[Any, ...]],
+        arguments: Callable[[Sequence[tuple[Any, ...]]], list[bytes]],
+    ) -> None:
+        """Run a bulk-write ``script`` over ``items`` (``(key, value, ...)``) a chunk at
+        a time, every chunk in one MULTI/EXEC: every entry lands, or (connection lost
+        before EXEC) none.  Retried: the same upserts again are harmless."""
         if not items:
             return
-
-        kp, head, sha = self._kp, len(self._kp), self._sha
+        kp, head, sha = self._kp, len(self._kp), self._sha[script]
 
         def work() -> None:
             pipe = self._r.pipeline(transaction=True)
             for start in range(0, len(items), _CHUNK):
                 chunk = items[start : start + _CHUNK]
-                keys = (*(kp + k.encode() for k, _, _ in chunk), self._idx, self._x)
-                values = [v for _, v, _ in chunk]
-                ats = [b"" if d is None else _ms(d) for _, _, d in chunk]
-                pipe.evalsha(sha["set_many_until"], len(keys), *keys, *values, *ats, head)
+                keys = (*(kp + item[0].encode() for item in chunk), self._idx, self._x)
+                pipe.evalsha(sha, len(keys), *keys, *arguments(chunk), head)
             pipe.execute()
 
-        self.backend.call(work, retry=True)  # the same upserts again: harmless
+        self.backend.call(work, retry=True)
 
     def clear(self, prefix: str = "") -> int:
         removed = 0
