@@ -29,6 +29,7 @@ from plugstore.errors import (
     ValueTooLargeError,
 )
 from plugstore.testing import StoreConformance
+from plugstore.testing._threads import race_threads
 from servers import IN_CI, assert_down_server_fails_fast, require_server
 
 HOST, PORT, USER = "127.0.0.1", 3306, "root"
@@ -425,23 +426,13 @@ def test_a_table_from_before_expiry_gains_the_column_and_keeps_working(tmp_path:
         )
     # Processes starting together all find the column missing; one adds it, the others
     # get "duplicate column" / "duplicate key name" and carry on.
-    opened, errors = 6, []
-    barrier = threading.Barrier(opened)
+    opened = 6
 
     def open_and_incr() -> None:
-        barrier.wait()
-        try:
-            with plugstore.open(f"{BASE}?table={table}") as store:
-                store.namespace("n").incr("opened")
-        except Exception as exc:
-            errors.append(repr(exc))
+        with plugstore.open(f"{BASE}?table={table}") as store:
+            store.namespace("n").incr("opened")
 
-    threads = [threading.Thread(target=open_and_incr) for _ in range(opened)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    race_threads(opened, 1, open_and_incr)  # together; asserts that none raised
     now = 1_700_000_000.0
     with plugstore.open(f"{BASE}?table={table}", clock=lambda: now) as store:
         ns = store.namespace("n")

@@ -19,6 +19,7 @@ import pytest
 import plugstore
 from plugstore.errors import BackendUnavailableError, ConfigurationError
 from plugstore.testing import StoreConformance
+from plugstore.testing._threads import race_threads
 from servers import assert_down_server_fails_fast, require_server
 
 HOST, PORT, DB, USER = "127.0.0.1", 5432, "test", "postgres"
@@ -232,7 +233,6 @@ OLD_TABLE = (
 
 
 def test_a_table_from_before_expiry_gains_the_column_and_keeps_working(tmp_path: Path) -> None:
-    import threading
 
     import psycopg
     from psycopg import sql
@@ -246,23 +246,13 @@ def test_a_table_from_before_expiry_gains_the_column_and_keeps_working(tmp_path:
         conn.execute(insert.format(qualified), ("n", "a", b'"old"'))
         conn.execute(insert.format(qualified), ("n", "c", b"41"))
     url = f"{BASE}?schema={SCHEMA}&table={table}"
-    opened, errors = 6, []
-    barrier = threading.Barrier(opened)
+    opened = 6
 
     def open_and_incr() -> None:
-        barrier.wait()
-        try:
-            with plugstore.open(url) as store:
-                store.namespace("n").incr("opened")
-        except Exception as exc:
-            errors.append(repr(exc))
+        with plugstore.open(url) as store:
+            store.namespace("n").incr("opened")
 
-    threads = [threading.Thread(target=open_and_incr) for _ in range(opened)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    race_threads(opened, 1, open_and_incr)  # together; asserts that none raised
     now = 1_700_000_000.0
     with plugstore.open(url, clock=lambda: now) as store:
         ns = store.namespace("n")

@@ -14,6 +14,7 @@ import pytest
 import plugstore
 from plugstore.backends.sqlite import prefix_range
 from plugstore.errors import BackendUnavailableError
+from plugstore.testing._threads import race_threads
 
 
 def url(tmp_path: Path, name: str = "store.db") -> str:
@@ -156,25 +157,12 @@ def test_connections_creating_a_new_file_at_once_all_open_it(tmp_path: Path) -> 
     connections, trials = 8, 200
     for trial in range(trials):
         url = f"sqlite:///{tmp_path / f'new{trial}.db'}"
-        barrier = threading.Barrier(connections)
-        errors: list[str] = []
 
-        def open_and_write(
-            url: str = url, barrier: threading.Barrier = barrier, errors: list[str] = errors
-        ) -> None:
-            barrier.wait()
-            try:
-                with plugstore.open(url) as store:
-                    store.namespace("ns").incr("opened")
-            except Exception as exc:
-                errors.append(str(exc))
+        def open_and_write(url: str = url) -> None:
+            with plugstore.open(url) as store:
+                store.namespace("ns").incr("opened")
 
-        threads = [threading.Thread(target=open_and_write) for _ in range(connections)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == [], (trial, errors)
+        race_threads(connections, 1, open_and_write)  # together; asserts none raised
         with plugstore.open(url) as store:
             assert store.namespace("ns")["opened"] == connections
 
@@ -228,22 +216,9 @@ def test_connections_upgrading_an_old_file_at_once_all_open_it(tmp_path: Path) -
     for trial in range(trials):
         path = tmp_path / f"old{trial}.db"
         make_old_store(path)
-        barrier = threading.Barrier(connections)
-        errors: list[str] = []
 
-        def open_and_write(
-            path: Path = path, barrier: threading.Barrier = barrier, errors: list[str] = errors
-        ) -> None:
-            barrier.wait()
-            try:
-                with plugstore.open(f"sqlite:///{path}") as store:
-                    store.namespace("n").set("k", 1, ttl=60)
-            except Exception as exc:
-                errors.append(str(exc))
+        def open_and_write(path: Path = path) -> None:
+            with plugstore.open(f"sqlite:///{path}") as store:
+                store.namespace("n").set("k", 1, ttl=60)
 
-        threads = [threading.Thread(target=open_and_write) for _ in range(connections)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == [], (trial, errors)
+        race_threads(connections, 1, open_and_write)  # together; asserts none raised
