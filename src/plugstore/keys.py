@@ -8,8 +8,15 @@ the rules are the strictest common denominator of the engines plugstore supports
   text cannot hold it).  Any other character, including SQL and glob metacharacters,
   round-trips exactly.
 * a **namespace** is 1 to :data:`MAX_NAMESPACE_LENGTH` characters of ``[A-Za-z0-9_.-]``
-  not starting with ``.`` or ``-``.  Namespaces become file names (the Errbot shelf
-  layout), key prefixes and partition keys, so they are kept boring on purpose.
+  and percent-escapes (``%`` and two *uppercase* hex digits), not starting with ``.`` or
+  ``-``.  Namespaces become file names (the Errbot shelf layout), key prefixes and
+  partition keys, so they are kept boring on purpose: ASCII, no whitespace, no path
+  separators, no SQL ``LIKE`` or glob wildcards but ``%`` (which no backend uses as one
+  on a namespace).
+
+Any other name (an Errbot plugin called "Test hooks for webhooks testing") becomes a
+namespace through :func:`escape_namespace`: a stable, reversible, collision-free mapping
+under which every name that is already a valid namespace stays itself.
 """
 
 from __future__ import annotations
@@ -26,7 +33,10 @@ INT64_MAX = 2**63 - 1
 #: format (Redis milliseconds, DynamoDB numbers, SQL doubles) holds it exactly enough.
 MAX_TTL = 10**10
 
-_NAMESPACE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
+_NAMESPACE_RE = re.compile(r"(?:[A-Za-z0-9_]|%[0-9A-F]{2})(?:[A-Za-z0-9_.\-]|%[0-9A-F]{2})*\Z")
+#: Characters :func:`escape_namespace` keeps as they are (but a leading ``.`` or ``-``).
+_PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+_ESCAPE_RE = re.compile(r"%([0-9A-F]{2})")
 
 
 def check_key(key: object) -> str:
@@ -60,8 +70,74 @@ def check_namespace(name: object) -> str:
         )
     if not _NAMESPACE_RE.match(name):
         raise InvalidNamespaceError(
-            f"invalid namespace {name!r}: use letters, digits, '_', '.' and '-' "
-            "(not starting with '.' or '-')"
+            f"invalid namespace {name!r}: use letters, digits, '_', '.', '-' and "
+            "percent-escapes such as '%20' (not starting with '.' or '-'); "
+            "plugstore.keys.escape_namespace() maps any name to a valid namespace"
+        )
+    return name
+
+
+def escape_namespace(name: str) -> str:
+    """The namespace of ``name``, any non-empty ``str``: itself if it is a valid namespace
+    without ``%``, else its percent-escaped form.
+
+    Every character outside ``[A-Za-z0-9_.-]``, a leading ``.`` or ``-``, and ``%`` itself
+    become ``%XX`` escapes of their UTF-8 bytes (uppercase hex), so ``"a b"``, ``"a_b"``,
+    ``"A b"`` and ``"a%20b"`` get four different namespaces (``a%20b``, ``a_b``,
+    ``A%20b``, ``a%2520b``).  :func:`unescape_namespace` reverses it.  Raises
+    :class:`InvalidNamespaceError` for an empty name, lone surrogates, or an escaped form
+    longer than :data:`MAX_NAMESPACE_LENGTH` (never truncated or hashed: the error says so).
+    """
+    if type(name) is not str:
+        raise InvalidNamespaceError(f"names must be str, not {type(name).__name__}")
+    if not name:
+        raise InvalidNamespaceError("names must not be empty")
+    if _NAMESPACE_RE.match(name) and "%" not in name and len(name) <= MAX_NAMESPACE_LENGTH:
+        return name  # the common case: already a namespace
+    try:
+        data = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidNamespaceError(
+            f"name {name!r} is not valid Unicode (lone surrogates)"
+        ) from None
+    parts = []
+    for i, byte in enumerate(data):
+        char = chr(byte)
+        if char in _PLAIN and not (i == 0 and char in ".-"):
+            parts.append(char)
+        else:
+            parts.append(f"%{byte:02X}")
+    escaped = "".join(parts)
+    if len(escaped) > MAX_NAMESPACE_LENGTH:
+        raise InvalidNamespaceError(
+            f"name {name!r} escapes to a namespace of {len(escaped)} characters, over the "
+            f"limit of {MAX_NAMESPACE_LENGTH} (each character outside [A-Za-z0-9_.-] takes "
+            "3 to 12): use a shorter name"
+        )
+    return escaped
+
+
+def unescape_namespace(namespace: str) -> str:
+    """The name whose :func:`escape_namespace` is ``namespace`` (the inverse).
+
+    Raises :class:`InvalidNamespaceError` if ``namespace`` is not a valid namespace or not
+    the escaped form of any name: escapes of UTF-8 that is not valid, or a spelling
+    :func:`escape_namespace` never produces (``%41`` for ``A``).
+    """
+    check_namespace(namespace)
+    if "%" not in namespace:
+        return namespace
+    data = _ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)), namespace).encode("latin-1")
+    try:
+        name = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidNamespaceError(
+            f"namespace {namespace!r} is not an escaped name: its escapes are not UTF-8"
+        ) from None
+    if escape_namespace(name) != namespace:
+        raise InvalidNamespaceError(
+            f"namespace {namespace!r} is not an escaped name: the name {name!r} it spells "
+            f"has the namespace {escape_namespace(name)!r}"
         )
     return name
 

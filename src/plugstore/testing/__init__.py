@@ -239,8 +239,36 @@ BAD_NAMESPACES: list[Any] = [
     "a;DROP TABLE x",
     "*",
     "a\x00",
+    # percent-escapes are accepted only well formed: '%' and two uppercase hex digits
+    "%",
+    "a%",
+    "a%2",
+    "a%2f",
+    "%G0",
+    "a%%20",
+    "%2",
     None,
     7,
+]
+#: Namespaces with percent-escapes (what ``escape_namespace`` makes of names such as
+#: Errbot's "a b"), beside names a ``LIKE`` or glob reading of ``%``/``_`` would confuse
+#: them with: every one must be a namespace of its own on every engine.
+ESCAPED_NAMESPACES = [
+    "a%20b",
+    "A%20b",
+    "a%2520b",
+    "a_b",
+    "a-b",
+    "a20b",
+    "a-20b",
+    "%2Ehidden",
+    "%25",
+    "%5F",
+    "a%25",
+    "%2A%3F%5B%5D%7B%7D",
+    "a%2Fb",
+    "%E5%90%8D%E5%89%8D",
+    "x%20" * 32,  # the longest namespace, escapes included
 ]
 UNENCODABLE: list[Any] = [object(), lambda: 1, iter(()), threading.Lock(), print]
 
@@ -550,6 +578,41 @@ class StoreConformance(
             assert store.namespace(name)["k"] == name
             assert name in store.namespaces()
             store.drop_namespace(name)
+
+    def test_escaped_namespaces_are_namespaces_of_their_own(self, store_url: str) -> None:
+        """``%`` in a namespace is a plain character to the engine (file names, SQL,
+        Redis key prefixes and SCAN patterns, partition keys): no two names share data,
+        listing finds each, dropping one leaves the others, and they survive a reopen."""
+        store = self.open_store(store_url)
+        try:
+            for i, name in enumerate(ESCAPED_NAMESPACES):
+                ns = store.namespace(name)
+                ns.update({"k": name, f"only-{i}": i})
+                ns.incr("n", i + 1)
+            assert set(ESCAPED_NAMESPACES) <= set(store.namespaces())
+            for i, name in enumerate(ESCAPED_NAMESPACES):
+                ns = store.namespace(name)
+                assert dict(ns) == {"k": name, f"only-{i}": i, "n": i + 1}, name
+                assert list(ns.scan_keys("o")) == [f"only-{i}"]
+            assert store.drop_namespace("a%20b") == 3
+            store.namespace("a_b").clear()
+            listed = set(store.namespaces())
+            assert "a%20b" not in listed
+            assert "a_b" not in listed
+            assert set(ESCAPED_NAMESPACES) - {"a%20b", "a_b"} <= listed
+            assert len(store.namespace("a%2520b")) == 3
+            assert len(store.namespace("A%20b")) == 3
+            persistent = store.backend.durable if self.persistent is None else self.persistent
+            if persistent:
+                store.close()
+                store = self.open_store(store_url)
+                assert set(ESCAPED_NAMESPACES) - {"a%20b", "a_b"} <= set(store.namespaces())
+                assert store.namespace("a%2520b")["k"] == "a%2520b"
+                assert store.namespace("x%20" * 32)["n"] == len(ESCAPED_NAMESPACES)
+        finally:
+            for name in ESCAPED_NAMESPACES:
+                store.drop_namespace(name)
+            store.close()
 
     # -- lifecycle ---------------------------------------------------------------------
 
