@@ -38,8 +38,10 @@ from plugstore.integrations.errbot import (
     ErrbotStorage,
     ErrbotStorageFactory,
     compute,
+    errbot_name,
     incr,
     namespace,
+    namespace_for,
     plugin_dir,
 )
 
@@ -150,9 +152,92 @@ def test_the_store_closes_with_the_last_namespace(factory: Any) -> None:
     assert b.len() == 0
     b.close()
     assert not store.is_open
-    with pytest.raises(InvalidNamespaceError):
-        f.open("not a namespace!")
+    with pytest.raises(InvalidNamespaceError, match=r"Errbot plugin 'é+'"):
+        f.open("é" * 22)  # 132 characters once escaped
     assert f.store is None  # a failed first open leaves nothing open
+
+
+# --------------------------------------------------------------------------- names
+
+ODD_NAMES = [
+    "Test hooks for webhooks testing",
+    "a b",
+    "a_b",
+    "A b",
+    "a%20b",
+    ".hidden",
+    "-dash",
+    "a/b",
+    "..",
+    "名前 🔑",
+    'quote\'s "double"',
+    "*",
+    "x" * 128,
+]
+
+
+def test_plugins_of_any_name_store_apart_and_round_trip(factory: Any) -> None:
+    f = factory()
+    opened = [f.open(name) for name in ODD_NAMES]
+    for i, storage in enumerate(opened):
+        storage.set("who", ODD_NAMES[i])
+        storage.set("n", i)
+    store = f.store
+    assert store is not None
+    assert set(store.namespaces()) == {namespace_for(n) for n in ODD_NAMES}
+    assert len(store.namespaces()) == len(ODD_NAMES)  # no two names share a namespace
+    for storage in opened:
+        storage.close()
+    # A later start (a new factory over the same store) finds each plugin's data.
+    again = factory()
+    for i, name in enumerate(ODD_NAMES):
+        storage = again.open(name)
+        assert storage.name == name
+        assert storage.get("who") == name
+        assert storage.get("n") == i
+        assert namespace(StoreMixinWith(storage)).name == namespace_for(name)
+        assert errbot_name(storage.namespace.name) == name
+
+
+class StoreMixinWith(StoreMixin):
+    """A plugin object holding ``storage`` (what namespace() looks at)."""
+
+
+def test_names_that_are_namespaces_keep_them() -> None:
+    for name in ("core", "repomgr", "text_backend", "ACLs", "Memo", "Plugin_1.v2-x"):
+        assert namespace_for(name) == name
+        assert errbot_name(name) == name
+    assert namespace_for("Test hooks for webhooks testing") == (
+        "Test%20hooks%20for%20webhooks%20testing"
+    )
+    assert [namespace_for(n) for n in ("a b", "a_b", "A b", "a%20b")] == [
+        "a%20b",
+        "a_b",
+        "A%20b",
+        "a%2520b",
+    ]
+
+
+def test_a_name_too_long_for_a_namespace_is_a_clear_error_naming_the_plugin(
+    factory: Any,
+) -> None:
+    name = "Webhooks: " + "ü" * 20
+    with pytest.raises(InvalidNamespaceError) as raised:
+        factory().open(name)
+    message = str(raised.value)
+    assert repr(name) in message
+    assert "134 characters, over the limit of 128" in message
+    assert "shorter Name in its .plug file" in message
+    with pytest.raises(InvalidNamespaceError, match="no Errbot plugin stores there"):
+        errbot_name("%41")  # 'A' is spelled A: no name maps to %41
+
+
+def test_messages_name_the_plugin_not_the_escaped_namespace(factory: Any) -> None:
+    storage = factory().open("My plugin")
+    assert "<ErrbotStorage 'My plugin' (namespace 'My%20plugin') of sqlite:" in repr(storage)
+    storage.close()
+    with pytest.raises(StoreNotOpenError, match="'My plugin' is closed"):
+        storage.get("k")
 
 
 def test_factory_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -51,6 +51,28 @@ def test_plugin_commands_store_read_delete_iterate(tmp_path: Path, store_url: st
         assert "core" in store.namespaces()
 
 
+HOOKS = "Test hooks for webhooks testing"
+
+
+def test_a_plugin_whose_name_is_no_namespace_activates_and_keeps_its_data(
+    tmp_path: Path, store_url: str
+) -> None:
+    """Errbot accepts any plugin name; its storage gets the name's escaped namespace."""
+    config = {"url": store_url}
+    with running_bot(tmp_path / "one", storage_config=config) as bot:
+        assert HOOKS in bot.bot.plugin_manager.get_all_active_plugin_names()
+        assert say(bot, "!hooks set url https://example.org/hook") == "hooked url"
+        assert say(bot, "!hooks count") == "hooks 1"
+    with running_bot(tmp_path / "two", storage_config=config) as bot:
+        assert say(bot, "!hooks get url") == "url = https://example.org/hook"
+        assert say(bot, "!hooks count") == "hooks 2"
+        assert namespace(plugin(bot, HOOKS)).name == "Test%20hooks%20for%20webhooks%20testing"
+    with plugstore.open(store_url, codec="pickle") as store:
+        stored = store.namespace("Test%20hooks%20for%20webhooks%20testing")
+        assert dict(stored) == {"url": "https://example.org/hook", "count": 2}
+        assert "core" in store.namespaces()  # valid names keep their namespace
+
+
 def test_data_and_plugin_config_survive_two_bot_starts(tmp_path: Path, store_url: str) -> None:
     config = {"url": store_url}
     with running_bot(tmp_path / "one", storage_config=config) as bot:

@@ -18,6 +18,10 @@ once lose an update.  A plugin that needs exact updates uses :func:`incr` or
     incr(self, "visits")
     compute(self, "scores", lambda scores: {**scores, name: scores.get(name, 0) + 1}, {})
 
+A plugin may have any name: its data lives in the namespace :func:`namespace_for` gives
+(the name itself when it is a valid namespace, else its percent-escaped form, such as
+``Test%20hooks`` for "Test hooks"); :func:`errbot_name` reverses it.
+
 This module does not import Errbot.
 """
 
@@ -29,6 +33,7 @@ from typing import Any
 
 from ...errors import StoreNotOpenError
 from ...namespace import Namespace
+from .names import errbot_name, namespace_for
 from .storage import DEFAULT_CODEC, ErrbotStorage, ErrbotStorageFactory
 
 _DEFAULT: Any = None
@@ -78,7 +83,9 @@ __all__ = [
     "ErrbotStorage",
     "ErrbotStorageFactory",
     "compute",
+    "errbot_name",
     "incr",
     "namespace",
+    "namespace_for",
     "plugin_dir",
 ]

@@ -8,7 +8,8 @@ Errbot's side of the contract (``errbot.storage.base.StorageBase``): ``get`` and
 ``remove`` raise ``KeyError`` for a missing key, ``set`` stores any object, ``len``,
 ``keys`` and ``close``.  Errbot opens one storage per namespace (``core``, ``repomgr``,
 ``<mode>_backend`` and one per plugin) from one storage plugin, and calls them from its
-command thread pool.
+command thread pool.  A namespace's Errbot name may be any string (a plugin called "Test
+hooks"): it is stored in the namespace :func:`~.names.namespace_for` maps it to.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ...config import URL_ENV, resolve_url
 from ...errors import ConfigurationError, ConflictError, InvalidKeyError, StoreNotOpenError
 from ...namespace import Namespace
 from ...store import Store
+from .names import namespace_for
 
 #: Errbot stores arbitrary objects (identifiers, plugin configs, sets of ACLs), so the
 #: integration pickles unless ``STORAGE_CONFIG["codec"]`` says otherwise.
@@ -67,8 +69,10 @@ class ErrbotStorage:
         strict: bool = False,
         mutable_code: CodeType | None = None,
         on_close: Callable[[], None] | None = None,
+        name: str | None = None,
     ) -> None:
         self._ns = namespace
+        self._name = namespace.name if name is None else name
         self._decode = namespace.store.codec.decode
         self._encode = namespace.store.codec.encode
         self._strict = strict
@@ -88,6 +92,11 @@ class ErrbotStorage:
         return self._open()
 
     @property
+    def name(self) -> str:
+        """The Errbot name this storage was opened under (a plugin's name, ``core``)."""
+        return self._name
+
+    @property
     def strict(self) -> bool:
         """Whether ``mutable()`` write-backs are compare-and-set (see the class docs)."""
         return self._strict
@@ -99,7 +108,7 @@ class ErrbotStorage:
 
     def _open(self) -> Namespace:
         if self._closed:
-            raise self.not_open_error(f"Errbot storage {self._ns.name!r} is closed")
+            raise self.not_open_error(f"Errbot storage {self._name!r} is closed")
         return self._ns
 
     def _called_from_mutable(self) -> FrameType | None:
@@ -156,7 +165,7 @@ class ErrbotStorage:
                 return
             if self._strict:
                 raise ConflictError(
-                    f"Errbot storage {ns.name!r}: the read of {key!r} by this mutable() "
+                    f"Errbot storage {self._name!r}: the read of {key!r} by this mutable() "
                     f"block was pushed out by more than {self.pending_limit} newer blocks "
                     "of its thread, so the change cannot be checked and was not written"
                 )
@@ -176,7 +185,7 @@ class ErrbotStorage:
             ns[key] = value
         elif not ns.replace_if(key, read, value):
             raise ConflictError(
-                f"Errbot storage {ns.name!r}: {key!r} was changed by another writer during "
+                f"Errbot storage {self._name!r}: {key!r} was changed by another writer during "
                 "mutable(); your change was not written (retry it, or use "
                 "plugstore.integrations.errbot.compute for an atomic update)"
             )
@@ -207,7 +216,10 @@ class ErrbotStorage:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"<{type(self).__name__} {self._ns.name!r} of {self._ns.store.url} ({state})>"
+        where = f"{self._name!r}"
+        if self._name != self._ns.name:
+            where += f" (namespace {self._ns.name!r})"
+        return f"<{type(self).__name__} {where} of {self._ns.store.url} ({state})>"
 
 
 class ErrbotStorageFactory:
@@ -259,21 +271,34 @@ class ErrbotStorageFactory:
         return self._store
 
     def open(self, namespace: str) -> ErrbotStorage:
-        """Open ``namespace`` (Errbot's ``StoragePluginBase.open``)."""
+        """Open the storage Errbot calls ``namespace`` (``StoragePluginBase.open``): a
+        plugin's name, any string, or one of Errbot's own (``core``, ``repomgr``).
+
+        It is stored in the namespace :func:`~.names.namespace_for` gives: the name
+        itself when it is a valid namespace, else its percent-escaped form.  A name
+        with no namespace raises ``InvalidNamespaceError`` naming it, before the store
+        is opened.
+        """
         import plugstore
 
+        name = namespace
+        mapped = namespace_for(name)
         with self._lock:
             if self._store is None:
                 self._store = plugstore.open(self._url, **self._options)
             try:
-                ns = self._store.namespace(namespace)
+                ns = self._store.namespace(mapped)
             except BaseException:
                 if self._open_count == 0:
                     self._close_store()
                 raise
             self._open_count += 1
         return self._storage_class(
-            ns, strict=self._strict, mutable_code=self._mutable_code, on_close=self._released
+            ns,
+            strict=self._strict,
+            mutable_code=self._mutable_code,
+            on_close=self._released,
+            name=name,
         )
 
     def _released(self) -> None:
