@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import plugstore
+from plugstore.backends.dbmformats import namespace_names
 from plugstore.cli import cli
 from plugstore.codecs import SignedPickleCodec
 
@@ -128,10 +129,12 @@ def test_import_refuses_occupied_namespaces_unless_told(
 
 def test_import_chosen_namespaces_and_bad_names(run: Any, errbot_dir: Path, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'bot.db'}"
-    write_errbot_dir(errbot_dir, {"bad name": {"k": 1}})
+    too_long = "ü" * 30  # 180 characters once escaped
+    write_errbot_dir(errbot_dir, {too_long: {"k": 1}})
     done = run("import-errbot", str(errbot_dir), url)
     assert done.exit_code == 1
-    assert "bad name.db" in done.stderr
+    assert f"{too_long}.db" in done.stderr
+    assert "180 characters, over the limit of 128" in done.stderr
     assert "naming them" in done.stderr
     done = run("import-errbot", str(errbot_dir), url, "core")
     assert done.exit_code == 0, done.stderr
@@ -286,8 +289,6 @@ def test_the_default_plugstore_store_in_the_data_dir_is_not_a_namespace(
 
 
 def test_namespace_names_take_the_longest_suffix() -> None:
-    from plugstore.backends.dbmformats import namespace_names
-
     entries = ["Plugin.db.db", "core.db", "x.db.dat", "x.db.dir", "x.db.bak", ".db", "log.txt"]
     assert namespace_names(entries) == {"Plugin", "core", "x"}
 
@@ -338,3 +339,91 @@ def test_a_pickled_int_too_long_for_text_stays_a_pickle() -> None:
     pickled = pickle.dumps(huge, protocol=2)
     assert PickleCodec().from_pickle(pickled) == pickled
     assert PickleCodec().to_pickle(pickled) == pickled
+
+
+#: Errbot names that are not namespaces, beside the names they must not be confused with.
+ODD = {
+    "Test hooks for webhooks testing": {"url": "https://example.org/hook", "count": 3},
+    "a b": {"who": "a b"},
+    "a_b": {"who": "a_b"},
+    "A b": {"who": "A b"},
+    "a%20b": {"who": "a%20b"},
+    "Wetter ☂ für Köln": {"who": "umbrella"},
+    ".hidden": {"who": "dot"},
+}
+ODD_NAMESPACES = {
+    "Test hooks for webhooks testing": "Test%20hooks%20for%20webhooks%20testing",
+    "a b": "a%20b",
+    "a_b": "a_b",
+    "A b": "A%20b",
+    "a%20b": "a%2520b",
+    "Wetter ☂ für Köln": "Wetter%20%E2%98%82%20f%C3%BCr%20K%C3%B6ln",
+    ".hidden": "%2Ehidden",
+}
+
+
+def test_plugins_of_any_name_move_both_ways(run: Any, tmp_path: Path) -> None:
+    data = tmp_path / "errbot-data"
+    write_errbot_dir(data, {"core": CORE, **ODD})
+    url = f"sqlite:///{tmp_path / 'bot.db'}"
+    done = run("import-errbot", str(data), url)
+    assert done.exit_code == 0, done.stderr
+    assert "Test%20hooks%20for%20webhooks%20testing\t2\t2\t2\tOK" in done.stdout
+    with plugstore.open(url, codec="pickle") as store:
+        assert sorted(store.namespaces()) == sorted(["core", *ODD_NAMESPACES.values()])
+        for name, values in ODD.items():
+            assert dict(store.namespace(ODD_NAMESPACES[name])) == values, name
+        store.namespace("Test%20hooks%20for%20webhooks%20testing").incr("count")
+    out = tmp_path / "exported"
+    done = run("export-errbot", url, str(out))
+    assert done.exit_code == 0, done.stderr
+    assert namespace_names(os.listdir(out)) == {"core", *ODD}  # files named as Errbot does
+    with shelve.Shelf(dbm.dumb.open(str(out / "Test hooks for webhooks testing.db"), "r")) as sh:
+        assert dict(sh) == {"url": "https://example.org/hook", "count": 4}
+    for name in ODD:
+        if name != "Test hooks for webhooks testing":
+            assert read_errbot_dir(out, name) == read_errbot_dir(data, name), name
+
+
+def test_import_and_export_name_plugins_as_errbot_does(run: Any, tmp_path: Path) -> None:
+    data = tmp_path / "errbot-data"
+    write_errbot_dir(data, {"core": CORE, **ODD})
+    url = f"sqlite:///{tmp_path / 'bot.db'}"
+    done = run("import-errbot", str(data), url, "a b", "a%20b")
+    assert done.exit_code == 0, done.stderr
+    with plugstore.open(url, codec="pickle") as store:
+        assert sorted(store.namespaces()) == ["a%20b", "a%2520b"]
+        assert store.namespace("a%2520b")["who"] == "a%20b"
+    done = run("import-errbot", str(data), url, "Test%20hooks%20for%20webhooks%20testing")
+    assert done.exit_code == 1
+    assert "is the plugstore namespace of 'Test hooks for webhooks testing'" in done.stderr
+    out = tmp_path / "out"
+    done = run("export-errbot", url, str(out), "a%20b")  # the Errbot name "a%20b"
+    assert done.exit_code == 0, done.stderr
+    assert namespace_names(os.listdir(out)) == {"a%20b"}
+    assert read_errbot_dir(out, "a%20b") == read_errbot_dir(data, "a%20b")
+    done = run("export-errbot", url, str(out), "A b")
+    assert done.exit_code == 1
+    assert "no namespace 'A%20b' (Errbot name 'A b')" in done.stderr
+
+
+def test_export_refuses_namespaces_no_errbot_name_has(run: Any, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'bot.db'}"
+    with plugstore.open(url, codec="pickle") as store:
+        store.namespace("fine")["k"] = 1
+        store.namespace("%41")["k"] = "'A' escaped: a spelling no Errbot name maps to"
+    out = tmp_path / "out"
+    done = run("export-errbot", url, str(out))
+    assert done.exit_code == 1
+    assert "namespace '%41' is not an escaped name" in done.stderr
+    assert "export the other namespaces by naming them" in done.stderr
+    assert not out.exists()  # refused before anything was written
+    with plugstore.open(url, codec="pickle") as store:
+        store.namespace("%41").clear()
+        store.namespace("a%2Fb")["k"] = "the name 'a/b' is no file name"
+    done = run("export-errbot", url, str(out))
+    assert done.exit_code == 1
+    assert "'a/b' cannot be a Shelf file name" in done.stderr
+    assert not out.exists()
+    done = run("export-errbot", url, str(out), "fine")
+    assert done.exit_code == 0, done.stderr

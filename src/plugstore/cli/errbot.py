@@ -5,6 +5,10 @@ Errbot's Shelf storage keeps one shelve file per namespace in the bot's data dir
 bytes, never unpickling them (no code runs, and identifiers of a chat backend that is not
 installed here still move): plain ints become plugstore's decimal text on the way in and
 pickles again on the way out.  Both verify every value, byte for byte, after writing.
+
+Errbot names its files by the raw name (``DATA_DIR/Test hooks.db``); in the store each
+name has its namespace (``Test%20hooks``, see
+:mod:`plugstore.integrations.errbot.names`), and ``errbot-namespace`` prints it.
 """
 
 from __future__ import annotations
@@ -19,8 +23,13 @@ import click
 from plugstore.backend import Bucket
 from plugstore.backends.dbmformats import available
 from plugstore.codecs import Codec, PickleCodec
-from plugstore.errors import BackendUnavailableError, CodecError, InvalidKeyError
-from plugstore.integrations.errbot import plugin_dir
+from plugstore.errors import (
+    BackendUnavailableError,
+    CodecError,
+    InvalidKeyError,
+    InvalidNamespaceError,
+)
+from plugstore.integrations.errbot import errbot_name, namespace_for, plugin_dir
 from plugstore.integrations.errbot.datadir import (
     ShelfFile,
     read_shelf,
@@ -30,14 +39,13 @@ from plugstore.integrations.errbot.datadir import (
     write_shelf,
 )
 from plugstore.integrations.errbot.storage import DEFAULT_CODEC
-from plugstore.keys import check_key, check_namespace
+from plugstore.keys import check_key
 from plugstore.store import Store
 
 from .common import CliError, CliState, namespace_exists
 from .transfer import (
     CopyResult,
     check_merge_replace,
-    chosen_namespaces,
     destination_options,
     fail_on_problems,
     print_summary,
@@ -104,10 +112,34 @@ def _stored(codec: PickleCodec, file: ShelfFile) -> list[tuple[str, bytes]]:
     return items
 
 
+def _chosen_files(data_dir: Path, names: tuple[str, ...]) -> list[ShelfFile]:
+    """The files of the Errbot namespaces ``names`` (in order, once each)."""
+    files = []
+    for name in dict.fromkeys(names):
+        file = shelf_file(data_dir, name)
+        if file is None:
+            raise CliError(
+                f"{data_dir} has no file for namespace {name!r} ({name}.db){_hint(data_dir, name)}"
+            )
+        files.append(file)
+    return files
+
+
+def _hint(data_dir: Path, name: str) -> str:
+    """A pointer to the Errbot name when ``name`` is the namespace of another file."""
+    try:
+        raw = errbot_name(name)
+    except InvalidNamespaceError:
+        return ""
+    if raw == name or shelf_file(data_dir, raw) is None:
+        return ""
+    return f": {name!r} is the plugstore namespace of {raw!r}; name it as Errbot does"
+
+
 @click.command("import-errbot")
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("dst_url")
-@click.argument("namespaces", nargs=-1, metavar="[NAMESPACE]...")
+@click.argument("namespaces", nargs=-1, metavar="[NAME]...")
 @destination_options
 @click.pass_obj
 def import_errbot_cmd(
@@ -126,15 +158,14 @@ def import_errbot_cmd(
     wrote (never unpickled here), and every value read back and compared.  DST_URL's
     codec is pickle unless the URL or --codec says signed-pickle.  Then set
     STORAGE = "Plugstore" and STORAGE_CONFIG = {"url": DST_URL} in the bot's config.py.
+
+    NAMEs choose what to import, named as Errbot names them (core, a plugin's name such
+    as "Test hooks", the file name without .db).  A name that is not a valid namespace
+    is imported into its escaped namespace (Test%20hooks), where the bot looks for it.
     """
     check_merge_replace(merge, replace)
     if namespaces:
-        files = []
-        for name in dict.fromkeys(namespaces):
-            file = shelf_file(data_dir, check_namespace(name))
-            if file is None:
-                raise CliError(f"{data_dir} has no file for namespace {name!r} ({name}.db)")
-            files.append(file)
+        files = _chosen_files(data_dir, namespaces)
     else:
         files = shelf_files(data_dir)
         if not files:
@@ -237,10 +268,32 @@ def _pickled(src: Store, name: str) -> Iterator[tuple[str, bytes]]:
             raise CliError(f"cannot export {name}/{key!r}: {exc}") from None
 
 
+def _exported_names(src: Store, names: tuple[str, ...], data_dir: Path) -> list[tuple[str, str]]:
+    """``(Errbot name, namespace)`` of each namespace to export: named as Errbot names
+    them, else every namespace of ``src``.  Each is checked to exist and to have a Shelf
+    file name before anything is written."""
+    try:
+        if names:
+            chosen = [(name, namespace_for(name)) for name in dict.fromkeys(names)]
+            for name, ns in chosen:
+                if not namespace_exists(src, ns):
+                    shown = repr(ns) if ns == name else f"{ns!r} (Errbot name {name!r})"
+                    raise CliError(f"no namespace {shown} in the source store {src.url}")
+        else:
+            chosen = [(errbot_name(ns), ns) for ns in src.namespaces()]
+        for name, _ in chosen:
+            shelf_file(data_dir, name)  # refuses a name that cannot be a file name
+    except InvalidNamespaceError as exc:
+        raise CliError(
+            f"cannot export: {exc}; export the other namespaces by naming them"
+        ) from None
+    return chosen
+
+
 @click.command("export-errbot")
 @click.argument("src_url")
 @click.argument("data_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.argument("namespaces", nargs=-1, metavar="[NAMESPACE]...")
+@click.argument("namespaces", nargs=-1, metavar="[NAME]...")
 @click.option("--merge", is_flag=True, help="Write into namespace files that hold keys.")
 @click.option("--replace", is_flag=True, help="Delete existing namespace files first.")
 @click.option(
@@ -260,10 +313,12 @@ def export_errbot_cmd(
 ) -> None:
     """Write SRC_URL's namespaces as an Errbot Shelf data directory, then verify.
 
-    The reverse of import-errbot: each namespace becomes DATA_DIR/NAMESPACE.db, a
-    shelve file Errbot's STORAGE = "Shelf" opens.  Pickled values are written as they are
-    stored (never unpickled); ints and JSON-coded values are pickled (protocol 2, like
-    Errbot).  Choose --dbm to match the Python the bot runs on; stop the bot first.
+    The reverse of import-errbot: each namespace becomes DATA_DIR/NAME.db, a shelve
+    file Errbot's STORAGE = "Shelf" opens, NAME being its Errbot name (the namespace
+    Test%20hooks is the plugin "Test hooks": "Test hooks.db").  Pickled values are
+    written as they are stored (never unpickled); ints and JSON-coded values are pickled
+    (protocol 2, like Errbot).  Choose --dbm to match the Python the bot runs on; stop
+    the bot first.  NAMEs choose what to export, named as Errbot names them.
     """
     check_merge_replace(merge, replace)
     flavour = f"dbm.{dbm}" if dbm else None
@@ -273,21 +328,21 @@ def export_errbot_cmd(
         except BackendUnavailableError as exc:
             raise click.BadParameter(str(exc), param_hint="--dbm") from None
     with open_errbot_store(state, src_url) as src:
-        names = chosen_namespaces(src, namespaces, "source")
+        chosen = _exported_names(src, namespaces, data_dir)
         occupied = []
-        for name in names:
+        for name, _ in chosen:
             file = shelf_file(data_dir, name)
             if file is not None and any(True for _ in read_shelf(file)):
                 occupied.append(name)
         refuse_occupied(occupied, str(data_dir), merge, replace)
         # Every value converted before the first write: one that cannot be (a bad
         # signature) stops the export with the data directory untouched.
-        exported = [list(_pickled(src, name)) for name in names]
+        exported = [list(_pickled(src, ns)) for _, ns in chosen]
         results: list[CopyResult] = []
         with progress_bar() as progress:
-            for name, items in zip(names, exported, strict=True):
-                result = CopyResult(name, len(items))
-                task = progress.add_task(name, total=len(items))
+            for (name, ns), items in zip(chosen, exported, strict=True):
+                result = CopyResult(ns, len(items))
+                task = progress.add_task(ns, total=len(items))
                 if replace:
                     remove_shelf(data_dir, name)
                 before = shelf_file(data_dir, name)
@@ -303,8 +358,8 @@ def export_errbot_cmd(
                 result.copied = write_shelf(data_dir, name, items, flavour=flavour)
                 progress.advance(task, len(items))
                 results.append(result)
-        for name, result, items in zip(names, results, exported, strict=True):
-            result.source_after = src.backend.bucket(name).count()
+        for (name, ns), result, items in zip(chosen, results, exported, strict=True):
+            result.source_after = src.backend.bucket(ns).count()
             file = shelf_file(data_dir, name)
             written = dict(read_shelf(file)) if file is not None else {}
             result.dest_after = len(written)

@@ -1,4 +1,9 @@
-"""Errbot's Shelf data directory: one ``shelve`` file per namespace, ``DATA_DIR/NS.db``.
+"""Errbot's Shelf data directory: one ``shelve`` file per namespace, ``DATA_DIR/NAME.db``.
+
+``NAME`` is the name Errbot gives the storage (``core``, a plugin's name), as it is: a
+plugin called "Test hooks" has ``Test hooks.db``.  The functions here take and report
+those Errbot names; :attr:`ShelfFile.namespace` is the plugstore namespace of one
+(:func:`~plugstore.integrations.errbot.names.namespace_for`: ``Test%20hooks``).
 
 Errbot's ``Shelf`` storage is ``shelve.DbfilenameShelf(DATA_DIR/NS.db, protocol=2)``: the
 keys are UTF-8, the values are pickles, and the dbm flavour is whichever this Python's
@@ -27,18 +32,36 @@ from ...backends.dbmformats import (
     open_engine,
 )
 from ...errors import ConfigurationError, DecodeError, InvalidNamespaceError
-from ...keys import check_namespace
+from .names import namespace_for
 
 
 @dataclass(frozen=True)
 class ShelfFile:
     """One namespace's file in an Errbot data directory."""
 
+    #: The plugstore namespace of the file's Errbot name.
     namespace: str
-    #: The path shelve was given (``DATA_DIR/NS.db``); the dbm adds its own suffixes.
+    #: The path shelve was given (``DATA_DIR/NAME.db``); the dbm adds its own suffixes.
     base: str
     #: The dbm module that wrote it (``dbm.gnu``, ``dbm.dumb``, ...).
     flavour: str
+
+    @property
+    def name(self) -> str:
+        """The Errbot name of the file (``Test hooks`` for ``Test hooks.db``)."""
+        return os.path.basename(self.base)[: -len(".db")]
+
+
+def _stem(data_dir: str | os.PathLike[str], name: str) -> str:
+    """``DATA_DIR/NAME``, once ``name`` is known to have a namespace and to be one file
+    name (Errbot's Shelf could not store a name with a path separator either)."""
+    namespace_for(name)
+    if "\x00" in name or os.sep in name or (os.altsep and os.altsep in name):
+        raise InvalidNamespaceError(
+            f"Errbot namespace {name!r} cannot be a Shelf file name (it holds a path "
+            "separator or NUL), so Errbot's Shelf storage cannot hold it either"
+        )
+    return os.path.join(data_dir, name)
 
 
 def _is_dbm_sqlite3(path: str) -> bool:
@@ -58,21 +81,26 @@ def _is_dbm_sqlite3(path: str) -> bool:
     return row is not None
 
 
-def shelf_file(data_dir: str | os.PathLike[str], namespace: str) -> ShelfFile | None:
-    """The file of ``namespace`` in ``data_dir``, or ``None`` if it has none."""
-    base = os.path.join(data_dir, check_namespace(namespace) + ".db")
+def shelf_file(data_dir: str | os.PathLike[str], name: str) -> ShelfFile | None:
+    """The file of the Errbot namespace ``name`` in ``data_dir``, or ``None`` if it has none.
+
+    Raises ``InvalidNamespaceError`` if ``name`` has no plugstore namespace or cannot be
+    a file name.
+    """
+    base = _stem(data_dir, name) + ".db"
     flavour = flavour_of(base)
     if flavour is None or (flavour == "dbm.sqlite3" and not _is_dbm_sqlite3(base)):
         return None
-    return ShelfFile(namespace, base, flavour)
+    return ShelfFile(namespace_for(name), base, flavour)
 
 
 def shelf_files(data_dir: str | os.PathLike[str]) -> list[ShelfFile]:
-    """Every namespace file in ``data_dir``, sorted by namespace.
+    """Every namespace file in ``data_dir``, sorted by Errbot name.
 
     Raises ``ConfigurationError`` if the directory cannot be listed, and
-    ``InvalidNamespaceError`` naming the file if a namespace's name is not one plugstore
-    accepts (pass the namespaces to import explicitly to leave it out).
+    ``InvalidNamespaceError`` naming the file if its name has no plugstore namespace
+    (too long once escaped, or not UTF-8; pass the names to import explicitly to leave
+    it out).
     """
     try:
         entries = os.listdir(data_dir)
@@ -83,7 +111,7 @@ def shelf_files(data_dir: str | os.PathLike[str]) -> list[ShelfFile]:
     found = []
     for name in sorted(namespace_names(entries)):
         try:
-            check_namespace(name)
+            namespace_for(name)
         except InvalidNamespaceError as exc:
             raise InvalidNamespaceError(
                 f"{os.path.join(data_dir, name)}.db: {exc}; import the other namespaces by "
@@ -114,9 +142,10 @@ def read_shelf(file: ShelfFile) -> Iterator[tuple[str, bytes]]:
         engine.close()
 
 
-def remove_shelf(data_dir: str | os.PathLike[str], namespace: str) -> None:
-    """Delete every file of ``namespace`` in ``data_dir`` (the dbm's and their leftovers)."""
-    stem = os.path.join(data_dir, check_namespace(namespace))
+def remove_shelf(data_dir: str | os.PathLike[str], name: str) -> None:
+    """Delete every file of the Errbot namespace ``name`` in ``data_dir`` (the dbm's and
+    their leftovers)."""
+    stem = _stem(data_dir, name)
     for suffix in DATA_SUFFIXES:
         path = stem + suffix
         if os.path.exists(path):
@@ -125,24 +154,23 @@ def remove_shelf(data_dir: str | os.PathLike[str], namespace: str) -> None:
 
 def write_shelf(
     data_dir: str | os.PathLike[str],
-    namespace: str,
+    name: str,
     items: Iterable[tuple[str, bytes]],
     *,
     flavour: str | None = None,
 ) -> int:
-    """Write ``(key, pickled value)`` pairs into ``namespace``'s file; return how many.
+    """Write ``(key, pickled value)`` pairs into the file of the Errbot namespace ``name``;
+    return how many.
 
     An existing file is written in its own flavour; a new one in ``flavour`` (default:
     the one this Python's ``dbm``, and so Errbot on it, would create).  ``dbm.dumb`` and
     ``dbm.sqlite3`` files change all at once, at the end; ``dbm.gnu`` and ``dbm.ndbm``
     ones as they are written, so a failure leaves part of the keys written.
     """
+    base = _stem(data_dir, name) + ".db"
     Path(data_dir).mkdir(parents=True, exist_ok=True)
-    existing = shelf_file(data_dir, namespace)
-    if existing is not None:
-        kind, base = existing.flavour, existing.base
-    else:
-        kind, base = flavour or default_flavour(), os.path.join(data_dir, namespace + ".db")
+    existing = shelf_file(data_dir, name)
+    kind = existing.flavour if existing is not None else flavour or default_flavour()
     engine = open_engine(kind, base, create=True, fsync=True)
     written = 0
     try:
