@@ -427,3 +427,34 @@ def test_export_refuses_namespaces_no_errbot_name_has(run: Any, tmp_path: Path) 
     assert not out.exists()
     done = run("export-errbot", url, str(out), "fine")
     assert done.exit_code == 0, done.stderr
+
+
+def test_errbot_namespace_finds_a_plugins_data_by_its_errbot_name(run: Any, tmp_path: Path) -> None:
+    done = run("errbot-namespace", "Test hooks for webhooks testing", "core", "a%20b")
+    assert done.exit_code == 0, done.stderr
+    assert done.stdout == "Test%20hooks%20for%20webhooks%20testing\ncore\na%2520b\n"
+    done = run("errbot-namespace", "--reverse", "Test%20hooks%20for%20webhooks%20testing", "core")
+    assert done.exit_code == 0, done.stderr
+    assert done.stdout == "Test hooks for webhooks testing\ncore\n"
+    # What a user does with it: read the plugin's data with the namespace commands.
+    url = f"sqlite:///{tmp_path / 'bot.db'}"
+    write_errbot_dir(tmp_path / "data", ODD)
+    assert run("import-errbot", str(tmp_path / "data"), url).exit_code == 0
+    ns = run("errbot-namespace", "Test hooks for webhooks testing").stdout.strip()
+    done = run("--codec", "pickle", "-u", url, "get", ns, "url")
+    assert done.exit_code == 0, done.stderr
+    assert done.stdout.strip() == '"https://example.org/hook"'
+
+
+def test_errbot_namespace_errors(run: Any) -> None:
+    done = run("errbot-namespace", "x" * 129)
+    assert done.exit_code == 1
+    assert "over the limit of 128" in done.stderr
+    assert "Errbot plugin" in done.stderr
+    done = run("errbot-namespace", "-r", "%41")
+    assert done.exit_code == 1
+    assert "not an escaped name" in done.stderr
+    done = run("errbot-namespace", "-r", "a b")
+    assert done.exit_code == 1
+    assert "invalid namespace" in done.stderr
+    assert run("errbot-namespace").exit_code == 2

@@ -71,6 +71,12 @@ def test_a_plugin_whose_name_is_no_namespace_activates_and_keeps_its_data(
         stored = store.namespace("Test%20hooks%20for%20webhooks%20testing")
         assert dict(stored) == {"url": "https://example.org/hook", "count": 2}
         assert "core" in store.namespaces()  # valid names keep their namespace
+    done = run(PLUGSTORE, "errbot-namespace", HOOKS)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "Test%20hooks%20for%20webhooks%20testing\n"
+    done = run(PLUGSTORE, "--codec", "pickle", "-u", store_url, "ls", done.stdout.strip())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["count", "url"]
 
 
 def test_data_and_plugin_config_survive_two_bot_starts(tmp_path: Path, store_url: str) -> None:

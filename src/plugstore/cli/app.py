@@ -44,6 +44,7 @@ COMMANDS: dict[str, str] = {
     "import-errbot": "plugstore.cli.errbot:import_errbot_cmd",
     "export-errbot": "plugstore.cli.errbot:export_errbot_cmd",
     "errbot-plugin-dir": "plugstore.cli.errbot:plugin_dir_cmd",
+    "errbot-namespace": "plugstore.cli.errbot:errbot_namespace_cmd",
     "user": "plugstore.cli.user:user_group",
 }
 

@@ -71,6 +71,30 @@ def plugin_dir_cmd() -> None:
     click.echo(str(plugin_dir()))
 
 
+@click.command("errbot-namespace")
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@click.option(
+    "-r",
+    "--reverse",
+    is_flag=True,
+    help="Take namespaces and print the Errbot names they belong to.",
+)
+def errbot_namespace_cmd(names: tuple[str, ...], reverse: bool) -> None:
+    """Print the plugstore namespace where Errbot keeps the storage NAME (a plugin's name).
+
+    One line per NAME.  A name that is a valid namespace (core, Memo) is its own; any
+    other is percent-escaped ("Test hooks" -> Test%20hooks).  Use it with the commands
+    that take a namespace:
+
+        plugstore ls "$(plugstore errbot-namespace 'Test hooks')"
+
+    With --reverse, NAMEs are namespaces (as ls lists them) and their Errbot names are
+    printed.
+    """
+    convert = errbot_name if reverse else namespace_for
+    click.echo("\n".join(convert(name) for name in names))
+
+
 def open_errbot_store(state: CliState, url: str) -> Store:
     """Open ``url`` with the pickle codec unless the URL or ``--codec`` chose another."""
     import plugstore
