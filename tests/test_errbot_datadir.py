@@ -20,6 +20,7 @@ import plugstore
 from plugstore.backends.dbmformats import namespace_names
 from plugstore.cli import cli
 from plugstore.codecs import SignedPickleCodec
+from plugstore.integrations.errbot.datadir import shelf_files
 
 GDBM_FIXTURE = Path(__file__).parent / "fixtures" / "errbot-gdbm"
 SECRET = "import-secret"
@@ -365,6 +366,8 @@ ODD_NAMESPACES = {
 def test_plugins_of_any_name_move_both_ways(run: Any, tmp_path: Path) -> None:
     data = tmp_path / "errbot-data"
     write_errbot_dir(data, {"core": CORE, **ODD})
+    files = shelf_files(data)
+    assert {f.name: f.namespace for f in files} == {"core": "core", **ODD_NAMESPACES}
     url = f"sqlite:///{tmp_path / 'bot.db'}"
     done = run("import-errbot", str(data), url)
     assert done.exit_code == 0, done.stderr
@@ -458,3 +461,23 @@ def test_errbot_namespace_errors(run: Any) -> None:
     assert done.exit_code == 1
     assert "invalid namespace" in done.stderr
     assert run("errbot-namespace").exit_code == 2
+
+
+def test_shelf_names_never_leave_the_data_directory(tmp_path: Path) -> None:
+    from plugstore.errors import InvalidNamespaceError
+    from plugstore.integrations.errbot.datadir import remove_shelf, shelf_file, write_shelf
+
+    data = tmp_path / "data"
+    for bad in ("../evil", "a/b", "nul\x00"):
+        with pytest.raises(InvalidNamespaceError, match="cannot be a Shelf file name"):
+            write_shelf(data, bad, [("k", pickle.dumps(1, protocol=2))])
+        with pytest.raises(InvalidNamespaceError):
+            shelf_file(data, bad)
+        with pytest.raises(InvalidNamespaceError):
+            remove_shelf(data, bad)
+    assert not data.exists()
+    assert sorted(os.listdir(tmp_path)) == []
+    assert write_shelf(data, "..", [("k", pickle.dumps(1, protocol=2))]) == 1  # "...db"
+    file = shelf_file(data, "..")
+    assert file is not None
+    assert (file.name, file.namespace) == ("..", "%2E.")
