@@ -80,9 +80,11 @@ def test_export_prints_the_users_data_as_json(run: Any, db: str) -> None:
             ]
         },
         "states": [{"namespace": STATE_NAMESPACE, "key": "poll", "value": "QUESTION"}],
+        "plugins": {},
     }
     assert result.stderr.startswith(
-        "exported 2 scoped entries in 1 namespace and 1 conversation state about user '42'"
+        "exported 2 scoped entries in 1 namespace, 1 conversation state and data from "
+        "0 plugins about user '42'"
     )
     with plugstore.open(db) as store:
         assert export_user(store, "42") == data
@@ -98,7 +100,7 @@ def test_export_to_a_file_and_with_the_global_url(run: Any, db: str, tmp_path: P
         "notes": [{"scope": [["user", "ana"]], "key": "todo", "value": ["milk"]}]
     }
     nobody = json.loads(run("-u", db, "user", "export", "nobody").stdout)
-    assert nobody == {"user": "nobody", "namespaces": {}, "states": []}
+    assert nobody == {"user": "nobody", "namespaces": {}, "states": [], "plugins": {}}
 
 
 def test_export_to_an_unwritable_place_is_one_line(run: Any, db: str, tmp_path: Path) -> None:
@@ -295,13 +297,17 @@ def test_forgetme_says_what_it_keeps_then_forgets_it_on_confirm(host: ChatHost) 
 
     preview = say(host, "ana", ".forgetme")
     assert preview == (
-        "I keep 2 entries (1 in chat-states, 1 in chat.levels) about you. "
+        "I keep 2 entries (1 in chat-states, 1 in chat.levels) and plugin data: "
+        "poll (drafts: 1) about you. "
         "Say '.forgetme confirm' to erase it all; this cannot be undone."
     )
     assert host.states.get("poll", "ana") == "QUESTION"  # a preview erases nothing
 
     done = say(host, "ana", ".forgetme CONFIRM ")
-    assert done == "Done: I forgot 2 entries (1 in chat-states, 1 in chat.levels) about you."
+    assert done == (
+        "Done: I forgot 2 entries (1 in chat-states, 1 in chat.levels) and plugin data: "
+        "poll (drafts: 1) about you."
+    )
     assert host.states.get("poll", "ana") == "START"
     assert say(host, "ana", ".xp") == "1"  # starts over
     assert host.states.get("poll", "bob") == "QUESTION"
