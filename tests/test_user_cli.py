@@ -21,7 +21,7 @@ from plugstore import StateStore
 from plugstore.bot import ChatHost, Context, Plugin, builtin_plugins, command
 from plugstore.bot.host import STATE_NAMESPACE
 from plugstore.cli import cli
-from plugstore.userdata import export_user, matching_ids, state_machine_of
+from plugstore.userdata import UserData, export_user, matching_ids, state_machine_of
 from test_cli import one_error_line, runner  # noqa: F401 (runner: a fixture)
 
 PASSWORD = "s3cr3t-Xy7"
@@ -322,3 +322,140 @@ def test_forgetme_with_other_words_shows_its_usage(host: ChatHost) -> None:
     assert reply.text.startswith("usage: .forgetme [confirm]")
     help_text = say(host, "ana", ".help forgetme")
     assert help_text.startswith(".forgetme [confirm]\n  Say what I keep about you")
+
+
+# --------------------------------------------------------------------------- hooks
+
+
+BROKEN_HOOK = """
+from plugstore.userdata import UserData
+
+def export(store, user):
+    raise RuntimeError("cannot reach the quotes service")
+
+def forget(store, user, dry_run):
+    raise RuntimeError("cannot reach the quotes service")
+
+def fine_export(store, user):
+    ns = store.namespace("quotes")
+    return {k: v for k, v in ns.scan("by:" + user + ":")}
+
+def fine_forget(store, user, dry_run):
+    ns = store.namespace("quotes")
+    keys = list(ns.scan_keys("by:" + user + ":"))
+    if not dry_run:
+        for key in keys:
+            del ns[key]
+    return {"quotes": len(keys)}
+
+broken = UserData("quotes_service", export, forget)
+fine = UserData("quotes", fine_export, fine_forget)
+"""
+
+
+@pytest.fixture
+def hook_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A module ``uh_hooks`` with a UserData that raises (``broken``) and one that
+    keeps quotes under plain keys ``by:<user>:<n>`` (``fine``), importable from the cwd."""
+    (tmp_path / "uh_hooks.py").write_text(BROKEN_HOOK)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "uh_hooks"
+
+
+def test_a_loaded_key_value_hook_joins_export_and_forget(
+    run: Any, db: str, hook_module: str
+) -> None:
+    with plugstore.open(db) as store:
+        store.namespace("quotes")["by:ana:1"] = "hello"
+        store.namespace("quotes")["by:anab:1"] = "not ana's"
+    exported = run("user", "export", "ana", db, "--load", f"{hook_module}:fine")
+    assert exported.exit_code == 0, exported.stderr
+    assert json.loads(exported.stdout)["plugins"] == {"quotes": {"by:ana:1": "hello"}}
+    forgot = run("user", "forget", "ana", db, "--load", f"{hook_module}:fine", "--yes")
+    assert forgot.stdout.splitlines() == [
+        "notes\tuser='ana'\ttodo",
+        "quotes\tplugin\tquotes: 1",
+        "deleted 1 entry (1 in notes) and plugin data: quotes (quotes: 1) about user 'ana'",
+    ]
+    assert entries(db)["quotes"] == {"by:anab:1"}
+
+
+def test_a_failing_hook_fails_export_and_writes_nothing(
+    run: Any, db: str, hook_module: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "ana.json"
+    result = run("user", "export", "ana", db, "--load", f"{hook_module}:broken", "-o", str(out))
+    line = error_line(result)
+    assert line == (
+        "error: cannot export user 'ana': plugin 'quotes_service' failed: RuntimeError: "
+        "cannot reach the quotes service (nothing was exported: fix the plugin and export again)"
+    )
+    assert not out.exists()
+
+
+def test_a_failing_hook_is_reported_and_the_rest_is_forgotten(
+    run: Any, db: str, hook_module: str
+) -> None:
+    hook = ("--load", f"{hook_module}:broken")
+    before = entries(db)
+    dry = run("user", "forget", "42", db, *hook, "--dry-run")
+    assert dry.exit_code == 1
+    assert "warning: plugin 'quotes_service' cannot tell: RuntimeError: cannot reach" in dry.stderr
+    assert dry.stdout.splitlines()[-1].startswith("dry run: would delete 3 entries")
+    assert dry.stderr.splitlines()[-1].startswith("error: cannot erase everything about user")
+    assert entries(db) == before
+
+    done = run("user", "forget", "42", db, *hook, "--yes")
+    assert done.exit_code == 1
+    assert done.stdout.splitlines()[-1] == (
+        f"deleted 3 entries (1 in {STATE_NAMESPACE}, 2 in levels) about user '42'"
+    )
+    assert done.stderr.splitlines()[0].startswith("warning: plugin 'quotes_service' cannot tell")
+    assert done.stderr.splitlines()[1:] == [
+        "error: cannot erase everything about user '42': plugin 'quotes_service' failed: "
+        "RuntimeError: cannot reach the quotes service; erased 3 entries "
+        f"(1 in {STATE_NAMESPACE}, 2 in levels): fix the plugin and run it again "
+        "(it erases only what is left)"
+    ]
+    with plugstore.open(db) as store:
+        assert "xp" not in store.namespace("levels").scope(user=42)
+    # Nothing else left; the hook still fails, and says so rather than "nothing stored".
+    again = run("user", "forget", "42", db, *hook, "--yes")
+    assert again.exit_code == 1
+    assert "plugin 'quotes_service' failed" in again.stderr.splitlines()[-1]
+
+
+def test_load_names_a_hook_or_is_one_line(run: Any, db: str, hook_module: str) -> None:
+    line = error_line(run("user", "export", "ana", db, "--load", f"{hook_module}:__name__"))
+    assert (
+        line == f"error: --load {hook_module}:__name__: a str, not a RelationalPlugin or UserData"
+    )
+    line = error_line(run("user", "export", "ana", db, "--load", "nomodule"))
+    assert line == "error: --load 'nomodule': write it as MODULE:ATTRIBUTE"
+
+
+class Quotes(Plugin):
+    """Quotes kept under plain keys, with a hook that fails."""
+
+    name = "quotes"
+    user_data = UserData("quotes", lambda store, user: {}, lambda *_: 1 / 0)
+
+
+def test_forgetme_reports_a_failing_hook_and_forgets_the_rest(tmp_path: Path) -> None:
+    with (
+        plugstore.open(f"sqlite:///{tmp_path / 'chat.db'}") as store,
+        ChatHost(store, [*builtin_plugins(), Levels, Quotes]) as chat,
+    ):
+        say(chat, "ana", ".xp")
+        (preview,) = chat.handle("ana", ".forgetme")
+        assert preview.error
+        assert preview.text == (
+            "I keep 1 entry (1 in chat.levels) about you, and I could not check what these "
+            "plugins keep (plugin 'quotes': ZeroDivisionError: division by zero). Try again later."
+        )
+        (done,) = chat.handle("ana", ".forgetme confirm")
+        assert done.error
+        assert done.text.startswith("I forgot 1 entry (1 in chat.levels) about you, but I could")
+        assert done.text.endswith("Say '.forgetme confirm' again later.")
+        assert say(chat, "ana", ".xp") == "1"  # the rest was erased
