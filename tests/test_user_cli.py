@@ -459,3 +459,42 @@ def test_forgetme_reports_a_failing_hook_and_forgets_the_rest(tmp_path: Path) ->
         assert done.text.startswith("I forgot 1 entry (1 in chat.levels) about you, but I could")
         assert done.text.endswith("Say '.forgetme confirm' again later.")
         assert say(chat, "ana", ".xp") == "1"  # the rest was erased
+
+
+CHAT_PLUGIN = """
+from plugstore.bot import Plugin
+from plugstore.userdata import UserData
+
+def export(store, user):
+    return store.namespace("chat.wins").get("wins:" + user)
+
+def forget(store, user, dry_run):
+    ns = store.namespace("chat.wins")
+    found = ("wins:" + user) in ns
+    if found and not dry_run:
+        del ns["wins:" + user]
+    return {"wins": int(found)}
+
+class Wins(Plugin):
+    \"\"\"Wins under plain keys.\"\"\"
+    user_data = UserData("wins", export, forget)
+"""
+
+
+def test_chat_plugins_of_a_directory_bring_their_hooks(run: Any, db: str, tmp_path: Path) -> None:
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "wins.py").write_text(CHAT_PLUGIN)
+    with plugstore.open(db) as store:
+        store.namespace("chat.wins")["wins:ana"] = 4
+    exported = run("user", "export", "ana", db, "-p", str(plugins))
+    assert json.loads(exported.stdout)["plugins"] == {"wins": 4}
+    assert json.loads(run("user", "export", "ana", db).stdout)["plugins"] == {}
+    forgot = run("user", "forget", "ana", db, "-p", str(plugins), "--yes")
+    assert forgot.stdout.splitlines()[-1] == (
+        "deleted 1 entry (1 in notes) and plugin data: wins (wins: 1) about user 'ana'"
+    )
+    assert "chat.wins" not in entries(db)
+    (plugins / "broken.py").write_text("raise ImportError('no such thing')\n")
+    line = error_line(run("user", "forget", "ana", db, "-p", str(plugins), "--yes"))
+    assert line.startswith(f"error: plugin file {plugins / 'broken.py'}: ImportError")

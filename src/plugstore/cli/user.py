@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -50,6 +51,15 @@ def user_group() -> None:
 
 
 def _hook_options(command: Any) -> Any:
+    command = click.option(
+        "-p",
+        "--plugins-dir",
+        "plugin_dirs",
+        multiple=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Also run the hooks of the chat plugins in DIR/*.py, as plugstore chat -p "
+        "loads them (repeatable).",
+    )(command)
     command = click.option(
         "--db",
         "database",
@@ -93,6 +103,7 @@ def export_cmd(
     database: str | None,
     loads: tuple[str, ...],
     no_entry_points: bool,
+    plugin_dirs: tuple[Path, ...],
 ) -> None:
     """Print everything stored about USER as one JSON document.
 
@@ -103,7 +114,7 @@ def export_cmd(
     user_id_text(user)  # a bad id fails before the store is opened
     with (
         state.open(url) as store,
-        hooks_for(state, store, database, loads, no_entry_points) as hooks,
+        hooks_for(state, store, database, loads, no_entry_points, plugin_dirs) as hooks,
     ):
         data = export_user(store, user, hooks=hooks)
         where = store.url
@@ -149,6 +160,7 @@ def forget_cmd(
     database: str | None,
     loads: tuple[str, ...],
     no_entry_points: bool,
+    plugin_dirs: tuple[Path, ...],
 ) -> None:
     """Delete everything stored about USER, after listing it and asking.
 
@@ -161,7 +173,7 @@ def forget_cmd(
     user_id_text(user)
     with (
         state.open(url) as store,
-        hooks_for(state, store, database, loads, no_entry_points) as hooks,
+        hooks_for(state, store, database, loads, no_entry_points, plugin_dirs) as hooks,
     ):
         try:
             found = forget_user(store, user, dry_run=True, hooks=hooks)
@@ -216,6 +228,7 @@ def hooks_for(
     database: str | None,
     loads: Sequence[str],
     no_entry_points: bool,
+    plugin_dirs: Sequence[Path] = (),
 ) -> Iterator[list[UserDataHook]]:
     """Every user-data hook that may hold data about users of ``store``.
 
@@ -226,12 +239,12 @@ def hooks_for(
       the plugins under ``plugstore.relational`` and of the built-in chat plugins'
       tables (the poll plugin), on ``database`` (default: where ``plugstore chat`` keeps
       tables for this store), without migrating anything;
-    * the ``--load`` ones.
+    * the chat plugins in ``plugin_dirs`` (``-p``), and the ``--load`` ones.
 
     With ``no_entry_points`` only the built-in and loaded ones.  An entry point that
     cannot be loaded is a hook that fails (see :func:`~plugstore.userdata.failing_hook`).
     """
-    from plugstore.bot import builtin_plugins
+    from plugstore.bot import builtin_plugins, directory_plugins
     from plugstore.bot import entry_point_plugins as bot_entry_points
 
     hooks: list[UserDataHook] = []
@@ -250,6 +263,11 @@ def hooks_for(
         for line in problems:
             name = line.removeprefix("entry point ").split(" = ", 1)[0]
             hooks.append(failing_hook(f"entry point {name}", line))
+    for directory in plugin_dirs:
+        found, problems = directory_plugins(directory)
+        if problems:  # the operator named it: a plugin there that cannot load is an error
+            raise CliError(state.scrub("; ".join(problems)))
+        classes += found
     for cls in classes:
         if cls.user_data is not None:
             add(cls.user_data)
