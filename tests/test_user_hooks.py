@@ -323,3 +323,36 @@ def test_user_commands_reach_the_poll_tables(tables: str, tmp_path: Path) -> Non
     bobs = json.loads(run("user", "export", bob, store_url, "--db", tables).stdout)
     assert [p["question"] for p in bobs["plugins"]["poll"]["polls"]] == ["Drink?"]
     assert poll_rows(tables, [bob])["votes"] == []
+
+
+def test_the_quotes_example_forgets_scores_and_quizzes(tmp_path: Path) -> None:
+    """examples/chat_plugins/quotes.py keeps scores and quizzes under plain keys; its
+    key-value hook is what lets .forgetme find them."""
+    from plugstore.bot import directory_plugins
+
+    examples = Path(__file__).resolve().parent.parent / "examples" / "chat_plugins"
+    found, problems = directory_plugins(examples)
+    assert not problems
+    with (
+        plugstore.open(f"sqlite:///{tmp_path / 'quotes.db'}") as store,
+        ChatHost(store, [*builtin_plugins(), *found], rng=random.Random(1)) as chat,
+    ):
+        say(chat, "bob", ".quote Ada: hello")
+        for user in ("ana", "bob"):
+            say(chat, user, ".quiz")
+            say(chat, user, "Ada")
+        say(chat, "ana", ".quiz")  # pending
+        data = store.namespace("chat.quotes")
+        assert export_user(store, "ana", hooks=chat_hooks(chat))["plugins"] == {
+            "quotes": {"score:ana": 1, "quiz:ana": 1}
+        }
+        done = say(chat, "ana", ".forgetme confirm")
+        assert done == (
+            "Done: I forgot 1 entry (1 in chat-states) and plugin data: "
+            "quotes (scores: 1, quizzes: 1) about you."
+        )
+        assert "score:ana" not in data
+        assert "quiz:ana" not in data
+        assert data["score:bob"] == 1
+        assert data["quote:1"] == {"author": "Ada", "text": "hello"}
+        assert say(chat, "ana", ".forgetme") == "I keep nothing about you."
