@@ -498,3 +498,24 @@ def test_chat_plugins_of_a_directory_bring_their_hooks(run: Any, db: str, tmp_pa
     (plugins / "broken.py").write_text("raise ImportError('no such thing')\n")
     line = error_line(run("user", "forget", "ana", db, "-p", str(plugins), "--yes"))
     assert line.startswith(f"error: plugin file {plugins / 'broken.py'}: ImportError")
+
+
+class Misdeclared(Plugin):
+    """A hook that is not a UserData."""
+
+    name = "misdeclared"
+    user_data = ("export", "forget")  # type: ignore[assignment]
+
+
+def test_a_hook_that_is_not_a_user_data_is_a_failure_not_a_crash(tmp_path: Path) -> None:
+    with (
+        plugstore.open(f"sqlite:///{tmp_path / 'chat.db'}") as store,
+        ChatHost(store, [*builtin_plugins(), Levels, Misdeclared]) as chat,
+    ):
+        say(chat, "ana", ".xp")
+        (done,) = chat.handle("ana", ".forgetme confirm")
+        assert done.error
+        assert "plugin 'misdeclared': its user_data is a tuple, not a plugstore UserData" in (
+            done.text
+        )
+        assert say(chat, "ana", ".xp") == "1"

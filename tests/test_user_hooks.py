@@ -6,8 +6,8 @@ hook that fails (its transaction rolls back, the failure is reported, the rest i
 erased); hooks of plugins never migrated here, or behind their head.
 
 Isolation: on PostgreSQL each test gets a database of its own (``pl_poll`` is a fixed
-schema name); on MariaDB, where a schema is a database, users are unique to the test
-and only their rows are looked at.
+schema name); on MariaDB, where a schema is a database, users are unique to the test,
+only their rows are looked at, and they are deleted afterwards.
 """
 
 from __future__ import annotations
@@ -47,15 +47,22 @@ from servers import require_server
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
+@pytest.fixture
+def suffix() -> str:
+    """Appended to every user name of the test: its rows on a shared server are its own."""
+    return uuid.uuid4().hex[:8]
+
+
 @pytest.fixture(params=ENGINES)
-def tables(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def tables(request: pytest.FixtureRequest, tmp_path: Path, suffix: str) -> Iterator[str]:
     """A database for the chat plugins' tables, the poll plugin's to this test alone
-    (on MariaDB: its users are)."""
+    (on MariaDB: its users' rows are, and they are removed afterwards)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'tables.sqlite3'}"
     elif request.param == "mysql":
         require_server("MariaDB", "127.0.0.1", 3306)
         yield MY_URL
+        _remove_rows_of(MY_URL, suffix)
     else:
         require_server("PostgreSQL", "127.0.0.1", 5432)
         name = f"uh_{uuid.uuid4().hex[:10]}"
@@ -70,8 +77,21 @@ def tables(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             admin.dispose()
 
 
-def users(*names: str) -> list[str]:
-    suffix = uuid.uuid4().hex[:8]
+def _remove_rows_of(url: str, suffix: str) -> None:
+    """Delete the poll rows of the users whose names end with ``-suffix``."""
+    mine = f"%-{suffix}"
+    with RelationalHost(url, [poll.plugin]) as host:
+        host.start()
+        with host["poll"].session() as s:
+            ids = select(poll.polls.c.id).where(poll.polls.c.author.like(mine))
+            s.execute(delete(poll.votes).where(poll.votes.c.voter.like(mine)))
+            s.execute(delete(poll.votes).where(poll.votes.c.poll_id.in_(ids)))
+            s.execute(delete(poll.options).where(poll.options.c.poll_id.in_(ids)))
+            s.execute(delete(poll.polls).where(poll.polls.c.author.like(mine)))
+            s.execute(delete(poll.drafts).where(poll.drafts.c.author.like(mine)))
+
+
+def users(suffix: str, *names: str) -> list[str]:
     return [f"{name}-{suffix}" for name in names]
 
 
@@ -126,8 +146,8 @@ def host(tables: str) -> Iterator[ChatHost]:
         yield chat
 
 
-def test_poll_data_is_exported_and_forgotten(host: ChatHost, tables: str) -> None:
-    ana, bob, carl, nobody = users("ana", "bob", "carl", "nobody")
+def test_poll_data_is_exported_and_forgotten(host: ChatHost, tables: str, suffix: str) -> None:
+    ana, bob, carl, nobody = users(suffix, "ana", "bob", "carl", "nobody")
     lunch = open_poll(host, ana, "Lunch?", "pizza", "sushi")
     drink = open_poll(host, bob, "Drink?", "tea", "coffee")
     say(host, ana, f".vote {lunch} pizza")
@@ -219,7 +239,7 @@ def test_a_relational_hook_that_fails_rolls_back_and_is_reported(
     plugin_names.append(name)
     module = load(write_plugin(tmp_path, name))
     broken = _notes_plugin(module, fail=True)
-    [ana, bob] = users("ana", "bob")
+    [ana, bob] = users(uuid.uuid4().hex[:8], "ana", "bob")
     with plugstore.open("memory://") as store, RelationalHost(url, [broken]) as host:
         host.start()
         with host[name].session() as s:
@@ -278,9 +298,9 @@ def test_hooks_of_plugins_not_migrated_or_behind_their_head(
 # -- the command line -------------------------------------------------------------------
 
 
-def test_user_commands_reach_the_poll_tables(tables: str, tmp_path: Path) -> None:
+def test_user_commands_reach_the_poll_tables(tables: str, tmp_path: Path, suffix: str) -> None:
     store_url = f"sqlite:///{tmp_path / 'bot.sqlite3'}"
-    ana, bob = users("ana", "bob")
+    ana, bob = users(suffix, "ana", "bob")
     with (
         plugstore.open(store_url) as store,
         ChatHost(store, builtin_plugins(), database=tables) as chat,

@@ -241,6 +241,16 @@ def failing_hook(name: str, reason: str) -> UserDataHook:
     return UserDataHook(name, fail, fail)
 
 
+def bind_user_data(declared: object, store: Store, owner: str) -> UserDataHook:
+    """``declared`` (what ``owner`` -- a chat plugin, an entry point -- declares as its
+    hook) bound to ``store``; a :func:`failing_hook` named ``owner`` if it is not a
+    :class:`UserData`."""
+    if isinstance(declared, UserData):
+        return declared.bind(store)
+    kind = type(declared).__name__
+    return failing_hook(owner, f"its user_data is a {kind}, not a plugstore UserData")
+
+
 def entry_point_hooks(store: Store) -> list[UserDataHook]:
     """The :class:`UserData` hooks registered under ``plugstore.user_data``, bound to
     ``store``; an entry point that cannot be loaded becomes a :func:`failing_hook`."""
@@ -575,6 +585,7 @@ __all__ = [
     "UserDataError",
     "UserDataHook",
     "UserEntry",
+    "bind_user_data",
     "check_hook_names",
     "entry_point_hooks",
     "export_hooks",

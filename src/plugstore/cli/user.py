@@ -24,6 +24,7 @@ from plugstore.userdata import (
     UserData,
     UserDataError,
     UserDataHook,
+    bind_user_data,
     entry_point_hooks,
     export_user,
     failing_hook,
@@ -251,10 +252,10 @@ def hooks_for(
     seen: set[int] = set()
     relational: list[Any] = []
 
-    def add(data: UserData) -> None:
+    def add(data: object, owner: str) -> None:
         if id(data) not in seen:  # one UserData may be both a plugin's and an entry point
             seen.add(id(data))
-            hooks.append(data.bind(store))
+            hooks.append(bind_user_data(data, store, owner))
 
     classes = builtin_plugins()
     if not no_entry_points:
@@ -270,13 +271,13 @@ def hooks_for(
         classes += found
     for cls in classes:
         if cls.user_data is not None:
-            add(cls.user_data)
+            add(cls.user_data, cls.name or cls.__name__.lower())
         if cls.tables is not None and cls.tables.user_data is not None:
             relational.append(cls.tables)
     for spec in loads:
         loaded = _load(spec)
         if isinstance(loaded, UserData):
-            add(loaded)
+            add(loaded, loaded.name)
         else:
             relational.append(loaded)
     if not no_entry_points:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from plugstore.userdata import UserDataError, UserDataHook, forget_user
+from plugstore.userdata import UserDataError, UserDataHook, bind_user_data, forget_user
 
 from ..plugin import CommandError, Context, Plugin, UsageError, command
 
@@ -32,7 +32,7 @@ def chat_hooks(host: ChatHost) -> list[UserDataHook]:
     hooks: list[UserDataHook] = []
     for plugin in host.plugins:
         if plugin.user_data is not None:
-            hooks.append(plugin.user_data.bind(host.store))
+            hooks.append(bind_user_data(plugin.user_data, host.store, plugin.name))
         if plugin.db is not None:
             hook = plugin.db.user_data_hook()
             if hook is not None:
