@@ -519,3 +519,21 @@ def test_a_hook_that_is_not_a_user_data_is_a_failure_not_a_crash(tmp_path: Path)
             done.text
         )
         assert say(chat, "ana", ".xp") == "1"
+
+
+def test_an_unreachable_tables_database_fails_the_hooks_not_the_rest(run: Any, db: str) -> None:
+    tables = f"postgresql://bot:{PASSWORD}@127.0.0.1:1/db?connect_timeout=1"
+    exported = run("user", "export", "42", db, "--db", tables)
+    assert error_line(exported).startswith(
+        "error: cannot export user '42': plugin 'poll' failed: cannot reach the plugin "
+        "database postgresql://bot:***@127.0.0.1:1/db"
+    )
+    done = run("user", "forget", "42", db, "--db", tables, "--yes")
+    assert done.exit_code == 1
+    assert "deleted 3 entries" in done.stdout
+    assert "plugin 'poll' failed: cannot reach the plugin database" in done.stderr
+    assert PASSWORD not in done.stdout + done.stderr + exported.stdout + exported.stderr
+    with plugstore.open(db) as store:
+        levels = store.namespace("levels")
+        assert "xp" not in levels.scope(user=42)
+        assert levels.scope(user=7)["xp"] == 3

@@ -333,23 +333,26 @@ class RelationalHost:
         unstarted = [p for p in declared if p.name not in self._handles]
         try:
             at = self._versions(unstarted)
-            cache = versions.load_cache()
-            before = dict(cache)
-            wanted = {p.name: versions.cached_heads(p, cache) for p in unstarted}
-            versions.save_cache(cache, before)
-        except StoreError as exc:
-            reason = f"{exc}"
-            return hooks + [failing_hook(p.name, reason) for p in declared]
+        except StoreError as exc:  # the database itself: no plugin's rows can be reached
+            return hooks + [failing_hook(p.name, str(exc)) for p in declared]
+        cache = versions.load_cache()
+        before = dict(cache)
         for plugin in declared:
             handle = self._handles.get(plugin.name)
             if handle is None:
                 if not at[plugin.name]:
                     continue  # no tables here: nothing stored about anyone
-                if at[plugin.name] != wanted[plugin.name]:
-                    current, head = ",".join(at[plugin.name]), ",".join(wanted[plugin.name])
+                try:
+                    head = versions.cached_heads(plugin, cache)
+                except Exception as exc:  # a broken migrations directory: this plugin only
+                    reason = f"cannot read its migrations: {type(exc).__name__}: {exc}"
+                    hooks.append(failing_hook(plugin.name, reason))
+                    continue
+                if at[plugin.name] != head:
+                    current = ",".join(at[plugin.name])
                     reason = (
                         f"its tables in {self.url} are at revision {current}, not its head "
-                        f"{head}: run 'plugstore db upgrade' first"
+                        f"{','.join(head)}: run 'plugstore db upgrade' first"
                     )
                     hooks.append(failing_hook(plugin.name, reason))
                     continue
@@ -357,6 +360,7 @@ class RelationalHost:
             hook = handle.user_data_hook()
             if hook is not None:
                 hooks.append(hook)
+        versions.save_cache(cache, before)
         return hooks
 
     def __getitem__(self, name: str) -> PluginDatabase:
