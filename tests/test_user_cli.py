@@ -537,3 +537,51 @@ def test_an_unreachable_tables_database_fails_the_hooks_not_the_rest(run: Any, d
         levels = store.namespace("levels")
         assert "xp" not in levels.scope(user=42)
         assert levels.scope(user=7)["xp"] == 3
+
+
+def test_installed_hooks_are_run_and_broken_ones_reported(
+    run: Any, db: str, hook_module: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from importlib.metadata import EntryPoint
+
+    import plugstore.relational.plugin as relational_plugin
+    import plugstore.userdata as userdata
+
+    installed = {
+        "plugstore.user_data": [
+            EntryPoint("quotes", f"{hook_module}:fine", "plugstore.user_data"),
+        ],
+        "plugstore.relational": [
+            EntryPoint("gone", "no_such_module_uh:plugin", "plugstore.relational"),
+        ],
+    }
+
+    def entry_points(group: str) -> list[EntryPoint]:
+        return installed.get(group, [])
+
+    monkeypatch.setattr(userdata.importlib_metadata, "entry_points", entry_points)
+    monkeypatch.setattr(relational_plugin.importlib_metadata, "entry_points", entry_points)
+    with plugstore.open(db) as store:
+        store.namespace("quotes")["by:ana:1"] = "hello"
+    done = run("user", "forget", "ana", db, "--yes")
+    assert done.exit_code == 1
+    assert done.stdout.splitlines()[-1] == (
+        "deleted 1 entry (1 in notes) and plugin data: quotes (quotes: 1) about user 'ana'"
+    )
+    assert (
+        "plugin 'entry point gone' failed: relational plugin no_such_module_uh:plugin not "
+        in (done.stderr.splitlines()[-1])
+    )
+    # --no-entry-points: neither the installed hook nor the broken one
+    assert run("user", "forget", "ana", db, "--yes", "--no-entry-points").exit_code == 0
+
+    installed["plugstore.relational"] = []
+    installed["plugstore.user_data"].append(
+        EntryPoint("odd", f"{hook_module}:__name__", "plugstore.user_data")
+    )
+    exported = run("user", "export", "ana", db)
+    assert error_line(exported) == (
+        "error: cannot export user 'ana': plugin 'odd' failed: uh_hooks:__name__ not loaded: "
+        "TypeError: it is a str, not a plugstore UserData (nothing was exported: fix the "
+        "plugin and export again)"
+    )
