@@ -193,9 +193,9 @@ class UserDataHook:
     (``None``, ``{}`` or ``[]`` when it keeps nothing); ``forget(user, dry_run)`` erases
     it (nothing on a dry run) and returns what it erased (or would), counted by kind:
     ``{"polls": 1, "votes": 2}``.  ``name`` keys the plugin's part of an export; hooks
-    run together must have different names.  Made by :meth:`UserData.bind` and by
-    :meth:`plugstore.relational.RelationalUserData.bind`; a hook may also be built
-    directly.
+    run together must have different names.  Made by :meth:`UserData.bind`, by a
+    relational plugin's ``PluginDatabase.user_data_hook()`` (or
+    ``RelationalHost.user_data_hooks()``), or directly.
     """
 
     name: str
