@@ -104,3 +104,26 @@ def test_the_versioning_block_migrates_old_karma() -> None:
     assert dict(karma.scope(channel="general").items()) == {"python": 3, "rust": 1}
     assert list(karma) == []
     env["store"].close()
+
+
+def test_the_user_data_hook_block_runs(tmp_path: Path) -> None:
+    import plugstore
+
+    (block,) = [b for b in python_blocks() if "UserData(" in b]
+    with plugstore.open(f"sqlite:///{tmp_path / 'quotes.db'}") as store:
+        quotes = store.namespace("quotes")
+        quotes["quote:1"] = {"by": "ana", "text": "hi"}
+        quotes["quote:2"] = {"by": "bob", "text": "yo"}
+        quotes["quote:3"] = {"by": "ana", "text": "bye"}
+        env: dict[str, Any] = {"store": store}
+        exec(block, env)
+        assert env["data"]["plugins"] == {
+            "quotes": {
+                "quote:1": {"by": "ana", "text": "hi"},
+                "quote:3": {"by": "ana", "text": "bye"},
+            }
+        }
+        assert [(r.name, r.counts, r.error) for r in env["summary"].plugins] == [
+            ("quotes", {"quotes": 2}, None)
+        ]
+        assert dict(quotes.items()) == {"quote:2": {"by": "bob", "text": "yo"}}

@@ -6,14 +6,38 @@ Run it with:  plugstore chat --plugins-dir examples/chat_plugins
 from __future__ import annotations
 
 from plugstore.bot import CommandError, Context, Plugin, UsageError, command
+from plugstore.store import Store
+from plugstore.userdata import UserData
 
 QUIZ = "ANSWERING"
+
+
+def _mine(store: Store, user: str) -> dict[str, object]:
+    """What the plugin keeps about ``user``: their score and the quiz they are in."""
+    data = store.namespace("chat.quotes")
+    return data.get_many([f"score:{user}", f"quiz:{user}"])
+
+
+def export_user(store: Store, user: str) -> dict[str, object]:
+    return _mine(store, user)
+
+
+def forget_user(store: Store, user: str, dry_run: bool) -> dict[str, int]:
+    mine = _mine(store, user)
+    if not dry_run:
+        data = store.namespace("chat.quotes")
+        for key in mine:
+            data.pop(key, None)
+    return {"scores": int(f"score:{user}" in mine), "quizzes": int(f"quiz:{user}" in mine)}
 
 
 class Quotes(Plugin):
     """Collects quotes and quizzes you on who said them."""
 
     name = "quotes"
+    # Scores and quizzes are plain keys (score:ana), which .forgetme cannot recognise on
+    # its own: this hook tells it (and `plugstore user export|forget -p DIR`) about them.
+    user_data = UserData("quotes", export_user, forget_user)
 
     @command(usage="[AUTHOR: TEXT]")
     def quote(self, ctx: Context, args: str) -> str:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from plugstore.namespace import Namespace
     from plugstore.relational import PluginDatabase, RelationalPlugin
     from plugstore.state import StateStore
+    from plugstore.userdata import UserData
     from plugstore.versioning import Migration
 
     from .host import ChatHost
@@ -169,6 +170,11 @@ class Plugin:
     data_version: ClassVar[int | None] = None
     #: ``data_migrations[n]`` takes the data from version ``n - 1`` to ``n``.
     data_migrations: ClassVar[Mapping[int, Callable[[Migration], None]]] = MappingProxyType({})
+    #: How to export and erase what the plugin keeps about a user outside scopes and
+    #: states (values naming the user, keys such as ``wins:ana``): a
+    #: :class:`~plugstore.userdata.UserData`, run by ``.forgetme``.  Rows in
+    #: :attr:`tables` have their own hook: ``RelationalPlugin(..., user_data=...)``.
+    user_data: ClassVar[UserData | None] = None
 
     def __init__(self, host: ChatHost, data: Namespace, states: StateStore) -> None:
         self.name = type(self).plugin_name()

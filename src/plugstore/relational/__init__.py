@@ -7,6 +7,8 @@ Needs the ``relational`` extra (SQLAlchemy 2 and Alembic)::
 A plugin declares its tables on :func:`plugin_metadata` (schema ``pl_<name>``) and names
 its migrations directory in a :class:`RelationalPlugin`; a :class:`RelationalHost`
 migrates every plugin to its head at start-up and hands each its engine and sessions.
+A plugin that keeps rows about users declares a :class:`RelationalUserData` hook, so
+that ``.forgetme`` and ``plugstore user export|forget`` reach them.
 See docs/relational.md.
 """
 
@@ -25,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - exercised in an environment wit
 from .host import PluginDatabase, RelationalHost
 from .migrations import Applied, MigrationError
 from .names import InvalidPluginNameError, check_plugin_name, schema_for
-from .plugin import ENTRY_POINT_GROUP, RelationalPlugin, plugin_metadata
+from .plugin import ENTRY_POINT_GROUP, RelationalPlugin, RelationalUserData, plugin_metadata
 from .settings import Setting, Settings, UndeclaredSettingError
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "PluginDatabase",
     "RelationalHost",
     "RelationalPlugin",
+    "RelationalUserData",
     "Setting",
     "Settings",
     "UndeclaredSettingError",

@@ -20,12 +20,18 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from plugstore.errors import BackendUnavailableError, ConfigurationError, StoreNotOpenError
+from plugstore.errors import (
+    BackendUnavailableError,
+    ConfigurationError,
+    StoreError,
+    StoreNotOpenError,
+)
 from plugstore.url import StoreURL
+from plugstore.userdata import UserDataHook, failing_hook
 
 from . import migrations, versions
 from .engines import DEFERRED, Database
-from .plugin import RelationalPlugin, entry_point_plugins, unique
+from .plugin import RelationalPlugin, entry_point_plugins_named, unique
 
 #: The lock every host takes before migrating (one name for every plugstore host).
 LOCK_NAME = "plugstore.relational.migrations"
@@ -82,6 +88,40 @@ class PluginDatabase:
         with factory.begin() as session:
             yield session
 
+    def user_data_hook(self) -> UserDataHook | None:
+        """The plugin's :class:`~plugstore.relational.RelationalUserData` on these
+        tables, ready to run (``None`` if it declares none).
+
+        ``export`` runs in a read-only session; ``forget`` in one transaction, committed
+        when it returns, or rolled back on a dry run or if it raises.
+        """
+        hooks = self.plugin.user_data
+        if hooks is None:
+            return None
+
+        def export(user: str) -> Any:
+            with self.session(readonly=True) as session:
+                return hooks.export(session, user)
+
+        def forget(user: str, dry_run: bool) -> Any:
+            if self._sessions is None:
+                self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
+            with self._sessions() as session:
+                session.begin()
+                try:
+                    counts = hooks.forget(session, user)
+                    session.flush()  # a dry run counts what the database would do
+                except BaseException:
+                    session.rollback()
+                    raise
+                if dry_run:
+                    session.rollback()
+                else:
+                    session.commit()
+                return counts
+
+        return UserDataHook(self.name, export, forget)
+
     def __repr__(self) -> str:
         return f"<PluginDatabase {self.name} on {self.engine.url!r}>"
 
@@ -114,8 +154,10 @@ class RelationalHost:
         found: list[RelationalPlugin] = list(plugins)
         #: Entry points that could not be loaded, one line each.
         self.problems: list[str] = []
+        self._broken: list[tuple[str, str]] = []  # (entry-point name, problem)
         if entry_points:
-            installed, self.problems = entry_point_plugins()
+            installed, self._broken = entry_point_plugins_named()
+            self.problems = [line for _, line in self._broken]
             found += [p for p in installed if all(p.name != q.name for q in found)]
         self.plugins = unique(found)
         self.lock_timeout = lock_timeout
@@ -274,6 +316,52 @@ class RelationalHost:
                 conn.commit()
             except DBAPIError:
                 pass  # the connection is gone, and the lock with it
+
+    def user_data_hooks(self) -> list[UserDataHook]:
+        """The user-data hooks of every registered plugin that declares one, without
+        migrating anything.
+
+        A started plugin's hook runs on its tables.  Otherwise the plugin's revision is
+        read: a plugin never migrated here keeps nothing (no hook); one at its head
+        gets its hook; one behind its head, an entry point that could not be loaded, or
+        a database that cannot be reached give a hook that fails saying why (see
+        :func:`~plugstore.userdata.failing_hook`), so that no plugin is left out
+        unseen.
+        """
+        hooks = [failing_hook(f"entry point {name}", line) for name, line in self._broken]
+        declared = [p for p in self.plugins if p.user_data is not None]
+        unstarted = [p for p in declared if p.name not in self._handles]
+        try:
+            at = self._versions(unstarted)
+        except StoreError as exc:  # the database itself: no plugin's rows can be reached
+            return hooks + [failing_hook(p.name, str(exc)) for p in declared]
+        cache = versions.load_cache()
+        before = dict(cache)
+        for plugin in declared:
+            handle = self._handles.get(plugin.name)
+            if handle is None:
+                if not at[plugin.name]:
+                    continue  # no tables here: nothing stored about anyone
+                try:
+                    head = versions.cached_heads(plugin, cache)
+                except Exception as exc:  # a broken migrations directory: this plugin only
+                    reason = f"cannot read its migrations: {type(exc).__name__}: {exc}"
+                    hooks.append(failing_hook(plugin.name, reason))
+                    continue
+                if at[plugin.name] != head:
+                    current = ",".join(at[plugin.name])
+                    reason = (
+                        f"its tables in {self.url} are at revision {current}, not its head "
+                        f"{','.join(head)}: run 'plugstore db upgrade' first"
+                    )
+                    hooks.append(failing_hook(plugin.name, reason))
+                    continue
+                handle = PluginDatabase(plugin, partial(self.engine_for, plugin))
+            hook = handle.user_data_hook()
+            if hook is not None:
+                hooks.append(hook)
+        versions.save_cache(cache, before)
+        return hooks
 
     def __getitem__(self, name: str) -> PluginDatabase:
         if self._closed:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 if sys.version_info >= (3, 11):
     from importlib.resources.abc import Traversable
@@ -24,6 +25,7 @@ else:  # pragma: no cover
     from importlib.abc import Traversable
 
 from sqlalchemy import MetaData
+from sqlalchemy.orm import Session
 
 from plugstore.errors import ConfigurationError
 
@@ -56,18 +58,47 @@ def plugin_metadata(name: str) -> MetaData:
 
 
 @dataclass(frozen=True)
+class RelationalUserData:
+    """How a relational plugin exports and erases one user's rows (its user-data hook).
+
+    ``export(session, user)`` returns the plugin's data about ``user`` (the id text, as
+    ``ctx.user`` or ``plugstore user export USER`` gives it) as a JSON-ready value:
+    ``None``, ``{}`` or ``[]`` when there is none.  It runs in a read-only session.
+
+    ``forget(session, user)`` deletes (or anonymises) those rows through ``session`` and
+    returns what it did, counted by kind: ``{"polls": 1, "votes": 2}``.  The host
+    commits the session when it returns and rolls it back if it raises, so a plugin's
+    erase is all or nothing; for a dry run (``.forgetme``, ``user forget --dry-run``)
+    it rolls back what ``forget`` did and reports its counts, so do every change
+    through ``session`` and nothing outside it.  Run twice, it must find nothing the
+    second time (``{}``).
+
+    Both run only on tables at the plugin's head revision (the host never migrates to
+    export or forget).
+    """
+
+    export: Callable[[Session, str], Any]
+    forget: Callable[[Session, str], Mapping[str, int]]
+
+
+@dataclass(frozen=True)
 class RelationalPlugin:
-    """A plugin's name, its tables (``metadata``) and its migrations directory.
+    """A plugin's name, its tables (``metadata``), its migrations directory and,
+    optionally, its user-data hook.
 
     ``migrations`` is where the plugin's revision files are: a path, an
     :mod:`importlib.resources` traversable, or ``"package:directory"`` (resolved with
     :func:`importlib.resources.files`, so an installed wheel works), e.g.
     ``RelationalPlugin("notes", metadata, "notes_plugin:migrations")``.
+
+    ``user_data`` (a :class:`RelationalUserData`) lets ``.forgetme`` and ``plugstore
+    user export|forget`` reach the rows the plugin keeps about a user.
     """
 
     name: str
     metadata: MetaData
     migrations: str | os.PathLike[str] | Traversable
+    user_data: RelationalUserData | None = field(default=None, compare=False)
     _directory: list[Path] = field(default_factory=list, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -127,8 +158,14 @@ def _resolve(where: str | os.PathLike[str] | Traversable, plugin: str) -> Path:
 def entry_point_plugins() -> tuple[list[RelationalPlugin], list[str]]:
     """The plugins registered under the ``plugstore.relational`` entry point, and one
     line per entry that could not be loaded (the others still load)."""
+    found, problems = entry_point_plugins_named()
+    return found, [line for _, line in problems]
+
+
+def entry_point_plugins_named() -> tuple[list[RelationalPlugin], list[tuple[str, str]]]:
+    """:func:`entry_point_plugins`, with each problem's entry-point name."""
     found: list[RelationalPlugin] = []
-    problems: list[str] = []
+    problems: list[tuple[str, str]] = []
     for entry in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
             plugin = entry.load()
@@ -138,7 +175,7 @@ def entry_point_plugins() -> tuple[list[RelationalPlugin], list[str]]:
                 raise TypeError(f"it is a {type(plugin).__name__}, not a RelationalPlugin")
             check_plugin_name(plugin.name)
         except Exception as exc:
-            problems.append(f"relational plugin {entry.value} not loaded: {exc}")
+            problems.append((entry.name, f"relational plugin {entry.value} not loaded: {exc}"))
             continue
         found.append(plugin)
     return found, problems

@@ -4,7 +4,11 @@ Mixed into :class:`plugstore.testing.StoreConformance`; the fixtures (``ns``, ``
 come from there.  Finding a user's entries is two prefix reads per namespace (scoped keys,
 state keys) and a batched read of the matches, so these tests prove that a backend lists
 those prefixes exactly -- control characters, escapes and non-ASCII ids included -- and
-that forgetting removes exactly the entries found and nothing else.
+that forgetting removes exactly the entries found and nothing else.  A key-value
+user-data hook (:class:`~plugstore.userdata.UserData`) runs against the backend too: its
+export joins the document, its forget joins the summary, a dry run changes nothing, a
+second forget finds nothing, and a hook that raises is reported after everything else
+was erased.
 """
 
 from __future__ import annotations
@@ -17,7 +21,13 @@ import pytest
 from plugstore import InvalidKeyError, Namespace, StateStore, Store
 from plugstore.quarantine import QUARANTINE_NAMESPACE, entries
 from plugstore.scopekeys import ScopePath, scoped_key
-from plugstore.userdata import export_user, find_user_data, forget_user
+from plugstore.userdata import (
+    UserData,
+    UserDataError,
+    export_user,
+    find_user_data,
+    forget_user,
+)
 
 #: The second namespace the kit cleans up after each test (StoreConformance's OTHER_NS).
 _OTHER_NS = "conformance-other"
@@ -47,7 +57,131 @@ def _scoped(namespace: str, path: ScopePath, key: str) -> tuple[str, str]:
     return namespace, scoped_key(path, key)
 
 
-class UserDataBehaviours:
+def _wins_export(store: Store, user: str) -> Any:
+    """A custom layout: plain keys ``wins:<user>`` and values ``{"by": <user>}``."""
+    ns = store.namespace(_OTHER_NS)
+    mine = {key: ns[key] for key in ns.scan_keys("wins:") if key == f"wins:{user}"}
+    mine.update({key: value for key, value in ns.scan("quote:") if value.get("by") == user})
+    return mine
+
+
+def _wins_forget(store: Store, user: str, dry_run: bool) -> dict[str, int]:
+    ns = store.namespace(_OTHER_NS)
+    wins = [key for key in ns.scan_keys("wins:") if key == f"wins:{user}"]
+    quotes = [key for key, value in ns.scan("quote:") if value.get("by") == user]
+    if not dry_run:
+        for key in wins + quotes:
+            ns.pop(key, None)
+    return {"wins": len(wins), "quotes": len(quotes)}
+
+
+#: A user-data hook for the layout above.
+WINS = UserData("wins", _wins_export, _wins_forget)
+
+
+def _broken(*_: object) -> Any:
+    raise RuntimeError("the hook's own bug")
+
+
+class UserDataHookBehaviours:
+    """A plugin's user-data hook runs against every backend with the scan (mixed into
+    :class:`UserDataBehaviours`)."""
+
+    def test_user_data_hook_exports_and_forgets_its_layout(
+        self, store: Store, ns: Namespace
+    ) -> None:
+        other = store.namespace(_OTHER_NS)
+        other["wins:ana"] = 3
+        other["wins:anab"] = 1
+        other["quote:1"] = {"by": "ana", "text": "hi"}
+        other["quote:2"] = {"by": "bob", "text": "yo"}
+        ns.scope(user="ana")["xp"] = 1
+        hooks = [WINS.bind(store)]
+        before = _snapshot(store, ns.name, other.name)
+
+        exported = export_user(store, "ana", hooks=hooks)
+        assert exported["plugins"] == {
+            "wins": {"wins:ana": 3, "quote:1": {"by": "ana", "text": "hi"}}
+        }
+        assert exported["namespaces"] == {
+            ns.name: [{"scope": [["user", "ana"]], "key": "xp", "value": 1}]
+        }
+        assert export_user(store, "nobody", hooks=hooks)["plugins"] == {}
+
+        dry = forget_user(store, "ana", dry_run=True, hooks=hooks)
+        assert [(r.name, r.counts, r.error) for r in dry.plugins] == [
+            ("wins", {"wins": 1, "quotes": 1}, None)
+        ]
+        assert dry.total == 3
+        assert _snapshot(store, ns.name, other.name) == before
+
+        done = forget_user(store, "ana", hooks=hooks)
+        assert done.counts == {ns.name: 1}
+        assert [(r.name, r.counts) for r in done.plugins] == [("wins", {"wins": 1, "quotes": 1})]
+        assert (
+            done.describe()
+            == f"1 entry (1 in {ns.name}) and plugin data: wins (wins: 1, quotes: 1)"
+        )
+        assert dict(other.items()) == {"wins:anab": 1, "quote:2": {"by": "bob", "text": "yo"}}
+        again = forget_user(store, "ana", hooks=hooks)  # idempotent: nothing is left
+        assert (again.total, again.failures) == (0, [])
+        assert [r.counts for r in again.plugins] == [{}]
+        assert export_user(store, "ana", hooks=hooks)["plugins"] == {}
+
+    def test_user_data_hook_that_fails_is_reported_not_skipped(
+        self, store: Store, ns: Namespace
+    ) -> None:
+        other = store.namespace(_OTHER_NS)
+        other["wins:ana"] = 3
+        ns.scope(user="ana")["xp"] = 1
+        broken = UserData("broken", _broken, _broken)
+        hooks = [broken.bind(store), WINS.bind(store)]
+
+        with pytest.raises(UserDataError) as exported:
+            export_user(store, "ana", hooks=hooks)
+        assert "plugin 'broken' failed: RuntimeError: the hook's own bug" in str(exported.value)
+        assert exported.value.summary is None
+        assert [f.name for f in exported.value.failures] == ["broken"]
+
+        with pytest.raises(UserDataError) as dry:
+            forget_user(store, "ana", dry_run=True, hooks=hooks)
+        assert dry.value.summary is not None
+        assert dry.value.summary.dry_run
+        assert other["wins:ana"] == 3  # a dry run erases nothing, failing or not
+
+        with pytest.raises(UserDataError) as failed:
+            forget_user(store, "ana", hooks=hooks)
+        message = str(failed.value)
+        assert message.startswith("cannot erase everything about user 'ana': plugin 'broken'")
+        assert "run it again" in message
+        summary = failed.value.summary
+        assert summary is not None
+        # everything else was erased all the same: the scan's entry and the other hook's
+        assert summary.counts == {ns.name: 1}
+        assert [(r.name, r.error is None, r.counts) for r in summary.plugins] == [
+            ("broken", False, {}),
+            ("wins", True, {"wins": 1}),
+        ]
+        assert "wins:ana" not in other
+        assert _snapshot(store, ns.name) == {}
+
+    def test_user_data_hooks_are_checked(self, store: Store) -> None:
+        def not_json(store: Store, user: str) -> Any:
+            return {"when": object()}
+
+        def bad_counts(store: Store, user: str, dry_run: bool) -> Any:
+            return {"rows": -1}
+
+        odd = UserData("odd", not_json, bad_counts).bind(store)
+        with pytest.raises(UserDataError, match="plugin 'odd' failed: TypeError"):
+            export_user(store, "ana", hooks=[odd])
+        with pytest.raises(UserDataError, match="not a kind and a count"):
+            forget_user(store, "ana", hooks=[odd])
+        with pytest.raises(InvalidKeyError, match="two user-data hooks are named 'wins'"):
+            forget_user(store, "ana", hooks=[WINS.bind(store), WINS.bind(store)])
+
+
+class UserDataBehaviours(UserDataHookBehaviours):
     """Everything about one user is found, exported and forgotten; nothing else is."""
 
     def test_user_data_found_exported_and_forgotten_exactly(
