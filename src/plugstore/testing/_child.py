@@ -97,6 +97,20 @@ def writer(spec: dict[str, Any]) -> None:
             i += 1
 
 
+def replacer(spec: dict[str, Any]) -> None:
+    """Replace scope ``guild=1, member=1`` ``n`` times with the conformance kit's
+    alternating generations (rounds 1..n), in one process, while another reads it."""
+    from .scope_ops_behaviours import generation
+
+    with _open(spec) as store:
+        scope = store.namespace(spec["namespace"]).scope(guild=1, member=1)
+        print("ready", flush=True)
+        sys.stdin.readline()
+        for n in range(1, spec["n"] + 1):
+            scope.replace(generation(n))
+        print("done", flush=True)
+
+
 def main() -> None:
     mode, raw = sys.argv[1], os.environ["PLUGSTORE_CHILD_SPEC"]
     modes = {
@@ -105,6 +119,7 @@ def main() -> None:
         "locked": locked,
         "lock_holder": lock_holder,
         "versioned": versioned,
+        "replacer": replacer,
     }
     modes[mode](json.loads(raw))
 
