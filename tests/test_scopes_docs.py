@@ -104,3 +104,12 @@ def test_the_versioning_block_migrates_old_karma() -> None:
     assert dict(karma.scope(channel="general").items()) == {"python": 3, "rust": 1}
     assert list(karma) == []
     env["store"].close()
+
+
+def test_the_whole_scopes_block_runs() -> None:
+    (block,) = [b for b in python_blocks() if "levels.batch()" in b]
+    env: dict[str, Any] = {}
+    exec(block, env)  # its asserts check what the page says
+    levels = env["levels"]
+    assert dict(levels.scope(guild=1)) == {"prefix": "?", "xp_per_message": 5}
+    env["store"].close()

@@ -312,7 +312,8 @@ class Backend(ABC):
     #: Whether :meth:`Bucket.write_batch` is all-or-nothing (``atomic=True`` works).
     atomic_batches: ClassVar[bool] = False
     #: Whether readers never see part of an atomic batch: a ``get_many``, or a prefix
-    #: listing of up to ``PAGE`` (512) entries, sees all of it or none of it.
+    #: listing of up to 256 entries (one page on every built-in backend), sees all of it
+    #: or none of it.
     isolated_batches: ClassVar[bool] = False
     #: Largest encoded value accepted; larger ones raise ``ValueTooLargeError`` up front.
     #: A backend may lower it in ``open`` once it knows the server's own limit.
