@@ -24,6 +24,7 @@ import pytest
 
 from plugstore import (
     BatchNotAtomicError,
+    DecodeError,
     EncodeError,
     ExpiryNotSupportedError,
     InvalidKeyError,
@@ -150,6 +151,26 @@ class ScopeOpsBehaviours:
         )
         # member 3 holds only an expired key: absent; member 2's xp is live
         assert ns.scope().tree("guild", "member") == {1: {2: {"xp": 5, "name": "ana"}}}
+
+    def test_tree_sets_undecodable_values_aside_or_raises(
+        self, store: Store, ns: Namespace
+    ) -> None:
+        from .version_behaviours import GARBAGE, VERSIONED
+
+        for target, quarantine in (
+            (store.namespace(VERSIONED, quarantine=True), True),
+            (ns, False),
+        ):
+            member = target.scope(guild=1, member=2)
+            member["fine"] = "yes"
+            target._bucket.set(member._full("bad"), GARBAGE)
+            if quarantine:  # set aside, and read as absent
+                assert target.scope().tree("guild", "member") == {1: {2: {"fine": "yes"}}}
+                assert target._bucket.get(member._full("bad")) is None
+            else:  # the read fails, and the value stays
+                with pytest.raises(DecodeError):
+                    target.scope().tree("guild", "member")
+                assert target._bucket.get(member._full("bad")) == GARBAGE
 
     # -- replace --------------------------------------------------------------------------
 
