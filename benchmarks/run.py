@@ -1482,6 +1482,7 @@ def w_expiry(s: Settings, tmp: Path) -> Result:
 TREE_ONE_CALL = "scope().tree('guild', 'member')"
 TREE_LOOP = "ids('guild') + children('member') per guild"
 TREE_RAW = "bucket.items(prefix), raw"
+TREE_DECODED = "bucket.items(prefix), values decoded"
 #: Members per guild and keys per member of the subtree read (n entries in all).
 TREE_MEMBERS, TREE_KEYS = 50, 4
 #: Reads of the whole subtree per timed run (the rate is entries read per second).
@@ -1518,9 +1519,19 @@ def tree_contender(kind: str, open_store: StoreOpener, how: str) -> Contender:
             def raw() -> Any:
                 return list(ns._bucket.items(prefix))
 
-            read = {TREE_ONE_CALL: one_call, TREE_LOOP: loop, TREE_RAW: raw}[how]
+            decode = store.codec.decode
+
+            def decoded() -> Any:
+                return [(k, decode(v)) for k, v in ns._bucket.items(prefix)]
+
+            read = {
+                TREE_ONE_CALL: one_call,
+                TREE_LOOP: loop,
+                TREE_RAW: raw,
+                TREE_DECODED: decoded,
+            }[how]
             secs, out = timed(lambda: [read() for _ in range(TREE_READS)][-1])
-            if how == TREE_RAW:
+            if how in (TREE_RAW, TREE_DECODED):
                 found = len(out)
             else:
                 found = sum(len(m) - 2 for g in out.values() for m in g.values())  # - defaults
@@ -1556,7 +1567,7 @@ def w_tree(s: Settings, tmp: Path) -> Result:
         keys, values = make_data(n)
         contenders: list[tuple[str, int, Contender]] = [
             (how, n, tree_contender(kind, opener, how))
-            for how in (TREE_ONE_CALL, TREE_LOOP, TREE_RAW)
+            for how in (TREE_ONE_CALL, TREE_LOOP, TREE_RAW, TREE_DECODED)
         ]
         rows += measure(contenders, keys, values, tmp, s.repeat)
     res = Result(key, title, TREE_ONE_CALL, rows)
@@ -1572,6 +1583,8 @@ def w_tree(s: Settings, tmp: Path) -> Result:
         "plus one prefix read per guild",
         f"'{TREE_RAW}': the one prefix read beneath tree(), its (key, bytes) pairs listed "
         "as the bucket returns them: no parsing, no decoding, no defaults (no bar)",
+        f"'{TREE_DECODED}': the same read with every value decoded by the store's codec, "
+        "flat: what tree() adds beyond it is parsing paths, nesting and defaults (no bar)",
         *notes,
     ]
     if leftovers:

@@ -255,6 +255,7 @@ def test_tree_compares_one_call_with_the_loop_and_a_raw_scan(tmp_path: Path) -> 
             "scope().tree('guild', 'member')",
             "ids('guild') + children('member') per guild",
             "bucket.items(prefix), raw",
+            "bucket.items(prefix), values decoded",
         ):
             assert (contender, f"{kind} read") in rows
     assert len(tree["bars"]) == len(kinds)  # one per backend: tree() against the loop
