@@ -686,10 +686,9 @@ class ScopeBatch:
             self._clear(prefix)
 
     def _clear(self, prefix: str) -> None:
-        if any(prefix.startswith(done) for done in self._clears):
-            return
-        self._clears = [done for done in self._clears if not done.startswith(prefix)]
-        self._clears.append(prefix)
+        if not any(prefix.startswith(done) for done in self._clears):
+            self._clears = [done for done in self._clears if not done.startswith(prefix)]
+            self._clears.append(prefix)
         # what the batch wrote there before is cleared too; later writes survive
         for doomed in [k for k in self._sets if k.startswith(prefix)]:
             del self._sets[doomed]

@@ -285,7 +285,9 @@ class ScopeOpsBehaviours:
             batch.delete(m3, "gone")  # later calls win
             batch.set(m3, "back", 1)
             batch.clear(m3)  # clears what the batch wrote there too
-            batch.set(m3, "after", 3)  # written after the clear
+            batch.set(m3, "between", 3)
+            batch.clear(g1.scope(member=3))  # again: the same prefix
+            batch.set(m3, "after", 3)  # written after the clears
             batch.replace(ns.scope(guild=3), {"new": True})
             batch.clear_all(g2)
             assert g1["prefix"] == "!", "nothing is written before the batch ends"
