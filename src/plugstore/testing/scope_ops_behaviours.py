@@ -450,13 +450,15 @@ class ScopeOpsBehaviours:
     def test_a_reader_process_never_sees_part_of_a_replace(
         self, store: Store, ns: Namespace
     ) -> None:
-        """A replacing child process against this process's reads (its own connection,
-        or file handle): isolation by the engine, not by a lock of one process."""
+        """A child process replacing scopes (odd rounds: one scope, then the other; even
+        rounds: one batch of both) against this process's reads (its own connection, or
+        file handle): isolation by the engine, not by a lock of one process."""
         self._need_multiprocess(store)
         if not store.backend.isolated_batches:
             pytest.skip(f"{store.backend.name} readers may see part of a batch")
         scope = ns.scope(guild=1, member=1)
         scope.replace(generation(0))
+        ns.scope(guild=1, member=2).replace(generation(0))
         (child,) = self._children(store, "replacer", [{"n": 80}])
         try:
             assert child.stdout is not None
@@ -469,7 +471,12 @@ class ScopeOpsBehaviours:
             while child.poll() is None and time.monotonic() < deadline:
                 seen = dict(scope.items())
                 check_generation(seen)
-                rounds.add(next(iter(seen.values())))
+                rounds.add(seen["k10"])
+                both = ns.scope(guild=1).tree("member")
+                check_generation(both[1])
+                check_generation(both[2])
+                if both[1]["k10"] % 2 == 0:  # a batch wrote both: the twin is there too
+                    assert both[2]["k10"] == both[1]["k10"], "a reader saw half a batch"
             _, err = child.communicate(timeout=120)
             assert child.returncode == 0, err
         finally:
