@@ -54,7 +54,7 @@ from harness import (
     timed,
 )
 from plugstore.locks import LOCKS_NAMESPACE
-from plugstore.scopekeys import own_prefix
+from plugstore.scopekeys import level_prefix, own_prefix
 from servers import (
     MYSQL_URL,
     PG_DSN,
@@ -83,6 +83,7 @@ WORKLOADS = (
     "scopes",
     "locks",
     "expiry",
+    "tree",
 )
 # --------------------------------------------------------------------- sqlite and peers
 
@@ -1476,6 +1477,124 @@ def w_expiry(s: Settings, tmp: Path) -> Result:
     return res
 
 
+# ------------------------------------------------------------------- subtree reads
+
+TREE_ONE_CALL = "scope().tree('guild', 'member')"
+TREE_LOOP = "ids('guild') + children('member') per guild"
+TREE_RAW = "bucket.items(prefix), raw"
+TREE_DECODED = "bucket.items(prefix), values decoded"
+#: Members per guild and keys per member of the subtree read (n entries in all).
+TREE_MEMBERS, TREE_KEYS = 50, 4
+#: Reads of the whole subtree per timed run (the rate is entries read per second).
+TREE_READS = 5
+
+
+def tree_contender(kind: str, open_store: StoreOpener, how: str) -> Contender:
+    """Every member of every guild, as ``{guild: {member: {key: value}}}`` with the
+    member level's defaults filled in: ``tree()`` (one prefix read), the ``ids()`` +
+    ``children()`` loop a Red-style ``all_members()`` needed before it, or the raw
+    prefix scan beneath both (bytes, nothing parsed or decoded).  Op "<kind> read"."""
+
+    def run(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[str, float]:
+        store, close = open_store(d)
+        ns = store.namespace("bench")
+        try:
+            ns.register_defaults({"xp": 0, "badges": []}, levels=("guild", "member"))
+            per_guild = TREE_MEMBERS * TREE_KEYS
+            with ns.batch() as batch:  # not timed: the data, written once
+                for i, value in enumerate(values):
+                    guild, rest = divmod(i, per_guild)
+                    member, key = divmod(rest, TREE_KEYS)
+                    batch.set(ns.scope(guild=guild, member=member), f"k{key}", value)
+            top = ns.scope()
+
+            def one_call() -> Any:
+                return top.tree("guild", "member")
+
+            def loop() -> Any:
+                return {g: ns.scope(guild=g).children("member") for g in top.ids("guild")}
+
+            prefix = level_prefix((), "guild")
+
+            def raw() -> Any:
+                return list(ns._bucket.items(prefix))
+
+            decode = store.codec.decode
+
+            def decoded() -> Any:
+                return [(k, decode(v)) for k, v in ns._bucket.items(prefix)]
+
+            read = {
+                TREE_ONE_CALL: one_call,
+                TREE_LOOP: loop,
+                TREE_RAW: raw,
+                TREE_DECODED: decoded,
+            }[how]
+            secs, out = timed(lambda: [read() for _ in range(TREE_READS)][-1])
+            if how in (TREE_RAW, TREE_DECODED):
+                found = len(out)
+            else:
+                found = sum(len(m) - 2 for g in out.values() for m in g.values())  # - defaults
+            if found != len(values):
+                raise AssertionError(f"{how} read {found} entries, expected {len(values)}")
+        finally:
+            close()
+        return {f"{kind} read": secs / TREE_READS}
+
+    return run
+
+
+def w_tree(s: Settings, tmp: Path) -> Result:
+    key = "tree"
+    title = (
+        f"14. subtree read: every member of every guild ({TREE_MEMBERS} members x "
+        f"{TREE_KEYS} keys per guild): tree() vs the ids() + children() loop vs a raw scan"
+    )
+    leftovers: list[int] = []
+    kinds: list[tuple[str, int, StoreOpener]] = [("sqlite", s.n, sqlite_store)]
+    notes: list[str] = []
+    for kind, port, module, opener in (
+        ("postgresql", 5432, "psycopg", table_store(PG_URL)),
+        ("redis", 6379, "redis", redis_store(leftovers)),
+    ):
+        problem = unavailable("127.0.0.1", port, module)
+        if problem is None:
+            kinds.append((kind, s.n, opener))
+        else:
+            notes.append(f"skipped on {kind}: server unavailable ({problem})")
+    rows: list[Row] = []
+    for kind, n, opener in kinds:
+        keys, values = make_data(n)
+        contenders: list[tuple[str, int, Contender]] = [
+            (how, n, tree_contender(kind, opener, how))
+            for how in (TREE_ONE_CALL, TREE_LOOP, TREE_RAW, TREE_DECODED)
+        ]
+        rows += measure(contenders, keys, values, tmp, s.repeat)
+    res = Result(key, title, TREE_ONE_CALL, rows)
+    for kind, _, _ in kinds:
+        res.ratio_bar(TREE_LOOP, f"{kind} read", 1.0)
+    guilds = -(-s.n // (TREE_MEMBERS * TREE_KEYS))
+    res.notes += [
+        f"ops = entries read: {s.n} entries in {guilds} guilds, each member holding "
+        f"{TREE_KEYS} keys and reading 2 registered defaults; each run reads the whole "
+        f"subtree {TREE_READS} times (a fresh store per run, written by one ns.batch())",
+        f"'{TREE_LOOP}': {{g: ns.scope(guild=g).children('member') for g in "
+        "ns.scope().ids('guild')}, the same nested dict: a key listing of the whole subtree "
+        "plus one prefix read per guild",
+        f"'{TREE_RAW}': the one prefix read beneath tree(), its (key, bytes) pairs listed "
+        "as the bucket returns them: no parsing, no decoding, no defaults (no bar)",
+        f"'{TREE_DECODED}': the same read with every value decoded by the store's codec, "
+        "flat: what tree() adds beyond it is parsing paths, nesting and defaults (no bar)",
+        *notes,
+    ]
+    if leftovers:
+        res.notes.append(
+            f"redis: {sum(leftovers)} keys left under the runs' prefixes after "
+            "drop_namespace('bench') (then deleted)"
+        )
+    return res
+
+
 def plugstore_incr(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[str, float]:
     """Single-process ``ns.incr`` on one key (for --profile; the race itself is above)."""
     store = open_plugstore_sqlite(d / "plugstore.db")
@@ -1583,6 +1702,7 @@ RUNNERS: dict[str, Callable[[Settings, Path], Result]] = {
     "scopes": w_scopes,
     "locks": w_locks,
     "expiry": w_expiry,
+    "tree": w_tree,
 }
 
 

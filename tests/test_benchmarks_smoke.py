@@ -44,7 +44,7 @@ def test_prints_header_and_every_workload(tiny_run: tuple[str, dict[str, Any]]) 
     stdout, _ = tiny_run
     assert "cpu count" in stdout
     assert "sqlite 3." in stdout
-    for number in range(1, 14):
+    for number in range(1, 15):
         assert f"== {number}. " in stdout
     for peer in (
         "raw sqlite3",
@@ -72,6 +72,7 @@ def test_prints_header_and_every_workload(tiny_run: tuple[str, dict[str, Any]]) 
     assert "== 11. scoped views" in stdout
     assert "== 12. locked get-then-set increments, 4 processes x 10 on one key" in stdout
     assert "== 13. expiry: ns.set(k, v, ttl=3600)" in stdout
+    assert "== 14. subtree read" in stdout
     assert "== summary of bars" in stdout
     assert "bars pass" in stdout
 
@@ -96,6 +97,7 @@ def test_json_has_medians_and_exact_lost_update_counts(
         "scopes",
         "locks",
         "expiry",
+        "tree",
     }
     assert doc["settings"]["lock_n"] == 10
     for workload in doc["workloads"]:
@@ -236,6 +238,29 @@ def test_expiry_measures_timed_and_plain_keys_on_each_backend(
     assert any(n.startswith("info: memory (no bar)") for n in expiry["notes"])
     if "redis" in kinds:  # drop_namespace removed every key, deadlines and index included
         assert any(n.startswith("redis: 0 keys left") for n in expiry["notes"])
+
+
+@pytest.mark.slow
+def test_tree_compares_one_call_with_the_loop_and_a_raw_scan(tmp_path: Path) -> None:
+    out = tmp_path / "tree.json"
+    proc = run_bench(tmp_path, *TINY, "--only", "tree", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    (tree,) = json.loads(out.read_text())["workloads"]
+    skipped = {n.split()[2].rstrip(":") for n in tree["notes"] if n.startswith("skipped on ")}
+    kinds = [k for k in ("sqlite", "postgresql", "redis") if k not in skipped]
+    assert "sqlite" in kinds
+    rows = {(r["contender"], r["op"]) for r in tree["rows"]}
+    for kind in kinds:
+        for contender in (
+            "scope().tree('guild', 'member')",
+            "ids('guild') + children('member') per guild",
+            "bucket.items(prefix), raw",
+            "bucket.items(prefix), values decoded",
+        ):
+            assert (contender, f"{kind} read") in rows
+    assert len(tree["bars"]) == len(kinds)  # one per backend: tree() against the loop
+    if "redis" in kinds:
+        assert any(n.startswith("redis: 0 keys left") for n in tree["notes"])
 
 
 @pytest.mark.slow

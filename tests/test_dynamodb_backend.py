@@ -688,3 +688,29 @@ def test_create_table_turns_ttl_on_for_a_table_made_before(local: LocalDynamoDB)
     assert "TTL enabled on expires" in result.stdout
     after = client.describe_time_to_live(TableName="made_before_ttl")["TimeToLiveDescription"]
     assert (after["AttributeName"], after["TimeToLiveStatus"]) == ("expires", "ENABLED")
+
+
+def test_write_batch_is_one_transaction_or_refused(local: LocalDynamoDB, tmp_path: Path) -> None:
+    """Within TransactWriteItems' limits a batch lands whole; an item DynamoDB refuses
+    (over 400 KB) cancels all of it; beyond 100 items it is refused up front."""
+    from plugstore import BackendUnavailableError, BatchNotAtomicError
+
+    with plugstore.open(local.url_for(table_for(tmp_path), create="true")) as store:
+        ns = store.namespace("n")
+        scope = ns.scope(guild=1)
+        scope.update(a=1, b=2)
+        bucket = store.backend.bucket("n")
+        with pytest.raises(BackendUnavailableError, match="TransactWriteItems"):
+            bucket.write_batch(
+                [("x", b"1", None), ("y", b"z" * 500_000, None)], [], [scope._prefix]
+            )
+        assert dict(scope) == {"a": 1, "b": 2}
+        too_many = [(f"k{i}", b"1", None) for i in range(101)]
+        with pytest.raises(BatchNotAtomicError, match="at most 100 items"):
+            bucket.write_batch(too_many)
+        assert bucket.count("k") == 0
+        bucket.write_batch(too_many, atomic=False)
+        assert bucket.count("k") == 101
+        scope.replace({"c": 3})
+        assert dict(scope) == {"c": 3}
+        store.drop_namespace("n")

@@ -459,3 +459,20 @@ def test_incr_of_an_expired_counter_travels_back_for_every_sign(tmp_path: Path) 
             clock.now += 10
             assert ns.incr("c", delta) == delta
             assert ns.ttl("c") is None
+
+
+def test_a_failed_write_batch_rolls_back_whole(tmp_path: Path) -> None:
+    """write_batch is one transaction: a statement failing after the clear ran (here:
+    its table is missing) leaves the scope as it was."""
+    import pymysql
+
+    with plugstore.open(f"{BASE}?table={table_for(tmp_path)}") as store:
+        scope = store.namespace("n").scope(guild=1)
+        scope.update(a=1, b=2)
+        bucket = store.backend.bucket("n")
+        broken = "INSERT INTO missing VALUES (%s, %s, %s, %s)"
+        bucket._q = {**bucket._q, "set_until": broken}  # type: ignore[attr-defined]
+        with pytest.raises(pymysql.err.ProgrammingError):
+            bucket.write_batch([("x", b"1", None)], [], [scope._prefix])
+        assert dict(scope) == {"a": 1, "b": 2}
+        store.backend.drop()  # type: ignore[attr-defined]

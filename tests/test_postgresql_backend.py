@@ -277,3 +277,20 @@ def test_a_table_from_before_expiry_gains_the_column_and_keeps_working(tmp_path:
     assert column == ("double precision",)
     assert index is not None
     assert index[0].endswith("(expires_at) WHERE (expires_at IS NOT NULL)")
+
+
+def test_a_failed_write_batch_rolls_back_whole(tmp_path: Path) -> None:
+    """write_batch is one transaction: a statement failing after the clear ran (here:
+    its table is missing) leaves the scope as it was."""
+    import psycopg
+
+    with plugstore.open(f"{BASE}?schema={SCHEMA}&table={table_for(tmp_path)}") as store:
+        scope = store.namespace("n").scope(guild=1)
+        scope.update(a=1, b=2)
+        bucket = store.backend.bucket("n")
+        broken = "INSERT INTO missing VALUES (%s, %s, %s, %s)"
+        bucket._q = {**bucket._q, "set_until": broken}  # type: ignore[attr-defined]
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            bucket.write_batch([("x", b"1", None)], [], [scope._prefix])
+        assert dict(scope) == {"a": 1, "b": 2}
+        store.backend.drop()  # type: ignore[attr-defined]

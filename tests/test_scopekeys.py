@@ -10,13 +10,16 @@ from hypothesis import strategies as st
 
 from plugstore.keys import check_key
 from plugstore.scopekeys import (
+    META_LEAD,
     SCOPE_LEAD,
+    VERSION_KEY,
     child_id,
     level_prefix,
     own_prefix,
     parse_scoped_key,
     path_prefix,
     scoped_key,
+    subtree_prefixes,
 )
 
 # Ids and keys drawn with the delimiters and escape over-represented.
@@ -101,3 +104,23 @@ def test_plain_keys_are_not_scoped() -> None:
 def test_malformed_scoped_keys_raise_value_error(broken: str) -> None:
     with pytest.raises(ValueError, match="malformed scoped key"):
         parse_scoped_key(broken)
+
+
+_any_levels = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,31}", fullmatch=True)
+
+
+@given(
+    st.lists(st.tuples(_any_levels, ids), min_size=1, max_size=3, unique_by=lambda p: p[0]),
+    keys,
+)
+def test_the_global_subtree_prefixes_cover_every_scoped_key_but_no_meta_entry(
+    path: list[tuple[str, Any]], key: str
+) -> None:
+    """``subtree_prefixes(())`` is what a batch clears for ``clear_all()`` of the global
+    scope: every scoped key of any level, and never the namespace's meta entries."""
+    prefixes = tuple(subtree_prefixes(()))
+    assert scoped_key(path, key).startswith(prefixes)
+    assert scoped_key((), key).startswith(prefixes)
+    assert not VERSION_KEY.startswith(prefixes)
+    assert not (META_LEAD + key).startswith(prefixes)
+    assert subtree_prefixes(path) == [path_prefix(path)]

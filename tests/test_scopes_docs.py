@@ -127,3 +127,12 @@ def test_the_user_data_hook_block_runs(tmp_path: Path) -> None:
             ("quotes", {"quotes": 2}, None)
         ]
         assert dict(quotes.items()) == {"quote:2": {"by": "bob", "text": "yo"}}
+
+
+def test_the_whole_scopes_block_runs() -> None:
+    (block,) = [b for b in python_blocks() if "levels.batch()" in b]
+    env: dict[str, Any] = {}
+    exec(block, env)  # its asserts check what the page says
+    levels = env["levels"]
+    assert dict(levels.scope(guild=1)) == {"prefix": "?", "xp_per_message": 5}
+    env["store"].close()

@@ -222,3 +222,16 @@ def test_connections_upgrading_an_old_file_at_once_all_open_it(tmp_path: Path) -
                 store.namespace("n").set("k", 1, ttl=60)
 
         race_threads(connections, 1, open_and_write)  # together; asserts none raised
+
+
+def test_a_failed_write_batch_rolls_back_whole(tmp_path: Path) -> None:
+    """write_batch is one transaction: a statement failing after the clear and the
+    deletes ran (here: its table is missing) leaves the scope as it was."""
+    with plugstore.open(f"sqlite:///{tmp_path / 'x.db'}") as store:
+        scope = store.namespace("n").scope(guild=1)
+        scope.update(a=1, b=2)
+        bucket = store.backend.bucket("n")
+        bucket._q = {**bucket._q, "set_until": "INSERT INTO missing VALUES (?, ?, ?, ?)"}  # type: ignore[attr-defined]
+        with pytest.raises(BackendUnavailableError, match="missing"):
+            bucket.write_batch([("x", b"1", None)], ["\x1fguild\x1di1\x1c\x1ea"], [scope._prefix])
+        assert dict(scope) == {"a": 1, "b": 2}

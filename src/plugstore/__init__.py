@@ -20,6 +20,7 @@ from .codecs import Codec, JSONCodec, PickleCodec, SignedPickleCodec
 from .errors import (
     BackendNotFoundError,
     BackendUnavailableError,
+    BatchNotAtomicError,
     CodecError,
     ConfigurationError,
     ConflictError,
@@ -42,7 +43,7 @@ from .errors import (
 from .locks import Lock
 from .namespace import Namespace
 from .registry import register
-from .scopes import Scope
+from .scopes import Scope, ScopeBatch
 from .state import StateStore
 from .store import Store
 from .url import StoreURL
@@ -83,6 +84,7 @@ __all__ = [
     "Backend",
     "BackendNotFoundError",
     "BackendUnavailableError",
+    "BatchNotAtomicError",
     "Bucket",
     "Codec",
     "CodecError",
@@ -105,6 +107,7 @@ __all__ = [
     "Options",
     "PickleCodec",
     "Scope",
+    "ScopeBatch",
     "SignedPickleCodec",
     "StateStore",
     "Store",

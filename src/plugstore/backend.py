@@ -16,6 +16,11 @@ Expiry (``ns.set(key, value, ttl=...)``) is optional: a backend that implements 
 expiry methods of :class:`Bucket` says so with ``Backend.expiry = True``.  Deadlines are
 absolute epoch seconds by the store clock (``Backend.clock``).
 
+Atomic batches (``scope.replace(...)``, ``ns.batch()``) are optional too: a backend whose
+:meth:`Bucket.write_batch` applies a batch all-or-nothing says so with
+``Backend.atomic_batches = True`` (and ``Backend.isolated_batches = True`` if readers
+never see part of one); the generic version refuses ``atomic=True``.
+
 Thread-safety: a backend must be safe to use from many threads at once.  Backends whose
 ``multiprocess`` flag is true must also be safe when several processes open the same
 store, and must not reuse a connection inherited across ``fork()``.
@@ -29,7 +34,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 
-from .errors import ConfigurationError, ConflictError, ExpiryNotSupportedError
+from .errors import (
+    BatchNotAtomicError,
+    ConfigurationError,
+    ConflictError,
+    ExpiryNotSupportedError,
+)
 from .keys import check_counter, parse_counter
 from .locks import HeldLock, lease_lock
 from .url import StoreURL
@@ -237,6 +247,43 @@ class Bucket(ABC):
         """Delete the expired entries of this namespace for good; return how many."""
         return 0
 
+    # -- batches: backends whose class sets ``atomic_batches = True`` override this ------------
+
+    def write_batch(
+        self,
+        sets: Sequence[tuple[str, bytes, float | None]],
+        removes: Sequence[str] = (),
+        clears: Sequence[str] = (),
+        *,
+        atomic: bool = True,
+    ) -> None:
+        """Apply a batch, as if in this order: delete every key starting with a prefix of
+        ``clears``, delete each key of ``removes``, then store each ``(key, value,
+        deadline)`` of ``sets`` (deadline ``None``: none, as :meth:`set`).
+
+        The caller passes distinct keys in ``sets``, and ``removes`` holds none of them.
+        With ``atomic=True`` the batch lands whole or not at all, or the method raises
+        :class:`~plugstore.errors.BatchNotAtomicError` before writing anything (the
+        engine cannot: too large for one transaction, or no transactions at all).  With
+        ``atomic=False`` it may be applied in steps, and a failure can leave part of it.
+
+        The generic version has no atomic form: it refuses ``atomic=True``, and applies
+        ``atomic=False`` step by step through :meth:`clear`, :meth:`remove` and
+        :meth:`set_many_until`.  A backend that overrides it sets ``atomic_batches``.
+        """
+        if atomic:
+            raise BatchNotAtomicError(
+                f"the {self.backend.name!r} backend cannot write a batch atomically "
+                "(Backend.atomic_batches is false); nothing was written: pass atomic=False "
+                "to apply it in steps"
+            )
+        for prefix in clears:
+            self.clear(prefix)
+        for key in removes:
+            self.remove(key)
+        if sets:
+            self.set_many_until(sets)
+
 
 class Backend(ABC):
     """An engine plugstore can store namespaces in.
@@ -262,6 +309,12 @@ class Backend(ABC):
     #: store clock: the store clock still computes every deadline, but an entry leaves
     #: the read paths when the *server's* clock reaches it.
     expires_on_engine_clock: ClassVar[bool] = False
+    #: Whether :meth:`Bucket.write_batch` is all-or-nothing (``atomic=True`` works).
+    atomic_batches: ClassVar[bool] = False
+    #: Whether readers never see part of an atomic batch: a ``get_many``, or a prefix
+    #: listing of up to 256 entries (one page on every built-in backend), sees all of it
+    #: or none of it.
+    isolated_batches: ClassVar[bool] = False
     #: Largest encoded value accepted; larger ones raise ``ValueTooLargeError`` up front.
     #: A backend may lower it in ``open`` once it knows the server's own limit.
     max_value_size: int = DEFAULT_MAX_VALUE_SIZE

@@ -106,9 +106,19 @@ class ExpiryNotSupportedError(StoreError, NotImplementedError):
     """
 
 
+class BatchNotAtomicError(StoreError):
+    """A batch asked to be atomic cannot be made atomic on this store.
+
+    The backend has no atomic batch (``Backend.atomic_batches`` is false), or the batch
+    exceeds what the engine can do in one transaction (DynamoDB: 100 items, 4 MB).
+    Nothing was written: split the batch, or pass ``atomic=False`` to apply it in steps.
+    """
+
+
 __all__ = [
     "BackendNotFoundError",
     "BackendUnavailableError",
+    "BatchNotAtomicError",
     "CodecError",
     "ConfigurationError",
     "ConflictError",

@@ -36,7 +36,7 @@ from .keys import (
 )
 from .locks import DEFAULT_LEASE, DEFAULT_TIMEOUT, Lock
 from .scopekeys import SCOPE_LEAD, ScopeId
-from .scopes import Scope, normalise_levels
+from .scopes import Scope, ScopeBatch, normalise_levels
 from .views import ScanItemsView, ScanValuesView
 
 if TYPE_CHECKING:
@@ -542,6 +542,12 @@ class Namespace(MutableMapping[str, Any]):
         return Lock(self, check_key(key), timeout, lease)
 
     # -- scopes ---------------------------------------------------------------------------
+
+    def batch(self, *, atomic: bool = True) -> ScopeBatch:
+        """Writes to several scopes of this namespace, applied together when the ``with``
+        block ends: all or nothing with ``atomic=True`` (refused up front by a backend
+        without atomic batches).  See :class:`~plugstore.scopes.ScopeBatch`."""
+        return ScopeBatch(self, atomic=atomic)
 
     def scope(self, **path: ScopeId) -> Scope:
         """A view of the data of one scope: ``ns.scope(guild=123, member=456)``.

@@ -120,6 +120,19 @@ def level_prefix(path: Sequence[tuple[str, object]], level: str) -> str:
     return SCOPE_LEAD + encode_path(path) + check_level(level) + _LEVEL_END
 
 
+def subtree_prefixes(path: Sequence[tuple[str, object]]) -> list[str]:
+    """Prefixes that together cover the scope at ``path`` and every scope beneath it,
+    and nothing else: :func:`path_prefix`, except for the global scope, whose
+    ``path_prefix`` also starts the namespace's meta entries (``US US``).  There, the
+    own keys' prefix and one prefix per character a level name can start with."""
+    if path:
+        return [path_prefix(path)]
+    return [SCOPE_LEAD + _KEY_MARK] + [SCOPE_LEAD + c for c in _LEVEL_STARTS]
+
+
+_LEVEL_STARTS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+
+
 def scoped_key(path: Sequence[tuple[str, object]], key: str) -> str:
     """The stored key of ``key`` in the scope at ``path``."""
     return own_prefix(path) + key
@@ -202,4 +215,5 @@ __all__ = [
     "parse_scoped_key",
     "path_prefix",
     "scoped_key",
+    "subtree_prefixes",
 ]

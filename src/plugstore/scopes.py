@@ -28,10 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 from .backend import Bucket, retry_schedule
 from .errors import (
+    BatchNotAtomicError,
     ConflictError,
     DecodeError,
     InvalidKeyError,
+    InvalidNamespaceError,
     NotAnIntegerError,
+    StoreError,
     UndeclaredKeyError,
 )
 from .keys import INT64_MAX, INT64_MIN, MAX_KEY_BYTES, check_counter, check_key, remaining
@@ -47,6 +50,7 @@ from .scopekeys import (
     own_prefix,
     parse_scoped_key,
     path_prefix,
+    subtree_prefixes,
 )
 from .views import ScanItemsView, ScanValuesView
 
@@ -390,6 +394,97 @@ class Scope(MutableMapping[str, Any]):
         """A cross-process lock on ``key`` of this scope; see :meth:`Namespace.lock`."""
         return Lock(self._ns, self._full(key), timeout, lease)
 
+    def tree(self, *levels: str) -> dict[ScopeId, Any]:
+        """The data of every scope ``levels`` beneath this one, nested by id, in one
+        prefix read: ``ns.scope().tree("guild", "member")`` is ``{guild: {member: {key:
+        value}}}`` for every member of every guild (Red's ``all_members()``).
+
+        Each innermost dict is what :meth:`children` gives for that scope: its stored
+        values (merged) with the registered defaults of its levels filled in.  Scopes
+        holding no keys of their own (only deeper data, or other levels) are not listed.
+        ``tree(level)`` is ``children(level)``.
+        """
+        if not levels:
+            raise InvalidKeyError("tree() needs at least one level name")
+        names = tuple(check_level(level) for level in levels)
+        every = self.levels + names
+        if len(set(every)) != len(every):
+            raise InvalidKeyError(f"a scope path names each level once, got {'/'.join(every)}")
+        prefix = level_prefix(self._path, names[0])
+        top, depth = len(self._path), len(every)
+        # One scope reads every leaf: _read depends on the level's defaults, not the path.
+        reader = self._ns.scope_at(self._path + tuple((name, 0) for name in names))
+        out: dict[ScopeId, Any] = {}
+        leaves: list[dict[str, Any]] = []
+        last_prefix, values = "", None  # keys arrive grouped by scope: parse each once
+        for stored, raw in self._bucket().items(prefix):
+            if last_prefix and stored.startswith(last_prefix):
+                key = stored[len(last_prefix) :]
+            else:
+                parsed = parse_scoped_key(stored)
+                if parsed is None:
+                    continue
+                path, key = parsed
+                last_prefix = stored[: len(stored) - len(key)]
+                if len(path) != depth or tuple(lv for lv, _ in path[top:]) != names:
+                    values = None  # deeper down, or another level beneath
+                    continue
+                node = out
+                for _, value_id in path[top:-1]:
+                    node = node.setdefault(value_id, {})
+                values = node.get(path[-1][1])
+                if values is None:
+                    values = node[path[-1][1]] = {}
+                    leaves.append(values)
+            if values is None:
+                continue
+            value = reader._read(key, stored, raw)[1]
+            if value is not _MISSING:
+                values[key] = value
+        defaults = list(reader._defaults.encoded.items())
+        if defaults:
+            for values in leaves:
+                for key, raw in defaults:
+                    if key not in values:
+                        values[key] = self._codec.decode(raw)
+        return out
+
+    def replace(
+        self,
+        values: Mapping[str, Any] | Iterable[tuple[str, Any]],
+        *,
+        ttl: float | None = None,
+        atomic: bool = True,
+    ) -> None:
+        """Make ``values`` this scope's whole stored contents, atomically: its other
+        stored keys are deleted, sub-scopes are untouched (Red's ``group.set(dict)``).
+
+        With ``atomic=True`` (the default) readers see the old contents or the new, never
+        a mix, on backends with ``atomic_batches``; elsewhere it raises
+        :class:`~plugstore.errors.BatchNotAtomicError` and writes nothing.  With
+        ``atomic=False`` it is a clear followed by a bulk write.  With ``ttl`` every
+        value expires ``ttl`` seconds from now.  Keys without a value read their
+        registered defaults afterwards.
+        """
+        batch = ScopeBatch(self._ns, atomic=atomic)
+        batch.replace(self, values, ttl=ttl)
+        batch.commit()
+
+    def group_lock(
+        self, *, timeout: float | None = DEFAULT_TIMEOUT, lease: float = DEFAULT_LEASE
+    ) -> Lock:
+        """A cross-process lock on this scope as a whole: ``with member.group_lock():``.
+
+        An engine-held lock like :meth:`lock` (same timeout, lease and holder-death
+        rules), named by the scope's path rather than one of its keys, for a
+        read-modify-write over several keys of the scope.  It excludes other holders of
+        this scope's group lock only: not key locks (``scope.lock(key)``), nor the group
+        locks of scopes above or beneath it.
+        """
+        self._bucket()
+        # The own-key prefix with an empty key: no key lock of any scope is named so.
+        return Lock(self._ns, self._prefix, timeout, lease)
+
     # -- atomic helpers -------------------------------------------------------------------
 
     def incr(self, key: str, delta: int = 1) -> int:
@@ -499,4 +594,136 @@ class Scope(MutableMapping[str, Any]):
             )
 
 
-__all__ = ["DefaultsRegistry", "LevelDefaults", "Scope", "merge_defaults", "normalise_levels"]
+class ScopeBatch:
+    """Writes to several scopes of one namespace, applied together: ``ns.batch()``.
+
+    ::
+
+        with levels.batch() as batch:                 # applied when the block ends
+            batch.replace(levels.scope(guild=1), {"prefix": "!"})
+            batch.set(levels.scope(guild=1, member=2), "xp", 0)
+            batch.delete(levels.scope(guild=1, member=3), "xp")
+            batch.clear_all(levels.scope(guild=2))
+
+    Every call validates and encodes at once (a bad key or value raises there, and the
+    batch stays as it was); nothing is written until :meth:`commit` (the end of a
+    ``with`` block without an exception).  Later calls win over earlier ones on the
+    same key, as if applied in order.  With ``atomic=True`` (the default) the batch
+    lands whole or not at all, and readers never see part of it where the backend says
+    so (``Backend.isolated_batches``); a backend without atomic batches refuses it up
+    front with :class:`~plugstore.errors.BatchNotAtomicError`, as does DynamoDB at
+    commit for a batch beyond one transaction.  ``atomic=False`` applies it in steps.
+    """
+
+    def __init__(self, namespace: Namespace, *, atomic: bool = True) -> None:
+        namespace._b()
+        backend = namespace.store.backend
+        if atomic and not backend.atomic_batches:
+            raise BatchNotAtomicError(
+                f"the {backend.name!r} backend cannot write a batch atomically "
+                "(Backend.atomic_batches is false): pass atomic=False to apply it in steps"
+            )
+        self._ns = namespace
+        self.atomic = atomic
+        self._clears: list[str] = []
+        self._removes: dict[str, None] = {}
+        self._sets: dict[str, tuple[bytes, float | None]] = {}
+        self._done = False
+
+    def _scope(self, scope: Scope) -> Scope:
+        if self._done:
+            raise StoreError("this batch was already committed or discarded; start another")
+        if not isinstance(scope, Scope):
+            raise TypeError(f"expected a Scope, not {type(scope).__name__}")
+        ns = scope.namespace
+        if ns.name != self._ns.name or ns.store is not self._ns.store:
+            raise InvalidNamespaceError(
+                f"a batch of namespace {self._ns.name!r} cannot write a scope of namespace "
+                f"{ns.name!r} (of this or another store): use one batch per namespace"
+            )
+        return scope
+
+    def _deadline(self, ttl: float | None) -> float | None:
+        return None if ttl is None else self._ns._deadline(ttl)
+
+    def set(self, scope: Scope, key: str, value: Any, *, ttl: float | None = None) -> None:
+        """``scope[key] = value`` (with ``ttl``: ``scope.set(key, value, ttl=ttl)``)."""
+        full = self._scope(scope)._full(key)
+        entry = (self._ns._encode(value), self._deadline(ttl))
+        self._removes.pop(full, None)
+        self._sets[full] = entry
+
+    def delete(self, scope: Scope, key: str) -> None:
+        """Delete the stored value of ``key`` in ``scope``; absent is not an error."""
+        full = self._scope(scope)._full(key)
+        self._sets.pop(full, None)
+        self._removes[full] = None
+
+    def replace(
+        self,
+        scope: Scope,
+        values: Mapping[str, Any] | Iterable[tuple[str, Any]],
+        *,
+        ttl: float | None = None,
+    ) -> None:
+        """Make ``values`` the whole stored contents of ``scope`` (see :meth:`Scope.replace`)."""
+        self._scope(scope)
+        pairs = values.items() if isinstance(values, Mapping) else values
+        deadline = self._deadline(ttl)
+        encoded = [(scope._full(key), self._ns._encode(value)) for key, value in pairs]
+        self._clear(scope._prefix)
+        for full, raw in encoded:
+            self._removes.pop(full, None)
+            self._sets[full] = (raw, deadline)
+
+    def clear(self, scope: Scope) -> None:
+        """Delete the stored keys of ``scope`` (sub-scopes stay), like :meth:`Scope.clear`."""
+        self._clear(self._scope(scope)._prefix)
+
+    def clear_all(self, scope: Scope) -> None:
+        """Delete ``scope`` and every scope beneath it, like :meth:`Scope.clear_all`."""
+        for prefix in subtree_prefixes(self._scope(scope).path):
+            self._clear(prefix)
+
+    def _clear(self, prefix: str) -> None:
+        if not any(prefix.startswith(done) for done in self._clears):
+            self._clears = [done for done in self._clears if not done.startswith(prefix)]
+            self._clears.append(prefix)
+        # what the batch wrote there before is cleared too; later writes survive
+        for doomed in [k for k in self._sets if k.startswith(prefix)]:
+            del self._sets[doomed]
+        for doomed in [k for k in self._removes if k.startswith(prefix)]:
+            del self._removes[doomed]
+
+    def commit(self) -> None:
+        """Apply the batch (once); ``BatchNotAtomicError`` if it cannot be atomic."""
+        if self._done:
+            raise StoreError("this batch was already committed or discarded; start another")
+        bucket = self._ns._b()
+        self._done = True
+        sets = [(key, raw, deadline) for key, (raw, deadline) in self._sets.items()]
+        if sets or self._removes or self._clears:
+            bucket.write_batch(sets, list(self._removes), list(self._clears), atomic=self.atomic)
+
+    def discard(self) -> None:
+        """Drop the batch unwritten."""
+        self._done = True
+
+    def __enter__(self) -> ScopeBatch:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+__all__ = [
+    "DefaultsRegistry",
+    "LevelDefaults",
+    "Scope",
+    "ScopeBatch",
+    "merge_defaults",
+    "normalise_levels",
+]

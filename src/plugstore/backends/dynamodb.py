@@ -67,6 +67,7 @@ from .. import forks
 from ..backend import DEFAULT_MAX_VALUE_SIZE, Backend, Bucket, Options, retry_schedule
 from ..errors import (
     BackendUnavailableError,
+    BatchNotAtomicError,
     ConfigurationError,
     ConflictError,
     NotAnIntegerError,
@@ -96,6 +97,8 @@ ITEM_LIMIT = 400 * 1024
 #: Largest namespace and key plugstore accepts, in bytes (see plugstore.keys).
 _MAX_NAMESPACE, _MAX_KEY = 128, 1024
 BATCH_WRITE, BATCH_GET = 25, 100
+#: TransactWriteItems' limits: actions per transaction, and their total size.
+TRANSACT_ITEMS, TRANSACT_BYTES = 100, 4 * 1024 * 1024
 #: Error codes meaning "refused, nothing was applied: try again later".
 _THROTTLED = frozenset(
     {
@@ -494,6 +497,50 @@ class DynamoDBBucket(Bucket):
             removed += sum(1 for i in items if not self._expired(i))  # expired: absent
         return removed
 
+    def write_batch(
+        self,
+        sets: Sequence[tuple[str, bytes, float | None]],
+        removes: Sequence[str] = (),
+        clears: Sequence[str] = (),
+        *,
+        atomic: bool = True,
+    ) -> None:
+        """One ``TransactWriteItems`` (``atomic=True``): the keys under ``clears`` are
+        read first (a Query each) and deleted in the transaction with ``removes``, next
+        to a ``Put`` per entry of ``sets``.  A batch beyond one transaction (100 items,
+        4 MB) raises ``BatchNotAtomicError`` before anything is written; with
+        ``atomic=False`` it goes out as ``BatchWriteItem`` requests instead."""
+        writing = {key for key, _, _ in sets}
+        doomed = dict.fromkeys(key for key in removes if key not in writing)
+        for prefix in clears:
+            for page in self._query(prefix, live=None, ProjectionExpression="#s"):
+                for item in page.get("Items", ()):
+                    key = item[self._sk]["S"]
+                    if key not in writing:
+                        doomed[key] = None
+        items = [self._item(key, value, deadline) for key, value, deadline in sets]
+        if not atomic:
+            deletes = [{"DeleteRequest": {"Key": self._key(key)}} for key in doomed]
+            self._write_batches([*deletes, *({"PutRequest": {"Item": i}} for i in items)])
+            return
+        actions = len(doomed) + len(items)
+        size = sum(len(key.encode()) for key in doomed) + sum(
+            len(key.encode()) + len(value) for key, value, _ in sets
+        )
+        size += actions * (len(self.namespace.encode()) + 100)  # names, token, deadlines
+        if actions > TRANSACT_ITEMS or size > TRANSACT_BYTES:
+            raise BatchNotAtomicError(
+                f"this batch is {actions} items and about {size} bytes; one DynamoDB "
+                f"transaction holds at most {TRANSACT_ITEMS} items and {TRANSACT_BYTES} "
+                "bytes. Nothing was written: split it, or pass atomic=False to apply it "
+                "in steps"
+            )
+        if not actions:
+            return
+        transact = [{"Delete": {"TableName": self._t, "Key": self._key(k)}} for k in doomed]
+        transact += [{"Put": {"TableName": self._t, "Item": item}} for item in items]
+        self.backend.transact(transact)
+
     def purge(self) -> int:
         purged = 0
         for page in self._query("", live=False, ProjectionExpression="#s, #e"):
@@ -525,6 +572,8 @@ class DynamoDBBackend(Backend):
     durable = True
     multiprocess = True
     expiry = True
+    atomic_batches = True  # within one transaction's limits (100 items, 4 MB)
+    isolated_batches = False  # Query and BatchGetItem may see part of a transaction
 
     def __init__(self, url: StoreURL, options: Options) -> None:
         super().__init__(url, options)
@@ -693,6 +742,37 @@ class DynamoDBBackend(Backend):
             time.sleep(random.uniform(0, delay))
             delay = min(delay * 2, 2.0)
         raise BackendUnavailableError(f"{self.where}: still throttled after retrying")
+
+    def transact(self, actions: list[dict[str, Any]]) -> None:
+        """One ``TransactWriteItems``, all-or-nothing.  Its client request token makes
+        a repeat (botocore's retry after a lost reply, or ours after a conflict with
+        another transaction: refused, nothing applied) take effect once."""
+        token = secrets.token_hex(16)
+        delay = 0.05
+        for _ in range(self.max_attempts * 4):
+            try:
+                self._client(False).transact_write_items(
+                    TransactItems=actions, ClientRequestToken=token
+                )
+                return
+            except ClientError as exc:
+                code = _code(exc)
+                reasons = {
+                    str(reason.get("Code", "None"))
+                    for reason in exc.response.get("CancellationReasons", ())
+                }
+                conflict = code == "TransactionCanceledException" and reasons <= {
+                    "None",
+                    "TransactionConflict",
+                    *_THROTTLED,
+                }
+                if not (conflict or code in _THROTTLED or code == "TransactionInProgressException"):
+                    raise self._refused(exc) from None
+            except BotoCoreError as exc:
+                raise self._unavailable(exc) from None
+            time.sleep(random.uniform(0, delay))
+            delay = min(delay * 2, 2.0)
+        raise BackendUnavailableError(f"{self.where}: a transaction kept conflicting")
 
     def batch(self, operation: str, request: dict[str, Any], leftover: str) -> Iterator[Any]:
         """Send a batch request, then what it left unprocessed, with backoff, until done."""

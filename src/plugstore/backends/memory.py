@@ -194,6 +194,28 @@ class MemoryBucket(Bucket):
             doomed = [k for k in d if k.startswith(prefix)]
             return sum(1 for k in doomed if _live(d.pop(k), now) is not None)
 
+    def write_batch(
+        self,
+        sets: Sequence[tuple[str, bytes, float | None]],
+        removes: Sequence[str] = (),
+        clears: Sequence[str] = (),
+        *,
+        atomic: bool = True,
+    ) -> None:
+        # One hold of the store's lock: every reader (they take it too, or read one key)
+        # sees the batch whole or not at all.
+        with self._lock:
+            d = self._w()
+            for prefix in clears:
+                for key in [k for k in d if k.startswith(prefix)]:
+                    del d[key]
+            for key in removes:
+                d.pop(key, None)
+            for key, value, deadline in sets:
+                d[key] = value if deadline is None else (value, deadline)
+            if any(deadline is not None for _, _, deadline in sets):
+                self.backend.timed.add(self.namespace)
+
     def purge(self) -> int:
         with self._lock:
             d, now = self._d(), self.backend.clock()
@@ -210,6 +232,8 @@ class MemoryBackend(Backend):
     durable = False
     multiprocess = False
     expiry = True
+    atomic_batches = True
+    isolated_batches = True
 
     def __init__(self, url: StoreURL, options: Options) -> None:
         super().__init__(url, options)

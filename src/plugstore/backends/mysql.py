@@ -173,6 +173,8 @@ class MySQLBackend(Backend):
     durable = True
     multiprocess = True
     expiry = True
+    atomic_batches = True
+    isolated_batches = True
     lease_locks = False  # session locks: freed when the holder's connection ends
 
     def __init__(self, url: StoreURL, options: Options) -> None:
@@ -547,6 +549,28 @@ class MySQLBackend(Backend):
             conn.begin()
             try:
                 cur.executemany(query, rows)
+                conn.commit()
+            except BaseException:
+                with contextlib.suppress(pymysql.err.MySQLError):
+                    conn.rollback()  # if the connection is gone, the server rolled back
+                raise
+
+        self._execute(work, True)
+
+    def run_transaction(self, steps: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        """Run each ``(query, rows)`` step for its rows, all in one transaction.
+
+        Retried after a lost connection or a deadlock: deletes and upserts of given
+        values give the same result applied again, whether or not a lost attempt
+        committed.
+        """
+
+        def work(cur: Any) -> None:
+            conn = cur.connection
+            conn.begin()
+            try:
+                for query, rows in steps:
+                    cur.executemany(query, rows)
                 conn.commit()
             except BaseException:
                 with contextlib.suppress(pymysql.err.MySQLError):

@@ -128,6 +128,8 @@ class PostgreSQLBackend(Backend):
     durable = True
     multiprocess = True
     expiry = True
+    atomic_batches = True
+    isolated_batches = True
     lease_locks = False  # session locks: freed when the holder's connection ends
 
     def __init__(self, url: StoreURL, options: Options) -> None:
@@ -442,6 +444,26 @@ class PostgreSQLBackend(Backend):
         def work(conn: Any) -> None:
             with conn.transaction(), conn.cursor() as cur:
                 cur.executemany(query, rows)
+
+        try:
+            with self._connection() as conn:
+                work(conn)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            self._call(work, True, exc)
+
+    def run_transaction(
+        self, steps: Sequence[tuple[str | sql.Composable, Sequence[Sequence[Any]]]]
+    ) -> None:
+        """Run each ``(query, rows)`` step for its rows, all in one transaction.
+
+        Retried after a lost connection: deletes and upserts of given values give the
+        same result applied again, whether or not the lost attempt committed.
+        """
+
+        def work(conn: Any) -> None:
+            with conn.transaction(), conn.cursor() as cur:
+                for query, rows in steps:
+                    cur.executemany(query, rows)
 
         try:
             with self._connection() as conn:

@@ -206,6 +206,66 @@ return redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2], 'LIMIT', 0, ARGV[3])
 """
 )
 _PURGE = _SWEEP + "return sweep(KEYS[1], KEYS[2])\n"
+# As _PAGE, with each member's value (false: gone) after it, read in the same script:
+# a page of a listing never sees part of a write_batch.  ARGV[4]: the entries' prefix.
+_PAGE_ITEMS = (
+    _SWEEP
+    + """
+sweep(KEYS[1], KEYS[2])
+local page = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2], 'LIMIT', 0, ARGV[3])
+local out = {}
+for i, member in ipairs(page) do
+  out[2 * i - 1] = member
+  out[2 * i] = redis.call('GET', ARGV[4] .. member)
+end
+return out
+"""
+)
+# KEYS: the index, the deadlines.  ARGV: the entries' prefix; the number of prefixes to
+# clear, then each one's lex range (low, high); the number of members to remove, then
+# them; the number of entries to set, then (member, value, deadline ms or "") for each.
+# One script: every step lands, or (connection lost before it ran) none.  The entry names
+# are built here from their prefix: they share the index's hash tag, so one slot.
+_WRITE_BATCH = """
+local idx, x, kp = KEYS[1], KEYS[2], ARGV[1]
+local i = 3
+for _ = 1, tonumber(ARGV[2]) do
+  local low, high = ARGV[i], ARGV[i + 1]
+  i = i + 2
+  while true do
+    local page = redis.call('ZRANGEBYLEX', idx, low, high, 'LIMIT', 0, 1000)
+    if #page == 0 then break end
+    local names = {}
+    for j, member in ipairs(page) do names[j] = kp .. member end
+    redis.call('DEL', unpack(names))
+    redis.call('ZREM', idx, unpack(page))
+    redis.call('ZREM', x, unpack(page))
+  end
+end
+local n = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, n do
+  local member = ARGV[i]
+  redis.call('DEL', kp .. member)
+  redis.call('ZREM', idx, member)
+  redis.call('ZREM', x, member)
+  i = i + 1
+end
+n = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, n do
+  local member, value, at = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if at == '' then
+    redis.call('SET', kp .. member, value)
+    redis.call('ZREM', x, member)
+  else
+    redis.call('SET', kp .. member, value, 'PXAT', at)
+    redis.call('ZADD', x, at, member)
+  end
+  redis.call('ZADD', idx, 'NX', 0, member)
+  i = i + 3
+end
+"""
 # KEYS: the lock; ARGV: the holder's token.  Deletes the lock only if it is still ours.
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -255,6 +315,8 @@ _SCRIPTS = {
     "count": _COUNT,
     "page": _PAGE,
     "purge": _PURGE,
+    "page_items": _PAGE_ITEMS,
+    "write_batch": _WRITE_BATCH,
 }
 
 
@@ -422,12 +484,17 @@ class RedisBucket(Bucket):
                 yield member.decode()
 
     def items(self, prefix: str = "") -> Iterator[tuple[str, bytes]]:
-        for page in self._members(prefix):
-            names = [self._kp + m for m in page]
-            values = self.backend.call(partial(self._r.mget, names), retry=True)
-            for member, value in zip(page, values, strict=True):
-                if value is not None:  # removed since the page was read
-                    yield member.decode(), value
+        # Members and values of a page in one script, so that a page is a snapshot.
+        low, high = _lex_range(prefix)
+        while True:
+            args = (low, high, PAGE, self._kp)
+            flat: list[Any] = self._run("page_items", (self._idx, self._x), args, True)
+            for i in range(0, len(flat), 2):
+                if flat[i + 1] is not None:  # expired by the server since the sweep
+                    yield flat[i].decode(), flat[i + 1]
+            if len(flat) < 2 * PAGE:
+                return
+            low = b"(" + flat[-2]
 
     def count(self, prefix: str = "") -> int:
         low, high = _lex_range(prefix)
@@ -503,6 +570,25 @@ class RedisBucket(Bucket):
 
         self.backend.call(work, retry=True)
 
+    def write_batch(
+        self,
+        sets: Sequence[tuple[str, bytes, float | None]],
+        removes: Sequence[str] = (),
+        clears: Sequence[str] = (),
+        *,
+        atomic: bool = True,
+    ) -> None:
+        args: list[Any] = [self._kp, len(clears)]
+        for prefix in clears:
+            args += _lex_range(prefix)
+        args.append(len(removes))
+        args += [key.encode() for key in removes]
+        args.append(len(sets))
+        for key, value, deadline in sets:
+            args += (key.encode(), value, b"" if deadline is None else _ms(deadline))
+        # Retried: the same deletes and upserts applied again give the same result.
+        self._run("write_batch", (self._idx, self._x), args, True)
+
     def clear(self, prefix: str = "") -> int:
         removed = 0
         for page in self._members(prefix):  # each page deleted atomically
@@ -518,6 +604,8 @@ class RedisBackend(Backend):
     durable = True  # a killed client loses nothing acknowledged (server persistence aside)
     multiprocess = True
     expiry = True
+    atomic_batches = True
+    isolated_batches = True
     expires_on_engine_clock = True  # SET ... PXAT: the server's clock decides
 
     def __init__(self, url: StoreURL, options: Options) -> None:

@@ -256,12 +256,22 @@ class ShelfBucket(Bucket):
         return self.get(key) is not None
 
     def items(self, prefix: str = "") -> Iterator[tuple[str, bytes]]:
-        # A snapshot of the keys, then values a page at a time (each page under one
-        # shared lock): bounded memory, and keys deleted meanwhile are skipped.
-        keys = list(self.keys(prefix))
-        for start in range(0, len(keys), _PAGE):
-            found = self.get_many(keys[start : start + _PAGE])
-            yield from found.items()
+        # A snapshot of the keys and the first page of values under one shared lock (a
+        # listing of up to _PAGE entries never sees part of a write_batch), then values
+        # a page at a time: bounded memory, and keys deleted meanwhile are skipped.
+        def first(e: Engine, dl: Deadlines) -> tuple[list[str], list[tuple[str, bytes]]]:
+            keys = self._live_keys(e, dl, prefix)
+            found = []
+            for key in keys[:_PAGE]:
+                value = e.get(key.encode("utf-8"))
+                if value is not None:
+                    found.append((key, value))
+            return keys[_PAGE:], found
+
+        rest, found = self.backend.read(self.namespace, first)
+        yield from found
+        for start in range(0, len(rest), _PAGE):
+            yield from self.get_many(rest[start : start + _PAGE]).items()
 
     def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         found = self.get_many_with_deadlines(keys)
@@ -327,6 +337,39 @@ class ShelfBucket(Bucket):
 
         return self.backend.write(self.namespace, op, create=False)
 
+    def write_batch(
+        self,
+        sets: Sequence[tuple[str, bytes, float | None]],
+        removes: Sequence[str] = (),
+        clears: Sequence[str] = (),
+        *,
+        atomic: bool = True,
+    ) -> None:
+        # One write under the file's exclusive lock: readers (shared lock) see it whole
+        # or not at all; a failure part-way rolls the handle back (see write()).
+        prefixes = [p.encode("utf-8") for p in clears]
+        doomed_keys = [(key, key.encode("utf-8")) for key in removes]
+        encoded = [(k, k.encode("utf-8"), v, d) for k, v, d in sets]
+
+        def op(e: Engine, dl: Deadlines) -> tuple[None, bool]:
+            modified = False
+            if prefixes:
+                for kb in [k for k in e.keys() if k.startswith(tuple(prefixes))]:  # noqa: SIM118
+                    modified = e.delete(kb) or modified
+                    dl.items.pop(kb.decode("utf-8", "replace"), None)
+            for key, kb in doomed_keys:
+                modified = e.delete(kb) or modified
+                dl.items.pop(key, None)
+            for key, kb, value, deadline in encoded:
+                e.put(kb, value)
+                if deadline is None:
+                    dl.items.pop(key, None)
+                else:
+                    dl.items[key] = deadline
+            return None, modified or bool(encoded)
+
+        self.backend.write(self.namespace, op, create=bool(encoded))
+
     def purge(self) -> int:
         def op(e: Engine, dl: Deadlines) -> tuple[int, bool]:
             now, purged = self._now(), 0
@@ -383,6 +426,8 @@ class ShelfBackend(Backend):
     durable = True
     multiprocess = True
     expiry = True
+    atomic_batches = True
+    isolated_batches = True
 
     def __init__(self, url: StoreURL, options: Options) -> None:
         super().__init__(url, options)

@@ -84,6 +84,8 @@ class SQLiteBackend(Backend):
     durable = True
     multiprocess = True
     expiry = True
+    atomic_batches = True
+    isolated_batches = True
 
     def __init__(self, url: StoreURL, options: Options) -> None:
         super().__init__(url, options)
@@ -287,6 +289,22 @@ class SQLiteBackend(Backend):
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     conn.executemany(sql, rows)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                raise self._unavailable(exc) from None
+
+    def run_transaction(self, steps: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        """Run each ``(sql, rows)`` step for its rows, all in one write transaction."""
+        with self._locked():
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for sql, rows in steps:
+                        conn.executemany(sql, rows)
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise

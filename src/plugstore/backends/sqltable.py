@@ -10,8 +10,10 @@ it is written (and reviewed) once.  A backend supplies:
   ``expired_namespaces``), with the parameters in the order the methods below pass them;
 * ``compose(text)``: ``text`` with ``{t}`` replaced by the quoted table name;
 * ``one``/``all``/``run(query, params, *, retry=False)`` and ``run_batch(query, rows)``:
-  run one statement.  ``retry=True`` marks statements that may be repeated after a lost
-  connection (reads); engines without connections to lose ignore it.
+  run one statement; ``run_transaction(steps)``: several statements, each run for its
+  rows, in one transaction (for ``write_batch``).  ``retry=True`` marks statements
+  that may be repeated after a lost connection (reads); engines without connections
+  to lose ignore it.
 
 and overrides what is engine-specific: ``incr`` and ``_rows`` (the bulk read).
 
@@ -221,6 +223,29 @@ class TableBucket(Bucket):
         )
         self.backend.run(expired, (self.namespace, *args, now))
         return removed
+
+    def write_batch(
+        self,
+        sets: Sequence[tuple[str, bytes, float | None]],
+        removes: Sequence[str] = (),
+        clears: Sequence[str] = (),
+        *,
+        atomic: bool = True,
+    ) -> None:
+        # One transaction, atomic or not: the engine makes it all-or-nothing for free,
+        # and each reader's statement sees it whole or not at all.
+        p, k, ns = self.placeholder, self.kcol, self.namespace
+        steps: list[tuple[str, list[tuple[Any, ...]]]] = []
+        for prefix in clears:  # expired rows too: nothing is left under the prefix
+            where, args = self._range(prefix)
+            query = self.backend.compose(f"DELETE FROM {{t}} WHERE namespace = {p}{where}")
+            steps.append((query, [(ns, *args)]))
+        if removes:
+            query = self.backend.compose(f"DELETE FROM {{t}} WHERE namespace = {p} AND {k} = {p}")
+            steps.append((query, [(ns, key) for key in removes]))
+        if sets:
+            steps.append((self._q["set_until"], [(ns, key, v, d) for key, v, d in sets]))
+        self.backend.run_transaction(steps)
 
     def purge(self) -> int:
         p = self.placeholder

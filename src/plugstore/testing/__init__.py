@@ -58,6 +58,7 @@ from ._threads import race_threads
 from .expiry_behaviours import ExpiryBehaviours, FakeClock
 from .lock_behaviours import LockBehaviours
 from .scope_behaviours import ScopeBehaviours
+from .scope_ops_behaviours import ScopeOpsBehaviours
 from .user_behaviours import UserDataBehaviours
 from .version_behaviours import VERSIONED, VersionBehaviours
 
@@ -274,7 +275,12 @@ UNENCODABLE: list[Any] = [object(), lambda: 1, iter(()), threading.Lock(), print
 
 
 class StoreConformance(
-    ScopeBehaviours, LockBehaviours, UserDataBehaviours, VersionBehaviours, ExpiryBehaviours
+    ScopeBehaviours,
+    ScopeOpsBehaviours,
+    LockBehaviours,
+    UserDataBehaviours,
+    VersionBehaviours,
+    ExpiryBehaviours,
 ):
     """Base class of the conformance tests.  Subclass it as ``Test...`` and set the URL.
 

@@ -97,6 +97,28 @@ def writer(spec: dict[str, Any]) -> None:
             i += 1
 
 
+def replacer(spec: dict[str, Any]) -> None:
+    """Replace scopes ``guild=1, member=1`` and ``member=2`` with the conformance kit's
+    alternating generations, rounds 1..n: odd rounds one scope then the other, even
+    rounds one batch of both; while another process reads them."""
+    from .scope_ops_behaviours import generation
+
+    with _open(spec) as store:
+        ns = store.namespace(spec["namespace"])
+        scope, twin = ns.scope(guild=1, member=1), ns.scope(guild=1, member=2)
+        print("ready", flush=True)
+        sys.stdin.readline()
+        for n in range(1, spec["n"] + 1):
+            if n % 2:
+                scope.replace(generation(n))
+                twin.replace(generation(n))
+            else:
+                with ns.batch() as batch:
+                    batch.replace(scope, generation(n))
+                    batch.replace(twin, generation(n))
+        print("done", flush=True)
+
+
 def main() -> None:
     mode, raw = sys.argv[1], os.environ["PLUGSTORE_CHILD_SPEC"]
     modes = {
@@ -105,6 +127,7 @@ def main() -> None:
         "locked": locked,
         "lock_holder": lock_holder,
         "versioned": versioned,
+        "replacer": replacer,
     }
     modes[mode](json.loads(raw))
 
