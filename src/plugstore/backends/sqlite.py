@@ -22,6 +22,7 @@ Options: ``timeout`` (seconds to wait for another process's write lock, default 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -34,11 +35,11 @@ from typing import Any
 
 from .. import forks
 from ..backend import Backend, Options
-from ..errors import BackendUnavailableError, ConfigurationError
+from ..errors import BackendUnavailableError, ConfigurationError, StoreDamagedError
 from ..url import StoreURL
 from .sqltable import LIVE, TableBucket, not_an_integer, prefix_range, purge_table
 
-__all__ = ["SQLiteBackend", "SQLiteBucket", "prefix_range"]
+__all__ = ["SQLiteBackend", "SQLiteBucket", "is_damaged", "prefix_range"]
 
 _IN_CHUNK = 500  # stays under SQLite's bound-parameter limit
 _TABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
@@ -248,7 +249,14 @@ class SQLiteBackend(Backend):
         return conn
 
     def _unavailable(self, exc: sqlite3.Error) -> BackendUnavailableError:
+        """The plugstore error for a driver error: damaged file, locked, or unusable."""
         text = str(exc)
+        if is_damaged(exc):
+            return StoreDamagedError(
+                f"SQLite file {self.path} is damaged ({text}): stop the bot, keep a copy of "
+                "the file, then restore it from a backup, or save what is still readable "
+                f"with `plugstore dump` (or `sqlite3 {self.path} .recover`) into a new file"
+            )
         if _is_busy(exc):
             text = f"database is locked by another connection for more than {self.timeout}s"
         return BackendUnavailableError(f"SQLite {self.path}: {text}")
@@ -262,21 +270,21 @@ class SQLiteBackend(Backend):
         with self._lock if self._fork_gen == forks.generation else self._locked():
             try:
                 return self._connection().execute(sql, params).fetchone()
-            except sqlite3.OperationalError as exc:
+            except sqlite3.Error as exc:
                 raise self._unavailable(exc) from None
 
     def all(self, sql: str, params: Sequence[Any], *, retry: bool = False) -> list[Any]:
         with self._locked():
             try:
                 return self._connection().execute(sql, params).fetchall()
-            except sqlite3.OperationalError as exc:
+            except sqlite3.Error as exc:
                 raise self._unavailable(exc) from None
 
     def run(self, sql: str, params: Sequence[Any], *, retry: bool = False) -> int:
         with self._lock if self._fork_gen == forks.generation else self._locked():
             try:
                 return self._connection().execute(sql, params).rowcount
-            except sqlite3.OperationalError as exc:
+            except sqlite3.Error as exc:
                 raise self._unavailable(exc) from None
 
     def run_batch(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -285,14 +293,18 @@ class SQLiteBackend(Backend):
             conn = self._connection()
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                try:
-                    conn.executemany(sql, rows)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
+                conn.executemany(sql, rows)
                 conn.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                raise self._unavailable(exc) from None
+            except BaseException as exc:
+                # Whatever failed (a row, the COMMIT itself on a full disk), no transaction
+                # may stay open; SQLite may already have rolled it back, and an error
+                # from ROLLBACK must not hide the first one.
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise self._unavailable(exc) from None
+                raise
 
     # -- backend API ---------------------------------------------------------------------
 
@@ -328,6 +340,19 @@ class SQLiteBackend(Backend):
             "journal_mode": str(mode[0]) if mode else "?",
             "synchronous": self.synchronous,
         }
+
+
+#: SQLITE_CORRUPT and SQLITE_NOTADB: the file's pages are not a sound database.
+_DAMAGED_CODES = (11, 26)
+
+
+def is_damaged(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says the file is damaged (corrupt page, not a database at all)."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF in _DAMAGED_CODES  # extended codes keep the primary in the low byte
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
