@@ -54,6 +54,7 @@ from ..errors import (
     BackendUnavailableError,
     ConfigurationError,
     InvalidNamespaceError,
+    StoreDamagedError,
     StoreError,
 )
 from ..keys import check_counter, check_namespace, parse_counter
@@ -68,6 +69,7 @@ from .dbmformats import (
     flavour_of,
     namespace_names,
     open_engine,
+    os_failure,
 )
 
 T = TypeVar("T")
@@ -102,8 +104,13 @@ class Deadlines:
                 raw = json.loads(file.read())
         except FileNotFoundError:
             return cls(path, {}, fsync)
-        except (OSError, ValueError) as exc:
-            raise BackendUnavailableError(f"cannot read the deadlines in {path}: {exc}") from None
+        except OSError as exc:
+            raise os_failure(exc, path, "reading the deadlines in") from None
+        except ValueError as exc:
+            raise StoreDamagedError(
+                f"the deadlines in {path} are damaged ({exc}): restore the file from a "
+                "backup, or delete it (the namespace's keys then never expire)"
+            ) from None
         items = {}
         if isinstance(raw, dict):
             for key, when in raw.items():
@@ -143,13 +150,18 @@ class Deadlines:
                     os.unlink(self.path)
             else:
                 tmp = self.path + ".tmp"
-                with open(tmp, "wb") as file:
-                    file.write(json.dumps(items, ensure_ascii=False).encode("utf-8"))
-                    if self.fsync:
-                        os.fsync(file.fileno())
-                os.replace(tmp, self.path)
+                try:
+                    with open(tmp, "wb") as file:
+                        file.write(json.dumps(items, ensure_ascii=False).encode("utf-8"))
+                        if self.fsync:
+                            os.fsync(file.fileno())
+                    os.replace(tmp, self.path)
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)  # the sidecar itself is untouched
+                    raise
         except OSError as exc:
-            raise BackendUnavailableError(f"cannot write {self.path}: {exc}") from None
+            raise os_failure(exc, self.path, "writing") from None
         self.saved = dict(items)
 
 
@@ -523,18 +535,23 @@ class ShelfBackend(Backend):
 
     def read(self, namespace: str, fn: Callable[[Engine, Deadlines], T]) -> T:
         """Run ``fn`` on the namespace's handle and deadlines under a shared lock."""
-        with self._guard():
-            slot = self._slot(namespace, create=False)
-            if slot is None:
-                return fn(EMPTY, NO_DEADLINES)
-            fd = slot.lock_fd
-            assert fd is not None
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            try:
-                engine = self._engine(slot, create=False)
-                return fn(engine, slot.deadlines)
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+        try:
+            with self._guard():
+                slot = self._slot(namespace, create=False)
+                if slot is None:
+                    return fn(EMPTY, NO_DEADLINES)
+                fd = slot.lock_fd
+                assert fd is not None
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                try:
+                    engine = self._engine(slot, create=False)
+                    return fn(engine, slot.deadlines)
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+        except StoreError:
+            raise
+        except OSError as exc:  # the file system's failures (EIO, EACCES...) and dbm.error
+            raise os_failure(exc, self._files(namespace), "reading") from None
 
     def write(
         self,
@@ -547,66 +564,90 @@ class ShelfBackend(Backend):
 
         ``fn`` returns ``(result, modified)`` and may change the deadlines in place.  With
         ``create=False`` a namespace without a file is left alone (``fn`` sees an empty,
-        read-only namespace).
+        read-only namespace).  A write that fails (a full disk...) raises a plugstore
+        error and leaves the files as they were before it, or, if only the deadlines
+        sidecar could not be written after the commit, leaves the value without its new
+        deadline.
         """
-        with self._guard():
-            slot = self._slot(namespace, create=create)
-            if slot is None:
+        try:
+            with self._guard():
+                return self._write(namespace, fn, create=create)
+        except StoreError:
+            raise
+        except OSError as exc:  # ENOSPC, EDQUOT, EACCES, EIO... and dbm.error
+            raise os_failure(exc, self._files(namespace), "writing") from None
+
+    def _write(
+        self,
+        namespace: str,
+        fn: Callable[[Engine, Deadlines], tuple[T, bool]],
+        *,
+        create: bool,
+    ) -> T:
+        slot = self._slot(namespace, create=create)
+        if slot is None:
+            return fn(EMPTY, Deadlines("", {}))[0]
+        fd = slot.lock_fd
+        assert fd is not None
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            engine = self._engine(slot, create=create)
+            if engine is EMPTY:
                 return fn(EMPTY, Deadlines("", {}))[0]
-            fd = slot.lock_fd
-            assert fd is not None
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            deadlines = slot.deadlines
+            if deadlines is NO_DEADLINES:  # never written to: it is shared
+                deadlines = slot.deadlines = Deadlines.load(slot.base + ".expiry", self.fsync)
+            published = False
+            engine.begin()
             try:
-                engine = self._engine(slot, create=create)
-                if engine is EMPTY:
-                    return fn(EMPTY, Deadlines("", {}))[0]
-                deadlines = slot.deadlines
-                if deadlines is NO_DEADLINES:  # never written to: it is shared
-                    deadlines = slot.deadlines = Deadlines.load(slot.base + ".expiry", self.fsync)
-                engine.begin()
-                try:
-                    result, modified = fn(engine, deadlines)
-                except BaseException:
-                    # Our handle may hold half a batch: reload it.  Other processes must
-                    # reload too unless the engine kept the batch off the file.
-                    deadlines.forget()
-                    engine.rollback()
-                    self._bump(slot, fd, notify=not engine.transactional, reload=True)
-                    raise
+                result, modified = fn(engine, deadlines)
                 changed = deadlines.changed
-                try:
+                if modified or changed:
+                    # Published before the commit: a write that reaches the file always
+                    # makes other processes reload (they wait for our lock first), even
+                    # if bumping the counter fails (it then fails the write instead).
+                    self._bump(slot, fd, notify=True, reload=False)
+                    published = True
                     if changed:
                         deadlines.save_before()
-                    engine.commit()
+                engine.commit()  # also ends a transaction that wrote nothing
+            except BaseException:
+                # Our handle may hold half a batch: reload it.  Other processes must
+                # reload too unless the engine kept the batch off the file.
+                deadlines.forget()
+                engine.rollback()
+                notify = not published and not engine.transactional
+                self._bump(slot, fd, notify=notify, reload=True)
+                raise
+            if changed:
+                try:
+                    deadlines.save_after()
                 except BaseException:
-                    deadlines.forget()
-                    engine.rollback()
                     self._bump(slot, fd, notify=True, reload=True)
                     raise
-                if changed:
-                    try:
-                        deadlines.save_after()
-                    except BaseException:
-                        self._bump(slot, fd, notify=True, reload=True)
-                        raise
-                if modified or changed:
-                    self._bump(slot, fd, notify=True, reload=engine.reopen_after_write)
-                return result
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+            if (modified or changed) and engine.reopen_after_write:
+                self._bump(slot, fd, notify=False, reload=True)
+            return result
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _files(self, namespace: str) -> str:
+        return os.path.join(self.path, namespace + ".db") + "*"
 
     def _bump(self, slot: _Slot, fd: int, *, notify: bool, reload: bool) -> None:
         """Publish a write (``notify``: bump the generation) and/or drop our own handle."""
-        if notify:
-            gen = self._generation(fd) + 1
-            os.pwrite(fd, _GEN.pack(gen), 0)
-            slot.seen = gen
-        if reload:
-            engine, slot.engine, slot.seen = slot.engine, None, -1
-            slot.deadlines = NO_DEADLINES
-            if engine is not None:
-                with contextlib.suppress(Exception):
-                    engine.close()
+        try:
+            if notify:
+                gen = self._generation(fd) + 1
+                os.pwrite(fd, _GEN.pack(gen), 0)
+                slot.seen = gen
+        finally:  # even if the counter cannot be written, a doubtful handle goes
+            if reload:
+                engine, slot.engine, slot.seen = slot.engine, None, -1
+                slot.deadlines = NO_DEADLINES
+                if engine is not None:
+                    with contextlib.suppress(Exception):
+                        engine.close()
 
     # -- backend API -------------------------------------------------------------------------
 
@@ -633,6 +674,14 @@ class ShelfBackend(Backend):
 
     def drop_namespace(self, namespace: str) -> int:
         """Delete the namespace's dbm files (the ``.lock`` sidecar stays); return its size."""
+        try:
+            return self._drop(namespace)
+        except StoreError:
+            raise
+        except OSError as exc:
+            raise os_failure(exc, self._files(namespace), "deleting") from None
+
+    def _drop(self, namespace: str) -> int:
         with self._guard():
             slot = self._slot(namespace, create=False)
             if slot is None:

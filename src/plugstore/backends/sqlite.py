@@ -39,7 +39,7 @@ from ..errors import BackendUnavailableError, ConfigurationError, StoreDamagedEr
 from ..url import StoreURL
 from .sqltable import LIVE, TableBucket, not_an_integer, prefix_range, purge_table
 
-__all__ = ["SQLiteBackend", "SQLiteBucket", "is_damaged", "prefix_range"]
+__all__ = ["SQLiteBackend", "SQLiteBucket", "advice", "is_damaged", "prefix_range"]
 
 _IN_CHUNK = 500  # stays under SQLite's bound-parameter limit
 _TABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
@@ -259,7 +259,7 @@ class SQLiteBackend(Backend):
             )
         if _is_busy(exc):
             text = f"database is locked by another connection for more than {self.timeout}s"
-        return BackendUnavailableError(f"SQLite {self.path}: {text}")
+        return BackendUnavailableError(f"SQLite {self.path}: {text}{advice(exc)}")
 
     # -- statement helpers (each holds the lock for one statement) --------------------------
 
@@ -353,6 +353,26 @@ def is_damaged(exc: sqlite3.Error) -> bool:
         return code & 0xFF in _DAMAGED_CODES  # extended codes keep the primary in the low byte
     text = str(exc)
     return "malformed" in text or "not a database" in text
+
+
+#: What to do about the engine's failures that are the system's, by primary result code.
+_ADVICE = {
+    13: "the disk is full (or the file reached a size limit): free some space, then retry",
+    10: "an input/output error: check the disk's free space, size limits (ulimit -f) and "
+    "health (e.g. dmesg), and the file's permissions",
+    8: "the file is read-only: let the user running the bot write it and its directory",
+    14: "the file cannot be opened: check the path and its permissions",
+}
+
+
+def advice(exc: sqlite3.Error) -> str:
+    """``"; what to do"`` for a SQLITE_FULL, IOERR, READONLY or CANTOPEN error, else ``""``."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is None:
+        text = str(exc)
+        code = 13 if "is full" in text else 10 if "I/O error" in text else None
+    hint = _ADVICE.get(code & 0xFF) if code is not None else None
+    return f"; {hint}" if hint else ""
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
