@@ -146,7 +146,8 @@ class Engine(ABC):
     def delete(self, key: bytes) -> bool: ...
 
     @abstractmethod
-    def keys(self) -> list[bytes]: ...
+    def keys(self) -> list[bytes]:
+        """Every key, in no promised order; the caller must not change the list."""
 
     def count(self) -> int:
         return len(self.keys())
@@ -218,6 +219,7 @@ class DumbEngine(Engine):
         self._tmp = base + ".dir.tmp"
         self._fsync = fsync
         self._free: list[list[int]] | None = None  # [start, size] extents, lazily computed
+        self._sorted: list[bytes] | None = None  # the keys in order, until one comes or goes
         self._dirty = False
         self._mode: int | None = None  # permission bits of an existing index, kept on rewrite
         self._readonly = readonly  # then nothing is ever written, not even a recovered index
@@ -295,7 +297,7 @@ class DumbEngine(Engine):
         own = os.fstat(self._fd)
         if (current.st_ino, current.st_dev) != (own.st_ino, own.st_dev):
             return False  # the namespace was dropped and created again
-        self._dirty, self._free = False, None
+        self._dirty, self._free, self._sorted = False, None, None
         self.index, self._lines = self._load()
         return True
 
@@ -388,6 +390,8 @@ class DumbEngine(Engine):
                 _pwrite_all(self._fd, value, pos)
         else:
             pos = 0
+        if key not in self.index:
+            self._sorted = None
         self.index[key] = (pos, len(value))
         self._lines[key] = f"{key.decode('latin-1')!r}, ({pos}, {len(value)})\n"
         self._dirty = True
@@ -397,12 +401,17 @@ class DumbEngine(Engine):
             raise _read_only(self._dat)
         if self.index.pop(key, None) is None:
             return False
+        self._sorted = None
         del self._lines[key]
         self._dirty = True
         return True
 
     def keys(self) -> list[bytes]:
-        return list(self.index)
+        # Sorted (UTF-8 byte order is code point order) and kept until a key comes or
+        # goes: repeated listings then cost no sort.  Callers never change it.
+        if self._sorted is None:
+            self._sorted = sorted(self.index)
+        return self._sorted
 
     def count(self) -> int:
         return len(self.index)
@@ -524,7 +533,7 @@ class SQLiteEngine(Engine):
         return int(self._run("DELETE FROM Dict WHERE key = CAST(? AS BLOB)", (key,))) > 0
 
     def keys(self) -> list[bytes]:
-        rows = self._run("SELECT key FROM Dict", (), "all")
+        rows = self._run("SELECT key FROM Dict ORDER BY key", (), "all")  # the key index
         return [k.encode("utf-8") if isinstance(k, str) else bytes(k) for (k,) in rows]
 
     def count(self) -> int:

@@ -247,9 +247,12 @@ class ShelfBucket(Bucket):
         return self.backend.write(self.namespace, op, create=create)
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        return iter(self.backend.read(self.namespace, lambda e, dl: self._live_keys(e, dl, prefix)))
+        keys = self.backend.read(self.namespace, lambda e, dl: self._live_keys(e, dl, prefix))
+        keys.sort()  # code point order, as on every backend (UTF-8 order is the same)
+        return iter(keys)
 
     def _live_keys(self, e: Engine, dl: Deadlines, prefix: str) -> list[str]:
+        """The live keys starting with ``prefix``, in no particular order."""
         keys = _decoded(e.keys(), prefix)
         if dl.items:
             now = self._now()
@@ -352,6 +355,7 @@ class ShelfBucket(Bucket):
 
 
 def _decoded(keys: list[bytes], prefix: str) -> list[str]:
+    """The keys starting with ``prefix``, decoded."""
     pb = prefix.encode("utf-8")
     out = []
     for k in keys:
