@@ -13,11 +13,13 @@ import os
 import pickle
 import random
 import shelve
+import shutil
 import signal
 import sqlite3
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -432,6 +434,81 @@ def test_a_full_disk_fails_writes_cleanly(small_disk: Path, flavour: str) -> Non
         assert "free some space" in message, message
     filler.unlink()
     _check_after_failures(small_disk, flavour, acked)
+
+
+_DENIED = """
+import json, os, sys, plugstore
+from plugstore.errors import BackendUnavailableError
+
+messages = []
+with plugstore.open(sys.argv[1]) as store:  # (modules loaded while we may read them)
+    if os.geteuid() == 0:  # root may write anything: become nobody
+        os.setgid(65534)
+        os.setuid(65534)
+    for op in (
+        lambda: store.namespace("n")["k"],
+        lambda: store.namespace("n").__setitem__("k", 2),
+        lambda: store.namespace("new")["k"],  # nothing to read: no error
+        lambda: store.namespace("new").__setitem__("k", 1),
+    ):
+        try:
+            op()
+        except BackendUnavailableError as exc:
+            messages.append(str(exc))
+        except KeyError:
+            messages.append("absent")
+print(json.dumps(messages))
+"""
+
+
+@pytest.fixture
+def open_dir() -> Any:
+    """A directory every user may enter (a child that drops root to nobody must reach
+    it: pytest's own temporary directories are private to their owner)."""
+    d = Path(tempfile.mkdtemp(prefix="plugstore-perm-"))
+    d.chmod(0o755)
+    try:
+        yield d
+    finally:
+        for path in [d, *d.rglob("*")]:
+            path.chmod(0o755)
+        shutil.rmtree(d)
+
+
+def _denied(d: Path) -> list[str]:
+    return [str(m) for m in json.loads(run_child(_DENIED, url(d / "data")))]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_files_the_bot_may_not_write_give_a_clear_error(open_dir: Path) -> None:
+    d = open_dir / "data"
+    with plugstore.open(url(d), dbm="dumb") as store:
+        store.namespace("n")["k"] = 1
+    for name in ("n.db.dat", "n.db.dir"):
+        (d / name).chmod(0o444)
+    (d / "n.db.lock").chmod(0o666)
+    d.chmod(0o555)
+    opening, writing, absent, creating = _denied(open_dir)
+    for message in (opening, writing):
+        assert message.startswith("shelf: opening dbm.dumb file"), message
+        assert "n.db.dat): Permission denied; let the user running the bot" in message
+    assert absent == "absent"  # nothing there: nothing to refuse
+    assert creating.startswith("shelf: opening the lock file"), creating
+    assert "new.db.lock): Permission denied; let the user running the bot" in creating
+    d.chmod(0o755)
+    with plugstore.open(url(d)) as store:
+        assert dict(store.namespace("n")) == {"k": 1}  # untouched
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_a_directory_the_bot_may_not_enter_is_never_read_as_empty(open_dir: Path) -> None:
+    d = open_dir / "data"
+    with plugstore.open(url(d), dbm="dumb") as store:
+        store.namespace("n")["k"] = 1
+    d.chmod(0o000)  # whether n or new hold data cannot be told: each op says why
+    for message in _denied(open_dir):
+        assert message.startswith("shelf: "), message
+        assert "Permission denied; let the user running the bot" in message, message
 
 
 # -- flavours ----------------------------------------------------------------------------

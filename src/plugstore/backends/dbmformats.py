@@ -24,6 +24,7 @@ import importlib
 import logging
 import os
 import sqlite3
+import stat
 import sys
 import urllib.parse
 from abc import ABC, abstractmethod
@@ -103,15 +104,13 @@ _ADVICE = {
     errno.ENOSPC: "the disk is full: free some space, then retry",
     errno.EDQUOT: "the disk quota is used up: free some space or raise the quota, then retry",
     errno.EFBIG: "the file reached a size limit (ulimit -f, or the file system's): raise it",
-    errno.EACCES: "permission denied: let the user running the bot read and write the "
-    "directory and its files",
-    errno.EPERM: "operation not permitted: let the user running the bot read and write the "
-    "directory and its files",
-    errno.EROFS: "the file system is read-only: remount it read-write, or move the store",
-    errno.EIO: "an input/output error: the disk may be failing; check it (e.g. dmesg), and "
-    "restore the files from a backup if they are damaged",
-    errno.EMFILE: "too many open files: raise the limit (ulimit -n)",
-    errno.ENFILE: "too many open files on this system: close some, or raise the limit",
+    errno.EACCES: "let the user running the bot read and write the directory and its files",
+    errno.EPERM: "let the user running the bot read and write the directory and its files",
+    errno.EROFS: "remount the file system read-write, or move the store",
+    errno.EIO: "the disk may be failing: check it (e.g. dmesg), and restore the files from a "
+    "backup if they are damaged",
+    errno.EMFILE: "raise this process's limit on open files (ulimit -n)",
+    errno.ENFILE: "the system ran out of open files: close some, or raise its limit",
 }
 
 
@@ -659,28 +658,59 @@ def _import_flavour(kind: str, path: str) -> Any:
         ) from None
 
 
+#: The files a dbm database at ``path`` can consist of (``path`` + each of these).
+_CANDIDATES = ("", ".dat", ".dir", ".pag", ".db", ".bak")
+
+
+def file_exists(path: str) -> bool:
+    """Whether ``path`` is a file; unlike ``os.path.isfile``, a path this process may not
+    look at (in a directory it cannot enter...) raises instead of reading as absent."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
 def database_exists(path: str) -> bool:
     """Whether any dbm database's files exist at ``path``, without reading them: a file
     another process is still creating exists, though its flavour cannot be told yet."""
-    return dbm.whichdb(path) is not None or _dumb_mid_rewrite(path)
+    try:
+        return any(file_exists(path + suffix) for suffix in _CANDIDATES)
+    except OSError as exc:
+        raise os_failure(exc, path, "looking for") from None
 
 
 def _dumb_mid_rewrite(path: str) -> bool:
     # stock dumb died between renaming .dir to .bak and rewriting it
-    return os.path.exists(path + ".dat") and os.path.exists(path + ".bak")
+    return file_exists(path + ".dat") and file_exists(path + ".bak")
 
 
 def flavour_of(path: str) -> str | None:
-    """The dbm flavour that wrote ``path`` (``None`` if there is no such database)."""
+    """The dbm flavour that wrote ``path`` (``None`` if there is no such database).
+
+    A database whose files cannot be read raises ``BackendUnavailableError`` saying why
+    (``dbm.whichdb`` alone would call it absent, and its namespace empty)."""
+    try:
+        return _flavour_of(path)
+    except OSError as exc:
+        if isinstance(exc, BackendUnavailableError):
+            raise
+        raise os_failure(exc, path, "reading") from None
+
+
+def _flavour_of(path: str) -> str | None:
     kind = dbm.whichdb(path)
     if kind is None:
-        return "dbm.dumb" if _dumb_mid_rewrite(path) else None
+        if _dumb_mid_rewrite(path):
+            return "dbm.dumb"
+        for suffix in _CANDIDATES:  # whichdb ignores the files it cannot open: say why
+            if file_exists(path + suffix):
+                with open(path + suffix, "rb"):
+                    pass
+        return None
     if kind == "":
-        try:
-            with open(path, "rb") as f:
-                head = f.read(len(_SQLITE_MAGIC))
-        except OSError:
-            head = b""
+        with open(path, "rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
         if head == _SQLITE_MAGIC:
             return "dbm.sqlite3"  # whichdb before Python 3.13 does not know it
         from .gdbmfile import is_gdbm
@@ -732,7 +762,7 @@ def open_engine(
     except BackendUnavailableError:
         raise  # an OSError too, but already says what is wrong
     except OSError as exc:
-        raise BackendUnavailableError(f"cannot open {kind} file {base}: {exc}") from None
+        raise os_failure(exc, base, f"opening {kind} file") from None
     raise BackendUnavailableError(f"{base} is a {kind} file, which plugstore cannot open")
 
 
@@ -745,6 +775,7 @@ __all__ = [
     "available",
     "database_exists",
     "default_flavour",
+    "file_exists",
     "flavour_of",
     "namespace_names",
     "open_engine",

@@ -66,6 +66,7 @@ from .dbmformats import (
     Engine,
     database_exists,
     default_flavour,
+    file_exists,
     flavour_of,
     namespace_names,
     open_engine,
@@ -443,7 +444,7 @@ class ShelfBackend(Backend):
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise BackendUnavailableError(f"cannot create directory {self.path}: {exc}") from None
+            raise os_failure(exc, str(self.path), "creating the directory") from None
         if not self.path.is_dir():
             raise BackendUnavailableError(f"{self.path} is not a directory")
         with self._lock:
@@ -490,15 +491,13 @@ class ShelfBackend(Backend):
             # Reading a namespace that does not exist creates nothing.  Only existence is
             # asked here, outside the lock: another process may be creating the file, and
             # its flavour is read (by _engine) once the lock is held.
-            if not create and not os.path.exists(slot.lock_path) and not database_exists(slot.base):
-                return None
+            if not create and not file_exists(slot.lock_path) and not database_exists(slot.base):
+                return None  # (a file this process may not look at raises instead)
             flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
             try:
                 slot.lock_fd = os.open(slot.lock_path, flags, 0o666)
             except OSError as exc:
-                raise BackendUnavailableError(
-                    f"cannot open lock file {slot.lock_path}: {exc}"
-                ) from None
+                raise os_failure(exc, slot.lock_path, "opening the lock file") from None
             self._slots[namespace] = slot
         return slot
 
@@ -662,7 +661,7 @@ class ShelfBackend(Backend):
         try:
             entries = os.listdir(self.path)
         except OSError as exc:
-            raise BackendUnavailableError(f"cannot list {self.path}: {exc}") from None
+            raise os_failure(exc, str(self.path), "listing") from None
         found = []
         for name in sorted(namespace_names(entries)):
             try:
@@ -723,7 +722,7 @@ class ShelfBackend(Backend):
             try:
                 entries = os.listdir(self.path)
             except OSError as exc:
-                raise BackendUnavailableError(f"cannot list {self.path}: {exc}") from None
+                raise os_failure(exc, str(self.path), "listing") from None
             names = [n for n in sorted(namespace_names(entries)) if _valid_namespace(n)]
         counts = {name: self.bucket(name).purge() for name in names}
         return {name: n for name, n in counts.items() if n}
