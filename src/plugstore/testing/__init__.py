@@ -411,6 +411,27 @@ class StoreConformance(
         names = store.namespaces()
         assert names == sorted(names)
 
+    def test_listings_follow_every_change(self, ns: Namespace) -> None:
+        """Listings stay ordered and exact through each kind of change, including those
+        that keep the number of keys (a backend caching its order must notice them)."""
+        ns.update(dict.fromkeys(["c", "a", "b"], 0))
+        assert list(ns) == ["a", "b", "c"]
+        del ns["b"]
+        ns["d"] = 0  # as many keys as before
+        assert list(ns) == ["a", "c", "d"]
+        assert ns.pop("a") == 0
+        ns["0"] = 0
+        assert list(ns) == ["0", "c", "d"]
+        assert ns.compute("c", lambda v: v + 1) == 1  # an overwrite: same keys
+        assert ns.remove_if("d", ns.get_raw("d") or b"") is True
+        assert ns.setdefault("e", 0) == 0
+        assert list(ns) == ["0", "c", "e"]
+        ns.update({"b2": 0, "b1": 0})
+        assert list(ns.scan_keys("b")) == ["b1", "b2"]
+        ns.clear()
+        ns.update(dict.fromkeys(["z", "y"], 0))
+        assert list(ns) == ["y", "z"]
+
     def test_prefix_metacharacters_are_literal(self, ns: Namespace) -> None:
         ns.set_many({"a%b": 1, "abc": 2, "a_c": 3, "a*c": 4, "a?c": 5, "a[c]": 6, "a\\c": 7})
         assert list(ns.scan_keys("a%")) == ["a%b"]
