@@ -30,6 +30,11 @@ a sidecar ``NS.db.lock`` (``flock``: shared for reads, exclusive for writes) tha
 holds a generation counter bumped by every write, so a process whose open handle is
 stale reloads it first.  Each write is committed before the lock is released.
 
+Keys list in code point order, as on every backend.  Every failure of the file system (a
+full disk, a permission, an I/O error) reaches the caller as ``BackendUnavailableError``
+naming the files and what to do, after the failed write was undone; a damaged file (a
+torn dumb index, a corrupt ``dbm.sqlite3`` page) as ``StoreDamagedError``.
+
 Options: ``path``/``basedir`` (the directory, instead of the URL path), ``dbm``
 (``dumb``, ``sqlite3``, ``gnu``, ``ndbm``: flavour of new files), ``fsync`` (dumb only:
 also survive power loss, default false).

@@ -15,6 +15,9 @@
   file locks, a busy timeout, and single-statement upserts for ``incr``/``cas`` so that
   no read-modify-write ever spans two statements).  A forked child opens its own
   connection instead of reusing its parent's.
+* Every driver error reaches the caller as a plugstore error: a damaged file (a corrupt
+  page, "file is not a database") as ``StoreDamagedError`` saying how to recover, a full
+  disk, an I/O error or a lock held too long as ``BackendUnavailableError``.
 
 Options: ``timeout`` (seconds to wait for another process's write lock, default 30),
 ``synchronous`` (``normal`` or ``full``), ``table`` (default ``plugstore_kv``).
