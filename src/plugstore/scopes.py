@@ -378,7 +378,9 @@ class Scope(MutableMapping[str, Any]):
         """The ids of the scopes at ``level`` directly beneath this one that hold data.
 
         ``ns.scope(guild=1).ids("member")`` yields each member of guild 1 with stored
-        data, once.  One prefix read over those scopes' keys.
+        data, once.  One prefix read over those scopes' keys, so the ids come in the order
+        of their stored keys, the same on every backend: int ids first, as decimal text
+        (12 before 2), then str ids in code point order.
         """
         prefix = level_prefix(self._path, level)
         cut = len(prefix)
