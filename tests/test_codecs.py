@@ -297,3 +297,36 @@ def test_json_keeps_offsets_with_a_fraction_of_a_second(offset: dt.timedelta) ->
         assert back == value
         assert back.utcoffset() == offset
         assert back.fold == value.fold
+
+
+def _cyclic() -> list[Any]:
+    value: list[Any] = []
+    value.append(value)
+    return value
+
+
+def _deep(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("encode", "value", "cause"),
+    [
+        (JSONCodec().encode, "\ud800", TypeError),  # orjson refuses lone surrogates
+        (JSONCodec().encode, 10**5000, ValueError),  # beyond the int-to-str digit limit
+        (JSONCodec().encode, {1: _cyclic()}, RecursionError),  # the tagging walk recurses
+        (to_tagged_json, _cyclic(), RecursionError),
+        (PickleCodec().encode, lambda: 1, Exception),  # PicklingError / AttributeError
+        (PickleCodec().encode, _deep(100_000), RecursionError),
+    ],
+    ids=["surrogate", "huge-int", "json-cycle", "tagged-cycle", "lambda", "pickle-deep"],
+)
+def test_encode_errors_keep_their_cause(encode: Any, value: Any, cause: type) -> None:
+    # The original exception stays reachable (__cause__) for whoever debugs the failure.
+    with pytest.raises(EncodeError) as info:
+        encode(value)
+    assert isinstance(info.value.__cause__, cause)
+    assert not isinstance(info.value.__cause__, EncodeError)

@@ -13,11 +13,13 @@ import os
 import pickle
 import random
 import shelve
+import shutil
 import signal
 import sqlite3
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -31,6 +33,7 @@ from plugstore.errors import (
     ConfigurationError,
     DecodeError,
     NotAnIntegerError,
+    StoreDamagedError,
 )
 from plugstore.testing import FakeClock, PicklableThing
 
@@ -218,8 +221,294 @@ def test_corrupt_index_is_a_clear_error(tmp_path: Path) -> None:
         (tmp_path / "bad.db.dir").write_text("'k', (0, \n")
         store.close()
         store.open()
-        with pytest.raises(BackendUnavailableError, match=r"bad\.db\.dir line 1 .*corrupt"):
+        with pytest.raises(BackendUnavailableError, match=r"bad\.db\.dir is corrupt: line 1 "):
             store.namespace("bad")["k"]
+
+
+def _three_keys(d: Path) -> bytes:
+    """A dumb namespace "n" with keys a, b, c; return its index."""
+    with plugstore.open(url(d), dbm="dumb") as store:
+        store.namespace("n").update({"a": "x" * 600, "b": "y", "c": "z"})
+    index = (d / "n.db.dir").read_bytes()
+    assert index.count(b"\n") == 3
+    return index
+
+
+@pytest.mark.parametrize("byte", [b" ", b"x", b",", b"'", b"\x00"])
+def test_a_lost_newline_in_a_dumb_index_is_refused(tmp_path: Path, byte: bytes) -> None:
+    """One damaged byte runs two entries together: refused like stock dumb refuses it,
+    never read as one bogus key with the other two gone."""
+    index = _three_keys(tmp_path)
+    (tmp_path / "n.db.dir").write_bytes(index.replace(b"\n", byte, 1))
+    with pytest.raises(Exception), dbm.dumb.open(str(tmp_path / "n.db"), "r"):  # noqa: B017
+        pass  # stock dumb refuses the file (any error will do)
+    with plugstore.open(url(tmp_path)) as store:
+        ns = store.namespace("n")
+        for op in (list, len, lambda ns: ns.get("c"), lambda ns: ns.set("d", 1)):
+            with pytest.raises(StoreDamagedError, match=r"n\.db\.dir is corrupt: line 1 .*backup"):
+                op(ns)
+        assert store.namespaces() == ["n"]  # still listed: it holds data
+    assert (tmp_path / "n.db.dir").read_bytes() == index.replace(b"\n", byte, 1)  # untouched
+
+
+def _offsets(index: bytes, old: bytes, new: bytes) -> bytes:
+    assert index.count(old) == 1, index
+    return index.replace(old, new)
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        (lambda ix: ix[:-1], "last line .* cut short"),
+        (lambda ix: ix[: ix.index(b"(1024")], "last line .* cut short"),
+        (lambda ix: ix[: ix.index(b"(1024") + 3] + b"\n", "line 2 is not"),
+        (lambda ix: _offsets(ix, b"(1024, 3)", b"(1025, 3)"), "line 2 points at .*block"),
+        (lambda ix: _offsets(ix, b"(1024, 3)", b"(2048, 3)"), "line 2 points at .*has only"),
+        (lambda ix: _offsets(ix, b"(1024, 3)", b"(1024, 900)"), "line 2 points at .*has only"),
+        (lambda ix: _offsets(ix, b"(0, 602)", b"(0, 1030)"), "two entries claim"),
+        (lambda ix: _offsets(ix, b"(1024, 3)", b"(-1024, 3)"), "line 2 is not"),
+        (lambda ix: _offsets(ix, b"(1024, 3)", b"(1024, 3, 4)"), "line 2 is not"),
+        (lambda ix: _offsets(ix, b"'c'", b"b'c'"), "line 3 is not"),
+    ],
+    ids=[
+        "no-final-newline",
+        "cut-mid-line",
+        "cut-number",
+        "unaligned",
+        "past-the-end",
+        "size-past-the-end",
+        "overlap",
+        "negative",
+        "triple",
+        "bytes-key",
+    ],
+)
+def test_a_damaged_dumb_index_is_refused(tmp_path: Path, damage: Any, match: str) -> None:
+    index = _three_keys(tmp_path)
+    (tmp_path / "n.db.dir").write_bytes(damage(index))
+    with plugstore.open(url(tmp_path)) as store, pytest.raises(StoreDamagedError, match=match):
+        list(store.namespace("n"))
+
+
+def test_a_dumb_data_file_cut_short_is_refused(tmp_path: Path) -> None:
+    _three_keys(tmp_path)
+    os.truncate(tmp_path / "n.db.dat", 1000)  # the values at 1024 and 1536 are gone
+    with (
+        plugstore.open(url(tmp_path)) as store,
+        pytest.raises(StoreDamagedError, match=r"line 2 points at .*has only 1000"),
+    ):
+        store.namespace("n")["a"]
+
+
+def test_odd_but_valid_dumb_indexes_still_load(tmp_path: Path) -> None:
+    """What stock dumb writes (also Python 2's, and on Windows): quoted and escaped keys,
+    repeated keys (the last one wins), empty values, CRLF line ends."""
+    with dbm.dumb.open(str(tmp_path / "n.db"), "c") as raw:
+        raw[b"it's"] = b'"1"'
+        raw[b"\n\\"] = b'"2"'
+        raw["é".encode()] = b'"3"'
+        raw[b"empty"] = b""
+    with open(tmp_path / "n.db.dir", "a", encoding="latin-1") as f:
+        f.write(repr("it's") + ", (0, 3)\n")  # appended by stock dumb's _addkey: it wins
+    text = (tmp_path / "n.db.dir").read_text(encoding="latin-1")
+    py2 = text.replace(repr("é".encode().decode("latin-1")), "'\\xc3\\xa9'")  # Python 2's repr
+    assert py2 != text
+    (tmp_path / "n.db.dir").write_bytes(py2.replace("\n", "\r\n").encode("latin-1"))
+    with plugstore.open(url(tmp_path)) as store:
+        ns = store.namespace("n")
+        assert sorted(ns) == ["\n\\", "empty", "it's", "é"]
+        assert ns.get_many(["it's", "\n\\", "é"]) == {"it's": "1", "\n\\": "2", "é": "3"}
+        assert ns.get_raw("empty") == b""
+
+
+# -- a full disk -------------------------------------------------------------------------
+
+_FILLER = """
+import json, resource, signal, sys, plugstore
+from plugstore.errors import BackendUnavailableError
+
+url, flavour, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if limit:  # a real limit on file sizes: writes past it fail with EFBIG
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+acked, errors = {}, []  # the stored bytes (as text) of every acknowledged write
+
+def attempt(write, changes):
+    try:
+        write()
+    except BackendUnavailableError as exc:
+        errors.append(str(exc))
+        return False
+    acked.update({k: json.dumps(v) for k, v in changes.items()})  # what the codec stores
+    return True
+
+with plugstore.open(url, dbm=flavour) as store:
+    ns = store.namespace("n")
+    bucket = store.backend.bucket("n")
+    # values until the data file cannot grow, then what must be all or nothing
+    for i in range(5000):
+        value = "v" * (300 + i * 37 % 900)
+        if not attempt(lambda: ns.__setitem__(f"v{i}", value), {f"v{i}": value}) and i > 8:
+            break
+    batch = {f"batch{j}": "b" * 2000 for j in range(3)}
+    attempt(lambda: ns.update(batch), batch)
+    attempt(lambda: ns.__setitem__("v1", "w" * 5000), {"v1": "w" * 5000})
+    # then entries that only grow the index (an empty raw value takes no data space)
+    for i in range(5000):
+        key = f"k{i:05d}" + "k" * 200
+        if attempt(lambda: bucket.set(key, b""), {}):
+            acked[key] = ""
+        elif len(errors) > 12:
+            break
+    # the store still reads everything that was acknowledged
+    assert {k: ns.get_raw(k) for k in acked} == {k: v.encode() for k, v in acked.items()}
+print(json.dumps({"acked": acked, "errors": errors}))
+"""
+
+
+def _fill(d: Path, flavour: str, limit: int) -> tuple[dict[str, bytes], list[str]]:
+    done = subprocess.run(
+        [sys.executable, "-c", _FILLER, url(d), flavour, str(limit)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr  # only plugstore errors, all caught
+    out = json.loads(done.stdout)
+    return {k: v.encode() for k, v in out["acked"].items()}, out["errors"]
+
+
+def _check_after_failures(d: Path, flavour: str, acked: dict[str, bytes]) -> None:
+    """Every acknowledged write is there, nothing else is, and the files are sound."""
+    assert not list(d.glob("*.tmp"))  # no half-written index or sidecar left behind
+    with plugstore.open(url(d)) as store:
+        ns = store.namespace("n")
+        assert sorted(ns) == sorted(acked)
+        assert {k: ns.get_raw(k) for k in acked} == acked
+        ns["after"] = "space again"  # writes work once there is room
+        assert ns["after"] == "space again"
+    if flavour == "dumb":
+        with dbm.dumb.open(str(d / "n.db"), "r") as raw:  # stock dumb reads the index
+            assert len(raw) == len(acked) + 1
+            assert {k: raw[k.encode()] for k in acked} == acked
+
+
+@pytest.mark.parametrize("flavour", ["dumb", "sqlite3"])
+@pytest.mark.skipif(not hasattr(os, "setrlimit") and sys.platform == "win32", reason="POSIX")
+def test_writes_past_a_file_size_limit_fail_cleanly(tmp_path: Path, flavour: str) -> None:
+    acked, errors = _fill(tmp_path, flavour, 96 * 1024)
+    assert len(acked) > 10
+    assert len(errors) > 3
+    for message in errors:
+        assert message.startswith(("shelf: writing", "dbm.sqlite3 file")), message
+        assert "size limit" in message or "ulimit -f" in message, message  # SQLite: EIO
+    _check_after_failures(tmp_path, flavour, acked)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Any:
+    """A 256 KiB tmpfs of our own: a disk that really fills up (root only)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+@pytest.mark.parametrize("flavour", ["dumb", "sqlite3"])
+def test_a_full_disk_fails_writes_cleanly(small_disk: Path, flavour: str) -> None:
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * 32 * 1024)  # deleted afterwards to make room
+    acked, errors = _fill(small_disk, flavour, 0)
+    assert len(acked) > 10
+    assert len(errors) > 3
+    for message in errors:
+        assert message.startswith(("shelf: writing", "dbm.sqlite3 file")), message
+        assert "disk is full" in message, message
+        assert "free some space" in message, message
+    filler.unlink()
+    _check_after_failures(small_disk, flavour, acked)
+
+
+_DENIED = """
+import json, os, sys, plugstore
+from plugstore.errors import BackendUnavailableError
+
+messages = []
+with plugstore.open(sys.argv[1]) as store:  # (modules loaded while we may read them)
+    if os.geteuid() == 0:  # root may write anything: become nobody
+        os.setgid(65534)
+        os.setuid(65534)
+    for op in (
+        lambda: store.namespace("n")["k"],
+        lambda: store.namespace("n").__setitem__("k", 2),
+        lambda: store.namespace("new")["k"],  # nothing to read: no error
+        lambda: store.namespace("new").__setitem__("k", 1),
+    ):
+        try:
+            op()
+        except BackendUnavailableError as exc:
+            messages.append(str(exc))
+        except KeyError:
+            messages.append("absent")
+print(json.dumps(messages))
+"""
+
+
+@pytest.fixture
+def open_dir() -> Any:
+    """A directory every user may enter (a child that drops root to nobody must reach
+    it: pytest's own temporary directories are private to their owner)."""
+    d = Path(tempfile.mkdtemp(prefix="plugstore-perm-"))
+    d.chmod(0o755)
+    try:
+        yield d
+    finally:
+        for path in [d, *d.rglob("*")]:
+            path.chmod(0o755)
+        shutil.rmtree(d)
+
+
+def _denied(d: Path) -> list[str]:
+    return [str(m) for m in json.loads(run_child(_DENIED, url(d / "data")))]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_files_the_bot_may_not_write_give_a_clear_error(open_dir: Path) -> None:
+    d = open_dir / "data"
+    with plugstore.open(url(d), dbm="dumb") as store:
+        store.namespace("n")["k"] = 1
+    for name in ("n.db.dat", "n.db.dir"):
+        (d / name).chmod(0o444)
+    (d / "n.db.lock").chmod(0o666)
+    d.chmod(0o555)
+    opening, writing, absent, creating = _denied(open_dir)
+    for message in (opening, writing):
+        assert message.startswith("shelf: opening dbm.dumb file"), message
+        assert "n.db.dat): Permission denied; let the user running the bot" in message
+    assert absent == "absent"  # nothing there: nothing to refuse
+    assert creating.startswith("shelf: opening the lock file"), creating
+    assert "new.db.lock): Permission denied; let the user running the bot" in creating
+    d.chmod(0o755)
+    with plugstore.open(url(d)) as store:
+        assert dict(store.namespace("n")) == {"k": 1}  # untouched
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_a_directory_the_bot_may_not_enter_is_never_read_as_empty(open_dir: Path) -> None:
+    d = open_dir / "data"
+    with plugstore.open(url(d), dbm="dumb") as store:
+        store.namespace("n")["k"] = 1
+    d.chmod(0o000)  # whether n or new hold data cannot be told: each op says why
+    for message in _denied(open_dir):
+        assert message.startswith("shelf: "), message
+        assert "Permission denied; let the user running the bot" in message, message
 
 
 # -- flavours ----------------------------------------------------------------------------
@@ -269,6 +558,29 @@ def test_dbm_sqlite3_files_open_on_any_python(tmp_path: Path) -> None:
     cx = sqlite3.connect(tmp_path / "Made.db")
     assert cx.execute("SELECT key, value FROM Dict").fetchall() == [(b"x", b"1")]
     cx.close()
+
+
+def test_a_damaged_dbm_sqlite3_file_is_a_store_damaged_error(tmp_path: Path) -> None:
+    keys = [f"k{i:04d}" for i in range(400)]
+    with plugstore.open(url(tmp_path), dbm="sqlite3") as store:
+        store.namespace("n").update(dict.fromkeys(keys, "x" * 300))
+    path = tmp_path / "n.db"
+    assert not (tmp_path / "n.db-wal").exists()
+    cx = sqlite3.connect(path)
+    page = cx.execute("PRAGMA page_size").fetchone()[0]
+    (root,) = cx.execute("SELECT rootpage FROM sqlite_master WHERE type = 'index'").fetchone()
+    cx.close()
+    with open(path, "r+b") as f:  # the key index's root page: what listing keys reads
+        f.seek((root - 1) * page)
+        f.write(b"\xff" * page)
+    with plugstore.open(url(tmp_path)) as store:
+        ns = store.namespace("n")
+        ops = (list, len, lambda ns: list(ns.scan_keys("k")), lambda ns: ns["k0001"], dict)
+        for op in ops:
+            with pytest.raises(StoreDamagedError, match=r"n\.db is damaged.*backup.*\.recover"):
+                op(ns)
+        with pytest.raises(StoreDamagedError):
+            ns.clear()
 
 
 def test_a_file_another_process_is_still_creating_is_waited_for(tmp_path: Path) -> None:

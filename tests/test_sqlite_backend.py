@@ -13,7 +13,7 @@ import pytest
 
 import plugstore
 from plugstore.backends.sqlite import prefix_range
-from plugstore.errors import BackendUnavailableError
+from plugstore.errors import BackendUnavailableError, StoreDamagedError
 from plugstore.testing._threads import race_threads
 
 
@@ -235,3 +235,47 @@ def test_a_failed_write_batch_rolls_back_whole(tmp_path: Path) -> None:
         with pytest.raises(BackendUnavailableError, match="missing"):
             bucket.write_batch([("x", b"1", None)], ["\x1fguild\x1di1\x1c\x1ea"], [scope._prefix])
         assert dict(scope) == {"a": 1, "b": 2}
+
+
+def _damage_a_page(path: Path) -> None:
+    """Overwrite one page in the middle of a checkpointed SQLite file with garbage."""
+    page = sqlite3.connect(path).execute("PRAGMA page_size").fetchone()[0]
+    size = path.stat().st_size
+    assert size >= 8 * page
+    assert not Path(f"{path}-wal").exists()
+    with open(path, "r+b") as f:
+        f.seek(size // page // 2 * page)
+        f.write(b"\xff" * page)
+
+
+def test_a_corrupt_page_is_a_store_damaged_error(tmp_path: Path) -> None:
+    keys = [f"k{i:04d}" for i in range(400)]
+    with plugstore.open(url(tmp_path)) as store:
+        store.namespace("n").update(dict.fromkeys(keys, "x" * 300))
+    _damage_a_page(tmp_path / "store.db")
+    with plugstore.open(url(tmp_path)) as store:
+        ns = store.namespace("n")
+        for listing in (lambda: list(ns), lambda: list(ns.items()), ns.__len__):
+            with pytest.raises(StoreDamagedError, match=r"damaged.*backup.*plugstore dump"):
+                listing()
+        damaged = []
+        for key in keys:
+            try:
+                assert ns[key] == "x" * 300
+            except StoreDamagedError:
+                damaged.append(key)
+        assert damaged  # the keys on the page are refused, never read as absent
+        with pytest.raises(StoreDamagedError, match=r"sqlite3 .*\.recover"):
+            ns[damaged[0]] = "y"
+        with pytest.raises(StoreDamagedError):
+            ns.update({key: "y" for key in damaged})
+        assert isinstance(StoreDamagedError("x"), BackendUnavailableError)
+
+
+def test_a_file_that_is_no_database_is_a_store_damaged_error(tmp_path: Path) -> None:
+    with plugstore.open(url(tmp_path)) as store:
+        store.namespace("n")["k"] = 1
+    with open(tmp_path / "store.db", "r+b") as f:
+        f.write(b"\x00" * 100)  # the header: SQLite no longer knows the file
+    with pytest.raises(StoreDamagedError, match=r"not a database.*backup"):
+        plugstore.open(url(tmp_path))

@@ -47,6 +47,7 @@ class MinimalBucket(Bucket):
     def keys(self, prefix: str = "") -> Iterator[str]:
         with self.backend.lock:  # a snapshot: safe to delete while the caller iterates
             snapshot = [k for ns, k in self.backend.data if ns == self.namespace]
+        snapshot.sort()  # the contract: code point order (Python compares str that way)
         return (k for k in snapshot if k.startswith(prefix))
 
 

@@ -138,7 +138,8 @@ class Bucket(ABC):
         """Yield the keys starting with ``prefix``, streaming.
 
         Must tolerate deletions while the caller iterates (a snapshot, or a cursor that
-        pages by key).  Order is unspecified.
+        pages by key).  Keys come in code point order (Python's ``sorted`` order for
+        ``str``, which is also their UTF-8 byte order), as on every backend.
         """
 
     # -- generic, override where the engine does better ----------------------------------
@@ -152,7 +153,8 @@ class Bucket(ABC):
         return self.get(key) is not None
 
     def items(self, prefix: str = "") -> Iterator[tuple[str, bytes]]:
-        """Yield ``(key, value)`` pairs starting with ``prefix``, skipping vanished keys."""
+        """Yield ``(key, value)`` pairs starting with ``prefix`` in key order, skipping
+        vanished keys."""
         for key in self.keys(prefix):
             value = self.get(key)
             if value is not None:

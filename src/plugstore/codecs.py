@@ -234,8 +234,8 @@ def to_tagged_json(value: Any) -> Any:
     """
     try:
         return _to_json(value)
-    except RecursionError:
-        raise EncodeError("value is nested too deeply or contains a reference cycle") from None
+    except RecursionError as exc:
+        raise EncodeError("value is nested too deeply or contains a reference cycle") from exc
 
 
 def from_tagged_json(data: Any) -> Any:
@@ -362,11 +362,11 @@ class JSONCodec(Codec):
             return _copy_bytes((_orjson_dumps(_to_json(value)), b""))
         except EncodeError:
             raise
-        except RecursionError:
-            raise EncodeError("value is nested too deeply or contains a reference cycle") from None
+        except RecursionError as exc:
+            raise EncodeError("value is nested too deeply or contains a reference cycle") from exc
         except (TypeError, ValueError) as exc:
             # orjson.JSONEncodeError (a TypeError): lone surrogates, nesting over 254 levels
-            raise EncodeError(f"the json codec cannot store this value: {exc}") from None
+            raise EncodeError(f"the json codec cannot store this value: {exc}") from exc
 
     def decode(self, data: bytes) -> Any:
         # No "$" byte means no tag (36 is "$"; an int operand makes this a memchr, ten
@@ -410,10 +410,10 @@ class PickleCodec(Codec):
             return str(value).encode("ascii")
         try:
             return pickle.dumps(value, protocol=self.protocol)
-        except RecursionError:
-            raise EncodeError("value is nested too deeply to pickle") from None
+        except RecursionError as exc:
+            raise EncodeError("value is nested too deeply to pickle") from exc
         except Exception as exc:  # PicklingError, TypeError, AttributeError (local objects)
-            raise EncodeError(f"the pickle codec cannot store this value: {exc}") from None
+            raise EncodeError(f"the pickle codec cannot store this value: {exc}") from exc
 
     def _loads(self, data: bytes) -> Any:
         if _DECIMAL_INT.match(data):

@@ -98,6 +98,12 @@ class BackendUnavailableError(StoreError, ConnectionError):
     """The engine cannot be reached or used (refused, timed out, locked, unwritable)."""
 
 
+class StoreDamagedError(BackendUnavailableError):
+    """The store's files are damaged (a corrupt page, a torn index): plugstore refuses to
+    guess what they held.  The message names the file and what to do: restore it from a
+    backup, or save what is still readable (``plugstore dump``) and repair the rest."""
+
+
 class ExpiryNotSupportedError(StoreError, NotImplementedError):
     """A ``ttl`` was given, but the store's backend cannot expire keys.
 
@@ -132,6 +138,7 @@ __all__ = [
     "MissingDependencyError",
     "NotAnIntegerError",
     "StoreAlreadyOpenError",
+    "StoreDamagedError",
     "StoreError",
     "StoreNotOpenError",
     "UndeclaredKeyError",

@@ -395,7 +395,8 @@ class Namespace(MutableMapping[str, Any]):
             raise TypeError("get_many takes an iterable of keys, not a single key")
         wanted = [check_key(k) for k in keys]
         found = self._b().get_many(wanted)
-        decoded = {k: self._decode_found(k, v) for k, v in found.items()}
+        # in code point order, as every listing (whatever order the engine answered in)
+        decoded = {k: self._decode_found(k, found[k]) for k in sorted(found)}
         return {k: v for k, v in decoded.items() if v is not _ABSENT}
 
     def set_many(

@@ -248,15 +248,17 @@ class Scope(MutableMapping[str, Any]):
         return key in self._defaults.encoded or self._bucket().contains(full)
 
     def __iter__(self) -> Iterator[str]:
+        # Stored keys come in code point order; unstored defaults are merged in place.
         cut = len(self._prefix)
-        seen: set[str] = set()
-        defaults = self._defaults.encoded
+        defaults, i = sorted(self._defaults.encoded), 0
         for stored in self._bucket().keys(self._prefix):
             key = stored[cut:]
-            if key in defaults:
-                seen.add(key)
+            while i < len(defaults) and defaults[i] <= key:
+                if defaults[i] != key:
+                    yield defaults[i]
+                i += 1
             yield key
-        yield from (key for key in list(defaults) if key not in seen)
+        yield from defaults[i:]
 
     def __len__(self) -> int:
         bucket = self._bucket()
@@ -272,19 +274,21 @@ class Scope(MutableMapping[str, Any]):
         return self._bucket().contains(self._full(key))
 
     def scan(self) -> Iterator[tuple[str, Any]]:
-        """Stream ``(key, value)`` pairs: stored values (merged), then unstored defaults."""
+        """Stream ``(key, value)`` pairs in key order: stored values (merged over their
+        defaults) and unstored defaults."""
         cut = len(self._prefix)
-        seen: set[str] = set()
+        defaults, i = sorted(self._defaults.encoded.items()), 0
         for stored, raw in self._bucket().items(self._prefix):
             key = stored[cut:]
-            if key in self._defaults.encoded:
-                seen.add(key)
+            while i < len(defaults) and defaults[i][0] <= key:
+                if defaults[i][0] != key:
+                    yield defaults[i][0], self._codec.decode(defaults[i][1])
+                i += 1
             value = self._read(key, stored, raw)[1]
             if value is not _MISSING:  # set aside as undecodable, with no default
                 yield key, value
-        for key, raw in list(self._defaults.encoded.items()):
-            if key not in seen:
-                yield key, self._codec.decode(raw)
+        for key, default in defaults[i:]:
+            yield key, self._codec.decode(default)
 
     def items(self) -> ScanItemsView:
         """A view whose iteration streams ``(key, value)`` pairs (see :meth:`scan`)."""
@@ -301,7 +305,7 @@ class Scope(MutableMapping[str, Any]):
         wanted = {self._full(key): key for key in keys}
         found = self._bucket().get_many(list(wanted))
         out = {}
-        for full, key in wanted.items():
+        for full, key in sorted(wanted.items()):  # code point order, as every listing
             value = self._read(key, full, found.get(full))[1]
             if value is not _MISSING:
                 out[key] = value
@@ -366,17 +370,21 @@ class Scope(MutableMapping[str, Any]):
                 values[key] = value
         out: dict[ScopeId, dict[str, Any]] = {}
         for (_, child_id_), (child, values) in found.items():
-            for key, raw in list(child._defaults.encoded.items()):
-                if key not in values:
-                    values[key] = self._codec.decode(raw)
-            out[child_id_] = values
+            missing = [
+                (k, raw) for k, raw in list(child._defaults.encoded.items()) if k not in values
+            ]
+            for key, raw in missing:
+                values[key] = self._codec.decode(raw)
+            out[child_id_] = dict(sorted(values.items())) if missing else values
         return out
 
     def ids(self, level: str) -> Iterator[ScopeId]:
         """The ids of the scopes at ``level`` directly beneath this one that hold data.
 
         ``ns.scope(guild=1).ids("member")`` yields each member of guild 1 with stored
-        data, once.  One prefix read over those scopes' keys.
+        data, once.  One prefix read over those scopes' keys, so the ids come in the order
+        of their stored keys, the same on every backend: int ids first, as decimal text
+        (12 before 2), then str ids in code point order.
         """
         prefix = level_prefix(self._path, level)
         cut = len(prefix)

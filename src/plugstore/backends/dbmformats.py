@@ -24,12 +24,14 @@ import importlib
 import logging
 import os
 import sqlite3
+import stat
 import sys
 import urllib.parse
 from abc import ABC, abstractmethod
 from typing import Any
 
-from ..errors import BackendUnavailableError
+from ..errors import BackendUnavailableError, StoreDamagedError
+from .sqlite import advice, is_damaged
 
 log = logging.getLogger("plugstore.backends.shelf")
 
@@ -97,6 +99,30 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+#: What to do about the file system errors a shelf meets, by errno.
+_ADVICE = {
+    errno.ENOSPC: "the disk is full: free some space, then retry",
+    errno.EDQUOT: "the disk quota is used up: free some space or raise the quota, then retry",
+    errno.EFBIG: "the file reached a size limit (ulimit -f, or the file system's): raise it",
+    errno.EACCES: "let the user running the bot read and write the directory and its files",
+    errno.EPERM: "let the user running the bot read and write the directory and its files",
+    errno.EROFS: "remount the file system read-write, or move the store",
+    errno.EIO: "the disk may be failing: check it (e.g. dmesg), and restore the files from a "
+    "backup if they are damaged",
+    errno.EMFILE: "raise this process's limit on open files (ulimit -n)",
+    errno.ENFILE: "the system ran out of open files: close some, or raise its limit",
+}
+
+
+def os_failure(exc: OSError, path: str, doing: str) -> BackendUnavailableError:
+    """The plugstore error for an ``OSError`` met while ``doing`` (e.g. "writing")
+    ``path``: what failed, and what to do about it."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    advice = _ADVICE.get(exc.errno or 0, "check the directory and its files")
+    where = f" ({exc.filename})" if exc.filename else ""
+    return BackendUnavailableError(f"shelf: {doing} {path} failed{where}: {reason}; {advice}")
+
+
 # ---------------------------------------------------------------------------- engines
 
 
@@ -119,7 +145,8 @@ class Engine(ABC):
     def delete(self, key: bytes) -> bool: ...
 
     @abstractmethod
-    def keys(self) -> list[bytes]: ...
+    def keys(self) -> list[bytes]:
+        """Every key, in no promised order; the caller must not change the list."""
 
     def count(self) -> int:
         return len(self.keys())
@@ -191,6 +218,7 @@ class DumbEngine(Engine):
         self._tmp = base + ".dir.tmp"
         self._fsync = fsync
         self._free: list[list[int]] | None = None  # [start, size] extents, lazily computed
+        self._sorted: list[bytes] | None = None  # the keys in order, until one comes or goes
         self._dirty = False
         self._mode: int | None = None  # permission bits of an existing index, kept on rewrite
         self._readonly = readonly  # then nothing is ever written, not even a recovered index
@@ -227,22 +255,38 @@ class DumbEngine(Engine):
             source = self._bak
             self._dirty = True
             log.warning("%s is missing; recovered the index from %s", self._dir, self._bak)
+        text = raw.decode("latin-1")
+        if text and not text.endswith("\n"):  # dumb ends every entry with a newline
+            raise self._damaged(source, f"its last line ({len(text.splitlines())}) is cut short")
         index: dict[bytes, tuple[int, int]] = {}
         lines: dict[bytes, str] = {}
-        for number, line in enumerate(raw.decode("latin-1").split("\n"), 1):
+        end = os.fstat(self._fd).st_size
+        for number, line in enumerate(text.split("\n"), 1):
             line = line.rstrip()
             if not line:
                 continue
             try:
                 key, where = _parse_index_line(line)
             except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-                raise BackendUnavailableError(
-                    f"{source} line {number} is not a dbm.dumb index entry: the file is "
-                    "corrupt (a crash of a non-plugstore writer?); restore it from a backup"
-                ) from None
+                what = f"line {number} is not a dbm.dumb index entry"
+                raise self._damaged(source, what) from None
+            pos, size = where
+            if pos % _BLOCK or pos + size > end:
+                what = f"line {number} points at bytes {pos}-{pos + size} of {self._dat}, " + (
+                    f"which has only {end}" if pos + size > end else "not a 512-byte block"
+                )
+                raise self._damaged(source, what)
             index[key] = where
             lines[key] = line + "\n"  # a later line for the same key wins, as in dumb
+        _check_disjoint(source, index)
         return index, lines
+
+    def _damaged(self, source: str, what: str) -> StoreDamagedError:
+        return StoreDamagedError(
+            f"{source} is corrupt: {what} (damaged by a crash of a non-plugstore writer, or "
+            f"the disk?).  Nothing was read from it: restore it from a backup, or repair that "
+            f"line by hand (one 'key', (offset, size) per line; the values are in {self._dat})"
+        )
 
     def refresh(self) -> bool:
         try:
@@ -252,7 +296,7 @@ class DumbEngine(Engine):
         own = os.fstat(self._fd)
         if (current.st_ino, current.st_dev) != (own.st_ino, own.st_dev):
             return False  # the namespace was dropped and created again
-        self._dirty, self._free = False, None
+        self._dirty, self._free, self._sorted = False, None, None
         self.index, self._lines = self._load()
         return True
 
@@ -265,15 +309,22 @@ class DumbEngine(Engine):
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
         fd = os.open(self._tmp, flags, 0o666)
         try:
-            if self._mode is not None:
-                with contextlib.suppress(OSError):
-                    os.fchmod(fd, self._mode)
-            _write_all(fd, text.encode("latin-1"))
-            if self._fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(self._tmp, self._dir)
+            try:
+                if self._mode is not None:
+                    with contextlib.suppress(OSError):
+                        os.fchmod(fd, self._mode)
+                _write_all(fd, text.encode("latin-1"))
+                if self._fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(self._tmp, self._dir)
+        except BaseException:
+            # .dir is still the last committed index; a half-written copy would only
+            # hold on to space a full disk needs back.
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)
+            raise
         if self._fsync:
             dir_fd = os.open(os.path.dirname(self._dir) or ".", os.O_RDONLY)
             try:
@@ -321,8 +372,9 @@ class DumbEngine(Engine):
         pos, size = where
         data = os.pread(self._fd, size, pos) if size else b""
         if len(data) != size:
-            raise BackendUnavailableError(
-                f"{self._dat} is shorter than its index says (truncated or corrupt file)"
+            raise StoreDamagedError(
+                f"{self._dat} is shorter than its index says (truncated or corrupt file): "
+                "restore it from a backup"
             )
         return data
 
@@ -337,6 +389,8 @@ class DumbEngine(Engine):
                 _pwrite_all(self._fd, value, pos)
         else:
             pos = 0
+        if key not in self.index:
+            self._sorted = None
         self.index[key] = (pos, len(value))
         self._lines[key] = f"{key.decode('latin-1')!r}, ({pos}, {len(value)})\n"
         self._dirty = True
@@ -346,12 +400,17 @@ class DumbEngine(Engine):
             raise _read_only(self._dat)
         if self.index.pop(key, None) is None:
             return False
+        self._sorted = None
         del self._lines[key]
         self._dirty = True
         return True
 
     def keys(self) -> list[bytes]:
-        return list(self.index)
+        # Sorted (UTF-8 byte order is code point order) and kept until a key comes or
+        # goes: repeated listings then cost no sort.  Callers never change it.
+        if self._sorted is None:
+            self._sorted = sorted(self.index)
+        return self._sorted
 
     def count(self) -> int:
         return len(self.index)
@@ -361,24 +420,46 @@ class DumbEngine(Engine):
 
 
 def _parse_index_line(line: str) -> tuple[bytes, tuple[int, int]]:
-    """Parse one ``.dir`` line, ``'key', (pos, size)``, as dumb writes it (``%r, %r``)."""
+    """Parse one ``.dir`` line, ``'key', (pos, size)``, as dumb writes it (``%r, %r``).
+
+    Strict, like stock dumb (which ``literal_eval``-s the line): a line that is not
+    exactly one string and two integers is refused, so that two entries run together
+    by a lost newline never read as one bogus key.
+    """
     head, sep, tail = line.rpartition(", (")
     if not sep or not tail.endswith(")"):
         raise ValueError("no (pos, size) pair")
     pos_text, comma, size_text = tail[:-1].partition(", ")
-    if not comma:
-        raise ValueError("no (pos, size) pair")
+    if not comma or not pos_text.isdigit() or not size_text.isdigit():
+        raise ValueError("no (pos, size) pair")  # (int() would take " 1", "+1", "1_0")
     pos, size = int(pos_text), int(size_text)
-    if pos < 0 or size < 0:
-        raise ValueError("negative offset or size")
     quote = head[:1]
-    if len(head) >= 2 and quote in ("'", '"') and head[-1] == quote and "\\" not in head:
-        key = head[1:-1]  # repr() of a string without escapes: the text between quotes
+    body = head[1:-1]
+    if len(head) >= 2 and quote in ("'", '"') and head[-1] == quote and "\\" not in body:
+        # repr() of a string without escapes: the text between the quotes, which repr
+        # never lets contain its own quote character
+        if quote in body:
+            raise ValueError("more than one string")
+        key = body
     else:
         key = ast.literal_eval(head)
         if not isinstance(key, str):
             raise ValueError("key is not a string")
     return key.encode("latin-1"), (pos, size)
+
+
+def _check_disjoint(source: str, index: dict[bytes, tuple[int, int]]) -> None:
+    """Refuse an index whose values overlap: dumb never writes one (a damaged offset or
+    size would otherwise read part of another value)."""
+    cursor = 0
+    for pos, size in sorted(where for where in index.values() if where[1]):
+        if pos < cursor:
+            raise StoreDamagedError(
+                f"{source} is corrupt: two entries claim the same bytes of the data file "
+                "(a damaged offset or size).  Nothing was read from it: restore it from a "
+                "backup, or repair the line by hand"
+            )
+        cursor = pos + size
 
 
 class SQLiteEngine(Engine):
@@ -414,21 +495,31 @@ class SQLiteEngine(Engine):
                 self._cx.close()
                 raise
         except sqlite3.Error as exc:
-            raise BackendUnavailableError(f"cannot open dbm.sqlite3 file {path}: {exc}") from None
+            raise _sqlite_error(path, exc, "cannot open ") from None
         self._path = path
         self._identity = _identity(path)
 
     def refresh(self) -> bool:
         return _identity(self._path) == self._identity  # SQLite itself reads current data
 
-    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+    def _run(self, sql: str, args: tuple[Any, ...] = (), fetch: str = "") -> Any:
+        """Run one statement; ``fetch``: ``"one"`` or ``"all"`` rows (else the row count).
+
+        Rows are fetched here: SQLite reads most pages while stepping through them, so a
+        damaged page fails the fetch, not the execute.
+        """
         try:
-            return self._cx.execute(sql, args)
+            cursor = self._cx.execute(sql, args)
+            if fetch == "one":
+                return cursor.fetchone()
+            if fetch == "all":
+                return cursor.fetchall()
+            return cursor.rowcount
         except sqlite3.Error as exc:
-            raise BackendUnavailableError(f"dbm.sqlite3 file {self._path}: {exc}") from None
+            raise _sqlite_error(self._path, exc) from None
 
     def get(self, key: bytes) -> bytes | None:
-        row = self._run("SELECT value FROM Dict WHERE key = CAST(? AS BLOB)", (key,)).fetchone()
+        row = self._run("SELECT value FROM Dict WHERE key = CAST(? AS BLOB)", (key,), "one")
         return None if row is None else bytes(row[0])
 
     def put(self, key: bytes, value: bytes) -> None:
@@ -438,14 +529,14 @@ class SQLiteEngine(Engine):
         )
 
     def delete(self, key: bytes) -> bool:
-        return self._run("DELETE FROM Dict WHERE key = CAST(? AS BLOB)", (key,)).rowcount > 0
+        return int(self._run("DELETE FROM Dict WHERE key = CAST(? AS BLOB)", (key,))) > 0
 
     def keys(self) -> list[bytes]:
-        rows = self._run("SELECT key FROM Dict").fetchall()
+        rows = self._run("SELECT key FROM Dict ORDER BY key", (), "all")  # the key index
         return [k.encode("utf-8") if isinstance(k, str) else bytes(k) for (k,) in rows]
 
     def count(self) -> int:
-        return int(self._run("SELECT count(key) FROM Dict").fetchone()[0])
+        return int(self._run("SELECT count(key) FROM Dict", (), "one")[0])
 
     def begin(self) -> None:
         self._run("BEGIN IMMEDIATE")
@@ -461,6 +552,18 @@ class SQLiteEngine(Engine):
 
     def close(self) -> None:
         self._cx.close()
+
+
+def _sqlite_error(path: str, exc: sqlite3.Error, doing: str = "") -> BackendUnavailableError:
+    """The plugstore error for a ``dbm.sqlite3`` file's driver error."""
+    text = str(exc)
+    if is_damaged(exc):
+        return StoreDamagedError(
+            f"dbm.sqlite3 file {path} is damaged ({text}): stop the bot, keep a copy of the "
+            "file, then restore it from a backup, or save what is still readable with "
+            f"`plugstore dump` (or `sqlite3 {path} .recover`) into a new file"
+        )
+    return BackendUnavailableError(f"{doing}dbm.sqlite3 file {path}: {text}{advice(exc)}")
 
 
 class StdlibEngine(Engine):
@@ -555,28 +658,59 @@ def _import_flavour(kind: str, path: str) -> Any:
         ) from None
 
 
+#: The files a dbm database at ``path`` can consist of (``path`` + each of these).
+_CANDIDATES = ("", ".dat", ".dir", ".pag", ".db", ".bak")
+
+
+def file_exists(path: str) -> bool:
+    """Whether ``path`` is a file; unlike ``os.path.isfile``, a path this process may not
+    look at (in a directory it cannot enter...) raises instead of reading as absent."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
 def database_exists(path: str) -> bool:
     """Whether any dbm database's files exist at ``path``, without reading them: a file
     another process is still creating exists, though its flavour cannot be told yet."""
-    return dbm.whichdb(path) is not None or _dumb_mid_rewrite(path)
+    try:
+        return any(file_exists(path + suffix) for suffix in _CANDIDATES)
+    except OSError as exc:
+        raise os_failure(exc, path, "looking for") from None
 
 
 def _dumb_mid_rewrite(path: str) -> bool:
     # stock dumb died between renaming .dir to .bak and rewriting it
-    return os.path.exists(path + ".dat") and os.path.exists(path + ".bak")
+    return file_exists(path + ".dat") and file_exists(path + ".bak")
 
 
 def flavour_of(path: str) -> str | None:
-    """The dbm flavour that wrote ``path`` (``None`` if there is no such database)."""
+    """The dbm flavour that wrote ``path`` (``None`` if there is no such database).
+
+    A database whose files cannot be read raises ``BackendUnavailableError`` saying why
+    (``dbm.whichdb`` alone would call it absent, and its namespace empty)."""
+    try:
+        return _flavour_of(path)
+    except OSError as exc:
+        if isinstance(exc, BackendUnavailableError):
+            raise
+        raise os_failure(exc, path, "reading") from None
+
+
+def _flavour_of(path: str) -> str | None:
     kind = dbm.whichdb(path)
     if kind is None:
-        return "dbm.dumb" if _dumb_mid_rewrite(path) else None
+        if _dumb_mid_rewrite(path):
+            return "dbm.dumb"
+        for suffix in _CANDIDATES:  # whichdb ignores the files it cannot open: say why
+            if file_exists(path + suffix):
+                with open(path + suffix, "rb"):
+                    pass
+        return None
     if kind == "":
-        try:
-            with open(path, "rb") as f:
-                head = f.read(len(_SQLITE_MAGIC))
-        except OSError:
-            head = b""
+        with open(path, "rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
         if head == _SQLITE_MAGIC:
             return "dbm.sqlite3"  # whichdb before Python 3.13 does not know it
         from .gdbmfile import is_gdbm
@@ -628,7 +762,7 @@ def open_engine(
     except BackendUnavailableError:
         raise  # an OSError too, but already says what is wrong
     except OSError as exc:
-        raise BackendUnavailableError(f"cannot open {kind} file {base}: {exc}") from None
+        raise os_failure(exc, base, f"opening {kind} file") from None
     raise BackendUnavailableError(f"{base} is a {kind} file, which plugstore cannot open")
 
 
@@ -641,7 +775,9 @@ __all__ = [
     "available",
     "database_exists",
     "default_flavour",
+    "file_exists",
     "flavour_of",
     "namespace_names",
     "open_engine",
+    "os_failure",
 ]

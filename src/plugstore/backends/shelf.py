@@ -30,6 +30,11 @@ a sidecar ``NS.db.lock`` (``flock``: shared for reads, exclusive for writes) tha
 holds a generation counter bumped by every write, so a process whose open handle is
 stale reloads it first.  Each write is committed before the lock is released.
 
+Keys list in code point order, as on every backend.  Every failure of the file system (a
+full disk, a permission, an I/O error) reaches the caller as ``BackendUnavailableError``
+naming the files and what to do, after the failed write was undone; a damaged file (a
+torn dumb index, a corrupt ``dbm.sqlite3`` page) as ``StoreDamagedError``.
+
 Options: ``path``/``basedir`` (the directory, instead of the URL path), ``dbm``
 (``dumb``, ``sqlite3``, ``gnu``, ``ndbm``: flavour of new files), ``fsync`` (dumb only:
 also survive power loss, default false).
@@ -54,6 +59,7 @@ from ..errors import (
     BackendUnavailableError,
     ConfigurationError,
     InvalidNamespaceError,
+    StoreDamagedError,
     StoreError,
 )
 from ..keys import check_counter, check_namespace, parse_counter
@@ -65,9 +71,11 @@ from .dbmformats import (
     Engine,
     database_exists,
     default_flavour,
+    file_exists,
     flavour_of,
     namespace_names,
     open_engine,
+    os_failure,
 )
 
 T = TypeVar("T")
@@ -102,8 +110,13 @@ class Deadlines:
                 raw = json.loads(file.read())
         except FileNotFoundError:
             return cls(path, {}, fsync)
-        except (OSError, ValueError) as exc:
-            raise BackendUnavailableError(f"cannot read the deadlines in {path}: {exc}") from None
+        except OSError as exc:
+            raise os_failure(exc, path, "reading the deadlines in") from None
+        except ValueError as exc:
+            raise StoreDamagedError(
+                f"the deadlines in {path} are damaged ({exc}): restore the file from a "
+                "backup, or delete it (the namespace's keys then never expire)"
+            ) from None
         items = {}
         if isinstance(raw, dict):
             for key, when in raw.items():
@@ -143,13 +156,18 @@ class Deadlines:
                     os.unlink(self.path)
             else:
                 tmp = self.path + ".tmp"
-                with open(tmp, "wb") as file:
-                    file.write(json.dumps(items, ensure_ascii=False).encode("utf-8"))
-                    if self.fsync:
-                        os.fsync(file.fileno())
-                os.replace(tmp, self.path)
+                try:
+                    with open(tmp, "wb") as file:
+                        file.write(json.dumps(items, ensure_ascii=False).encode("utf-8"))
+                        if self.fsync:
+                            os.fsync(file.fileno())
+                    os.replace(tmp, self.path)
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)  # the sidecar itself is untouched
+                    raise
         except OSError as exc:
-            raise BackendUnavailableError(f"cannot write {self.path}: {exc}") from None
+            raise os_failure(exc, self.path, "writing") from None
         self.saved = dict(items)
 
 
@@ -235,9 +253,12 @@ class ShelfBucket(Bucket):
         return self.backend.write(self.namespace, op, create=create)
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        return iter(self.backend.read(self.namespace, lambda e, dl: self._live_keys(e, dl, prefix)))
+        keys = self.backend.read(self.namespace, lambda e, dl: self._live_keys(e, dl, prefix))
+        keys.sort()  # code point order, as on every backend (UTF-8 order is the same)
+        return iter(keys)
 
     def _live_keys(self, e: Engine, dl: Deadlines, prefix: str) -> list[str]:
+        """The live keys starting with ``prefix``, in no particular order."""
         keys = _decoded(e.keys(), prefix)
         if dl.items:
             now = self._now()
@@ -383,6 +404,7 @@ class ShelfBucket(Bucket):
 
 
 def _decoded(keys: list[bytes], prefix: str) -> list[str]:
+    """The keys starting with ``prefix``, decoded."""
     pb = prefix.encode("utf-8")
     out = []
     for k in keys:
@@ -472,7 +494,7 @@ class ShelfBackend(Backend):
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise BackendUnavailableError(f"cannot create directory {self.path}: {exc}") from None
+            raise os_failure(exc, str(self.path), "creating the directory") from None
         if not self.path.is_dir():
             raise BackendUnavailableError(f"{self.path} is not a directory")
         with self._lock:
@@ -519,15 +541,13 @@ class ShelfBackend(Backend):
             # Reading a namespace that does not exist creates nothing.  Only existence is
             # asked here, outside the lock: another process may be creating the file, and
             # its flavour is read (by _engine) once the lock is held.
-            if not create and not os.path.exists(slot.lock_path) and not database_exists(slot.base):
-                return None
+            if not create and not file_exists(slot.lock_path) and not database_exists(slot.base):
+                return None  # (a file this process may not look at raises instead)
             flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
             try:
                 slot.lock_fd = os.open(slot.lock_path, flags, 0o666)
             except OSError as exc:
-                raise BackendUnavailableError(
-                    f"cannot open lock file {slot.lock_path}: {exc}"
-                ) from None
+                raise os_failure(exc, slot.lock_path, "opening the lock file") from None
             self._slots[namespace] = slot
         return slot
 
@@ -568,18 +588,23 @@ class ShelfBackend(Backend):
 
     def read(self, namespace: str, fn: Callable[[Engine, Deadlines], T]) -> T:
         """Run ``fn`` on the namespace's handle and deadlines under a shared lock."""
-        with self._guard():
-            slot = self._slot(namespace, create=False)
-            if slot is None:
-                return fn(EMPTY, NO_DEADLINES)
-            fd = slot.lock_fd
-            assert fd is not None
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            try:
-                engine = self._engine(slot, create=False)
-                return fn(engine, slot.deadlines)
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+        try:
+            with self._guard():
+                slot = self._slot(namespace, create=False)
+                if slot is None:
+                    return fn(EMPTY, NO_DEADLINES)
+                fd = slot.lock_fd
+                assert fd is not None
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                try:
+                    engine = self._engine(slot, create=False)
+                    return fn(engine, slot.deadlines)
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+        except StoreError:
+            raise
+        except OSError as exc:  # the file system's failures (EIO, EACCES...) and dbm.error
+            raise os_failure(exc, self._files(namespace), "reading") from None
 
     def write(
         self,
@@ -592,66 +617,90 @@ class ShelfBackend(Backend):
 
         ``fn`` returns ``(result, modified)`` and may change the deadlines in place.  With
         ``create=False`` a namespace without a file is left alone (``fn`` sees an empty,
-        read-only namespace).
+        read-only namespace).  A write that fails (a full disk...) raises a plugstore
+        error and leaves the files as they were before it, or, if only the deadlines
+        sidecar could not be written after the commit, leaves the value without its new
+        deadline.
         """
-        with self._guard():
-            slot = self._slot(namespace, create=create)
-            if slot is None:
+        try:
+            with self._guard():
+                return self._write(namespace, fn, create=create)
+        except StoreError:
+            raise
+        except OSError as exc:  # ENOSPC, EDQUOT, EACCES, EIO... and dbm.error
+            raise os_failure(exc, self._files(namespace), "writing") from None
+
+    def _write(
+        self,
+        namespace: str,
+        fn: Callable[[Engine, Deadlines], tuple[T, bool]],
+        *,
+        create: bool,
+    ) -> T:
+        slot = self._slot(namespace, create=create)
+        if slot is None:
+            return fn(EMPTY, Deadlines("", {}))[0]
+        fd = slot.lock_fd
+        assert fd is not None
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            engine = self._engine(slot, create=create)
+            if engine is EMPTY:
                 return fn(EMPTY, Deadlines("", {}))[0]
-            fd = slot.lock_fd
-            assert fd is not None
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            deadlines = slot.deadlines
+            if deadlines is NO_DEADLINES:  # never written to: it is shared
+                deadlines = slot.deadlines = Deadlines.load(slot.base + ".expiry", self.fsync)
+            published = False
+            engine.begin()
             try:
-                engine = self._engine(slot, create=create)
-                if engine is EMPTY:
-                    return fn(EMPTY, Deadlines("", {}))[0]
-                deadlines = slot.deadlines
-                if deadlines is NO_DEADLINES:  # never written to: it is shared
-                    deadlines = slot.deadlines = Deadlines.load(slot.base + ".expiry", self.fsync)
-                engine.begin()
-                try:
-                    result, modified = fn(engine, deadlines)
-                except BaseException:
-                    # Our handle may hold half a batch: reload it.  Other processes must
-                    # reload too unless the engine kept the batch off the file.
-                    deadlines.forget()
-                    engine.rollback()
-                    self._bump(slot, fd, notify=not engine.transactional, reload=True)
-                    raise
+                result, modified = fn(engine, deadlines)
                 changed = deadlines.changed
-                try:
+                if modified or changed:
+                    # Published before the commit: a write that reaches the file always
+                    # makes other processes reload (they wait for our lock first), even
+                    # if bumping the counter fails (it then fails the write instead).
+                    self._bump(slot, fd, notify=True, reload=False)
+                    published = True
                     if changed:
                         deadlines.save_before()
-                    engine.commit()
+                engine.commit()  # also ends a transaction that wrote nothing
+            except BaseException:
+                # Our handle may hold half a batch: reload it.  Other processes must
+                # reload too unless the engine kept the batch off the file.
+                deadlines.forget()
+                engine.rollback()
+                notify = not published and not engine.transactional
+                self._bump(slot, fd, notify=notify, reload=True)
+                raise
+            if changed:
+                try:
+                    deadlines.save_after()
                 except BaseException:
-                    deadlines.forget()
-                    engine.rollback()
                     self._bump(slot, fd, notify=True, reload=True)
                     raise
-                if changed:
-                    try:
-                        deadlines.save_after()
-                    except BaseException:
-                        self._bump(slot, fd, notify=True, reload=True)
-                        raise
-                if modified or changed:
-                    self._bump(slot, fd, notify=True, reload=engine.reopen_after_write)
-                return result
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+            if (modified or changed) and engine.reopen_after_write:
+                self._bump(slot, fd, notify=False, reload=True)
+            return result
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _files(self, namespace: str) -> str:
+        return os.path.join(self.path, namespace + ".db") + "*"
 
     def _bump(self, slot: _Slot, fd: int, *, notify: bool, reload: bool) -> None:
         """Publish a write (``notify``: bump the generation) and/or drop our own handle."""
-        if notify:
-            gen = self._generation(fd) + 1
-            os.pwrite(fd, _GEN.pack(gen), 0)
-            slot.seen = gen
-        if reload:
-            engine, slot.engine, slot.seen = slot.engine, None, -1
-            slot.deadlines = NO_DEADLINES
-            if engine is not None:
-                with contextlib.suppress(Exception):
-                    engine.close()
+        try:
+            if notify:
+                gen = self._generation(fd) + 1
+                os.pwrite(fd, _GEN.pack(gen), 0)
+                slot.seen = gen
+        finally:  # even if the counter cannot be written, a doubtful handle goes
+            if reload:
+                engine, slot.engine, slot.seen = slot.engine, None, -1
+                slot.deadlines = NO_DEADLINES
+                if engine is not None:
+                    with contextlib.suppress(Exception):
+                        engine.close()
 
     # -- backend API -------------------------------------------------------------------------
 
@@ -662,7 +711,7 @@ class ShelfBackend(Backend):
         try:
             entries = os.listdir(self.path)
         except OSError as exc:
-            raise BackendUnavailableError(f"cannot list {self.path}: {exc}") from None
+            raise os_failure(exc, str(self.path), "listing") from None
         found = []
         for name in sorted(namespace_names(entries)):
             try:
@@ -678,6 +727,14 @@ class ShelfBackend(Backend):
 
     def drop_namespace(self, namespace: str) -> int:
         """Delete the namespace's dbm files (the ``.lock`` sidecar stays); return its size."""
+        try:
+            return self._drop(namespace)
+        except StoreError:
+            raise
+        except OSError as exc:
+            raise os_failure(exc, self._files(namespace), "deleting") from None
+
+    def _drop(self, namespace: str) -> int:
         with self._guard():
             slot = self._slot(namespace, create=False)
             if slot is None:
@@ -715,7 +772,7 @@ class ShelfBackend(Backend):
             try:
                 entries = os.listdir(self.path)
             except OSError as exc:
-                raise BackendUnavailableError(f"cannot list {self.path}: {exc}") from None
+                raise os_failure(exc, str(self.path), "listing") from None
             names = [n for n in sorted(namespace_names(entries)) if _valid_namespace(n)]
         counts = {name: self.bucket(name).purge() for name in names}
         return {name: n for name, n in counts.items() if n}

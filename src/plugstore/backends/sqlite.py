@@ -15,6 +15,9 @@
   file locks, a busy timeout, and single-statement upserts for ``incr``/``cas`` so that
   no read-modify-write ever spans two statements).  A forked child opens its own
   connection instead of reusing its parent's.
+* Every driver error reaches the caller as a plugstore error: a damaged file (a corrupt
+  page, "file is not a database") as ``StoreDamagedError`` saying how to recover, a full
+  disk, an I/O error or a lock held too long as ``BackendUnavailableError``.
 
 Options: ``timeout`` (seconds to wait for another process's write lock, default 30),
 ``synchronous`` (``normal`` or ``full``), ``table`` (default ``plugstore_kv``).
@@ -22,6 +25,7 @@ Options: ``timeout`` (seconds to wait for another process's write lock, default 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -34,11 +38,11 @@ from typing import Any
 
 from .. import forks
 from ..backend import Backend, Options
-from ..errors import BackendUnavailableError, ConfigurationError
+from ..errors import BackendUnavailableError, ConfigurationError, StoreDamagedError
 from ..url import StoreURL
 from .sqltable import LIVE, TableBucket, not_an_integer, prefix_range, purge_table
 
-__all__ = ["SQLiteBackend", "SQLiteBucket", "prefix_range"]
+__all__ = ["SQLiteBackend", "SQLiteBucket", "advice", "is_damaged", "prefix_range"]
 
 _IN_CHUNK = 500  # stays under SQLite's bound-parameter limit
 _TABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
@@ -250,10 +254,17 @@ class SQLiteBackend(Backend):
         return conn
 
     def _unavailable(self, exc: sqlite3.Error) -> BackendUnavailableError:
+        """The plugstore error for a driver error: damaged file, locked, or unusable."""
         text = str(exc)
+        if is_damaged(exc):
+            return StoreDamagedError(
+                f"SQLite file {self.path} is damaged ({text}): stop the bot, keep a copy of "
+                "the file, then restore it from a backup, or save what is still readable "
+                f"with `plugstore dump` (or `sqlite3 {self.path} .recover`) into a new file"
+            )
         if _is_busy(exc):
             text = f"database is locked by another connection for more than {self.timeout}s"
-        return BackendUnavailableError(f"SQLite {self.path}: {text}")
+        return BackendUnavailableError(f"SQLite {self.path}: {text}{advice(exc)}")
 
     # -- statement helpers (each holds the lock for one statement) --------------------------
 
@@ -264,21 +275,21 @@ class SQLiteBackend(Backend):
         with self._lock if self._fork_gen == forks.generation else self._locked():
             try:
                 return self._connection().execute(sql, params).fetchone()
-            except sqlite3.OperationalError as exc:
+            except sqlite3.Error as exc:
                 raise self._unavailable(exc) from None
 
     def all(self, sql: str, params: Sequence[Any], *, retry: bool = False) -> list[Any]:
         with self._locked():
             try:
                 return self._connection().execute(sql, params).fetchall()
-            except sqlite3.OperationalError as exc:
+            except sqlite3.Error as exc:
                 raise self._unavailable(exc) from None
 
     def run(self, sql: str, params: Sequence[Any], *, retry: bool = False) -> int:
         with self._lock if self._fork_gen == forks.generation else self._locked():
             try:
                 return self._connection().execute(sql, params).rowcount
-            except sqlite3.OperationalError as exc:
+            except sqlite3.Error as exc:
                 raise self._unavailable(exc) from None
 
     def run_batch(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -287,14 +298,18 @@ class SQLiteBackend(Backend):
             conn = self._connection()
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                try:
-                    conn.executemany(sql, rows)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
+                conn.executemany(sql, rows)
                 conn.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                raise self._unavailable(exc) from None
+            except BaseException as exc:
+                # Whatever failed (a row, the COMMIT itself on a full disk), no transaction
+                # may stay open; SQLite may already have rolled it back, and an error
+                # from ROLLBACK must not hide the first one.
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise self._unavailable(exc) from None
+                raise
 
     def run_transaction(self, steps: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         """Run each ``(sql, rows)`` step for its rows, all in one write transaction."""
@@ -346,6 +361,39 @@ class SQLiteBackend(Backend):
             "journal_mode": str(mode[0]) if mode else "?",
             "synchronous": self.synchronous,
         }
+
+
+#: SQLITE_CORRUPT and SQLITE_NOTADB: the file's pages are not a sound database.
+_DAMAGED_CODES = (11, 26)
+
+
+def is_damaged(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says the file is damaged (corrupt page, not a database at all)."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF in _DAMAGED_CODES  # extended codes keep the primary in the low byte
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
+
+
+#: What to do about the engine's failures that are the system's, by primary result code.
+_ADVICE = {
+    13: "the disk is full (or the file reached a size limit): free some space, then retry",
+    10: "an input/output error: check the disk's free space, size limits (ulimit -f) and "
+    "health (e.g. dmesg), and the file's permissions",
+    8: "the file is read-only: let the user running the bot write it and its directory",
+    14: "the file cannot be opened: check the path and its permissions",
+}
+
+
+def advice(exc: sqlite3.Error) -> str:
+    """``"; what to do"`` for a SQLITE_FULL, IOERR, READONLY or CANTOPEN error, else ``""``."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is None:
+        text = str(exc)
+        code = 13 if "is full" in text else 10 if "I/O error" in text else None
+    hint = _ADVICE.get(code & 0xFF) if code is not None else None
+    return f"; {hint}" if hint else ""
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:

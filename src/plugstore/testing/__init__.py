@@ -372,9 +372,11 @@ class StoreConformance(
         data = {f"k{i}": i for i in range(25)}
         ns.update(data)
         assert len(ns) == 25
-        assert sorted(ns) == sorted(data)
-        assert sorted(ns.keys()) == sorted(data)
-        assert sorted(ns.values()) == sorted(data.values())
+        order = sorted(data)  # code point order: k0, k1, k10, k11, ..., k2, k20, ...
+        assert list(ns) == order
+        assert list(ns.keys()) == order
+        assert list(ns.values()) == [data[k] for k in order]
+        assert list(ns.items()) == [(k, data[k]) for k in order]
         assert dict(ns.items()) == data
         assert dict(ns) == data
         ns.clear()
@@ -399,18 +401,79 @@ class StoreConformance(
         ns.set_many({"user": -1, "users": -2, "usex": -3, "other": 0})
         scanned = dict(ns.scan("user:"))
         assert scanned == {f"user:{i:04d}": i for i in range(1100)}
-        assert sorted(ns.scan_keys("user")) == sorted([*scanned, "user", "users"])
+        assert list(scanned) == sorted(scanned)
+        assert list(ns.scan_keys("user")) == ["user", *scanned, "users"]
         assert len(list(ns.scan())) == 1104
         assert list(ns.scan("nothing-here")) == []
 
+    def test_listings_are_in_code_point_order(self, store: Store, ns: Namespace) -> None:
+        """Every listing is in code point order, on every backend: iteration, keys,
+        values, items, scans with and without a prefix, and get_many's result.  Python
+        compares str by code point, and UTF-8 byte order is the same order, so engines
+        that compare bytes (binary collations, Redis, DynamoDB) agree; locale collations
+        ("a" before "B") and UTF-16 order (astral characters before U+E000..U+FFFF) do
+        not, and these keys tell them apart."""
+        written = [
+            "b", "B", "a", "_", "Z", "10", "9", "a b", "a-b", "ab",
+            "\u00e9", "e", "f", "\u00df", "ss", "\u0131", "\u212a",  # é, ß, dotless i, Kelvin
+            "\ufffd", "\ue000", "\uff21", "\U0001f600", "\U0001d11e", "\U00010000",
+            "\u4e2d", "\u0436", "~", "\x7f", "\x01", "\t", "\u00e9t\u00e9", "\U0001f600!",
+        ]  # fmt: skip
+        order = sorted(written)
+        assert order != written
+        assert order == sorted(written, key=lambda k: k.encode("utf-8"))
+        assert order != sorted(written, key=lambda k: k.encode("utf-16-be"))
+        for key in written:  # one by one: insertion order differs from code point order
+            ns[key] = key
+        assert list(ns) == order
+        assert list(ns.keys()) == order
+        assert list(ns.values()) == order
+        assert list(ns.items()) == [(k, k) for k in order]
+        assert [k for k, _ in ns.scan()] == order
+        assert list(ns.get_many(reversed(written))) == order
+        assert list(ns.scan_keys("a")) == ["a", "a b", "a-b", "ab"]
+        assert list(ns.scan_keys("\u00e9")) == ["\u00e9", "\u00e9t\u00e9"]
+        assert [k for k, _ in ns.scan("\U0001f600")] == ["\U0001f600", "\U0001f600!"]
+        # more than a page on paging backends, written in reverse
+        many = [f"p{chr(0x20 + i % 90)}{i:05d}\u00e9" for i in range(1300)]
+        ns.set_many({key: 0 for key in reversed(many)})
+        assert list(ns.scan_keys("p")) == sorted(many)
+        assert [k for k, _ in ns.scan("p")] == sorted(many)
+        assert list(ns) == sorted([*written, *many])
+        other = store.namespace(OTHER_NS)
+        other["x"] = 1
+        names = store.namespaces()
+        assert names == sorted(names)
+
+    def test_listings_follow_every_change(self, ns: Namespace) -> None:
+        """Listings stay ordered and exact through each kind of change, including those
+        that keep the number of keys (a backend caching its order must notice them)."""
+        ns.update(dict.fromkeys(["c", "a", "b"], 0))
+        assert list(ns) == ["a", "b", "c"]
+        del ns["b"]
+        ns["d"] = 0  # as many keys as before
+        assert list(ns) == ["a", "c", "d"]
+        assert ns.pop("a") == 0
+        ns["0"] = 0
+        assert list(ns) == ["0", "c", "d"]
+        assert ns.compute("c", lambda v: v + 1) == 1  # an overwrite: same keys
+        assert ns.remove_if("d", ns.get_raw("d") or b"") is True
+        assert ns.setdefault("e", 0) == 0
+        assert list(ns) == ["0", "c", "e"]
+        ns.update({"b2": 0, "b1": 0})
+        assert list(ns.scan_keys("b")) == ["b1", "b2"]
+        ns.clear()
+        ns.update(dict.fromkeys(["z", "y"], 0))
+        assert list(ns) == ["y", "z"]
+
     def test_prefix_metacharacters_are_literal(self, ns: Namespace) -> None:
         ns.set_many({"a%b": 1, "abc": 2, "a_c": 3, "a*c": 4, "a?c": 5, "a[c]": 6, "a\\c": 7})
-        assert sorted(ns.scan_keys("a%")) == ["a%b"]
-        assert sorted(ns.scan_keys("a_")) == ["a_c"]
-        assert sorted(ns.scan_keys("a*")) == ["a*c"]
-        assert sorted(ns.scan_keys("a?")) == ["a?c"]
-        assert sorted(ns.scan_keys("a[")) == ["a[c]"]
-        assert sorted(ns.scan_keys("a\\")) == ["a\\c"]
+        assert list(ns.scan_keys("a%")) == ["a%b"]
+        assert list(ns.scan_keys("a_")) == ["a_c"]
+        assert list(ns.scan_keys("a*")) == ["a*c"]
+        assert list(ns.scan_keys("a?")) == ["a?c"]
+        assert list(ns.scan_keys("a[")) == ["a[c]"]
+        assert list(ns.scan_keys("a\\")) == ["a\\c"]
 
     # -- values -------------------------------------------------------------------------
 
@@ -528,7 +591,7 @@ class StoreConformance(
         for i, key in enumerate(ODD_KEYS):
             ns[key] = i
         assert len(ns) == len(ODD_KEYS)
-        assert sorted(ns) == sorted(ODD_KEYS)
+        assert list(ns) == sorted(ODD_KEYS)
         for i, key in enumerate(ODD_KEYS):
             assert ns[key] == i, key
             assert ns.incr(key) == i + 1
@@ -822,7 +885,7 @@ class StoreConformance(
         for key in ns:
             seen.append(key)
             del ns[key]
-        assert sorted(seen) == sorted(keys)
+        assert seen == sorted(keys)
         assert len(ns) == 0
         # Deleting keys the iteration has not reached yet: they are simply not seen
         # (snapshot backends may still yield them; reading them then finds nothing).

@@ -104,7 +104,7 @@ class ScopeBehaviours:
             scope = ns.scope_at(path)
             assert scope[key] == value, (path, key)
             assert len(scope) == len(TRICKY_KEYS), path
-            assert sorted(scope) == sorted(TRICKY_KEYS), path
+            assert list(scope) == sorted(TRICKY_KEYS), path
         assert ns["k"] == "plain"
 
     def test_scope_mapping_protocol(self, ns: Namespace) -> None:
@@ -123,7 +123,7 @@ class ScopeBehaviours:
         member.update({"c": 3}, d=4)
         assert dict(member) == {"a": {"x": [1, 2]}, "b": None, "c": 3, "d": 4}
         assert dict(member.items()) == dict(member)
-        assert sorted(member.values(), key=repr) == sorted([{"x": [1, 2]}, None, 3, 4], key=repr)
+        assert list(member.values()) == [{"x": [1, 2]}, None, 3, 4]
         assert member.get_many(["a", "c", "zz"]) == {"a": {"x": [1, 2]}, "c": 3}
         member.set_many([("e", 5)])
         got = member["a"]
@@ -153,10 +153,11 @@ class ScopeBehaviours:
         g1.scope(channel=9)["topic"] = "t"
         g12.scope(member=2)["xp"] = 12
         ns.scope()["motd"] = "hi"
-        assert sorted(g1.ids("member"), key=repr) == sorted([2, "2", 3, "x\x1cy"], key=repr)
+        # in the order of their stored keys: int ids, then str ids (see test_scope_order)
+        assert list(g1.ids("member")) == [2, 3, "2", "x\x1cy"]
         assert list(g1.ids("channel")) == [9]
         assert list(g12.ids("member")) == [2]
-        assert sorted(ns.scope().ids("guild")) == [1, 12]
+        assert list(ns.scope().ids("guild")) == [1, 12]
         assert list(g1.scope(member=2).ids("guild")) == []
         # clear(): own keys only
         g1.clear()
@@ -187,8 +188,34 @@ class ScopeBehaviours:
             "1": {"xp": 6, "rank": "new"},
             2: {"xp": 0, "rank": "mod"},
         }
+        children = dev.children("user")
+        assert list(children) == [1, 2, "1"]  # stored-key order, as ids()
+        assert [list(values) for values in children.values()] == [["rank", "xp"]] * 3
         assert dev.children("guild") == {}
         assert ns.scope().children("channel") == {"dev": {"topic": "storage"}}
+
+    def test_scope_order(self, ns: Namespace) -> None:
+        """A scope lists its keys in code point order, registered defaults merged in
+        place; ids and children come in the order of their stored keys, the same on
+        every backend: int ids first, as decimal text (12 before 2), then str ids in
+        code point order."""
+        ns.register_defaults({"m": 0, "\u00e9": 0, "\U0001f600": 0}, levels="guild")
+        g = ns.scope(guild=1)
+        written = ["z", "\ufffd", "B", "a", "\U0001f4a9x", "m", "10", "9", "\u00e9t\u00e9", "_"]
+        for key in written:
+            g[key] = key
+        order = sorted({*written, "m", "\u00e9", "\U0001f600"})
+        assert order[:4] == ["10", "9", "B", "_"]
+        assert list(g) == order
+        assert [key for key, _ in g.items()] == order
+        assert list(g.get_many(reversed(order))) == order
+        ids: list[int | str] = [12, 2, -1, "b", "B", "\u00e9", "\U0001f600", "\ufffd", "12", 100]
+        for id_ in ids:
+            ns.scope(guild=id_)["k"] = 1
+        ids_order = [-1, 1, 100, 12, 2, "12", "B", "b", "\u00e9", "\ufffd", "\U0001f600"]
+        assert list(ns.scope().ids("guild")) == ids_order
+        assert list(ns.scope().children("guild")) == ids_order
+        assert list(ns.scope().children("guild")[1]) == order
 
     def test_scope_listings_are_prefix_reads(self, ns: Namespace) -> None:
         """Every listing, count and clear of a scope reaches the backend as a prefix of
@@ -199,10 +226,10 @@ class ScopeBehaviours:
         spy = _PrefixSpy(ns._bucket)
         ns._bucket = spy  # type: ignore[assignment]
         try:
-            assert sorted(scope) == ["a", "b"]
+            assert list(scope) == ["a", "b"]
             assert len(scope) == 2
             assert dict(scope.items()) == {"a": 1, "b": 2}
-            assert sorted(ns.scope(guild=5).ids("member")) == [6, 7]
+            assert list(ns.scope(guild=5).ids("member")) == [6, 7]
             scope.clear()
             ns.scope(guild=5).clear_all()
         finally:
@@ -288,7 +315,7 @@ class ScopeBehaviours:
         assert member.get("roles") == []
         assert "xp" in member
         assert "prefix" not in member
-        assert sorted(member) == ["prefs", "roles", "xp"]
+        assert list(member) == ["prefs", "roles", "xp"]
         assert len(member) == 3
         assert member.get_many(["xp", "nope"]) == {"xp": 10}
         assert dict(member.items())["prefs"]["notify"] == {"dm": True, "at": 9}
