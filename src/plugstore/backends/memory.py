@@ -9,11 +9,17 @@ A key with a deadline (``ttl=``) is stored as a ``(value, deadline)`` tuple inst
 the bare bytes, in the same dict: a read costs one type check more, a plain write
 replaces the tuple (and so the deadline) for free.  An expired entry stays in memory,
 invisible, until it is overwritten, deleted or purged.
+
+Listings are in code point order, as on every backend.  Each namespace keeps its keys
+sorted in a list built on the first listing after keys were added or deleted (a write
+that only replaces a value keeps it), so repeated listings cost no sort and a prefix
+listing is a binary search plus the keys it returns.
 """
 
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from typing import Union
 
@@ -24,7 +30,10 @@ from ..url import StoreURL
 #: A stored entry: the value, or the value and its deadline.
 _Entry = Union[bytes, tuple[bytes, float]]  # noqa: UP007 - a runtime alias on Python 3.10
 _Data = dict[str, dict[str, _Entry]]
-_shared: dict[str, tuple[_Data, set[str], threading.Lock]] = {}
+#: Per namespace, its keys in code point order: valid while it has as many keys as the
+#: namespace (adding keys changes the count; every deletion drops the list).
+_Order = dict[str, list[str]]
+_shared: dict[str, tuple[_Data, set[str], _Order, threading.Lock]] = {}
 _shared_lock = threading.Lock()
 
 
@@ -55,18 +64,40 @@ class MemoryBucket(Bucket):
             d = data[self.namespace] = {}
         return d
 
+    def _sorted(self, d: dict[str, _Entry], prefix: str) -> list[str]:
+        """The keys of ``d`` (this namespace's dict) starting with ``prefix``, in code
+        point order, expired ones included (lock held).  Never changed in place."""
+        if not d:
+            return []
+        order = self.backend.order.get(self.namespace)
+        if order is None or len(order) != len(d):
+            order = self.backend.order[self.namespace] = sorted(d)
+        if not prefix:
+            return order
+        found = []
+        for i in range(bisect_left(order, prefix), len(order)):
+            key = order[i]
+            if not key.startswith(prefix):
+                break
+            found.append(key)
+        return found
+
+    def _forget_order(self) -> None:
+        """Keys were deleted: the sorted list is rebuilt on the next listing (lock held)."""
+        self.backend.order.pop(self.namespace, None)
+
     def _live_items(self, prefix: str) -> list[tuple[str, bytes]]:
-        """The live ``(key, value)`` pairs starting with ``prefix`` (lock held)."""
+        """The live ``(key, value)`` pairs starting with ``prefix``, in order (lock held)."""
         d = self._d()
+        keys = self._sorted(d, prefix)
         if self.namespace not in self.backend.timed:
-            return [(k, v) for k, v in d.items() if k.startswith(prefix)]  # type: ignore[misc]
+            return [(k, d[k]) for k in keys]  # type: ignore[misc]
         now = self.backend.clock()
         found = []
-        for key, entry in d.items():
-            if key.startswith(prefix):
-                value = _live(entry, now)
-                if value is not None:
-                    found.append((key, value))
+        for key in keys:
+            value = _live(d[key], now)
+            if value is not None:
+                found.append((key, value))
         return found
 
     def get(self, key: str) -> bytes | None:
@@ -120,7 +151,11 @@ class MemoryBucket(Bucket):
 
     def remove(self, key: str) -> bool:
         with self._lock:
-            return _live(self._d().pop(key, None), self.backend.clock()) is not None
+            entry = self._d().pop(key, None)
+            if entry is None:
+                return False
+            self._forget_order()
+            return _live(entry, self.backend.clock()) is not None
 
     def cas(self, key: str, expected: bytes | None, new: bytes | None) -> bool:
         with self._lock:
@@ -129,7 +164,8 @@ class MemoryBucket(Bucket):
             if current != expected:
                 return False
             if new is None:
-                self._d().pop(key, None)
+                if self._d().pop(key, None) is not None:
+                    self._forget_order()
             elif current is not None and entry.__class__ is tuple:
                 self._w()[key] = (new, entry[1])  # a live entry keeps its deadline
             else:
@@ -139,7 +175,7 @@ class MemoryBucket(Bucket):
     def keys(self, prefix: str = "") -> Iterator[str]:
         with self._lock:
             if self.namespace not in self.backend.timed:
-                snapshot = [k for k in self._d() if k.startswith(prefix)]
+                snapshot = self._sorted(self._d(), prefix)  # never changed in place
             else:
                 snapshot = [k for k, _ in self._live_items(prefix)]
         return iter(snapshot)
@@ -150,7 +186,7 @@ class MemoryBucket(Bucket):
                 return len(self._live_items(prefix))
             if not prefix:
                 return len(self._d())
-            return sum(1 for k in self._d() if k.startswith(prefix))
+            return len(self._sorted(self._d(), prefix))
 
     def contains(self, key: str) -> bool:
         return self.get(key) is not None
@@ -191,7 +227,9 @@ class MemoryBucket(Bucket):
     def clear(self, prefix: str = "") -> int:
         with self._lock:
             d, now = self._d(), self.backend.clock()
-            doomed = [k for k in d if k.startswith(prefix)]
+            doomed = self._sorted(d, prefix)
+            if doomed:
+                self._forget_order()
             return sum(1 for k in doomed if _live(d.pop(k), now) is not None)
 
     def write_batch(
@@ -211,6 +249,8 @@ class MemoryBucket(Bucket):
                     del d[key]
             for key in removes:
                 d.pop(key, None)
+            if clears or removes:
+                self._forget_order()  # a delete and an add could keep the count
             for key, value, deadline in sets:
                 d[key] = value if deadline is None else (value, deadline)
             if any(deadline is not None for _, _, deadline in sets):
@@ -222,6 +262,8 @@ class MemoryBucket(Bucket):
             expired = [k for k, e in d.items() if e.__class__ is tuple and e[1] <= now]
             for key in expired:
                 del d[key]
+            if expired:
+                self._forget_order()
             return len(expired)
 
 
@@ -241,25 +283,26 @@ class MemoryBackend(Backend):
         self.data: _Data = {}
         #: Namespaces that have held a key with a deadline: the others skip the checks.
         self.timed: set[str] = set()
+        self.order: _Order = {}
         # One lock per backend for its whole life (buckets hold on to it); a shared
         # store's lock is the one every store of that name uses.
         self.lock: threading.Lock
         if self.shared_name:
             with _shared_lock:
-                self.data, self.timed, self.lock = _shared.setdefault(
-                    self.shared_name, ({}, set(), threading.Lock())
+                self.data, self.timed, self.order, self.lock = _shared.setdefault(
+                    self.shared_name, ({}, set(), {}, threading.Lock())
                 )
         else:
             self.lock = threading.Lock()
 
     def open(self) -> None:
         if self.shared_name:
-            self.data, self.timed = _shared[self.shared_name][:2]
+            self.data, self.timed, self.order = _shared[self.shared_name][:3]
         else:
-            self.data, self.timed = {}, set()
+            self.data, self.timed, self.order = {}, set(), {}
 
     def close(self) -> None:
-        self.data, self.timed = {}, set()
+        self.data, self.timed, self.order = {}, set(), {}
 
     def bucket(self, namespace: str) -> MemoryBucket:
         return MemoryBucket(self, namespace)
@@ -267,11 +310,11 @@ class MemoryBackend(Backend):
     def namespaces(self) -> list[str]:
         with self.lock:
             now = self.clock()
-            return [
+            return sorted(
                 name
                 for name, d in self.data.items()
                 if any(_live(entry, now) is not None for entry in d.values())
-            ]
+            )
 
     def purge(self, namespace: str | None = None) -> dict[str, int]:
         names = [namespace] if namespace is not None else list(self.timed)

@@ -462,6 +462,12 @@ class StoreConformance(
         assert list(ns) == ["0", "c", "e"]
         ns.update({"b2": 0, "b1": 0})
         assert list(ns.scan_keys("b")) == ["b1", "b2"]
+        scope = ns.scope(g=1)
+        scope.update(dict.fromkeys(["c", "b"], 0))
+        with ns.batch(atomic=ns.store.backend.atomic_batches) as batch:
+            batch.delete(scope, "c")  # a delete and an add in one batch
+            batch.set(scope, "a", 0)
+        assert list(scope) == ["a", "b"]
         ns.clear()
         ns.update(dict.fromkeys(["z", "y"], 0))
         assert list(ns) == ["y", "z"]
