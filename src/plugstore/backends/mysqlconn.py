@@ -32,9 +32,9 @@ from pymysql.constants import FIELD_TYPE
 # PyMySQL's internals, untyped (its stubs describe the public API only).
 _c: Any = pymysql.connections
 
-#: Distinct column descriptions a connection keeps (plugstore's statements need a few
-#: dozen); past this the cache starts afresh.
-CACHE_SIZE = 256
+#: Distinct column descriptions a connection keeps (a table's statements need about 20,
+#: about 600 bytes each); past this the cache starts afresh.
+CACHE_SIZE = 64
 
 #: Whether this PyMySQL has the private pieces the cached parse relies on.
 SUPPORTED = all(
