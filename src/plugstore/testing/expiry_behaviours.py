@@ -328,10 +328,12 @@ class ExpiryBehaviours:
     def test_ttl_never_reads_above_the_ttl_just_set(
         self, clock_ns: Namespace, clock: FakeClock
     ) -> None:
-        """``set(k, v, ttl=t)`` then ``ttl(k) <= t``, with the store clock standing still
-        between the two: a deadline is never rounded later (to milliseconds, to decimal
-        text, or by the float sum ``now + t``) than ``t`` from the moment it was set."""
+        """``set(k, v, ttl=t)`` then ``ttl(k) <= t`` (namespaces and scopes, one key or a
+        batch), with the store clock standing still between the two: a deadline is never
+        rounded later (to milliseconds, to decimal text, or by the float sum ``now + t``)
+        than ``t`` from the moment it was set."""
         ns = clock_ns
+        scope = ns.scope(guild=7)
         rng = random.Random(18)
         ttls = [0.0015, 1.2345, 0.001, 0.0105, 0.5005, 2.9999, 90.5, 7200.123456, 86399.9995]
         ttls += [round(rng.uniform(0.001, 10), rng.randint(3, 7)) for _ in range(21)]
@@ -341,8 +343,12 @@ class ExpiryBehaviours:
             # Ahead of the real time, so that an entry lives for seconds on an engine that
             # expires by its own clock, with a sub-millisecond part that varies.
             clock.now = time.time() + 5 + rng.random()
-            ns.set(f"t{i % 7}", i, ttl=t)
-            left = ns.ttl(f"t{i % 7}")
+            where: Any = scope if i % 3 == 0 else ns
+            if i % 5 == 0:
+                where.set_many({f"t{i % 7}": i}, ttl=t)
+            else:
+                where.set(f"t{i % 7}", i, ttl=t)
+            left = where.ttl(f"t{i % 7}")
             assert left is not None
             if left > t:
                 over.append((t, left))
