@@ -121,3 +121,22 @@ def test_the_cache_stays_bounded(table: str) -> None:
             assert cur.fetchall() == ((i,),)
             assert cur.description[0][0] == str(i)
         assert 0 < len(conn._plugstore_fields) <= mysqlconn.CACHE_SIZE
+
+
+def test_a_pymysql_without_the_private_pieces_gets_its_plain_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Should a PyMySQL release drop what the cached parse overrides, the backend connects
+    with PyMySQL's own connection instead of failing."""
+    import importlib
+
+    monkeypatch.delattr(pymysql.connections.MySQLResult, "_get_descriptions")
+    try:
+        importlib.reload(mysqlconn)
+        assert not mysqlconn.SUPPORTED
+        assert mysqlconn.connect is pymysql.connect
+    finally:
+        monkeypatch.undo()
+        importlib.reload(mysqlconn)
+    assert mysqlconn.SUPPORTED
+    assert mysqlconn.connect is mysqlconn.Connection

@@ -15,10 +15,10 @@ The parse is a pure function of the packet bytes and the connection's encoding,
 is per connection and bounded (statements naming a value in a column, such as
 ``SELECT GET_LOCK('name', 5)``, make new descriptions).  Everything else is PyMySQL's
 own: it overrides :meth:`Connection._read_query_result` and
-:meth:`MySQLResult._get_descriptions`, private methods (as in PyMySQL 1.1 and 1.2).
-Should a PyMySQL release drop them, :data:`SUPPORTED` is false and the backend uses
-PyMySQL's plain connection (correct, only slower); ``tests/test_mysql_backend.py``
-checks that both parse every statement alike.
+:meth:`MySQLResult._get_descriptions`, private methods (as of PyMySQL 1.2).  Should a
+PyMySQL release drop them, :data:`SUPPORTED` is false and the backend uses PyMySQL's plain
+connection (correct, only slower); ``tests/test_mysqlconn.py`` checks that both read
+every kind of result alike.
 """
 
 from __future__ import annotations
@@ -52,7 +52,11 @@ SUPPORTED = all(
 )
 
 
-class _Result(_c.MySQLResult):  # type: ignore[misc]
+# Without MySQLResult (SUPPORTED is false) the class below is defined but never used.
+_ResultBase: Any = getattr(_c, "MySQLResult", object)
+
+
+class _Result(_ResultBase):  # type: ignore[misc]
     def _get_descriptions(self) -> None:
         """PyMySQL's own, but each description packet is parsed once per connection."""
         conn: Any = self.connection
