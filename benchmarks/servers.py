@@ -260,8 +260,8 @@ def w_mysql(s: Settings, tmp: Path) -> Result:
         [
             "raw: one PyMySQL connection, autocommit, table (k VARBINARY(255) PRIMARY KEY, "
             "value LONGBLOB), json.dumps(v).encode() / json.loads in the loop; loopback server",
-            "plugstore: a connection from SQLAlchemy's QueuePool per op, (namespace, key) "
-            "primary key, version column",
+            "plugstore: a pooled connection per op (column descriptions parsed once per "
+            "connection), (namespace, key) primary key, version and expires_at columns",
         ],
     )
 

@@ -8,6 +8,7 @@ loopback port, so the shared one is never disturbed.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -430,7 +431,7 @@ def test_deadlines_are_redis_own_pexpiretime(tmp_path: Path) -> None:
     with plugstore.open(f"{BASE}?prefix={prefix}", clock=clock) as store:
         ns = store.namespace("n")
         ns.set("k", 0, ttl=3600)
-        at = round((clock.now + 3600) * 1000)
+        at = math.floor((clock.now + 3600) * 1000)  # rounded down: never later
         assert client.pexpiretime(entry) == at
         assert client.zscore(deadlines, b"k") == at
         assert ns.ttl("k") == pytest.approx(3600, abs=0.001)
@@ -438,7 +439,7 @@ def test_deadlines_are_redis_own_pexpiretime(tmp_path: Path) -> None:
         assert ns.compute("k", lambda v: v + 1) == 2  # SET ... KEEPTTL
         assert client.pexpiretime(entry) == at
         ns.set("k", 3, ttl=60)
-        assert client.pexpiretime(entry) == round((clock.now + 60) * 1000)
+        assert client.pexpiretime(entry) == math.floor((clock.now + 60) * 1000)
         ns["k"] = 4  # a plain write: no TTL, no longer in :x
         assert client.pexpiretime(entry) == -1
         assert client.zscore(deadlines, b"k") is None

@@ -32,6 +32,7 @@ from .keys import (
     check_key,
     check_prefix,
     check_ttl,
+    deadline_after,
     remaining,
 )
 from .locks import DEFAULT_LEASE, DEFAULT_TIMEOUT, Lock
@@ -183,7 +184,7 @@ class Namespace(MutableMapping[str, Any]):
                 f"the {self._store.backend.name!r} backend cannot expire keys: write without "
                 "ttl, or use a backend that can (every built-in one does)"
             )
-        return self._clock() + ttl  # type: ignore[operator]
+        return deadline_after(self._clock(), ttl)  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Close this namespace; further use raises ``StoreNotOpenError``.
@@ -256,7 +257,7 @@ class Namespace(MutableMapping[str, Any]):
             self._b()  # raises StoreNotOpenError
         kind = type(ttl)
         if (kind is int or kind is float) and 0 < ttl <= MAX_TTL and self._expiry:
-            deadline = self._clock() + ttl  # _deadline(), inlined: this is a hot path
+            deadline = deadline_after(self._clock(), ttl)  # _deadline(), inlined: hot path
         else:
             deadline = self._deadline(ttl)  # raises, saying why
         fast = type(key) is str and 0 < len(key) <= _FAST_KEY_LEN and key.isascii()

@@ -15,8 +15,9 @@
   ``set_many`` is one ``MULTI``/``EXEC`` transaction of ``MSET`` and ``ZADD``;
   ``get_many`` is ``MGET``.
 * **Expiry** is Redis's own: an entry is written with ``SET ... PXAT <deadline>`` (the
-  deadline computed from the store clock), ``incr`` and compare-and-set keep it
-  (``INCRBY`` leaves a TTL alone, ``SET ... KEEPTTL``), a plain ``set`` drops it.  Redis
+  deadline computed from the store clock, rounded down to the millisecond), ``incr`` and
+  compare-and-set keep it (``INCRBY`` leaves a TTL alone, ``SET ... KEEPTTL``), a plain
+  ``set`` drops it.  Redis
   deletes an expired entry by *its* clock; the index members it leaves behind are
   removed by the scripts that count and list a namespace (those scored below the
   server's ``TIME`` in ``:x``) and by ``purge``.
@@ -43,6 +44,7 @@ URL path), ``connect_timeout`` (seconds, default 5), ``socket_timeout`` (default
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 from collections.abc import Callable, Iterator, Sequence
@@ -321,8 +323,13 @@ _SCRIPTS = {
 
 
 def _ms(deadline: float) -> int:
-    """A deadline in epoch seconds as Redis's PXAT milliseconds."""
-    return round(deadline * 1000)
+    """A deadline in epoch seconds as Redis's PXAT milliseconds, rounded down: read back
+    (``ms / 1000``) it is never later than ``deadline``, so ``ttl()`` never reads above
+    the ttl just set, and the entry leaves at most a millisecond early, never late."""
+    ms = math.floor(deadline * 1000)
+    if ms / 1000 > deadline:  # the product itself rounded up to the next integer
+        ms -= 1
+    return ms
 
 
 def glob_escape(text: str) -> str:

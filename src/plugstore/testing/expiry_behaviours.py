@@ -15,6 +15,7 @@ the real time, and "expired" ones are written with the fake clock set far in the
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -323,6 +324,35 @@ class ExpiryBehaviours:
         assert ns.ttl("int") == pytest.approx(7200, abs=0.01)
         with pytest.raises(InvalidKeyError):
             ns.ttl("")
+
+    def test_ttl_never_reads_above_the_ttl_just_set(
+        self, clock_ns: Namespace, clock: FakeClock
+    ) -> None:
+        """``set(k, v, ttl=t)`` then ``ttl(k) <= t`` (namespaces and scopes, one key or a
+        batch), with the store clock standing still between the two: a deadline is never
+        rounded later (to milliseconds, to decimal text, or by the float sum ``now + t``)
+        than ``t`` from the moment it was set."""
+        ns = clock_ns
+        scope = ns.scope(guild=7)
+        rng = random.Random(18)
+        ttls = [0.0015, 1.2345, 0.001, 0.0105, 0.5005, 2.9999, 90.5, 7200.123456, 86399.9995]
+        ttls += [round(rng.uniform(0.001, 10), rng.randint(3, 7)) for _ in range(21)]
+        over = []
+        for i in range(200):
+            t = ttls[i % len(ttls)]
+            # Ahead of the real time, so that an entry lives for seconds on an engine that
+            # expires by its own clock, with a sub-millisecond part that varies.
+            clock.now = time.time() + 5 + rng.random()
+            where: Any = scope if i % 3 == 0 else ns
+            if i % 5 == 0:
+                where.set_many({f"t{i % 7}": i}, ttl=t)
+            else:
+                where.set(f"t{i % 7}", i, ttl=t)
+            left = where.ttl(f"t{i % 7}")
+            assert left is not None
+            if left > t:
+                over.append((t, left))
+        assert not over, f"{len(over)} of 200 reads above the ttl set, e.g. {over[:3]}"
 
     def test_bad_ttl_is_refused_and_writes_nothing(self, store: Store) -> None:
         ns, scope = store.namespace(_NS), store.namespace(_NS).scope(guild=1)
