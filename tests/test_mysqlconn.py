@@ -140,3 +140,21 @@ def test_a_pymysql_without_the_private_pieces_gets_its_plain_connection(
         importlib.reload(mysqlconn)
     assert mysqlconn.SUPPORTED
     assert mysqlconn.connect is mysqlconn.Connection
+
+
+def test_an_unchecked_pymysql_release_gets_its_plain_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A release the cached parse was not checked against (it may keep the private names
+    but change what they do) connects with PyMySQL's own connection."""
+    import importlib
+
+    monkeypatch.setattr(pymysql, "VERSION", (9, 0, 0, "final"))
+    try:
+        importlib.reload(mysqlconn)
+        assert not mysqlconn.SUPPORTED
+        assert mysqlconn.connect is pymysql.connect
+    finally:
+        monkeypatch.undo()
+        importlib.reload(mysqlconn)
+    assert mysqlconn.SUPPORTED

@@ -15,9 +15,10 @@ The parse is a pure function of the packet bytes and the connection's encoding,
 is per connection and bounded (statements naming a value in a column, such as
 ``SELECT GET_LOCK('name', 5)``, make new descriptions).  Everything else is PyMySQL's
 own: it overrides :meth:`Connection._read_query_result` and
-:meth:`MySQLResult._get_descriptions`, private methods (as of PyMySQL 1.2).  Should a
-PyMySQL release drop them, :data:`SUPPORTED` is false and the backend uses PyMySQL's plain
-connection (correct, only slower); ``tests/test_mysqlconn.py`` checks that both read
+:meth:`MySQLResult._get_descriptions`, private methods (as of PyMySQL 1.2).  On a
+PyMySQL release not in :data:`CHECKED_RELEASES`, or one that drops them,
+:data:`SUPPORTED` is false and the backend uses PyMySQL's plain connection (correct,
+only slower); ``tests/test_mysqlconn.py`` checks that both read
 every kind of result alike.
 """
 
@@ -36,8 +37,14 @@ _c: Any = pymysql.connections
 #: about 600 bytes each); past this the cache starts afresh.
 CACHE_SIZE = 64
 
-#: Whether this PyMySQL has the private pieces the cached parse relies on.
-SUPPORTED = all(
+#: The PyMySQL releases whose private parse this module mirrors (read and tested).  A
+#: later release may keep the names but change what they do, so it gets the plain
+#: connection until it is checked and added here.
+CHECKED_RELEASES = ((1, 1), (1, 2))
+
+#: Whether this PyMySQL is a checked release with the private pieces the cached parse
+#: relies on.
+SUPPORTED = tuple(pymysql.VERSION[:2]) in CHECKED_RELEASES and all(
     hasattr(owner, name)
     for owner, name in (
         (_c, "MySQLResult"),
