@@ -15,6 +15,13 @@ same store.  How each engine holds it, and what frees it when the holder dies:
   an entry whose lease has run out is taken over.  Waiters queue in the entry and are
   served first come, first served.
 
+Within one process, the threads that want the same lock first queue at a *gate*: a
+fair (first come, first served) process-local mutex per store, namespace and key.  Only
+the thread at its head asks the engine, so at most one thread per process and key waits
+in the engine -- on PostgreSQL and MariaDB that is one connection, not one per waiting
+thread -- and a release inside the process goes to the thread that has waited longest.
+Time spent at the gate counts toward the lock's ``timeout``.
+
 Leases are measured on the wall clock of the machines involved.  A holder that keeps a
 lease-based lock past its lease may lose it to another process; :meth:`Lock.release`
 then raises :class:`~plugstore.errors.LockLostError`, so the overlap is never silent.
@@ -29,14 +36,18 @@ import os
 import random
 import secrets
 import socket
+import threading
 import time
+import weakref
 from abc import ABC, abstractmethod
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from . import forks
 from .errors import LockLostError, LockTimeoutError, StoreError
 
 if TYPE_CHECKING:
-    from .backend import Bucket
+    from .backend import Backend, Bucket
     from .namespace import Namespace
 
 #: The namespace holding lease entries of the generic lock.
@@ -303,6 +314,115 @@ def lease_info(raw: bytes) -> dict[str, Any]:
     return _fields(raw)
 
 
+class _Gate:
+    """A fair process-local mutex: ``release`` hands it to the thread that has waited
+    longest, which alone may take it.  Not owned by a thread: any thread may release it
+    (a :class:`Lock` may be released by another thread than the one that took it)."""
+
+    __slots__ = ("_held", "_mutex", "_queue", "users")
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._held = False  # while False, nobody queues: release hands over to the head
+        self._queue: deque[threading.Lock] = deque()
+        self.users = 0  # holder and waiters: the gate is dropped when none is left
+
+    def acquire(self, timeout: float | None) -> bool:
+        """Take the gate, waiting up to ``timeout`` seconds (``None``: forever)."""
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return True
+            if timeout == 0:
+                return False
+            turn = threading.Lock()
+            turn.acquire()
+            self._queue.append(turn)
+        try:
+            if turn.acquire(timeout=-1 if timeout is None else timeout):
+                return True  # handed over by release()
+        except BaseException:  # interrupted: leave the queue, or pass on what we got
+            if not self._leave(turn):
+                self.release()
+            raise
+        return not self._leave(turn)  # else handed over just as the wait ran out: ours
+
+    def _leave(self, turn: threading.Lock) -> bool:
+        """Take ``turn`` out of the queue; ``False`` if release() already handed it the gate."""
+        with self._mutex:
+            try:
+                self._queue.remove(turn)
+            except ValueError:
+                return False
+            return True
+
+    def release(self) -> None:
+        """Hand the gate to the longest waiter, or free it."""
+        with self._mutex:
+            if self._queue:
+                self._queue.popleft().release()
+            else:
+                self._held = False
+
+
+class _Gates:
+    """The gates of one backend object, by (namespace, key); a gate lives while used."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._gates: dict[tuple[str, str], _Gate] = {}
+
+    def enter(self, name: tuple[str, str], timeout: float | None) -> _Gate | None:
+        """Take the gate of ``name`` within ``timeout``; ``None`` if it stayed taken."""
+        with self._mutex:
+            gate = self._gates.get(name)
+            if gate is None:
+                gate = self._gates[name] = _Gate()
+            gate.users += 1
+        try:
+            if gate.acquire(timeout):
+                return gate
+        except BaseException:
+            self._drop(name, gate)
+            raise
+        self._drop(name, gate)
+        return None
+
+    def exit(self, name: tuple[str, str], gate: _Gate) -> None:
+        """Release a gate taken by :meth:`enter`."""
+        gate.release()
+        self._drop(name, gate)
+
+    def _drop(self, name: tuple[str, str], gate: _Gate) -> None:
+        with self._mutex:
+            gate.users -= 1
+            if gate.users == 0:
+                del self._gates[name]
+
+
+# The gates of every backend object in this process.  Replaced, lock included, in a
+# forked child before first use (checked before the lock is taken: a parent thread may
+# have held it at the fork): the parent's waiting threads do not exist in the child.
+_all_gates: weakref.WeakKeyDictionary[Backend, _Gates] = weakref.WeakKeyDictionary()
+_all_gates_lock = threading.Lock()
+_all_gates_generation = forks.generation
+
+
+def _gates_of(backend: Backend) -> _Gates:
+    global _all_gates, _all_gates_lock, _all_gates_generation
+    if _all_gates_generation != forks.generation:
+        with forks.child_lock:
+            if _all_gates_generation != forks.generation:
+                _all_gates = weakref.WeakKeyDictionary()
+                _all_gates_lock = threading.Lock()
+                _all_gates_generation = forks.generation
+    with _all_gates_lock:
+        gates = _all_gates.get(backend)
+        if gates is None:
+            gates = _all_gates[backend] = _Gates()
+        return gates
+
+
 class Lock:
     """An engine-held lock on one key of a namespace; see :meth:`Namespace.lock`.
 
@@ -322,6 +442,8 @@ class Lock:
         self.timeout = timeout
         self.lease = lease
         self._held: HeldLock | None = None
+        # The process-local gate taken before the engine lock, while held.
+        self._gate: tuple[_Gates, _Gate, int] | None = None
 
     @property
     def held(self) -> bool:
@@ -332,14 +454,40 @@ class Lock:
         """Take the lock, waiting up to ``timeout``; raise ``LockTimeoutError`` if not."""
         if self._held is not None:
             raise StoreError(f"this lock on {self.key!r} is already held (locks do not nest)")
-        held = self._ns._b().lock(self.key, self.timeout, self.lease)
+        started = time.monotonic()
+        bucket = self._ns._b()
+        # First the process-local gate, so that the other threads of this process that
+        # want this lock wait here, not in the engine (where each would hold a pooled
+        # connection on PostgreSQL and MariaDB), and are served in arrival order.
+        gates = _gates_of(bucket.backend)
+        name = (self._ns.name, self.key)
+        gate = gates.enter(name, self.timeout)
+        held: HeldLock | None = None
+        try:
+            if gate is not None:
+                left = self.timeout
+                if left is not None:
+                    left = max(0.0, left - (time.monotonic() - started))
+                held = bucket.lock(self.key, left, self.lease)
+        finally:
+            if held is None and gate is not None:
+                gates.exit(name, gate)
         if held is None:
             raise LockTimeoutError(
                 f"lock on {self.key!r} in namespace {self._ns.name!r} "
                 f"stayed taken for {self.timeout}s"
             )
+        assert gate is not None
         self._held = held
+        self._gate = (gates, gate, forks.generation)
         return self
+
+    def _leave_gate(self) -> None:
+        entered, self._gate = self._gate, None
+        # A forked child's copy of a lock has its own engine hold to release (or lose),
+        # but the gate belongs to the parent's threads: the child leaves it alone.
+        if entered is not None and entered[2] == forks.generation:
+            entered[0].exit((self._ns.name, self.key), entered[1])
 
     def renew(self, lease: float | None = None) -> None:
         """Extend the lease: the lock stays ours ``lease`` seconds (default: the lease
@@ -361,7 +509,11 @@ class Lock:
         held, self._held = self._held, None
         if held is None:
             raise StoreError(f"the lock on {self.key!r} is not held")
-        if not held.release():
+        try:
+            released = held.release()
+        finally:
+            self._leave_gate()
+        if not released:
             raise LockLostError(
                 f"the lock on {self.key!r} in namespace {self._ns.name!r} was lost "
                 f"before release (held past its {self.lease}s lease, or its connection "

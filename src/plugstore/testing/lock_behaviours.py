@@ -6,6 +6,7 @@ helpers these tests use.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any, ClassVar
@@ -124,6 +125,35 @@ class LockBehaviours:
             thread.join(60)
         assert errors == []
         assert order == list("abcd")  # first come, first served
+
+    def test_forked_child_takes_a_lock_its_parent_held_at_the_fork(
+        self, store: Store, ns: Namespace
+    ) -> None:
+        """The process-local queue in front of the engine lock is not inherited: a child
+        forked while its parent held the lock takes it once the parent releases it."""
+        self._need_multiprocess(store)
+        if not hasattr(os, "fork"):
+            pytest.skip("no fork on this platform")
+        lock = ns.lock("k", timeout=5).acquire()
+        readable, writable = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: wait for the parent's release, then take the lock
+            code = 1
+            try:
+                os.close(writable)
+                os.read(readable, 1)
+                with ns.lock("k", timeout=20):
+                    code = 0
+            finally:
+                os._exit(code)
+        os.close(readable)
+        lock.release()
+        os.write(writable, b"x")
+        os.close(writable)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        with ns.lock("k", timeout=5):
+            pass  # and the parent's queue still works
 
     @pytest.mark.slow
     def test_processes_locked_get_then_set_exact(self, store: Store, ns: Namespace) -> None:
