@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import pytest
 
 from plugstore import (
+    ConfigurationError,
     InvalidKeyError,
     LockLostError,
     LockTimeoutError,
@@ -27,6 +28,8 @@ from plugstore.locks import LOCKS_NAMESPACE
 
 from ._threads import race_threads
 
+NS = "conformance"  # the kit's namespace: the store fixture drops it after each test
+
 
 class LockBehaviours:
     """``ns.lock(key)`` excludes threads and processes, and a dead holder frees it."""
@@ -37,6 +40,7 @@ class LockBehaviours:
     # provided by StoreConformance
     _need_multiprocess: Any
     _children: Any
+    open_store: Any
 
     def test_lock_excludes_other_holders_and_times_out(self, store: Store, ns: Namespace) -> None:
         other_ns = store.namespace("conformance-other")
@@ -125,6 +129,54 @@ class LockBehaviours:
             thread.join(60)
         assert errors == []
         assert order == list("abcd")  # first come, first served
+
+    def test_lock_waiters_do_not_starve_the_holder(self, store: Store, store_url: str) -> None:
+        """Ten threads of one process take turns with one lock -- each takes it, reads,
+        writes and releases -- on a store with a small connection pool (where the
+        backend has one): waiting threads must not take the connections the holder
+        needs for its own reads and writes.  No timing is asserted; on an engine where
+        waiters starve the holder, its reads fail or the waiters time out."""
+        small = self._open_small_pool(store_url)
+        try:
+            ns = small.namespace(NS)
+            threads, rounds = 10, 3
+            taken = [0] * threads
+            errors: list[BaseException] = []
+            barrier = threading.Barrier(threads)
+
+            def work(index: int) -> None:
+                try:
+                    barrier.wait()
+                    for _ in range(rounds):
+                        with ns.lock("turns", timeout=60):
+                            taken[index] += 1
+                            value = ns.get("count", 0)
+                            time.sleep(0.01)  # the others pile up behind the holder
+                            ns["count"] = value + 1
+                except BaseException as exc:  # reported below
+                    errors.append(exc)
+
+            pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+            for thread in pool:
+                thread.start()
+            for thread in pool:
+                thread.join()
+            assert errors == [], errors[:3]
+            assert taken == [rounds] * threads  # every thread got its turns
+            assert ns["count"] == threads * rounds
+        finally:
+            small.close()
+
+    def _open_small_pool(self, store_url: str) -> Store:
+        """The store under test with a 2-connection pool if the backend takes a
+        ``pool_max`` option (fewer connections than the threads that use them)."""
+        try:
+            small: Store = self.open_store(store_url, pool_max=2)
+        except ConfigurationError as exc:
+            if "pool_max" not in str(exc):
+                raise
+            small = self.open_store(store_url)
+        return small
 
     def test_forked_child_takes_a_lock_its_parent_held_at_the_fork(
         self, store: Store, ns: Namespace
