@@ -1452,8 +1452,7 @@ def holder_writes(ns: plugstore.Namespace, writes: int, waiters: int) -> tuple[f
     for t in threads:
         t.start()
     started.wait()
-    if waiters:
-        time.sleep(0.2)  # they are waiting for the lock now
+    time.sleep(0.2)  # the waiters are waiting for the lock now (alone: the same pause)
 
     def loop() -> None:
         try:
