@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import secrets
@@ -316,53 +317,79 @@ def lease_info(raw: bytes) -> dict[str, Any]:
 
 class _Gate:
     """A fair process-local mutex: ``release`` hands it to the thread that has waited
-    longest, which alone may take it.  Not owned by a thread: any thread may release it
-    (a :class:`Lock` may be released by another thread than the one that took it)."""
+    longest, which alone may take it.  Owned by a token, not a thread: any thread may
+    release it (a :class:`Lock` may be released by another thread than the one that
+    took it).
 
-    __slots__ = ("_held", "_mutex", "_queue", "users")
+    Its owner may set the end of its lease (:meth:`hold_until`): past it the engine
+    lets a waiter take the lock over, so the gate lets the longest waiter through too,
+    and the late owner's release then leaves the gate alone.
+    """
+
+    __slots__ = ("_cond", "_owner", "_queue", "_until", "users")
 
     def __init__(self) -> None:
-        self._mutex = threading.Lock()
-        self._held = False  # while False, nobody queues: release hands over to the head
-        self._queue: deque[threading.Lock] = deque()
-        self.users = 0  # holder and waiters: the gate is dropped when none is left
+        self._cond = threading.Condition(threading.Lock())
+        self._owner: object | None = None
+        self._until: float | None = None  # the owner's lease end (monotonic); None: none
+        self._queue: deque[object] = deque()  # empty whenever there is no owner
+        self.users = 0  # owner and waiters: the gate is dropped when none is left
 
-    def acquire(self, timeout: float | None) -> bool:
-        """Take the gate, waiting up to ``timeout`` seconds (``None``: forever)."""
-        with self._mutex:
-            if not self._held:
-                self._held = True
+    def _lapsed(self, now: float) -> bool:
+        return self._until is not None and now >= self._until
+
+    def acquire(self, token: object, timeout: float | None) -> bool:
+        """Take the gate for ``token``, waiting up to ``timeout`` seconds (``None``:
+        forever); ``False`` if it stayed taken."""
+        with self._cond:
+            now = time.monotonic()
+            if self._owner is None or (not self._queue and self._lapsed(now)):
+                self._owner, self._until = token, None
                 return True
             if timeout == 0:
                 return False
-            turn = threading.Lock()
-            turn.acquire()
-            self._queue.append(turn)
-        try:
-            if turn.acquire(timeout=-1 if timeout is None else timeout):
-                return True  # handed over by release()
-        except BaseException:  # interrupted: leave the queue, or pass on what we got
-            if not self._leave(turn):
-                self.release()
-            raise
-        return not self._leave(turn)  # else handed over just as the wait ran out: ours
-
-    def _leave(self, turn: threading.Lock) -> bool:
-        """Take ``turn`` out of the queue; ``False`` if release() already handed it the gate."""
-        with self._mutex:
+            deadline = None if timeout is None else now + timeout
+            self._queue.append(token)
             try:
-                self._queue.remove(turn)
-            except ValueError:
-                return False
+                while self._owner is not token:  # release() hands over to the head
+                    if self._queue[0] is token and self._lapsed(now):
+                        self._queue.popleft()  # the owner's lease ran out: take over
+                        self._owner, self._until = token, None
+                        break
+                    if deadline is not None and now >= deadline:
+                        self._queue.remove(token)
+                        return False
+                    wait = None if deadline is None else deadline - now
+                    if self._queue[0] is token and self._until is not None:
+                        wait = min(wait or math.inf, self._until - now)
+                    self._cond.wait(wait)
+                    now = time.monotonic()
+            except BaseException:  # interrupted: leave the queue, or pass on what we got
+                if self._owner is token:
+                    self._release(token)
+                else:
+                    self._queue.remove(token)
+                raise
             return True
 
-    def release(self) -> None:
-        """Hand the gate to the longest waiter, or free it."""
-        with self._mutex:
-            if self._queue:
-                self._queue.popleft().release()
-            else:
-                self._held = False
+    def hold_until(self, token: object, until: float | None) -> None:
+        """The owner's lease ends at ``until`` (``time.monotonic()``; ``None``: never)."""
+        with self._cond:
+            if self._owner is token:
+                self._until = until
+                self._cond.notify_all()  # the head waiter recomputes its wait
+
+    def release(self, token: object) -> None:
+        """Hand the gate to the longest waiter, or free it (no-op if taken over)."""
+        with self._cond:
+            self._release(token)
+
+    def _release(self, token: object) -> None:
+        if self._owner is not token:
+            return  # taken over after our lease ran out: the gate is someone else's
+        self._owner = self._queue.popleft() if self._queue else None
+        self._until = None
+        self._cond.notify_all()
 
 
 class _Gates:
@@ -372,15 +399,16 @@ class _Gates:
         self._mutex = threading.Lock()
         self._gates: dict[tuple[str, str], _Gate] = {}
 
-    def enter(self, name: tuple[str, str], timeout: float | None) -> _Gate | None:
-        """Take the gate of ``name`` within ``timeout``; ``None`` if it stayed taken."""
+    def enter(self, name: tuple[str, str], token: object, timeout: float | None) -> _Gate | None:
+        """Take the gate of ``name`` for ``token`` within ``timeout``; ``None`` if it
+        stayed taken."""
         with self._mutex:
             gate = self._gates.get(name)
             if gate is None:
                 gate = self._gates[name] = _Gate()
             gate.users += 1
         try:
-            if gate.acquire(timeout):
+            if gate.acquire(token, timeout):
                 return gate
         except BaseException:
             self._drop(name, gate)
@@ -388,9 +416,9 @@ class _Gates:
         self._drop(name, gate)
         return None
 
-    def exit(self, name: tuple[str, str], gate: _Gate) -> None:
+    def exit(self, name: tuple[str, str], gate: _Gate, token: object) -> None:
         """Release a gate taken by :meth:`enter`."""
-        gate.release()
+        gate.release(token)
         self._drop(name, gate)
 
     def _drop(self, name: tuple[str, str], gate: _Gate) -> None:
@@ -442,8 +470,10 @@ class Lock:
         self.timeout = timeout
         self.lease = lease
         self._held: HeldLock | None = None
-        # The process-local gate taken before the engine lock, while held.
-        self._gate: tuple[_Gates, _Gate, int] | None = None
+        # The process-local gate taken before the engine lock, while held: its table,
+        # itself, our token and the fork generation it belongs to.
+        self._gate: tuple[_Gates, _Gate, object, int] | None = None
+        self._lease_based = False  # whether the engine hold ends with its lease
 
     @property
     def held(self) -> bool:
@@ -459,9 +489,11 @@ class Lock:
         # First the process-local gate, so that the other threads of this process that
         # want this lock wait here, not in the engine (where each would hold a pooled
         # connection on PostgreSQL and MariaDB), and are served in arrival order.
-        gates = _gates_of(bucket.backend)
+        backend = bucket.backend
+        gates = _gates_of(backend)
         name = (self._ns.name, self.key)
-        gate = gates.enter(name, self.timeout)
+        token = object()
+        gate = gates.enter(name, token, self.timeout)
         held: HeldLock | None = None
         try:
             if gate is not None:
@@ -471,23 +503,27 @@ class Lock:
                 held = bucket.lock(self.key, left, self.lease)
         finally:
             if held is None and gate is not None:
-                gates.exit(name, gate)
+                gates.exit(name, gate, token)
         if held is None:
             raise LockTimeoutError(
                 f"lock on {self.key!r} in namespace {self._ns.name!r} "
                 f"stayed taken for {self.timeout}s"
             )
         assert gate is not None
+        self._lease_based = backend.lease_locks
+        if self._lease_based:  # past its lease, the engine lets a waiter take over
+            gate.hold_until(token, time.monotonic() + self.lease)
         self._held = held
-        self._gate = (gates, gate, forks.generation)
+        self._gate = (gates, gate, token, forks.generation)
         return self
 
     def _leave_gate(self) -> None:
         entered, self._gate = self._gate, None
         # A forked child's copy of a lock has its own engine hold to release (or lose),
         # but the gate belongs to the parent's threads: the child leaves it alone.
-        if entered is not None and entered[2] == forks.generation:
-            entered[0].exit((self._ns.name, self.key), entered[1])
+        if entered is not None and entered[3] == forks.generation:
+            gates, gate, token, _ = entered
+            gates.exit((self._ns.name, self.key), gate, token)
 
     def renew(self, lease: float | None = None) -> None:
         """Extend the lease: the lock stays ours ``lease`` seconds (default: the lease
@@ -498,7 +534,11 @@ class Lock:
         seconds = self.lease if lease is None else lease
         if not seconds > 0:
             raise ValueError("lease must be > 0 seconds")
-        if not self._held.renew(seconds):
+        renewed_at = time.monotonic()
+        if self._held.renew(seconds):
+            if self._gate is not None and self._lease_based:
+                self._gate[1].hold_until(self._gate[2], renewed_at + seconds)
+        else:
             raise LockLostError(
                 f"the lock on {self.key!r} in namespace {self._ns.name!r} was lost "
                 "before it could be renewed: another holder may have run at the same time"

@@ -104,6 +104,24 @@ class LockBehaviours:
         with pytest.raises(LockLostError):
             first.release()
 
+    def test_a_lapsed_holder_releasing_late_frees_nothing(
+        self, store: Store, ns: Namespace
+    ) -> None:
+        """A holder of this process whose lease ran out is taken over, here too (the
+        queue in the process does not wait for it longer than the engine does), and its
+        late release leaves the new holder's lock held."""
+        if not store.backend.lease_locks:
+            pytest.skip(f"{store.backend.name} locks end with the session, not a lease")
+        first = ns.lock("k", lease=0.3).acquire()
+        second = ns.lock("k", timeout=10).acquire()  # waits out the lease, then takes over
+        with pytest.raises(LockLostError):
+            first.release()
+        with pytest.raises(LockTimeoutError):
+            ns.lock("k", timeout=0).acquire()  # still the second holder's
+        second.release()
+        with ns.lock("k", timeout=0):
+            pass
+
     def test_lock_serves_waiting_threads_in_arrival_order(self, ns: Namespace) -> None:
         """First come, first served among the threads of a process, on every engine:
         they queue in the process before the engine (and on the lease engines the entry's
