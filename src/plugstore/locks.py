@@ -357,7 +357,7 @@ class _Gate:
                         self._owner, self._until = token, None
                         break
                     if deadline is not None and now >= deadline:
-                        self._queue.remove(token)
+                        self._leave(token)
                         return False
                     wait = None if deadline is None else deadline - now
                     if self._queue[0] is token and self._until is not None:
@@ -368,9 +368,15 @@ class _Gate:
                 if self._owner is token:
                     self._release(token)
                 else:
-                    self._queue.remove(token)
+                    self._leave(token)
                 raise
             return True
+
+    def _leave(self, token: object) -> None:
+        head = self._queue[0] is token
+        self._queue.remove(token)
+        if head:
+            self._cond.notify_all()  # the new head may have a lapsed owner to pass
 
     def hold_until(self, token: object, until: float | None) -> None:
         """The owner's lease ends at ``until`` (``time.monotonic()``; ``None``: never)."""
