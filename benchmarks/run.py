@@ -84,6 +84,7 @@ WORKLOADS = (
     "locks",
     "expiry",
     "tree",
+    "lockwait",
 )
 # --------------------------------------------------------------------- sqlite and peers
 
@@ -1418,6 +1419,119 @@ def w_locks(s: Settings, tmp: Path) -> Result:
     return res
 
 
+# ------------------------------------------------------------ a lock holder with waiters
+
+WAITED = "holder, 9 waiters"
+ALONE = "holder alone"
+LOCK_WAITERS = 9
+#: Writes the holder makes while it holds the lock: enough for a phase to outlast a
+#: scheduler's hiccup, few enough for the slower engines (the DynamoDB emulator).
+HOLDER_WRITES = 1000
+HOLDER_WRITES_SLOW = {"postgresql": 300, "mysql": 300, "dynamodb": 50}
+
+
+def holder_writes(ns: plugstore.Namespace, writes: int, waiters: int) -> tuple[float, list[str]]:
+    """Take ``ns.lock``, let ``waiters`` threads of this process queue for it, then time
+    ``writes`` writes of the holder -> (seconds, error names of holder and waiters).
+
+    The waiters use the default timeout; each takes the lock in turn after the holder
+    releases it and writes once.  A holder's write that fails ends its loop (the time
+    until then is kept, the error named)."""
+    errors: list[str] = []
+    lock = ns.lock("turn").acquire()
+    started = threading.Barrier(waiters + 1)
+
+    def wait() -> None:
+        started.wait()
+        try:
+            with ns.lock("turn"):
+                ns["after"] = 1
+        except Exception as exc:  # a waiter that timed out (or starved) is counted
+            errors.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=wait) for _ in range(waiters)]
+    for t in threads:
+        t.start()
+    started.wait()
+    time.sleep(0.2)  # the waiters are waiting for the lock now (alone: the same pause)
+
+    def loop() -> None:
+        try:
+            for i in range(writes):
+                ns["v"] = i
+        except Exception as exc:  # e.g. no pooled connection left for the holder
+            errors.append(f"holder: {type(exc).__name__}")
+
+    secs, _ = timed(loop)
+    lock.release()
+    for t in threads:
+        t.join()
+    return secs, errors
+
+
+def w_lockwait(s: Settings, tmp: Path) -> Result:
+    key = "lockwait"
+    title = (
+        f"15. a lock holder's writes while {LOCK_WAITERS} threads of its process wait for "
+        "its lock, vs while none waits (default pool sizes)"
+    )
+    try:
+        server, endpoint = _local_dynamodb()
+    except ImportError:
+        server, endpoint = None, None
+    tag = uuid.uuid4().hex[:8]
+    d = Path(tempfile.mkdtemp(dir=tmp))
+    rows: list[Row] = []
+    notes: list[str] = []
+    backends: list[str] = []
+    try:
+        targets, skipped = lock_targets(tmp, tag, endpoint)
+        plain = [("memory", "memory://"), ("shelf", f"shelf:///{d / 'shelf'}")]
+        urls = [*plain, *((t.backend, t.url) for t in targets)]
+        for backend, url in urls:
+            writes = min(s.n, HOLDER_WRITES_SLOW.get(backend, HOLDER_WRITES))
+            here = {kind: Row(kind, backend, writes) for kind in (WAITED, ALONE)}
+            errors: dict[str, list[str]] = {WAITED: [], ALONE: []}
+            with plugstore.open(url) as store:
+                ns = store.namespace("bench")
+                holder_writes(ns, 10, LOCK_WAITERS)  # warm-up: connections, lease entries
+                for r in range(s.repeat):
+                    kinds = [WAITED, ALONE] if r % 2 == 0 else [ALONE, WAITED]
+                    for kind in kinds:
+                        waiters = LOCK_WAITERS if kind == WAITED else 0
+                        secs, errs = holder_writes(ns, writes, waiters)
+                        here[kind].seconds.append(secs)
+                        errors[kind] += errs
+            for kind, row in here.items():
+                row.extra["errors"] = errors[kind]
+            rows += here.values()
+            backends.append(backend)
+        for target in targets:
+            notes.append(f"cleanup {target.backend}: {target.cleanup()}")
+    finally:
+        if server is not None:
+            server.shutdown()
+        shutil.rmtree(d, ignore_errors=True)
+    res = Result(key, title, WAITED, rows)
+    for backend in backends:
+        res.ratio_bar(ALONE, backend, 0.8)
+        errs = res.row(WAITED, backend).extra["errors"]
+        measured = f"{len(errs)} errors"
+        res.bars.append(Bar(f"no waiter or holder fails ({backend})", measured, not errs))
+        if errs:
+            notes.append(f"errors on {backend}: {', '.join(sorted(set(errs)))}")
+    res.notes += [
+        f"{WAITED}: the holder's writes of one key (ops) while {LOCK_WAITERS} threads wait "
+        "for its lock (default timeout, default pool sizes); "
+        f"{ALONE}: the same writes with no waiter; ops/s = the holder's writes per second",
+        "waiters queue at the process's gate; on postgresql and mysql the one at its head "
+        "waits in the engine on a lock session of its own, never a statement connection",
+        *skipped,
+        *notes,
+    ]
+    return res
+
+
 def w_expiry(s: Settings, tmp: Path) -> Result:
     key = "expiry"
     title = f"13. expiry: {EXPIRY_TTL} / ns[k] of those keys vs {EXPIRY_PLAIN} / ns[k]"
@@ -1703,6 +1817,7 @@ RUNNERS: dict[str, Callable[[Settings, Path], Result]] = {
     "locks": w_locks,
     "expiry": w_expiry,
     "tree": w_tree,
+    "lockwait": w_lockwait,
 }
 
 

@@ -73,6 +73,7 @@ def test_prints_header_and_every_workload(tiny_run: tuple[str, dict[str, Any]]) 
     assert "== 12. locked get-then-set increments, 4 processes x 10 on one key" in stdout
     assert "== 13. expiry: ns.set(k, v, ttl=3600)" in stdout
     assert "== 14. subtree read" in stdout
+    assert "== 15. a lock holder's writes while 9 threads of its process wait" in stdout
     assert "== summary of bars" in stdout
     assert "bars pass" in stdout
 
@@ -98,6 +99,7 @@ def test_json_has_medians_and_exact_lost_update_counts(
         "locks",
         "expiry",
         "tree",
+        "lockwait",
     }
     assert doc["settings"]["lock_n"] == 10
     for workload in doc["workloads"]:
@@ -105,6 +107,8 @@ def test_json_has_medians_and_exact_lost_update_counts(
         for row in workload["rows"]:
             # The DynamoDB emulator is slow: one run of each lock kind there.
             runs = 1 if (workload["key"], row["op"]) == ("locks", "dynamodb") else 3
+            if workload["key"] == "lockwait":
+                assert row["extra"]["errors"] == [], row  # no holder or waiter failed
             assert len(row["seconds"]) == runs
             assert row["median"] > 0
     race = next(w for w in doc["workloads"] if w["key"] == "race")
@@ -285,3 +289,27 @@ def test_bad_flags_are_refused(tmp_path: Path, args: list[str], message: str) ->
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "== " not in proc.stdout  # nothing was measured
+
+
+@pytest.mark.slow
+def test_lockwait_times_the_holder_alone_and_waited_on_every_backend(
+    tiny_run: tuple[str, dict[str, Any]],
+) -> None:
+    _, doc = tiny_run
+    lockwait = next(w for w in doc["workloads"] if w["key"] == "lockwait")
+    backends = {r["op"] for r in lockwait["rows"]}
+    assert {"memory", "shelf", "sqlite"} <= backends
+    skipped = {n.split()[2].rstrip(":") for n in lockwait["notes"] if n.startswith("skipped on ")}
+    assert backends | skipped == {
+        "memory",
+        "shelf",
+        "sqlite",
+        "postgresql",
+        "mysql",
+        "redis",
+        "dynamodb",
+    }
+    labels = [bar["label"] for bar in lockwait["bars"]]
+    for backend in backends:
+        assert f"holder, 9 waiters >= 0.8x holder alone ({backend})" in labels
+        assert f"no waiter or holder fails ({backend})" in labels

@@ -1,7 +1,9 @@
-"""The small connection pool the MariaDB backend uses (backends/connpool.py)."""
+"""The small connection pool of the MariaDB backend, and of both SQL backends' lock
+sessions (backends/connpool.py)."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Any
@@ -123,3 +125,13 @@ def test_a_waiter_gets_a_new_connection_when_one_is_discarded() -> None:
     assert time.monotonic() - started < 4
     assert fresh is not held
     assert held.closed
+
+
+def test_acquire_waits_as_long_as_it_is_told() -> None:
+    pool = ConnectionPool(Conn, 1, 30)
+    held = pool.acquire()
+    with pytest.raises(PoolExhausted, match="all 1 connections") as err:
+        pool.acquire(0)  # at once, not the pool's 30 s
+    assert (err.value.size, err.value.waited) == (1, 0)
+    threading.Timer(0.2, pool.release, args=(held,)).start()
+    assert pool.acquire(math.inf) is held  # no deadline: until one comes back

@@ -26,6 +26,7 @@ from plugstore.errors import (
     BackendUnavailableError,
     ConfigurationError,
     NotAnIntegerError,
+    PoolExhaustedError,
     ValueTooLargeError,
 )
 from plugstore.testing import StoreConformance
@@ -317,16 +318,70 @@ def test_copy_onto_itself_is_refused_however_spelled(tmp_path: Path) -> None:
 
 
 def test_a_busy_pool_says_so(tmp_path: Path) -> None:
+    """An exhausted pool is reported as such -- its size and the option that raises it
+    -- not as a server that is unavailable, and at once after the pool's wait (reads,
+    which retry a lost connection, do not retry this)."""
     url = f"{BASE}?table={table_for(tmp_path)}&pool_max=1&connect_timeout=1"
     with plugstore.open(url) as store:
+        ns = store.namespace("n")
         pool = store.backend._current_pool()  # type: ignore[attr-defined]
         held = pool.acquire()
         try:
-            with pytest.raises(BackendUnavailableError, match=r"busy.*pool_max"):
-                store.namespace("n").incr("c")
+            for op in (lambda: ns.incr("c"), lambda: ns.get("c")):
+                started = time.monotonic()
+                with pytest.raises(PoolExhaustedError) as err:
+                    op()
+                assert time.monotonic() - started < 10  # not retried for retry_timeout
+                message = str(err.value)
+                assert "pool" in message
+                assert "all 1 connections" in message
+                assert "pool_max" in message
+                assert "unavailable" not in message
+                assert isinstance(err.value, BackendUnavailableError)  # what callers caught
         finally:
             pool.release(held)
-        assert store.namespace("n").incr("c") == 1
+        assert ns.incr("c") == 1
+
+
+def test_locks_never_take_the_connections_statements_use(tmp_path: Path) -> None:
+    """With a one-connection pool, a lock holder still reads and writes while another
+    thread waits for the same lock: lock sessions live in a pool of their own."""
+    url = f"{BASE}?table={table_for(tmp_path)}&pool_max=1&connect_timeout=1"
+    with plugstore.open(url) as store:
+        ns = store.namespace("n")
+        errors: list[BaseException] = []
+
+        def wait_for(key: str) -> None:
+            try:
+                with ns.lock(key, timeout=30):
+                    ns.incr("waited")
+            except BaseException as exc:
+                errors.append(exc)
+
+        with ns.lock("a", timeout=5), ns.lock("b", timeout=5):
+            waiter = threading.Thread(target=wait_for, args=("a",))
+            waiter.start()
+            time.sleep(0.3)  # queued behind us
+            ns["k"] = 1  # the statement pool's one connection is free for the holder
+            assert ns["k"] == 1
+        waiter.join(30)
+        assert errors == []
+        assert ns["waited"] == 1
+
+
+def test_an_exhausted_lock_pool_says_so(tmp_path: Path) -> None:
+    url = f"{BASE}?table={table_for(tmp_path)}&lock_pool_max=2"
+    with plugstore.open(url) as store:
+        ns = store.namespace("n")
+        with ns.lock("a", timeout=5), ns.lock("b", timeout=5):
+            for timeout in (0, 0.3):
+                with pytest.raises(PoolExhaustedError) as err:
+                    ns.lock("c", timeout=timeout).acquire()  # both lock sessions are ours
+                assert "all 2 lock sessions" in str(err.value)
+                assert "lock_pool_max" in str(err.value)
+            ns["k"] = 1  # statements have connections of their own
+        with ns.lock("c", timeout=5):
+            pass  # sessions are given back on release
 
 
 def _port_open() -> bool:

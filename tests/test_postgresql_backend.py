@@ -7,6 +7,7 @@ table of its own, so parallel or repeated runs never collide.
 from __future__ import annotations
 
 import re
+import threading
 import time
 import uuid
 import zlib
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 import plugstore
-from plugstore.errors import BackendUnavailableError, ConfigurationError
+from plugstore.errors import BackendUnavailableError, ConfigurationError, PoolExhaustedError
 from plugstore.testing import StoreConformance
 from plugstore.testing._threads import race_threads
 from servers import assert_down_server_fails_fast, require_server
@@ -143,6 +144,81 @@ def test_forked_child_never_touches_the_parents_connections(tmp_path: Path) -> N
             ns.incr(f"after-{i}")  # never retried: a broken connection would raise here)
         assert ns["child"] == 1
         assert len(ns) == 22
+
+
+def test_a_busy_pool_says_so(tmp_path: Path) -> None:
+    """An exhausted pool is reported as such -- its size and the option that raises it
+    -- not as a server that is unavailable, and at once after the pool's wait (reads,
+    which retry a lost connection for retry_timeout, do not retry this)."""
+    url = f"{BASE}?schema={SCHEMA}&table={table_for(tmp_path)}&pool_max=2&connect_timeout=1"
+    with plugstore.open(url) as store:
+        ns = store.namespace("n")
+        pool = store.backend._current_pool()  # type: ignore[attr-defined]
+        held = [pool.getconn(), pool.getconn()]
+        try:
+            for op in (lambda: ns.incr("c"), lambda: ns.get("c")):
+                started = time.monotonic()
+                with pytest.raises(BackendUnavailableError) as err:
+                    op()
+                assert time.monotonic() - started < 10  # not retried for retry_timeout
+                message = str(err.value)
+                assert isinstance(err.value, PoolExhaustedError), message
+                assert "pool" in message
+                assert "all 2 connections" in message
+                assert "pool_max" in message
+                assert "unavailable" not in message
+                assert isinstance(err.value, BackendUnavailableError)  # what callers caught
+        finally:
+            for conn in held:
+                pool.putconn(conn)
+        assert ns.incr("c") == 1
+
+
+def test_a_down_server_is_not_reported_as_an_exhausted_pool() -> None:
+    with pytest.raises(BackendUnavailableError) as err:
+        plugstore.open("postgresql://bob@127.0.0.1:1/test?connect_timeout=1&pool_max=1")
+    assert not isinstance(err.value, PoolExhaustedError)
+
+
+def test_locks_never_take_the_connections_statements_use(tmp_path: Path) -> None:
+    """With a one-connection pool, a lock holder still reads and writes while another
+    thread waits for the same lock: lock sessions live in a pool of their own."""
+    url = f"{BASE}?schema={SCHEMA}&table={table_for(tmp_path)}&pool_max=1&connect_timeout=1"
+    with plugstore.open(url) as store:
+        ns = store.namespace("n")
+        errors: list[BaseException] = []
+
+        def wait_for(key: str) -> None:
+            try:
+                with ns.lock(key, timeout=30):
+                    ns.incr("waited")
+            except BaseException as exc:
+                errors.append(exc)
+
+        with ns.lock("a", timeout=5), ns.lock("b", timeout=5):
+            waiter = threading.Thread(target=wait_for, args=("a",))
+            waiter.start()
+            time.sleep(0.3)  # queued behind us
+            ns["k"] = 1  # the statement pool's one connection is free for the holder
+            assert ns["k"] == 1
+        waiter.join(30)
+        assert errors == []
+        assert ns["waited"] == 1
+
+
+def test_an_exhausted_lock_pool_says_so(tmp_path: Path) -> None:
+    url = f"{BASE}?schema={SCHEMA}&table={table_for(tmp_path)}&lock_pool_max=2"
+    with plugstore.open(url) as store:
+        ns = store.namespace("n")
+        with ns.lock("a", timeout=5), ns.lock("b", timeout=5):
+            for timeout in (0, 0.3):
+                with pytest.raises(PoolExhaustedError) as err:
+                    ns.lock("c", timeout=timeout).acquire()  # both lock sessions are ours
+                assert "all 2 lock sessions" in str(err.value)
+                assert "lock_pool_max" in str(err.value)
+            ns["k"] = 1  # statements have connections of their own
+        with ns.lock("c", timeout=5):
+            pass  # sessions are given back on release
 
 
 def test_connections_the_server_closed_while_idle_are_replaced(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ import pytest
 
 import plugstore
 from plugstore.backends.redis import glob_escape
-from plugstore.errors import BackendUnavailableError, ConfigurationError
+from plugstore.errors import BackendUnavailableError, ConfigurationError, PoolExhaustedError
 from plugstore.testing import StoreConformance
 from servers import IN_CI, assert_down_server_fails_fast, require_server
 
@@ -195,6 +195,28 @@ def test_incr_is_exact_past_double_precision(tmp_path: Path) -> None:
 
 
 # -- connections, failures ---------------------------------------------------------------
+
+
+def test_a_busy_pool_says_so(tmp_path: Path) -> None:
+    """Every pooled connection held by other threads is reported as an exhausted pool --
+    its size and the option -- not as a server that is unavailable, and not retried."""
+    url = f"{BASE}?prefix={prefix_for(tmp_path)}&pool_max=1&connect_timeout=1"
+    with plugstore.open(url) as store:
+        ns = store.namespace("n")
+        pool = store.backend._pool  # type: ignore[attr-defined]
+        held = pool.get_connection()
+        try:
+            started = time.monotonic()
+            with pytest.raises(BackendUnavailableError) as err:
+                ns["k"] = 1  # retried after a lost connection, but not after this
+            assert time.monotonic() - started < 10
+            assert isinstance(err.value, PoolExhaustedError), err.value
+            assert "all 1 connections" in str(err.value)
+            assert "pool_max" in str(err.value)
+        finally:
+            pool.release(held)
+        ns["k"] = 1
+        assert ns["k"] == 1
 
 
 def test_server_down_at_start_fails_fast_and_clearly() -> None:

@@ -104,6 +104,16 @@ class StoreDamagedError(BackendUnavailableError):
     backup, or save what is still readable (``plugstore dump``) and repair the rest."""
 
 
+class PoolExhaustedError(BackendUnavailableError):
+    """Every connection of a client-side pool stayed in use for the whole wait.
+
+    The engine itself may be fine: this process asked for more connections at once than
+    its pool holds.  The message names the pool, its size and the option that raises
+    it.  A :class:`BackendUnavailableError`, as pool exhaustion was reported before it
+    had its own class.
+    """
+
+
 class ExpiryNotSupportedError(StoreError, NotImplementedError):
     """A ``ttl`` was given, but the store's backend cannot expire keys.
 
@@ -137,6 +147,7 @@ __all__ = [
     "LockTimeoutError",
     "MissingDependencyError",
     "NotAnIntegerError",
+    "PoolExhaustedError",
     "StoreAlreadyOpenError",
     "StoreDamagedError",
     "StoreError",

@@ -15,6 +15,13 @@ same store.  How each engine holds it, and what frees it when the holder dies:
   an entry whose lease has run out is taken over.  Waiters queue in the entry and are
   served first come, first served.
 
+Within one process, the threads that want the same lock first queue at a *gate*: a
+fair (first come, first served) process-local mutex per store, namespace and key.  Only
+the thread at its head asks the engine, so at most one thread per process and key waits
+in the engine -- on PostgreSQL and MariaDB that is one connection, not one per waiting
+thread -- and a release inside the process goes to the thread that has waited longest.
+Time spent at the gate counts toward the lock's ``timeout``.
+
 Leases are measured on the wall clock of the machines involved.  A holder that keeps a
 lease-based lock past its lease may lose it to another process; :meth:`Lock.release`
 then raises :class:`~plugstore.errors.LockLostError`, so the overlap is never silent.
@@ -25,18 +32,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import secrets
 import socket
+import threading
 import time
+import weakref
 from abc import ABC, abstractmethod
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from . import forks
 from .errors import LockLostError, LockTimeoutError, StoreError
 
 if TYPE_CHECKING:
-    from .backend import Bucket
+    from .backend import Backend, Bucket
     from .namespace import Namespace
 
 #: The namespace holding lease entries of the generic lock.
@@ -303,6 +315,148 @@ def lease_info(raw: bytes) -> dict[str, Any]:
     return _fields(raw)
 
 
+class _Gate:
+    """A fair process-local mutex: ``release`` hands it to the thread that has waited
+    longest, which alone may take it.  Owned by a token, not a thread: any thread may
+    release it (a :class:`Lock` may be released by another thread than the one that
+    took it).
+
+    Its owner may set the end of its lease (:meth:`hold_until`): past it the engine
+    lets a waiter take the lock over, so the gate lets the longest waiter through too,
+    and the late owner's release then leaves the gate alone.
+    """
+
+    __slots__ = ("_cond", "_owner", "_queue", "_until", "users")
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._owner: object | None = None
+        self._until: float | None = None  # the owner's lease end (monotonic); None: none
+        self._queue: deque[object] = deque()  # empty whenever there is no owner
+        self.users = 0  # owner and waiters: the gate is dropped when none is left
+
+    def _lapsed(self, now: float) -> bool:
+        return self._until is not None and now >= self._until
+
+    def acquire(self, token: object, timeout: float | None) -> bool:
+        """Take the gate for ``token``, waiting up to ``timeout`` seconds (``None``:
+        forever); ``False`` if it stayed taken."""
+        with self._cond:
+            now = time.monotonic()
+            if self._owner is None or (not self._queue and self._lapsed(now)):
+                self._owner, self._until = token, None
+                return True
+            if timeout == 0:
+                return False
+            deadline = None if timeout is None else now + timeout
+            self._queue.append(token)
+            try:
+                while self._owner is not token:  # release() hands over to the head
+                    if self._queue[0] is token and self._lapsed(now):
+                        self._queue.popleft()  # the owner's lease ran out: take over
+                        self._owner, self._until = token, None
+                        break
+                    if deadline is not None and now >= deadline:
+                        self._leave(token)
+                        return False
+                    wait = None if deadline is None else deadline - now
+                    if self._queue[0] is token and self._until is not None:
+                        wait = min(wait or math.inf, self._until - now)
+                    self._cond.wait(wait)
+                    now = time.monotonic()
+            except BaseException:  # interrupted: leave the queue, or pass on what we got
+                if self._owner is token:
+                    self._release(token)
+                else:
+                    self._leave(token)
+                raise
+            return True
+
+    def _leave(self, token: object) -> None:
+        head = self._queue[0] is token
+        self._queue.remove(token)
+        if head:
+            self._cond.notify_all()  # the new head may have a lapsed owner to pass
+
+    def hold_until(self, token: object, until: float | None) -> None:
+        """The owner's lease ends at ``until`` (``time.monotonic()``; ``None``: never)."""
+        with self._cond:
+            if self._owner is token:
+                self._until = until
+                self._cond.notify_all()  # the head waiter recomputes its wait
+
+    def release(self, token: object) -> None:
+        """Hand the gate to the longest waiter, or free it (no-op if taken over)."""
+        with self._cond:
+            self._release(token)
+
+    def _release(self, token: object) -> None:
+        if self._owner is not token:
+            return  # taken over after our lease ran out: the gate is someone else's
+        self._owner = self._queue.popleft() if self._queue else None
+        self._until = None
+        self._cond.notify_all()
+
+
+class _Gates:
+    """The gates of one backend object, by (namespace, key); a gate lives while used."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._gates: dict[tuple[str, str], _Gate] = {}
+
+    def enter(self, name: tuple[str, str], token: object, timeout: float | None) -> _Gate | None:
+        """Take the gate of ``name`` for ``token`` within ``timeout``; ``None`` if it
+        stayed taken."""
+        with self._mutex:
+            gate = self._gates.get(name)
+            if gate is None:
+                gate = self._gates[name] = _Gate()
+            gate.users += 1
+        try:
+            if gate.acquire(token, timeout):
+                return gate
+        except BaseException:
+            self._drop(name, gate)
+            raise
+        self._drop(name, gate)
+        return None
+
+    def exit(self, name: tuple[str, str], gate: _Gate, token: object) -> None:
+        """Release a gate taken by :meth:`enter`."""
+        gate.release(token)
+        self._drop(name, gate)
+
+    def _drop(self, name: tuple[str, str], gate: _Gate) -> None:
+        with self._mutex:
+            gate.users -= 1
+            if gate.users == 0:
+                del self._gates[name]
+
+
+# The gates of every backend object in this process.  Replaced, lock included, in a
+# forked child before first use (checked before the lock is taken: a parent thread may
+# have held it at the fork): the parent's waiting threads do not exist in the child.
+_all_gates: weakref.WeakKeyDictionary[Backend, _Gates] = weakref.WeakKeyDictionary()
+_all_gates_lock = threading.Lock()
+_all_gates_generation = forks.generation
+
+
+def _gates_of(backend: Backend) -> _Gates:
+    global _all_gates, _all_gates_lock, _all_gates_generation
+    if _all_gates_generation != forks.generation:
+        with forks.child_lock:
+            if _all_gates_generation != forks.generation:
+                _all_gates = weakref.WeakKeyDictionary()
+                _all_gates_lock = threading.Lock()
+                _all_gates_generation = forks.generation
+    with _all_gates_lock:
+        gates = _all_gates.get(backend)
+        if gates is None:
+            gates = _all_gates[backend] = _Gates()
+        return gates
+
+
 class Lock:
     """An engine-held lock on one key of a namespace; see :meth:`Namespace.lock`.
 
@@ -322,6 +476,10 @@ class Lock:
         self.timeout = timeout
         self.lease = lease
         self._held: HeldLock | None = None
+        # The process-local gate taken before the engine lock, while held: its table,
+        # itself, our token and the fork generation it belongs to.
+        self._gate: tuple[_Gates, _Gate, object, int] | None = None
+        self._lease_based = False  # whether the engine hold ends with its lease
 
     @property
     def held(self) -> bool:
@@ -332,14 +490,46 @@ class Lock:
         """Take the lock, waiting up to ``timeout``; raise ``LockTimeoutError`` if not."""
         if self._held is not None:
             raise StoreError(f"this lock on {self.key!r} is already held (locks do not nest)")
-        held = self._ns._b().lock(self.key, self.timeout, self.lease)
+        started = time.monotonic()
+        bucket = self._ns._b()
+        # First the process-local gate, so that the other threads of this process that
+        # want this lock wait here, not in the engine (where each would hold a pooled
+        # connection on PostgreSQL and MariaDB), and are served in arrival order.
+        backend = bucket.backend
+        gates = _gates_of(backend)
+        name = (self._ns.name, self.key)
+        token = object()
+        gate = gates.enter(name, token, self.timeout)
+        held: HeldLock | None = None
+        try:
+            if gate is not None:
+                left = self.timeout
+                if left is not None:
+                    left = max(0.0, left - (time.monotonic() - started))
+                held = bucket.lock(self.key, left, self.lease)
+        finally:
+            if held is None and gate is not None:
+                gates.exit(name, gate, token)
         if held is None:
             raise LockTimeoutError(
                 f"lock on {self.key!r} in namespace {self._ns.name!r} "
                 f"stayed taken for {self.timeout}s"
             )
+        assert gate is not None
+        self._lease_based = backend.lease_locks
+        if self._lease_based:  # past its lease, the engine lets a waiter take over
+            gate.hold_until(token, time.monotonic() + self.lease)
         self._held = held
+        self._gate = (gates, gate, token, forks.generation)
         return self
+
+    def _leave_gate(self) -> None:
+        entered, self._gate = self._gate, None
+        # A forked child's copy of a lock has its own engine hold to release (or lose),
+        # but the gate belongs to the parent's threads: the child leaves it alone.
+        if entered is not None and entered[3] == forks.generation:
+            gates, gate, token, _ = entered
+            gates.exit((self._ns.name, self.key), gate, token)
 
     def renew(self, lease: float | None = None) -> None:
         """Extend the lease: the lock stays ours ``lease`` seconds (default: the lease
@@ -350,7 +540,11 @@ class Lock:
         seconds = self.lease if lease is None else lease
         if not seconds > 0:
             raise ValueError("lease must be > 0 seconds")
-        if not self._held.renew(seconds):
+        renewed_at = time.monotonic()
+        if self._held.renew(seconds):
+            if self._gate is not None and self._lease_based:
+                self._gate[1].hold_until(self._gate[2], renewed_at + seconds)
+        else:
             raise LockLostError(
                 f"the lock on {self.key!r} in namespace {self._ns.name!r} was lost "
                 "before it could be renewed: another holder may have run at the same time"
@@ -361,7 +555,11 @@ class Lock:
         held, self._held = self._held, None
         if held is None:
             raise StoreError(f"the lock on {self.key!r} is not held")
-        if not held.release():
+        try:
+            released = held.release()
+        finally:
+            self._leave_gate()
+        if not released:
             raise LockLostError(
                 f"the lock on {self.key!r} in namespace {self._ns.name!r} was lost "
                 f"before release (held past its {self.lease}s lease, or its connection "

@@ -7,7 +7,8 @@ this pool gave 0.89-0.91x: a C lock around a list, and a condition variable only
 when someone actually waits.  It does only what the backend needs:
 
 * at most ``max_size`` connections exist at once (idle + in use); ``acquire`` waits up to
-  ``timeout`` seconds for one, then raises :class:`PoolExhausted`;
+  ``timeout`` seconds (or the ``wait`` it is given) for one, then raises
+  :class:`PoolExhausted`;
 * idle connections are reused last-in first-out, so a burst's extra connections age out
   of use instead of being kept warm in rotation;
 * ``discard`` drops a broken (or interrupted) connection instead of returning it;
@@ -21,6 +22,7 @@ closes the parent's.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +30,13 @@ from typing import Any
 
 
 class PoolExhausted(Exception):
-    """Every connection stayed in use for the whole timeout."""
+    """Every connection stayed in use for the whole wait (the backend turns this into a
+    :class:`~plugstore.errors.PoolExhaustedError` naming its pool and option)."""
+
+    def __init__(self, size: int, waited: float) -> None:
+        super().__init__(f"all {size} connections stayed in use for {waited}s")
+        self.size = size
+        self.waited = waited
 
 
 class ConnectionPool:
@@ -45,13 +53,17 @@ class ConnectionPool:
         self._waiting = 0
         self._closed = False
 
-    def acquire(self) -> Any:
-        """A connection: the most recently returned idle one, or a new one."""
+    def acquire(self, wait: float | None = None) -> Any:
+        """A connection: the most recently returned idle one, or a new one.
+
+        With all ``max_size`` in use, wait up to ``wait`` seconds (default: the pool's
+        ``timeout``; ``math.inf``: until one is returned) for one.
+        """
         with self._lock:
             if self._idle:
                 return self._idle.pop()
             if self._size >= self.max_size:
-                self._wait_for_one()
+                self._wait_for_one(self.timeout if wait is None else wait)
                 if self._idle:
                     return self._idle.pop()
             self._size += 1  # a slot for a new connection, made outside the lock
@@ -61,18 +73,16 @@ class ConnectionPool:
             self._forget_one()
             raise
 
-    def _wait_for_one(self) -> None:
+    def _wait_for_one(self, wait: float) -> None:
         # Called with the lock held; returns once a connection is idle or a slot is free.
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + wait
         self._waiting += 1
         try:
             while not self._idle and self._size >= self.max_size:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise PoolExhausted(
-                        f"all {self.max_size} connections stayed in use for {self.timeout}s"
-                    )
-                self._returned.wait(remaining)
+                    raise PoolExhausted(self.max_size, wait)
+                self._returned.wait(None if math.isinf(remaining) else remaining)
         finally:
             self._waiting -= 1
 

@@ -20,7 +20,13 @@
   SQLAlchemy Core's ``execute`` ran at 0.43x raw PyMySQL, SQLAlchemy's ``QueuePool``
   alone at 0.80x, this pool at about 0.9x.  The connections are PyMySQL's, parsing each
   distinct result-column description once (:mod:`.mysqlconn`): PyMySQL's own parse of a
-  ``get``'s two descriptions was a quarter of its client time.
+  ``get``'s two descriptions was a quarter of its client time.  When every connection
+  stays in use for ``connect_timeout``, an operation raises
+  :class:`~plugstore.errors.PoolExhaustedError`.
+* **Locks**: ``GET_LOCK`` sessions live on connections of a second pool (``lock_pool_max``),
+  never the one statements use: a holder and the thread waiting behind it each keep
+  their session for the whole hold or wait, and with one pool ``pool_max`` of them
+  would leave the holder no connection for its own reads and writes.
 * **Limits**: PyMySQL sends values as escaped literals (up to twice their size), so the
   largest value is a little under half the server's ``max_allowed_packet`` (16 MiB by
   default: values up to ~8 MiB).  Raise ``max_allowed_packet`` for values up to 16 MiB.
@@ -28,7 +34,8 @@
 Options (query string or keywords): ``table`` (default ``plugstore_kv``),
 ``connect_timeout`` (seconds, default 5), ``read_timeout`` (seconds, default none),
 ``retry_timeout`` (seconds reads and upserts keep retrying after a lost connection,
-default 30), ``pool_max`` (default 10), ``password``, ``unix_socket``, and TLS:
+default 30), ``pool_max`` (default 10), ``lock_pool_max`` (connections for lock
+sessions, default 10), ``password``, ``unix_socket``, and TLS:
 ``ssl_ca``, ``ssl_cert``, ``ssl_key``, ``ssl_verify_cert``, ``ssl_verify_identity``,
 ``ssl_disabled``.
 """
@@ -37,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import random
 import re
 import threading
@@ -48,7 +56,7 @@ import pymysql
 
 from .. import forks
 from ..backend import Backend, Backoff, Options
-from ..errors import BackendUnavailableError, ConfigurationError
+from ..errors import BackendUnavailableError, ConfigurationError, PoolExhaustedError
 from ..keys import INT64_MAX, INT64_MIN
 from ..locks import HeldLock, lock_digest
 from ..url import StoreURL
@@ -153,6 +161,8 @@ class MySQLBucket(TableBucket):
 
 
 class _NamedLock(HeldLock):
+    """A ``GET_LOCK`` held by a session of the lock pool until release."""
+
     def __init__(self, pool: ConnectionPool, conn: Any, name: str) -> None:
         self._pool, self._conn, self._name = pool, conn, name
 
@@ -197,8 +207,9 @@ class MySQLBackend(Backend):
         self.read_timeout = options.take("read_timeout", 0.0)
         self.retry_timeout = options.take("retry_timeout", 30.0)
         self.pool_max = options.take("pool_max", 10)
-        if self.pool_max < 1:
-            raise ConfigurationError("pool_max must be at least 1")
+        self.lock_pool_max = options.take("lock_pool_max", 10)
+        if self.pool_max < 1 or self.lock_pool_max < 1:
+            raise ConfigurationError("pool_max and lock_pool_max must be at least 1")
         self._password: str | None = options.take("password", url.password, str)
         self.unix_socket = options.take("unix_socket", None, str)
         self._ssl: dict[str, Any] = {}
@@ -213,6 +224,7 @@ class MySQLBackend(Backend):
         self.where = self.unix_socket or f"{host}:{url.port or 3306}"
         self.queries = self._statements()
         self._pool: ConnectionPool | None = None
+        self._lock_pool: ConnectionPool | None = None  # GET_LOCK sessions only
         self._fork_gen = forks.generation
         self._lock = threading.Lock()
 
@@ -321,9 +333,10 @@ class MySQLBackend(Backend):
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
         if isinstance(exc, PoolExhausted):
-            return BackendUnavailableError(
-                f"MySQL at {self.where}: all {self.pool_max} pooled connections stayed busy "
-                f"for {self.connect_timeout}s (raise the pool_max option)"
+            return PoolExhaustedError(
+                f"the MySQL connection pool for {self.where} is exhausted: all {exc.size} "
+                f"connections stayed in use for {exc.waited}s by other threads of this "
+                "process (the server may be fine; raise the pool_max option)"
             )
         # PyMySQL's messages name host and port, never the password; keep the first line.
         text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
@@ -334,6 +347,7 @@ class MySQLBackend(Backend):
         with self._lock:
             self._fork_gen = forks.generation
             self._pool = self._make_pool()
+            self._lock_pool = self._make_lock_pool()
         try:
             self._prepare()
         except BaseException:
@@ -342,6 +356,9 @@ class MySQLBackend(Backend):
 
     def _make_pool(self) -> ConnectionPool:
         return ConnectionPool(self._connect, self.pool_max, self.connect_timeout)
+
+    def _make_lock_pool(self) -> ConnectionPool:
+        return ConnectionPool(self._connect, self.lock_pool_max, self.connect_timeout)
 
     def _prepare(self) -> None:
         """Create the table if needed; learn the server's packet limit."""
@@ -391,8 +408,11 @@ class MySQLBackend(Backend):
     def close(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
-            if pool is not None and self._fork_gen == forks.generation:
-                pool.close()
+            lock_pool, self._lock_pool = self._lock_pool, None
+            if self._fork_gen == forks.generation:
+                for each in (pool, lock_pool):
+                    if each is not None:
+                        each.close()  # a held lock's session closes when it is released
 
     def _current_pool(self) -> ConnectionPool:
         if self._fork_gen != forks.generation:
@@ -403,6 +423,9 @@ class MySQLBackend(Backend):
                     if self._pool is not None:
                         forks.keep_inherited(self._pool)
                         self._pool = self._make_pool()
+                    if self._lock_pool is not None:
+                        forks.keep_inherited(self._lock_pool)
+                        self._lock_pool = self._make_lock_pool()
                     # Last: another thread of the child that sees the new generation
                     # must also see the new pool.
                     self._fork_gen = forks.generation
@@ -418,17 +441,31 @@ class MySQLBackend(Backend):
         database, table, namespace and key.
         """
         name = "plugstore:" + lock_digest(self.database, self.table, namespace, key)
-        # GET_LOCK takes seconds, fractions included; a year stands for "forever".
-        wait = 365 * 86400.0 if timeout is None else timeout
-        pool = self._current_pool()
+        started = time.monotonic()
+        self._current_pool()  # replaces both pools in a forked child
+        pool = self._lock_pool
+        if pool is None:
+            raise BackendUnavailableError("the MySQL store is closed")
+        # Waiting for a lock session is waiting for the lock: the lock pool runs dry
+        # only while this process holds or awaits lock_pool_max other locks.
         for _ in range(pool.max_size + 1):
             try:
-                conn = pool.acquire()
-            except (pymysql.err.MySQLError, PoolExhausted) as exc:
+                conn = pool.acquire(math.inf if timeout is None else timeout)
+            except PoolExhausted as exc:
+                raise PoolExhaustedError(
+                    f"the MySQL lock connection pool for {self.where} is exhausted: all "
+                    f"{exc.size} lock sessions stayed in use for {exc.waited}s, holding or "
+                    "awaiting other locks of this process (raise the lock_pool_max option)"
+                ) from None
+            except pymysql.err.MySQLError as exc:
                 raise self._unavailable(exc) from None
             if not _closed_by_server(conn):
                 break
             pool.discard(conn)  # closed while idle (a restart): take another
+        # GET_LOCK takes seconds, fractions included; a year stands for "forever".
+        wait = 365 * 86400.0
+        if timeout is not None:
+            wait = max(0.0, timeout - (time.monotonic() - started))
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT GET_LOCK(%s, %s)", (name, wait))
@@ -462,8 +499,9 @@ class MySQLBackend(Backend):
                 conn = pool.acquire()
             except (pymysql.err.MySQLError, PoolExhausted) as exc:
                 # Nothing ran.  Wait for a server that is restarting or full; refuse at
-                # once what waiting cannot fix (bad login, unknown database, TLS, ...).
-                transient = isinstance(exc, PoolExhausted) or _errno(exc) in _TRANSIENT
+                # once what waiting cannot fix (bad login, unknown database, TLS, ...),
+                # and an exhausted pool, which has waited connect_timeout already.
+                transient = not isinstance(exc, PoolExhausted) and _errno(exc) in _TRANSIENT
                 if not (retry and transient):
                     raise self._unavailable(exc) from None
                 backoff = backoff or Backoff(self.retry_timeout)

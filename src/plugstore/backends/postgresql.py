@@ -16,19 +16,28 @@
 * **Connections**: a ``psycopg_pool.ConnectionPool`` per process (thread-safe); a forked
   child builds its own pool and never touches its parent's sockets.  Connecting has a
   bounded timeout and fails with :class:`~plugstore.errors.BackendUnavailableError` naming
-  host and port, never the password.
+  host and port, never the password.  When every pooled connection stays in use for
+  ``connect_timeout`` (and the server does accept connections), an operation raises
+  :class:`~plugstore.errors.PoolExhaustedError` at once.
+* **Locks**: advisory-lock sessions live on connections of a second, small pool
+  (``lock_pool_max``), never the one statements use: a holder and the thread waiting
+  behind it each keep their session for the whole hold or wait, and with one pool
+  ``pool_max`` of them would leave the holder no connection for its own reads and writes.
 
 Options (query string or keywords): ``schema`` (default ``public``), ``table`` (default
 ``plugstore_kv``), ``connect_timeout`` (seconds, default 5), ``retry_timeout`` (seconds
 reads and upserts keep retrying after a lost connection, default 30), ``pool_min``/
-``pool_max`` (default 1/10); any other libpq parameter such as ``sslmode``, ``sslrootcert`` or
+``pool_max`` (default 1/10), ``lock_pool_max`` (connections for lock sessions, default 10);
+any other libpq parameter such as ``sslmode``, ``sslrootcert`` or
 ``application_name`` is passed through to the server connection.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import threading
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -39,10 +48,11 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .. import forks
 from ..backend import Backend, Backoff, Options
-from ..errors import BackendUnavailableError, ConfigurationError
+from ..errors import BackendUnavailableError, ConfigurationError, PoolExhaustedError
 from ..keys import INT64_MAX, INT64_MIN
 from ..locks import HeldLock, lock_digest
 from ..url import StoreURL
+from . import connpool
 from .liveness import closed_by_server
 from .sqltable import LIVE, TableBucket, not_an_integer, purge_table
 
@@ -107,17 +117,21 @@ class PostgreSQLBucket(TableBucket):
 
 
 class _AdvisoryLock(HeldLock):
-    def __init__(self, pool: ConnectionPool[Any], conn: Any, ident: int) -> None:
+    """A session advisory lock held by a connection of the lock pool until release."""
+
+    def __init__(self, pool: connpool.ConnectionPool, conn: Any, ident: int) -> None:
         self._pool, self._conn, self._ident = pool, conn, ident
 
     def release(self) -> bool:
         try:
             row = self._conn.execute("SELECT pg_advisory_unlock(%s)", (self._ident,)).fetchone()
-            return bool(row and row[0])
-        except psycopg.OperationalError:
-            return False  # the session ended, and the server released the lock with it
-        finally:
-            self._pool.putconn(self._conn)
+        except BaseException as exc:
+            self._pool.discard(self._conn)  # closing the session frees whatever it held
+            if isinstance(exc, psycopg.Error):
+                return False  # the session ended, and the server released the lock with it
+            raise
+        self._pool.release(self._conn)
+        return bool(row and row[0])
 
 
 class PostgreSQLBackend(Backend):
@@ -147,6 +161,9 @@ class PostgreSQLBackend(Backend):
         self.pool_max = options.take("pool_max", 10)
         if not 0 <= self.pool_min <= self.pool_max or self.pool_max < 1:
             raise ConfigurationError("need 0 <= pool_min <= pool_max and pool_max >= 1")
+        self.lock_pool_max = options.take("lock_pool_max", 10)
+        if self.lock_pool_max < 1:
+            raise ConfigurationError("lock_pool_max must be at least 1")
         self._libpq: dict[str, str] = {}
         for k in sorted(LIBPQ_PASSTHROUGH):
             value = options.take(k, None, str)
@@ -159,6 +176,7 @@ class PostgreSQLBackend(Backend):
         self._rendered: dict[str, str] = {}
         self.queries = self._statements()
         self._pool: ConnectionPool[Any] | None = None
+        self._lock_pool: connpool.ConnectionPool | None = None  # advisory-lock sessions
         self._fork_gen = forks.generation
         self._lock = threading.Lock()
 
@@ -260,6 +278,7 @@ class PostgreSQLBackend(Backend):
         with self._lock:
             self._fork_gen = forks.generation
             self._pool = self._make_pool()
+            self._lock_pool = self._make_lock_pool()
         self._create_table()
 
     def _make_pool(self) -> ConnectionPool[Any]:
@@ -278,6 +297,16 @@ class PostgreSQLBackend(Backend):
             pool.close()
             raise self._probe_error() from exc
         return pool
+
+    def _make_lock_pool(self) -> connpool.ConnectionPool:
+        # Connections are made when first needed and kept idle after: a process pays
+        # one connect per lock it holds or awaits at once, not one per lock taken.
+        conninfo = self._conninfo()
+        return connpool.ConnectionPool(
+            lambda: psycopg.connect(conninfo, autocommit=True),
+            self.lock_pool_max,
+            self.connect_timeout,
+        )
 
     def _probe_error(self) -> BackendUnavailableError:
         """Connect once directly to report why the pool could not (refused, auth, ...)."""
@@ -331,8 +360,12 @@ class PostgreSQLBackend(Backend):
     def close(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
-            if pool is not None and self._fork_gen == forks.generation:
-                pool.close()
+            lock_pool, self._lock_pool = self._lock_pool, None
+            if self._fork_gen == forks.generation:
+                if pool is not None:
+                    pool.close()
+                if lock_pool is not None:
+                    lock_pool.close()  # a held lock's session closes when it is released
 
     def _current_pool(self) -> ConnectionPool[Any]:
         if self._fork_gen != forks.generation:
@@ -343,6 +376,9 @@ class PostgreSQLBackend(Backend):
                     if self._pool is not None:
                         forks.keep_inherited(self._pool)  # its sockets are the parent's
                         self._pool = self._make_pool()
+                    if self._lock_pool is not None:
+                        forks.keep_inherited(self._lock_pool)
+                        self._lock_pool = self._make_lock_pool()
                     # Last: another thread of the child that sees the new generation
                     # must also see the new pool.
                     self._fork_gen = forks.generation
@@ -365,6 +401,9 @@ class PostgreSQLBackend(Backend):
         (``incr``, compare-and-set, delete-and-report): they raise at once.  The pool
         throws broken connections away, so each retry gets a healthy or new one.
         """
+        exhausted = self._exhausted(failed)
+        if exhausted is not None:
+            raise exhausted from None  # the pool has waited connect_timeout already
         if not retry:
             raise self._unavailable(failed) from None
         backoff = Backoff(self.retry_timeout)
@@ -377,6 +416,30 @@ class PostgreSQLBackend(Backend):
                     return work(conn)
             except (psycopg.OperationalError, PoolTimeout) as exc:
                 failed = exc
+                exhausted = self._exhausted(failed)
+                if exhausted is not None:
+                    raise exhausted from None
+
+    def _exhausted(self, failed: BaseException) -> BackendUnavailableError | None:
+        """The error for a pool timeout that came from a full pool, not a down server:
+        every connection the pool may hold exists and is in use, and the server accepts
+        a new one (one direct connect, on this failure path only; if that fails too,
+        its reason is the error)."""
+        pool = self._pool
+        if not isinstance(failed, PoolTimeout) or pool is None:
+            return None
+        stats = pool.get_stats()
+        if stats.get("pool_size", 0) < self.pool_max or stats.get("pool_available", 0) > 0:
+            return None  # still connecting: the server may be down or restarting
+        try:
+            psycopg.connect(self._conninfo()).close()
+        except psycopg.Error as exc:
+            return self._unavailable(exc)  # e.g. too many clients: the server's limit
+        return PoolExhaustedError(
+            f"the PostgreSQL connection pool for {self.where} is exhausted: all "
+            f"{self.pool_max} connections stayed in use for {self.connect_timeout}s by "
+            "other threads of this process (the server is fine; raise the pool_max option)"
+        )
 
     def _getconn(self, pool: ConnectionPool[Any]) -> Any:
         """A pooled connection, passing over those the server closed while they idled
@@ -472,26 +535,32 @@ class PostgreSQLBackend(Backend):
             self._call(work, True, exc)
 
     def advisory_lock(self, namespace: str, key: str, timeout: float | None) -> HeldLock | None:
-        """Hold ``pg_advisory_lock`` on a connection taken from the pool until release.
+        """Hold ``pg_advisory_lock`` on a connection of the lock pool until release.
 
         The lock id is 64 bits of a hash of the table, namespace and key: two names
         sharing an id only make their holders take turns.  ``lock_timeout`` bounds the
         wait, inside a transaction so that it applies to this statement alone (a
-        session lock outlives the transaction it was taken in).
+        session lock outlives the transaction it was taken in).  Waiting for a lock
+        session counts toward ``timeout``: the lock pool runs dry only while this
+        process holds or awaits ``lock_pool_max`` other locks.
         """
         digest = lock_digest(self.schema, self.table, namespace, key, size=8)
         ident = int.from_bytes(bytes.fromhex(digest), "big", signed=True)
-        pool = self._current_pool()
-        try:
-            conn = self._getconn(pool)
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise self._unavailable(exc) from None
+        started = time.monotonic()
+        self._current_pool()  # replaces both pools in a forked child
+        pool = self._lock_pool
+        if pool is None:
+            raise BackendUnavailableError("the PostgreSQL store is closed")
+        conn = self._lock_session(pool, timeout)
         try:
             if timeout == 0:
                 row = conn.execute("SELECT pg_try_advisory_lock(%s)", (ident,)).fetchone()
                 got = bool(row and row[0])
             else:
-                wait = "0" if timeout is None else f"{max(1, round(timeout * 1000))}ms"
+                wait = "0"  # no limit
+                if timeout is not None:
+                    left = timeout - (time.monotonic() - started)
+                    wait = f"{max(1, round(left * 1000))}ms"
                 try:
                     with conn.transaction():
                         conn.execute("SELECT set_config('lock_timeout', %s, true)", (wait,))
@@ -500,14 +569,36 @@ class PostgreSQLBackend(Backend):
                 except psycopg.errors.LockNotAvailable:
                     got = False
         except BaseException as exc:
-            pool.putconn(conn)
-            if isinstance(exc, psycopg.OperationalError):
+            pool.discard(conn)  # interrupted mid-wait, it may hold the lock: end the session
+            if isinstance(exc, psycopg.Error):
                 raise self._unavailable(exc) from None
             raise
         if not got:
-            pool.putconn(conn)
+            pool.release(conn)
             return None
         return _AdvisoryLock(pool, conn, ident)
+
+    def _lock_session(self, pool: connpool.ConnectionPool, timeout: float | None) -> Any:
+        """A live connection of the lock pool, waited for up to ``timeout``."""
+        for _ in range(pool.max_size + 1):
+            try:
+                conn = pool.acquire(math.inf if timeout is None else timeout)
+            except connpool.PoolExhausted as exc:
+                raise PoolExhaustedError(
+                    f"the PostgreSQL lock connection pool for {self.where} is exhausted: "
+                    f"all {exc.size} lock sessions stayed in use for {exc.waited}s, holding "
+                    "or awaiting other locks of this process (raise the lock_pool_max option)"
+                ) from None
+            except psycopg.Error as exc:
+                raise self._unavailable(exc) from None
+            try:
+                alive = not closed_by_server(conn.pgconn.socket)
+            except psycopg.OperationalError:
+                alive = False
+            if alive:
+                return conn
+            pool.discard(conn)  # closed while idle (a restart): take another
+        raise BackendUnavailableError(f"PostgreSQL at {self.where} keeps closing connections")
 
     # -- backend API ---------------------------------------------------------------------
 

@@ -32,7 +32,9 @@
   fresh connections, redis-py checks the pid).  redis-py's own silent retries are off:
   plugstore retries only what is safe to repeat (reads, ``set``, ``set_many``) after a
   lost connection, until ``retry_timeout``; ``incr``, compare-and-set and ``remove``
-  raise :class:`~plugstore.errors.BackendUnavailableError` instead.
+  raise :class:`~plugstore.errors.BackendUnavailableError` instead.  A pool whose
+  connections all stayed in use for ``connect_timeout`` raises
+  :class:`~plugstore.errors.PoolExhaustedError` at once.
 
 Options (query string or keywords): ``prefix`` (default ``plugstore:``), ``db`` (or the
 URL path), ``connect_timeout`` (seconds, default 5), ``socket_timeout`` (default 10),
@@ -57,7 +59,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..backend import Backend, Backoff, Bucket, Options
-from ..errors import BackendUnavailableError, ConfigurationError
+from ..errors import BackendUnavailableError, ConfigurationError, PoolExhaustedError
 from ..locks import TURN_GRACE, HeldLock, Waiter
 from ..url import StoreURL
 from .sqltable import PAGE, not_an_integer, prefix_range
@@ -68,6 +70,8 @@ _PREFIX_RE = re.compile(r"[A-Za-z0-9_.:/-]{0,100}\Z")
 _GLOB = re.compile(r"([*?\[\]\\])")
 #: Keys per MGET / MSET / ZADD command in the bulk paths.
 _CHUNK = 1000
+#: What redis-py's blocking pool raises when no connection came back within its timeout.
+_POOL_EMPTY = "No connection available."
 
 # KEYS: the entry, the index, the deadlines; ARGV: the value, the member.
 _SET = """
@@ -723,6 +727,14 @@ class RedisBackend(Backend):
         """
         backoff = Backoff(self.retry_timeout)
         while True:
+            if isinstance(exc, rx.ConnectionError) and str(exc) == _POOL_EMPTY:
+                # The blocking pool waited connect_timeout: this process's other threads
+                # hold every connection.  The server may be fine; waiting more is no cure.
+                raise PoolExhaustedError(
+                    f"the Redis connection pool for {self.where} is exhausted: all "
+                    f"{self.pool_max} connections stayed in use for {self.connect_timeout}s "
+                    "by other threads of this process (raise the pool_max option)"
+                ) from None
             if isinstance(exc, rx.NoScriptError):
                 pass  # reload below, then run again
             elif isinstance(exc, rx.BusyLoadingError | rx.ConnectionError | rx.TimeoutError):

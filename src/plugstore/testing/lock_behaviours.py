@@ -6,6 +6,7 @@ helpers these tests use.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any, ClassVar
@@ -13,6 +14,7 @@ from typing import Any, ClassVar
 import pytest
 
 from plugstore import (
+    ConfigurationError,
     InvalidKeyError,
     LockLostError,
     LockTimeoutError,
@@ -21,10 +23,11 @@ from plugstore import (
     StoreError,
     StoreNotOpenError,
 )
-from plugstore.backend import Bucket
 from plugstore.locks import LOCKS_NAMESPACE
 
 from ._threads import race_threads
+
+NS = "conformance"  # the kit's namespace: the store fixture drops it after each test
 
 
 class LockBehaviours:
@@ -36,6 +39,7 @@ class LockBehaviours:
     # provided by StoreConformance
     _need_multiprocess: Any
     _children: Any
+    open_store: Any
 
     def test_lock_excludes_other_holders_and_times_out(self, store: Store, ns: Namespace) -> None:
         other_ns = store.namespace("conformance-other")
@@ -100,9 +104,28 @@ class LockBehaviours:
         with pytest.raises(LockLostError):
             first.release()
 
-    def test_lease_lock_serves_waiters_in_arrival_order(self, store: Store, ns: Namespace) -> None:
-        if type(ns._bucket).lock is not Bucket.lock:
-            pytest.skip(f"{store.backend.name} has its own lock, not the lease entry's queue")
+    def test_a_lapsed_holder_releasing_late_frees_nothing(
+        self, store: Store, ns: Namespace
+    ) -> None:
+        """A holder of this process whose lease ran out is taken over, here too (the
+        queue in the process does not wait for it longer than the engine does), and its
+        late release leaves the new holder's lock held."""
+        if not store.backend.lease_locks:
+            pytest.skip(f"{store.backend.name} locks end with the session, not a lease")
+        first = ns.lock("k", lease=0.3).acquire()
+        second = ns.lock("k", timeout=10).acquire()  # waits out the lease, then takes over
+        with pytest.raises(LockLostError):
+            first.release()
+        with pytest.raises(LockTimeoutError):
+            ns.lock("k", timeout=0).acquire()  # still the second holder's
+        second.release()
+        with ns.lock("k", timeout=0):
+            pass
+
+    def test_lock_serves_waiting_threads_in_arrival_order(self, ns: Namespace) -> None:
+        """First come, first served among the threads of a process, on every engine:
+        they queue in the process before the engine (and on the lease engines the entry's
+        queue orders processes the same way)."""
         order: list[str] = []
         errors: list[BaseException] = []
 
@@ -124,6 +147,83 @@ class LockBehaviours:
             thread.join(60)
         assert errors == []
         assert order == list("abcd")  # first come, first served
+
+    def test_lock_waiters_do_not_starve_the_holder(self, store: Store, store_url: str) -> None:
+        """Ten threads of one process take turns with one lock -- each takes it, reads,
+        writes and releases -- on a store with a small connection pool (where the
+        backend has one): waiting threads must not take the connections the holder
+        needs for its own reads and writes.  No timing is asserted; on an engine where
+        waiters starve the holder, its reads fail or the waiters time out."""
+        small = self._open_small_pool(store_url)
+        try:
+            ns = small.namespace(NS)
+            threads, rounds = 10, 3
+            taken = [0] * threads
+            errors: list[BaseException] = []
+            barrier = threading.Barrier(threads)
+
+            def work(index: int) -> None:
+                try:
+                    barrier.wait()
+                    for _ in range(rounds):
+                        with ns.lock("turns", timeout=60):
+                            taken[index] += 1
+                            value = ns.get("count", 0)
+                            time.sleep(0.01)  # the others pile up behind the holder
+                            ns["count"] = value + 1
+                except BaseException as exc:  # reported below
+                    errors.append(exc)
+
+            pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+            for thread in pool:
+                thread.start()
+            for thread in pool:
+                thread.join()
+            assert errors == [], errors[:3]
+            assert taken == [rounds] * threads  # every thread got its turns
+            assert ns["count"] == threads * rounds
+        finally:
+            small.close()
+
+    def _open_small_pool(self, store_url: str) -> Store:
+        """The store under test with a 2-connection pool if the backend takes a
+        ``pool_max`` option (fewer connections than the threads that use them)."""
+        try:
+            small: Store = self.open_store(store_url, pool_max=2)
+        except ConfigurationError as exc:
+            if "pool_max" not in str(exc):
+                raise
+            small = self.open_store(store_url)
+        return small
+
+    def test_forked_child_takes_a_lock_its_parent_held_at_the_fork(
+        self, store: Store, ns: Namespace
+    ) -> None:
+        """The process-local queue in front of the engine lock is not inherited: a child
+        forked while its parent held the lock takes it once the parent releases it."""
+        self._need_multiprocess(store)
+        if not hasattr(os, "fork"):
+            pytest.skip("no fork on this platform")
+        lock = ns.lock("k", timeout=5).acquire()
+        readable, writable = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: wait for the parent's release, then take the lock
+            code = 1
+            try:
+                os.close(writable)
+                os.read(readable, 1)
+                with ns.lock("k", timeout=20):
+                    code = 0
+            finally:
+                os._exit(code)
+        os.close(readable)
+        lock.release()
+        os.write(writable, b"x")
+        os.close(writable)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        with ns.lock("k", timeout=5):
+            pass  # and the parent's queue still works
 
     @pytest.mark.slow
     def test_processes_locked_get_then_set_exact(self, store: Store, ns: Namespace) -> None:
