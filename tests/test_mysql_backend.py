@@ -531,3 +531,63 @@ def test_a_failed_write_batch_rolls_back_whole(tmp_path: Path) -> None:
             bucket.write_batch([("x", b"1", None)], [], [scope._prefix])
         assert dict(scope) == {"a": 1, "b": 2}
         store.backend.drop()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def limited_user() -> Iterator[str]:
+    """A user of its own on loopback, no password and no privileges; dropped afterwards."""
+    user = f"pstest_{uuid.uuid4().hex[:8]}"
+    with _admin() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE USER '{user}'@'127.0.0.1'")
+    yield user
+    with _admin() as conn, conn.cursor() as cur:
+        cur.execute(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
+
+
+def test_a_user_without_privileges_gets_a_plugstore_error_saying_what_to_grant(
+    limited_user: str, tmp_path: Path
+) -> None:
+    """The server refusing a statement (CREATE on the table) is a plugstore error naming
+    the fix, with the driver's error as its cause; never a raw PyMySQL one."""
+    import pymysql
+
+    with _admin() as conn, conn.cursor() as cur:
+        cur.execute(f"GRANT SELECT ON `{DB}`.* TO '{limited_user}'@'127.0.0.1'")
+    url = f"mysql://{limited_user}@{HOST}:{PORT}/{DB}?table={table_for(tmp_path)}"
+    with pytest.raises(BackendUnavailableError, match=r"refused.*\(1142\).*denied.*grant") as e:
+        plugstore.open(url)
+    assert isinstance(e.value.__cause__, pymysql.err.MySQLError)
+
+
+def test_a_user_who_may_not_use_the_database_is_told_what_to_grant(
+    limited_user: str, tmp_path: Path
+) -> None:
+    url = f"mysql://{limited_user}@{HOST}:{PORT}/{DB}?table={table_for(tmp_path)}"
+    with pytest.raises(BackendUnavailableError, match=r"\(1044\).*Access denied.*grant"):
+        plugstore.open(url)
+
+
+def test_a_statement_refused_after_open_is_a_plugstore_error(
+    limited_user: str, tmp_path: Path
+) -> None:
+    """Privileges taken away from a running store: reads and writes (retried ones and
+    not) raise BackendUnavailableError saying what to grant."""
+    table = table_for(tmp_path)
+    with _admin() as conn, conn.cursor() as cur:
+        cur.execute(f"GRANT ALL ON `{DB}`.`{table}` TO '{limited_user}'@'127.0.0.1'")
+    url = f"mysql://{limited_user}@{HOST}:{PORT}/{DB}?table={table}"
+    with plugstore.open(url) as store:
+        ns = store.namespace("n")
+        ns["k"] = 1
+        with _admin() as conn, conn.cursor() as cur:
+            # Table privileges apply from a session's next statement on.
+            cur.execute(f"REVOKE ALL ON `{DB}`.`{table}` FROM '{limited_user}'@'127.0.0.1'")
+        for operation in (
+            lambda: ns.set("k", 2),
+            lambda: ns.get("k"),
+            lambda: ns.incr("c"),
+            lambda: list(ns),
+            lambda: ns.set_many({"a": 1, "b": 2}),
+        ):
+            with pytest.raises(BackendUnavailableError, match=r"refused.*denied"):
+                operation()

@@ -370,3 +370,65 @@ def test_a_failed_write_batch_rolls_back_whole(tmp_path: Path) -> None:
             bucket.write_batch([("x", b"1", None)], [], [scope._prefix])
         assert dict(scope) == {"a": 1, "b": 2}
         store.backend.drop()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def limited_role() -> Iterator[str]:
+    """A login role of its own (trust auth on loopback), dropped afterwards."""
+    import psycopg
+
+    role = f"pstest_role_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(f"host={HOST} port={PORT} dbname={DB} user={USER}", autocommit=True) as c:
+        c.execute(f'CREATE ROLE "{role}" LOGIN')
+    yield role
+    with psycopg.connect(f"host={HOST} port={PORT} dbname={DB} user={USER}", autocommit=True) as c:
+        c.execute(f'DROP OWNED BY "{role}" CASCADE')
+        c.execute(f'DROP ROLE "{role}"')
+
+
+def test_a_user_without_privileges_gets_a_plugstore_error_saying_what_to_grant(
+    limited_role: str, tmp_path: Path
+) -> None:
+    """The server refusing a statement (here: CREATE on the database) is a plugstore
+    error naming the fix, with the driver's error as its cause; never a raw psycopg one."""
+    import psycopg
+
+    url = f"postgresql://{limited_role}:pw-s3cr3t@{HOST}:{PORT}/{DB}?schema={SCHEMA}_x"
+    with pytest.raises(BackendUnavailableError, match=r"refused.*permission denied.*grant") as e:
+        plugstore.open(url)
+    assert isinstance(e.value.__cause__, psycopg.errors.InsufficientPrivilege)
+    assert "s3cr3t" not in str(e.value)
+
+
+def test_a_statement_refused_after_open_is_a_plugstore_error(
+    limited_role: str, tmp_path: Path
+) -> None:
+    """Privileges taken away from a running store: reads and writes (retried ones and
+    not) raise BackendUnavailableError saying what to grant."""
+    import psycopg
+
+    table = table_for(tmp_path)
+    with psycopg.connect(f"host={HOST} port={PORT} dbname={DB} user={USER}", autocommit=True) as c:
+        c.execute(f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"')
+        c.execute(f'GRANT USAGE, CREATE ON SCHEMA "{SCHEMA}" TO "{limited_role}"')
+        c.execute(f'GRANT CREATE ON DATABASE "{DB}" TO "{limited_role}"')
+    url = f"postgresql://{limited_role}@{HOST}:{PORT}/{DB}?schema={SCHEMA}&table={table}"
+    with plugstore.open(url) as store:
+        ns = store.namespace("n")
+        ns["k"] = 1
+        with psycopg.connect(
+            f"host={HOST} port={PORT} dbname={DB} user={USER}", autocommit=True
+        ) as c:
+            c.execute(f'REVOKE ALL ON TABLE "{SCHEMA}"."{table}" FROM "{limited_role}"')
+        for operation in (
+            lambda: ns.set("k", 2),
+            lambda: ns.get("k"),
+            lambda: ns.incr("c"),
+            lambda: list(ns),
+            lambda: ns.set_many({"a": 1, "b": 2}),
+        ):
+            with pytest.raises(BackendUnavailableError, match=r"refused.*permission denied"):
+                operation()
+    with psycopg.connect(f"host={HOST} port={PORT} dbname={DB} user={USER}", autocommit=True) as c:
+        c.execute(f'REVOKE CREATE ON DATABASE "{DB}" FROM "{limited_role}"')
+        c.execute(f'REVOKE ALL ON SCHEMA "{SCHEMA}" FROM "{limited_role}"')

@@ -82,6 +82,21 @@ _IN_CHUNK = 1000
 _UINT64 = 1 << 64
 #: Errors adding what another process added first: duplicate column, duplicate key name.
 _ALREADY_THERE = frozenset({1060, 1061})
+_PRIVILEGES = (
+    "grant the user SELECT, INSERT, UPDATE, DELETE on the table (and CREATE and ALTER "
+    "to let plugstore create or upgrade it), or point the URL at a user who has them"
+)
+#: What to do about the errors a server gives for a statement it will not run.
+_REFUSAL_HINTS = {
+    1142: _PRIVILEGES,  # command denied for a table
+    1143: _PRIVILEGES,  # column denied
+    1044: _PRIVILEGES,  # access denied to the database
+    1045: "check the user and password in the URL (and the host the server lets it in from)",
+    1290: "the server runs with --read-only (a replica?): point the URL at the primary",
+    1836: "the server runs with --read-only (a replica?): point the URL at the primary",
+    1021: "the server's disk is full: free space on it",
+    1114: "the table is full (the server's disk, or a table size limit): free space",
+}
 
 
 def _errno(exc: BaseException) -> int:
@@ -341,7 +356,23 @@ class MySQLBackend(Backend):
         # PyMySQL's messages name host and port, never the password; keep the first line.
         text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
         detail = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        number = _errno(exc)
+        hint = _REFUSAL_HINTS.get(number)
+        if hint:
+            detail = f"({number}) {detail}; {hint}"
         return BackendUnavailableError(f"MySQL at {self.where} is unavailable: {detail}")
+
+    def _refused(self, exc: BaseException) -> BackendUnavailableError:
+        """A statement the server refused for a reason other than a lost connection
+        (privileges, a read-only server, a full disk): a plugstore error saying what to
+        do, with the driver's exception as its cause."""
+        number = _errno(exc)
+        text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+        detail = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        hint = _REFUSAL_HINTS.get(number, "the server's error log may say more")
+        return BackendUnavailableError(
+            f"MySQL at {self.where} refused the operation: ({number}) {detail}; {hint}"
+        )
 
     def open(self) -> None:
         with self._lock:
@@ -401,8 +432,8 @@ class MySQLBackend(Backend):
         for change in missing:
             try:
                 self.run(self.compose(f"ALTER TABLE {{t}} {change}"), None)
-            except pymysql.err.MySQLError as exc:
-                if _errno(exc) not in _ALREADY_THERE:
+            except BackendUnavailableError as exc:
+                if _errno(exc.__cause__ or exc) not in _ALREADY_THERE:
                     raise
 
     def close(self) -> None:
@@ -525,7 +556,7 @@ class MySQLBackend(Backend):
                         deadlocks += 1
                         time.sleep(random.uniform(0, 0.002 * deadlocks))
                         continue
-                    raise
+                    raise self._refused(exc) from exc
                 pool.discard(conn)  # a broken connection never goes back to the pool
                 if not retry:
                     raise self._unavailable(exc) from None

@@ -59,6 +59,18 @@ from .sqltable import LIVE, TableBucket, not_an_integer, purge_table
 T = TypeVar("T")
 
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
+_PRIVILEGES = (
+    "grant the user USAGE on the schema and SELECT, INSERT, UPDATE, DELETE on the table "
+    "(and CREATE on the database or schema to let plugstore create or upgrade them), or "
+    "point the URL at a user who has them"
+)
+#: What to do about the errors a server gives for a statement it will not run, by SQLSTATE.
+_REFUSAL_HINTS = {
+    "42501": _PRIVILEGES,  # insufficient_privilege
+    "25006": "the server is read-only (a standby, or default_transaction_read_only): "
+    "point the URL at the primary",
+    "53100": "the server's disk is full: free space on it",
+}
 #: libpq parameters passed through from the URL query (everything else is refused).
 LIBPQ_PASSTHROUGH = frozenset(
     {
@@ -269,6 +281,18 @@ class PostgreSQLBackend(Backend):
         }
         return psycopg.conninfo.make_conninfo(**{k: v for k, v in params.items() if v is not None})
 
+    def _refused(self, exc: psycopg.Error) -> BackendUnavailableError:
+        """A statement the server refused for a reason other than a lost connection
+        (privileges, a read-only server): a plugstore error saying what to do, with the
+        driver's exception as its cause."""
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        state = exc.sqlstate or ""
+        hint = _REFUSAL_HINTS.get(state, "the server's log may say more")
+        return BackendUnavailableError(
+            f"PostgreSQL at {self.where} refused the operation: {detail} "
+            f"(SQLSTATE {state or 'unknown'}); {hint}"
+        )
+
     def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
         # psycopg's messages name host and port, never the password; keep only the first line.
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -279,7 +303,11 @@ class PostgreSQLBackend(Backend):
             self._fork_gen = forks.generation
             self._pool = self._make_pool()
             self._lock_pool = self._make_lock_pool()
-        self._create_table()
+        try:
+            self._create_table()
+        except BaseException:
+            self.close()  # no pool threads left behind by a failed open
+            raise
 
     def _make_pool(self) -> ConnectionPool[Any]:
         pool: ConnectionPool[Any] = ConnectionPool(
@@ -332,10 +360,17 @@ class PostgreSQLBackend(Backend):
                 "expires_at double precision, PRIMARY KEY (namespace, key))"
             ),
         ]
-        with self._connection() as conn, conn.transaction():
-            for i, stmt in enumerate(statements):
-                conn.execute(stmt, (lock_id,) if i == 0 else None)
-            self._add_expiry(conn)
+        try:
+            with self._connection() as conn, conn.transaction():
+                for i, stmt in enumerate(statements):
+                    conn.execute(stmt, (lock_id,) if i == 0 else None)
+                self._add_expiry(conn)
+        except PoolTimeout as exc:
+            raise self._probe_error() from exc
+        except psycopg.OperationalError as exc:
+            raise self._unavailable(exc) from exc
+        except psycopg.Error as exc:
+            raise self._refused(exc) from exc
 
     def _add_expiry(self, conn: Any) -> None:
         """Give a table made before expiry existed its ``expires_at`` column and the
@@ -419,6 +454,8 @@ class PostgreSQLBackend(Backend):
                 exhausted = self._exhausted(failed)
                 if exhausted is not None:
                     raise exhausted from None
+            except psycopg.Error as exc:
+                raise self._refused(exc) from exc
 
     def _exhausted(self, failed: BaseException) -> BackendUnavailableError | None:
         """The error for a pool timeout that came from a full pool, not a down server:
@@ -470,6 +507,8 @@ class PostgreSQLBackend(Backend):
                 pool.putconn(conn)  # the pool discards it if it broke
         except (psycopg.OperationalError, PoolTimeout) as exc:
             return self._call(lambda c: c.execute(query, params).fetchone(), retry, exc)
+        except psycopg.Error as exc:
+            raise self._refused(exc) from exc
 
     def all(self, query: str | sql.Composable, params: Any, *, retry: bool = True) -> list[Any]:
         """Reads: retried after a lost connection by default."""
@@ -483,6 +522,8 @@ class PostgreSQLBackend(Backend):
                 pool.putconn(conn)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             return self._call(lambda c: c.execute(query, params).fetchall(), retry, exc)
+        except psycopg.Error as exc:
+            raise self._refused(exc) from exc
 
     def run(self, query: str | sql.Composable, params: Any, *, retry: bool = False) -> int:
         try:
@@ -496,6 +537,8 @@ class PostgreSQLBackend(Backend):
         except (psycopg.OperationalError, PoolTimeout) as exc:
             retried: int = self._call(lambda c: c.execute(query, params).rowcount, retry, exc)
             return retried
+        except psycopg.Error as exc:
+            raise self._refused(exc) from exc
 
     def run_batch(self, query: str | sql.Composable, rows: Sequence[Sequence[Any]]) -> None:
         """All rows in one transaction (pipelined by psycopg): all land, or none.
@@ -513,6 +556,8 @@ class PostgreSQLBackend(Backend):
                 work(conn)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             self._call(work, True, exc)
+        except psycopg.Error as exc:
+            raise self._refused(exc) from exc
 
     def run_transaction(
         self, steps: Sequence[tuple[str | sql.Composable, Sequence[Sequence[Any]]]]
@@ -533,6 +578,8 @@ class PostgreSQLBackend(Backend):
                 work(conn)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             self._call(work, True, exc)
+        except psycopg.Error as exc:
+            raise self._refused(exc) from exc
 
     def advisory_lock(self, namespace: str, key: str, timeout: float | None) -> HeldLock | None:
         """Hold ``pg_advisory_lock`` on a connection of the lock pool until release.
