@@ -290,6 +290,51 @@ def test_a_damaged_dumb_index_is_refused(tmp_path: Path, damage: Any, match: str
         list(store.namespace("n"))
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [lambda ix: b"\x00" * len(ix), lambda ix: ix[1:], lambda ix: b"garbage" + ix],
+    ids=["zeroed", "first-byte-lost", "garbage-first"],
+)
+def test_a_dumb_index_no_longer_starting_with_a_quote_is_refused(
+    tmp_path: Path, damage: Any
+) -> None:
+    """dbm.whichdb calls such an index no dbm at all: the namespace must not read as
+    empty or vanish from the listing; every read says it is damaged."""
+    index = _three_keys(tmp_path)
+    (tmp_path / "n.db.dir").write_bytes(damage(index))
+    assert dbm.whichdb(str(tmp_path / "n.db")) is None
+    with plugstore.open(url(tmp_path)) as store:
+        ns = store.namespace("n")
+        for op in (list, len, lambda ns: ns.get("a")):
+            with pytest.raises(StoreDamagedError, match=r"n\.db\.dir is corrupt"):
+                op(ns)
+        assert store.namespaces() == ["n"]
+
+
+def test_listings_are_ordered_whatever_order_the_dbm_lists_keys_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gnu and ndbm list keys in hash order: every listing of the bucket sorts them
+    (keys, items, scans with a prefix, scopes)."""
+    from plugstore.backends import dbmformats
+
+    keys = ["zeta", "a1", "é", "b", "alpha", "q", "mid", "c", "a\U0001f600", "A"]
+    with plugstore.open(url(tmp_path), dbm="dumb") as store:
+        ns = store.namespace("n")
+        ns.update(dict.fromkeys(keys, 0))
+        scope = ns.scope(g=1)
+        scope.update(dict.fromkeys(keys, 1))
+        original = dbmformats.DumbEngine.keys
+        monkeypatch.setattr(
+            dbmformats.DumbEngine, "keys", lambda self: list(reversed(original(self)))
+        )
+        assert list(ns) == sorted(keys)
+        assert [k for k, _ in ns.items()] == sorted(keys)
+        assert list(ns.scan_keys("a")) == sorted(k for k in keys if k.startswith("a"))
+        assert list(scope) == sorted(keys)
+        assert [k for k, _ in scope.items()] == sorted(keys)
+
+
 def test_a_dumb_data_file_cut_short_is_refused(tmp_path: Path) -> None:
     _three_keys(tmp_path)
     os.truncate(tmp_path / "n.db.dat", 1000)  # the values at 1024 and 1536 are gone

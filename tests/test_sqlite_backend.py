@@ -272,6 +272,21 @@ def test_a_corrupt_page_is_a_store_damaged_error(tmp_path: Path) -> None:
         assert isinstance(StoreDamagedError("x"), BackendUnavailableError)
 
 
+def test_a_batch_on_a_corrupt_page_is_a_store_damaged_error(tmp_path: Path) -> None:
+    """write_batch (scope.replace, ns.batch) maps a damaged file like every other write,
+    and leaves no transaction open behind it."""
+    with plugstore.open(url(tmp_path)) as store:
+        scope = store.namespace("n").scope(g=1)
+        scope.update({f"k{i:04d}": "x" * 300 for i in range(400)})
+    _damage_a_page(tmp_path / "store.db")
+    with plugstore.open(url(tmp_path)) as store:
+        scope = store.namespace("n").scope(g=1)
+        with pytest.raises(StoreDamagedError, match=r"damaged.*backup"):
+            scope.replace({"a": 1})
+        store.namespace("other")["k"] = 1  # the connection is not stuck in a transaction
+        assert store.namespace("other")["k"] == 1
+
+
 def test_a_file_that_is_no_database_is_a_store_damaged_error(tmp_path: Path) -> None:
     with plugstore.open(url(tmp_path)) as store:
         store.namespace("n")["k"] = 1

@@ -703,6 +703,11 @@ def _flavour_of(path: str) -> str | None:
     if kind is None:
         if _dumb_mid_rewrite(path):
             return "dbm.dumb"
+        if file_exists(path + ".dat") and file_exists(path + ".dir"):
+            # whichdb takes a .dir that does not start with a quote (zeroed by a crash,
+            # its first byte lost) for no dbm at all: it is a dumb file, and the strict
+            # index load says it is damaged, rather than the namespace reading as empty.
+            return "dbm.dumb"
         for suffix in _CANDIDATES:  # whichdb ignores the files it cannot open: say why
             if file_exists(path + suffix):
                 with open(path + suffix, "rb"):

@@ -294,11 +294,16 @@ class SQLiteBackend(Backend):
 
     def run_batch(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run ``sql`` for every row in one transaction: all rows land, or none."""
+        self.run_transaction(((sql, rows),))
+
+    def run_transaction(self, steps: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        """Run each ``(sql, rows)`` step for its rows, all in one write transaction."""
         with self._locked():
             conn = self._connection()
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(sql, rows)
+                for sql, rows in steps:
+                    conn.executemany(sql, rows)
                 conn.execute("COMMIT")
             except BaseException as exc:
                 # Whatever failed (a row, the COMMIT itself on a full disk), no transaction
@@ -310,22 +315,6 @@ class SQLiteBackend(Backend):
                 if isinstance(exc, sqlite3.Error):
                     raise self._unavailable(exc) from None
                 raise
-
-    def run_transaction(self, steps: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
-        """Run each ``(sql, rows)`` step for its rows, all in one write transaction."""
-        with self._locked():
-            conn = self._connection()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    for sql, rows in steps:
-                        conn.executemany(sql, rows)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                raise self._unavailable(exc) from None
 
     # -- backend API ---------------------------------------------------------------------
 
