@@ -525,18 +525,22 @@ class Lock:
 
     def _leave_gate(self) -> None:
         entered, self._gate = self._gate, None
-        # A forked child's copy of a lock has its own engine hold to release (or lose),
-        # but the gate belongs to the parent's threads: the child leaves it alone.
+        # The gate belongs to the parent's threads: a forked child leaves it alone.
         if entered is not None and entered[3] == forks.generation:
             gates, gate, token, _ = entered
             gates.exit((self._ns.name, self.key), gate, token)
+
+    def _inherited(self) -> bool:
+        """Whether this process is a child forked while the lock was held: the hold
+        (a session on the parent's connection, the parent's token) is the parent's."""
+        return self._gate is not None and self._gate[3] != forks.generation
 
     def renew(self, lease: float | None = None) -> None:
         """Extend the lease: the lock stays ours ``lease`` seconds (default: the lease
         it was taken with) from now.  For holders that work longer than one lease;
         raises ``LockLostError`` if the lock had already been taken from us."""
-        if self._held is None:
-            raise StoreError(f"the lock on {self.key!r} is not held")
+        if self._held is None or self._inherited():
+            raise StoreError(f"the lock on {self.key!r} is not held by this process")
         seconds = self.lease if lease is None else lease
         if not seconds > 0:
             raise ValueError("lease must be > 0 seconds")
@@ -555,6 +559,13 @@ class Lock:
         held, self._held = self._held, None
         if held is None:
             raise StoreError(f"the lock on {self.key!r} is not held")
+        if self._inherited():
+            # A forked child leaving a `with` block its parent entered: the lock stays
+            # the parent's.  Releasing it here would free it (over the parent's own
+            # connection, or with the parent's token) while the parent works on.
+            forks.keep_inherited(held)  # never closed, nor sent anything, from here
+            self._gate = None
+            return
         try:
             released = held.release()
         finally:

@@ -452,9 +452,11 @@ class Scope(MutableMapping[str, Any]):
         defaults = list(reader._defaults.encoded.items())
         if defaults:
             for values in leaves:
-                for key, raw in defaults:
-                    if key not in values:
-                        values[key] = self._codec.decode(raw)
+                missing = [(key, raw) for key, raw in defaults if key not in values]
+                if missing:  # filled in code point order, as children() gives them
+                    merged = {**values, **{k: self._codec.decode(raw) for k, raw in missing}}
+                    values.clear()
+                    values.update(sorted(merged.items()))
         return out
 
     def replace(
@@ -467,9 +469,11 @@ class Scope(MutableMapping[str, Any]):
         """Make ``values`` this scope's whole stored contents, atomically: its other
         stored keys are deleted, sub-scopes are untouched (Red's ``group.set(dict)``).
 
-        With ``atomic=True`` (the default) readers see the old contents or the new, never
-        a mix, on backends with ``atomic_batches``; elsewhere it raises
-        :class:`~plugstore.errors.BatchNotAtomicError` and writes nothing.  With
+        With ``atomic=True`` (the default) the replace lands whole or not at all on
+        backends with ``atomic_batches`` (and readers see the old contents or the new,
+        never a mix, on those with ``isolated_batches``: every built-in one but
+        DynamoDB); elsewhere it raises :class:`~plugstore.errors.BatchNotAtomicError`
+        and writes nothing.  With
         ``atomic=False`` it is a clear followed by a bulk write.  With ``ttl`` every
         value expires ``ttl`` seconds from now.  Keys without a value read their
         registered defaults afterwards.

@@ -189,6 +189,11 @@ class _NamedLock(HeldLock):
         except pymysql.err.MySQLError:
             self._pool.discard(self._conn)
             return False  # the session ended, and the server released the lock with it
+        except BaseException:
+            # Interrupted mid-reply: the session's state is unknown, so it goes (and the
+            # server frees the lock with it); its pool slot is never lost.
+            self._pool.discard(self._conn)
+            raise
         self._pool.release(self._conn)
         return bool(row and row[0] == 1)
 

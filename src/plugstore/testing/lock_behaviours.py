@@ -225,6 +225,36 @@ class LockBehaviours:
         with ns.lock("k", timeout=5):
             pass  # and the parent's queue still works
 
+    def test_a_forked_child_leaving_its_parents_lock_does_not_free_it(
+        self, store: Store, ns: Namespace, store_url: str
+    ) -> None:
+        """A child forked inside a ``with ns.lock(...)`` block that leaves the block (or
+        releases its copy) frees nothing: the lock stays the parent's, other holders
+        keep waiting, and the parent's own release works."""
+        self._need_multiprocess(store)
+        if not hasattr(os, "fork"):
+            pytest.skip("no fork on this platform")
+        lock = ns.lock("k", timeout=5).acquire()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                lock.release()  # the child's copy: must not reach the engine
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        other = self.open_store(store_url)
+        try:
+            with pytest.raises(LockTimeoutError):
+                other.namespace(ns.name).lock("k", timeout=0.3).acquire()
+            lock.release()  # still ours: no LockLostError
+            with other.namespace(ns.name).lock("k", timeout=5):
+                pass
+        finally:
+            other.close()
+
     @pytest.mark.slow
     def test_processes_locked_get_then_set_exact(self, store: Store, ns: Namespace) -> None:
         from plugstore.testing import release_together

@@ -137,6 +137,15 @@ class ScopeOpsBehaviours:
         with pytest.raises(StoreNotOpenError):
             scope.tree("member")
 
+    def test_tree_fills_defaults_in_order(self, ns: Namespace) -> None:
+        """Each leaf of tree() is exactly what children() gives, key order included:
+        registered defaults are filled in code point order, not after the stored keys."""
+        ns.register_defaults({"a": 0, "z": 0}, levels=("guild", "member"))
+        ns.scope(guild=1, member=2).update({"b": 5, "y": 1})
+        leaf = ns.scope().tree("guild", "member")[1][2]
+        assert list(leaf.items()) == [("a", 0), ("b", 5), ("y", 1), ("z", 0)]
+        assert list(leaf.items()) == list(ns.scope(guild=1).children("member")[2].items())
+
     def test_tree_sees_expiry_and_defaults(
         self, clock_store: Store, clock_ns: Namespace, clock: Any
     ) -> None:
