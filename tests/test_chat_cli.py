@@ -98,7 +98,7 @@ def test_chat_migrates_the_poll_tables_on_the_default_store(tmp_path: Path) -> N
     assert (store_dir / "plugstore.pl_poll.sqlite3").is_file()
     current = run("db", "current")
     assert current.returncode == 0, current.stderr
-    assert re.search(r"^poll\s+pl_poll\s+0002\s+0002\s+0$", current.stdout, re.M), current.stdout
+    assert re.search(r"^poll\s+pl_poll\s+0003\s+0003\s+0$", current.stdout, re.M), current.stdout
     again = run("chat", "-c", ".poll 1")  # a new process: at head, nothing to migrate
     assert again.stdout.splitlines()[0] == "Poll 1 (open, by ana): Lunch?"
 
@@ -116,7 +116,7 @@ def test_chat_migrates_the_poll_tables_on_postgresql() -> None:
         assert opened.returncode == 0, opened.stderr
         with engine.connect() as conn:
             version = conn.execute(text("SELECT version_num FROM pl_poll.alembic_version"))
-            assert version.scalars().all() == ["0002"]
+            assert version.scalars().all() == ["0003"]
             assert conn.execute(text("SELECT count(*) FROM pl_poll.polls")).scalar() == 1
             in_public = conn.execute(
                 text(

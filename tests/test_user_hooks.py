@@ -376,3 +376,27 @@ def test_the_quotes_example_forgets_scores_and_quizzes(tmp_path: Path) -> None:
         assert data["score:bob"] == 1
         assert data["quote:1"] == {"author": "Ada", "text": "hello"}
         assert say(chat, "ana", ".forgetme") == "I keep nothing about you."
+
+
+def test_users_whose_names_differ_only_in_case_or_accents_stay_apart(
+    host: ChatHost, tables: str, suffix: str
+) -> None:
+    """ "ana", "Ana" and "ána" are three users on every engine (MariaDB's default
+    collation once made them one): each votes, each exports only their own data, and
+    forgetting one leaves the others' polls and votes."""
+    ana, big_ana, accented = users(suffix, "ana", "Ana", "ána")
+    lunch = open_poll(host, big_ana, "Lunch?", "pizza", "sushi")
+    for user in (ana, big_ana, accented):
+        say(host, user, f".vote {lunch} pizza")
+    hooks = chat_hooks(host)
+    exported = export_user(host.store, ana, hooks=hooks)["plugins"]["poll"]
+    assert "polls" not in exported  # Ana's poll is not ana's
+    assert exported["votes"] == [{"poll": lunch, "question": "Lunch?", "option": "pizza"}]
+    forgotten = forget_user(host.store, ana, hooks=hooks)
+    assert forgotten.plugins[0].counts == {"votes": 1}
+    assert poll_rows(tables, [ana, big_ana, accented]) == {
+        "polls": [(lunch, big_ana)],
+        "options": [(lunch, 1), (lunch, 2)],
+        "votes": sorted([(lunch, big_ana), (lunch, accented)]),
+        "drafts": [],
+    }

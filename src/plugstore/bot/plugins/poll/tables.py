@@ -37,12 +37,18 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Session
 
 from plugstore.relational import RelationalPlugin, RelationalUserData, plugin_metadata
 
 #: Longest question, option or user name the tables hold.
 TEXT = 200
+#: A user name: compared exactly on every engine ("ana" is not "Ana"; revision 0003
+#: gives MariaDB/MySQL, whose default collation ignores case and accents, a binary one).
+USER = String(TEXT).with_variant(
+    mysql.VARCHAR(TEXT, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+)
 
 metadata = plugin_metadata("poll")
 
@@ -51,7 +57,7 @@ polls = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("question", String(TEXT), nullable=False),
-    Column("author", String(TEXT), nullable=False),
+    Column("author", USER, nullable=False),
     Column("is_open", Boolean, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("closed_at", DateTime(timezone=True), nullable=True),  # revision 0002
@@ -69,7 +75,7 @@ votes = Table(
     "votes",
     metadata,
     Column("poll_id", Integer, ForeignKey(polls.c.id, ondelete="CASCADE"), primary_key=True),
-    Column("voter", String(TEXT), primary_key=True),
+    Column("voter", USER, primary_key=True),
     Column("position", Integer, nullable=False),
 )
 
@@ -78,7 +84,7 @@ votes = Table(
 drafts = Table(
     "drafts",
     metadata,
-    Column("author", String(TEXT), primary_key=True),
+    Column("author", USER, primary_key=True),
     Column("question", String(TEXT), nullable=True),
     Column("options", Text, nullable=False),
 )
