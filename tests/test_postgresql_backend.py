@@ -366,8 +366,9 @@ def test_a_failed_write_batch_rolls_back_whole(tmp_path: Path) -> None:
         bucket = store.backend.bucket("n")
         broken = "INSERT INTO missing VALUES (%s, %s, %s, %s)"
         bucket._q = {**bucket._q, "set_until": broken}  # type: ignore[attr-defined]
-        with pytest.raises(psycopg.errors.UndefinedTable):
+        with pytest.raises(BackendUnavailableError, match="refused") as err:
             bucket.write_batch([("x", b"1", None)], [], [scope._prefix])
+        assert isinstance(err.value.__cause__, psycopg.errors.UndefinedTable)
         assert dict(scope) == {"a": 1, "b": 2}
         store.backend.drop()  # type: ignore[attr-defined]
 
