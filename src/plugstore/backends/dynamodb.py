@@ -745,8 +745,11 @@ class DynamoDBBackend(Backend):
 
     def transact(self, actions: list[dict[str, Any]]) -> None:
         """One ``TransactWriteItems``, all-or-nothing.  Its client request token makes
-        a repeat (botocore's retry after a lost reply, or ours after a conflict with
-        another transaction: refused, nothing applied) take effect once."""
+        a repeat after a lost reply (botocore's retry) take effect once.  After a
+        cancellation (a conflict with another transaction) or throttling, nothing was
+        applied: the retry is a new request with a new token, never one the service may
+        answer from the failed attempt.  ``TransactionInProgressException`` means the
+        same token's first attempt is still running: that retry keeps the token."""
         token = secrets.token_hex(16)
         delay = 0.05
         for _ in range(self.max_attempts * 4):
@@ -768,6 +771,8 @@ class DynamoDBBackend(Backend):
                 }
                 if not (conflict or code in _THROTTLED or code == "TransactionInProgressException"):
                     raise self._refused(exc) from None
+                if code != "TransactionInProgressException":
+                    token = secrets.token_hex(16)  # refused whole: a new request
             except BotoCoreError as exc:
                 raise self._unavailable(exc) from None
             time.sleep(random.uniform(0, delay))
