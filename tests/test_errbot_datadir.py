@@ -290,8 +290,29 @@ def test_the_default_plugstore_store_in_the_data_dir_is_not_a_namespace(
 
 
 def test_namespace_names_take_the_longest_suffix() -> None:
+    """X.db.db is Berkeley ndbm's file of X, or gnu's and sqlite3's of X.db: both are
+    candidates (the caller keeps the one whose file opens)."""
     entries = ["Plugin.db.db", "core.db", "x.db.dat", "x.db.dir", "x.db.bak", ".db", "log.txt"]
-    assert namespace_names(entries) == {"Plugin", "core", "x"}
+    assert namespace_names(entries) == {"Plugin", "Plugin.db", "core", "x"}
+
+
+def test_a_plugin_whose_name_ends_in_db_is_imported_with_the_directory(
+    run: Any, tmp_path: Path
+) -> None:
+    """Errbot's file of a plugin named "My.db" is My.db.db (gnu, sqlite3): a whole
+    directory import finds it, not only one that names it."""
+    data = tmp_path / "data"
+    data.mkdir()
+    with plugstore.open(f"shelf:///{data}", dbm="sqlite3", codec="pickle") as store:
+        store.namespace("My.db")["k"] = 1
+        store.namespace("core")["x"] = 2
+    assert {"My.db.db", "core.db"} <= set(os.listdir(data))
+    url = f"sqlite:///{tmp_path / 'bot.db'}"
+    done = run("import-errbot", str(data), url)
+    assert done.exit_code == 0, done.stderr
+    with plugstore.open(url, codec="pickle") as store:
+        assert store.namespaces() == ["My.db", "core"]
+        assert store.namespace("My.db")["k"] == 1
 
 
 def test_a_bad_key_anywhere_stops_the_import_before_any_write(

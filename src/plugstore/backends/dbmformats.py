@@ -50,16 +50,20 @@ DATA_SUFFIXES = (
 
 
 def namespace_names(entries: list[str]) -> set[str]:
-    """The namespaces a directory listing's dbm files belong to.
+    """The namespaces a directory listing's dbm files may belong to.
 
-    The longest matching suffix wins: Berkeley-DB ndbm names ``NS.db`` ``NS.db.db``,
-    which is not a namespace ``NS.db``.
+    The longest matching suffix wins, but ``X.db.db`` is ambiguous: Berkeley-DB ndbm
+    names namespace ``X``'s file so, and gnu and sqlite3 namespace ``X.db``'s.  Both
+    are candidates; the caller keeps those whose files open (a name with no file of its
+    own reads as empty).
     """
     names = set()
     for entry in entries:
         suffix = max((s for s in SUFFIXES if entry.endswith(s)), key=len, default=None)
         if suffix is not None and len(entry) > len(suffix):
             names.add(entry[: -len(suffix)])
+            if suffix == ".db.db":
+                names.add(entry[: -len(".db")])
     return names
 
 

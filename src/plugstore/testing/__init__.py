@@ -647,12 +647,18 @@ class StoreConformance(
         assert OTHER_NS not in store.namespaces()
 
     def test_valid_unusual_namespace_names(self, store: Store) -> None:
-        for name in ("Plugin_1.v2-x", "_private", "9lives", "A" * 128):
+        for name in ("Plugin_1.v2-x", "_private", "9lives", "A" * 128, "notes.db"):
             ns = store.namespace(name)
             ns["k"] = name
             assert store.namespace(name)["k"] == name
             assert name in store.namespaces()
             store.drop_namespace(name)
+        # A name and the same name + ".db" (one file name is the other's plus ".db" in
+        # the shelf layout) are two namespaces, both listed.
+        store.namespace("pair")["k"] = 1
+        store.namespace("pair.db")["k"] = 2
+        assert {"pair", "pair.db"} <= set(store.namespaces())
+        assert (store.namespace("pair")["k"], store.namespace("pair.db")["k"]) == (1, 2)
 
     def test_escaped_namespaces_are_namespaces_of_their_own(self, store_url: str) -> None:
         """``%`` in a namespace is a plain character to the engine (file names, SQL,
