@@ -911,6 +911,20 @@ def test_fork_while_another_thread_holds_the_lock(tmp_path: Path) -> None:
 NOW = 1_700_000_000.0
 
 
+@pytest.mark.parametrize(
+    "damage", [b"{not json", b"[" * 100_000 + b"]" * 100_000], ids=["not-json", "nested-deep"]
+)
+def test_damaged_deadlines_are_a_store_damaged_error(tmp_path: Path, damage: bytes) -> None:
+    with plugstore.open(url(tmp_path)) as store:
+        store.namespace("Notes").set("k", 1, ttl=60)
+    (tmp_path / "Notes.db.expiry").write_bytes(damage)
+    with plugstore.open(url(tmp_path)) as store:
+        ns = store.namespace("Notes")
+        for op in (lambda: ns.get("k"), lambda: ns.set("j", 2)):
+            with pytest.raises(StoreDamagedError, match=r"deadlines in .*damaged.*backup"):
+                op()
+
+
 def test_deadlines_live_beside_the_file_errbot_reads(tmp_path: Path) -> None:
     clock = FakeClock(NOW)
     sidecar = tmp_path / "Notes.db.expiry"

@@ -112,7 +112,7 @@ class Deadlines:
             return cls(path, {}, fsync)
         except OSError as exc:
             raise os_failure(exc, path, "reading the deadlines in") from None
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # not JSON, or nested past parsing
             raise StoreDamagedError(
                 f"the deadlines in {path} are damaged ({exc}): restore the file from a "
                 "backup, or delete it (the namespace's keys then never expire)"
