@@ -616,23 +616,8 @@ class MySQLBackend(Backend):
 
     def run_batch(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
         """All rows in one transaction (multi-row inserts by PyMySQL): all land, or none.
-
-        Retried after a lost connection or a deadlock: the batch is a set of upserts, so
-        applying it again gives the same result whether or not the lost attempt committed.
-        """
-
-        def work(cur: Any) -> None:
-            conn = cur.connection
-            conn.begin()
-            try:
-                cur.executemany(query, rows)
-                conn.commit()
-            except BaseException:
-                with contextlib.suppress(pymysql.err.MySQLError):
-                    conn.rollback()  # if the connection is gone, the server rolled back
-                raise
-
-        self._execute(work, True)
+        Retried as :meth:`run_transaction` is: the batch is a set of upserts."""
+        self.run_transaction(((query, rows),))
 
     def run_transaction(self, steps: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         """Run each ``(query, rows)`` step for its rows, all in one transaction.

@@ -542,22 +542,8 @@ class PostgreSQLBackend(Backend):
 
     def run_batch(self, query: str | sql.Composable, rows: Sequence[Sequence[Any]]) -> None:
         """All rows in one transaction (pipelined by psycopg): all land, or none.
-
-        Retried after a lost connection: the batch is a set of upserts, so applying it
-        again gives the same result whether or not the lost attempt committed.
-        """
-
-        def work(conn: Any) -> None:
-            with conn.transaction(), conn.cursor() as cur:
-                cur.executemany(query, rows)
-
-        try:
-            with self._connection() as conn:
-                work(conn)
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            self._call(work, True, exc)
-        except psycopg.Error as exc:
-            raise self._refused(exc) from exc
+        Retried as :meth:`run_transaction` is: the batch is a set of upserts."""
+        self.run_transaction(((query, rows),))
 
     def run_transaction(
         self, steps: Sequence[tuple[str | sql.Composable, Sequence[Sequence[Any]]]]
