@@ -28,6 +28,22 @@ class CliError(click.ClickException):
     exit_code = 1
 
 
+def load_attribute(spec: str) -> Any:
+    """The object ``--load MODULE:ATTR`` names, imported with the current directory on
+    ``sys.path`` (as ``python -m`` would); a :class:`CliError` saying why if it cannot."""
+    import importlib
+
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise CliError(f"--load {spec!r}: write it as MODULE:ATTRIBUTE")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise CliError(f"--load {spec}: {exc}") from None
+
+
 @dataclass
 class CliState:
     """The global options, shared by every command as ``ctx.obj``.

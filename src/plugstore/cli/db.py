@@ -8,8 +8,6 @@ embedded SQLite file, as for every other command.
 
 from __future__ import annotations
 
-import importlib
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -18,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .common import CliError, CliState
+from .common import CliError, CliState, load_attribute
 
 if TYPE_CHECKING:
     from plugstore.relational import RelationalHost, RelationalPlugin
@@ -305,15 +303,7 @@ def _host(
 def _load(spec: str) -> RelationalPlugin:
     from plugstore.relational import RelationalPlugin
 
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise CliError(f"--load {spec!r}: write it as MODULE:ATTRIBUTE")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        obj = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise CliError(f"--load {spec}: {exc}") from None
+    obj = load_attribute(spec)
     if callable(obj) and not isinstance(obj, RelationalPlugin):
         obj = obj()
     if not isinstance(obj, RelationalPlugin):

@@ -8,9 +8,6 @@ their user-data hooks, found as :func:`hooks_for` says.
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -35,7 +32,7 @@ from plugstore.userdata import (
     user_id_text,
 )
 
-from .common import CliError, CliState, json_text, shown
+from .common import CliError, CliState, json_text, load_attribute, shown
 
 
 @click.group("user")
@@ -314,15 +311,7 @@ def _relational_hooks(
 
 
 def _load(spec: str) -> Any:
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise CliError(f"--load {spec!r}: write it as MODULE:ATTRIBUTE")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        obj = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise CliError(f"--load {spec}: {exc}") from None
+    obj = load_attribute(spec)
     if isinstance(obj, UserData):
         return obj
     try:
