@@ -161,11 +161,17 @@ class ForgetSummary:
         noun = "entry" if entries == 1 else "entries"
         parts = ", ".join(f"{count} in {ns}" for ns, count in self.counts.items())
         text = f"{entries} {noun}" + (f" ({parts})" if parts else "")
+        return self.with_plugin_data(text, entries)
+
+    def with_plugin_data(self, entries_text: str, entries: int) -> str:
+        """``entries_text`` (what a message says of the ``entries`` entries), then ``and
+        plugin data: ...`` with the plugins' counts; only that part when ``entries`` is 0
+        (and only ``entries_text`` when no plugin counted anything)."""
         plugins = [result.describe() for result in self.plugins if result.total]
         if not plugins:
-            return text
+            return entries_text
         listed = "plugin data: " + "; ".join(plugins)
-        return f"{text} and {listed}" if entries else listed
+        return f"{entries_text} and {listed}" if entries else listed
 
 
 class UserDataError(StoreError):

@@ -212,11 +212,7 @@ def forget_cmd(
 def _these(found: ForgetSummary) -> str:
     entries = len(found.entries)
     text = "this entry" if entries == 1 else f"these {entries} entries"
-    plugins = [result.describe() for result in found.plugins if result.total]
-    if not plugins:
-        return text
-    listed = "plugin data: " + "; ".join(plugins)
-    return f"{text} and {listed}" if entries else listed
+    return found.with_plugin_data(text, entries)
 
 
 @contextmanager
