@@ -370,13 +370,19 @@ class Scope(MutableMapping[str, Any]):
                 values[key] = value
         out: dict[ScopeId, dict[str, Any]] = {}
         for (_, child_id_), (child, values) in found.items():
-            missing = [
-                (k, raw) for k, raw in list(child._defaults.encoded.items()) if k not in values
-            ]
-            for key, raw in missing:
-                values[key] = self._codec.decode(raw)
-            out[child_id_] = dict(sorted(values.items())) if missing else values
+            self._fill_defaults(values, child._defaults.encoded)
+            out[child_id_] = values
         return out
+
+    def _fill_defaults(self, values: dict[str, Any], defaults: Mapping[str, bytes]) -> None:
+        """Add to ``values`` (one scope's, in key order) the encoded ``defaults`` it lacks,
+        decoded, keeping code point order."""
+        missing = [(key, raw) for key, raw in list(defaults.items()) if key not in values]
+        if missing:
+            values.update((key, self._codec.decode(raw)) for key, raw in missing)
+            ordered = sorted(values.items())
+            values.clear()
+            values.update(ordered)
 
     def ids(self, level: str) -> Iterator[ScopeId]:
         """The ids of the scopes at ``level`` directly beneath this one that hold data.
@@ -449,14 +455,10 @@ class Scope(MutableMapping[str, Any]):
             value = reader._read(key, stored, raw)[1]
             if value is not _MISSING:
                 values[key] = value
-        defaults = list(reader._defaults.encoded.items())
+        defaults = dict(reader._defaults.encoded)
         if defaults:
-            for values in leaves:
-                missing = [(key, raw) for key, raw in defaults if key not in values]
-                if missing:  # filled in code point order, as children() gives them
-                    merged = {**values, **{k: self._codec.decode(raw) for k, raw in missing}}
-                    values.clear()
-                    values.update(sorted(merged.items()))
+            for values in leaves:  # in place: they are nested in ``out``
+                self._fill_defaults(values, defaults)
         return out
 
     def replace(
@@ -473,10 +475,9 @@ class Scope(MutableMapping[str, Any]):
         backends with ``atomic_batches`` (and readers see the old contents or the new,
         never a mix, on those with ``isolated_batches``: every built-in one but
         DynamoDB); elsewhere it raises :class:`~plugstore.errors.BatchNotAtomicError`
-        and writes nothing.  With
-        ``atomic=False`` it is a clear followed by a bulk write.  With ``ttl`` every
-        value expires ``ttl`` seconds from now.  Keys without a value read their
-        registered defaults afterwards.
+        and writes nothing.  With ``atomic=False`` it is a clear followed by a bulk
+        write.  With ``ttl`` every value expires ``ttl`` seconds from now.  Keys without
+        a value read their registered defaults afterwards.
         """
         batch = ScopeBatch(self._ns, atomic=atomic)
         batch.replace(self, values, ttl=ttl)
