@@ -524,9 +524,10 @@ class Lock:
         return self
 
     def _leave_gate(self) -> None:
+        # Only in the process that entered it (release() returns before this in a forked
+        # child: the gate belongs to the parent's threads).
         entered, self._gate = self._gate, None
-        # The gate belongs to the parent's threads: a forked child leaves it alone.
-        if entered is not None and entered[3] == forks.generation:
+        if entered is not None:
             gates, gate, token, _ = entered
             gates.exit((self._ns.name, self.key), gate, token)
 

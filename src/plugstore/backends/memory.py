@@ -244,8 +244,8 @@ class MemoryBucket(Bucket):
         # sees the batch whole or not at all.
         with self._lock:
             d = self._w()
-            for prefix in clears:
-                for key in [k for k in d if k.startswith(prefix)]:
+            for prefix in clears:  # each lookup sees the deletions before it (the count)
+                for key in self._sorted(d, prefix):
                     del d[key]
             for key in removes:
                 d.pop(key, None)

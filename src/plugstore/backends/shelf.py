@@ -369,14 +369,14 @@ class ShelfBucket(Bucket):
     ) -> None:
         # One write under the file's exclusive lock: readers (shared lock) see it whole
         # or not at all; a failure part-way rolls the handle back (see write()).
-        prefixes = [p.encode("utf-8") for p in clears]
+        prefixes = tuple(p.encode("utf-8") for p in clears)
         doomed_keys = [(key, key.encode("utf-8")) for key in removes]
         encoded = [(k, k.encode("utf-8"), v, d) for k, v, d in sets]
 
         def op(e: Engine, dl: Deadlines) -> tuple[None, bool]:
             modified = False
             if prefixes:
-                for kb in [k for k in e.keys() if k.startswith(tuple(prefixes))]:  # noqa: SIM118
+                for kb in [k for k in e.keys() if k.startswith(prefixes)]:  # noqa: SIM118
                     modified = e.delete(kb) or modified
                     dl.items.pop(kb.decode("utf-8", "replace"), None)
             for key, kb in doomed_keys:
