@@ -99,6 +99,13 @@ _REFUSAL_HINTS = {
 }
 
 
+def _detail(exc: BaseException) -> str:
+    """The first line of the server's message (PyMySQL's name host and port, never the
+    password)."""
+    text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
 def _errno(exc: BaseException) -> int:
     args = getattr(exc, "args", ())
     return args[0] if args and isinstance(args[0], int) else 0
@@ -358,9 +365,7 @@ class MySQLBackend(Backend):
                 f"connections stayed in use for {exc.waited}s by other threads of this "
                 "process (the server may be fine; raise the pool_max option)"
             )
-        # PyMySQL's messages name host and port, never the password; keep the first line.
-        text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
-        detail = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        detail = _detail(exc)
         number = _errno(exc)
         hint = _REFUSAL_HINTS.get(number)
         if hint:
@@ -372,11 +377,9 @@ class MySQLBackend(Backend):
         (privileges, a read-only server, a full disk): a plugstore error saying what to
         do, with the driver's exception as its cause."""
         number = _errno(exc)
-        text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
-        detail = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
         hint = _REFUSAL_HINTS.get(number, "the server's error log may say more")
         return BackendUnavailableError(
-            f"MySQL at {self.where} refused the operation: ({number}) {detail}; {hint}"
+            f"MySQL at {self.where} refused the operation: ({number}) {_detail(exc)}; {hint}"
         )
 
     def open(self) -> None:

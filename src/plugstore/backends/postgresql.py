@@ -146,6 +146,13 @@ class _AdvisoryLock(HeldLock):
         return bool(row and row[0])
 
 
+def _first_line(exc: BaseException) -> str:
+    """The first line of a driver message (psycopg's name host and port, never the
+    password)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class PostgreSQLBackend(Backend):
     """One PostgreSQL table for every namespace; pooled, thread- and fork-safe."""
 
@@ -285,7 +292,7 @@ class PostgreSQLBackend(Backend):
         """A statement the server refused for a reason other than a lost connection
         (privileges, a read-only server): a plugstore error saying what to do, with the
         driver's exception as its cause."""
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        detail = _first_line(exc)
         state = exc.sqlstate or ""
         hint = _REFUSAL_HINTS.get(state, "the server's log may say more")
         return BackendUnavailableError(
@@ -294,8 +301,7 @@ class PostgreSQLBackend(Backend):
         )
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
-        # psycopg's messages name host and port, never the password; keep only the first line.
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        detail = _first_line(exc)
         return BackendUnavailableError(f"PostgreSQL at {self.where} is unavailable: {detail}")
 
     def open(self) -> None:
