@@ -37,3 +37,53 @@ def assert_down_server_fails_fast(url: str, where: str = "127.0.0.1:1") -> None:
     assert where in message
     assert "s3cr3t" not in message
     assert "s3cr3t" not in repr(err.value)
+
+
+def assert_locks_leave_statements_their_connections(url: str) -> None:
+    """``url`` has a one-connection statement pool (``pool_max=1``): a lock holder still
+    reads and writes while another thread waits for the same lock, because lock
+    sessions live in a pool of their own (PostgreSQL, MariaDB)."""
+    import threading
+    import time
+
+    import plugstore
+
+    with plugstore.open(url) as store:
+        ns = store.namespace("n")
+        errors: list[BaseException] = []
+
+        def wait_for(key: str) -> None:
+            try:
+                with ns.lock(key, timeout=30):
+                    ns.incr("waited")
+            except BaseException as exc:
+                errors.append(exc)
+
+        with ns.lock("a", timeout=5), ns.lock("b", timeout=5):
+            waiter = threading.Thread(target=wait_for, args=("a",))
+            waiter.start()
+            time.sleep(0.3)  # queued behind us
+            ns["k"] = 1  # the statement pool's one connection is free for the holder
+            assert ns["k"] == 1
+        waiter.join(30)
+        assert errors == []
+        assert ns["waited"] == 1
+
+
+def assert_an_exhausted_lock_pool_says_so(url: str) -> None:
+    """``url`` has ``lock_pool_max=2``: a third lock held at once fails at once with
+    PoolExhaustedError naming the pool and its option; statements still run."""
+    import plugstore
+    from plugstore.errors import PoolExhaustedError
+
+    with plugstore.open(url) as store:
+        ns = store.namespace("n")
+        with ns.lock("a", timeout=5), ns.lock("b", timeout=5):
+            for timeout in (0, 0.3):
+                with pytest.raises(PoolExhaustedError) as err:
+                    ns.lock("c", timeout=timeout).acquire()  # both lock sessions are ours
+                assert "all 2 lock sessions" in str(err.value)
+                assert "lock_pool_max" in str(err.value)
+            ns["k"] = 1  # statements have connections of their own
+        with ns.lock("c", timeout=5):
+            pass  # sessions are given back on release

@@ -21,7 +21,12 @@ import plugstore
 from plugstore.errors import BackendUnavailableError, ConfigurationError, PoolExhaustedError
 from plugstore.testing import StoreConformance
 from plugstore.testing._threads import race_threads
-from servers import assert_down_server_fails_fast, require_server
+from servers import (
+    assert_an_exhausted_lock_pool_says_so,
+    assert_down_server_fails_fast,
+    assert_locks_leave_statements_their_connections,
+    require_server,
+)
 
 HOST, PORT, DB, USER = "127.0.0.1", 5432, "test", "postgres"
 SCHEMA = f"pstest_{uuid.uuid4().hex[:12]}"
@@ -184,41 +189,12 @@ def test_locks_never_take_the_connections_statements_use(tmp_path: Path) -> None
     """With a one-connection pool, a lock holder still reads and writes while another
     thread waits for the same lock: lock sessions live in a pool of their own."""
     url = f"{BASE}?schema={SCHEMA}&table={table_for(tmp_path)}&pool_max=1&connect_timeout=1"
-    with plugstore.open(url) as store:
-        ns = store.namespace("n")
-        errors: list[BaseException] = []
-
-        def wait_for(key: str) -> None:
-            try:
-                with ns.lock(key, timeout=30):
-                    ns.incr("waited")
-            except BaseException as exc:
-                errors.append(exc)
-
-        with ns.lock("a", timeout=5), ns.lock("b", timeout=5):
-            waiter = threading.Thread(target=wait_for, args=("a",))
-            waiter.start()
-            time.sleep(0.3)  # queued behind us
-            ns["k"] = 1  # the statement pool's one connection is free for the holder
-            assert ns["k"] == 1
-        waiter.join(30)
-        assert errors == []
-        assert ns["waited"] == 1
+    assert_locks_leave_statements_their_connections(url)
 
 
 def test_an_exhausted_lock_pool_says_so(tmp_path: Path) -> None:
     url = f"{BASE}?schema={SCHEMA}&table={table_for(tmp_path)}&lock_pool_max=2"
-    with plugstore.open(url) as store:
-        ns = store.namespace("n")
-        with ns.lock("a", timeout=5), ns.lock("b", timeout=5):
-            for timeout in (0, 0.3):
-                with pytest.raises(PoolExhaustedError) as err:
-                    ns.lock("c", timeout=timeout).acquire()  # both lock sessions are ours
-                assert "all 2 lock sessions" in str(err.value)
-                assert "lock_pool_max" in str(err.value)
-            ns["k"] = 1  # statements have connections of their own
-        with ns.lock("c", timeout=5):
-            pass  # sessions are given back on release
+    assert_an_exhausted_lock_pool_says_so(url)
 
 
 def test_connections_the_server_closed_while_idle_are_replaced(tmp_path: Path) -> None:
@@ -252,7 +228,6 @@ def _restart_command() -> list[str] | None:
 @pytest.mark.slow
 def test_server_restart_mid_run_loses_nothing_acknowledged(tmp_path: Path) -> None:
     import subprocess
-    import threading
 
     from servers import IN_CI
 
