@@ -123,14 +123,25 @@ def test_the_cache_stays_bounded(table: str) -> None:
         assert 0 < len(conn._plugstore_fields) <= mysqlconn.CACHE_SIZE
 
 
-def test_a_pymysql_without_the_private_pieces_gets_its_plain_connection(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    "change",
+    [
+        # a release that drops what the cached parse overrides
+        lambda mp: mp.delattr(pymysql.connections.MySQLResult, "_get_descriptions"),
+        # a release it was not checked against (it may keep the private names but
+        # change what they do)
+        lambda mp: mp.setattr(pymysql, "VERSION", (9, 0, 0, "final")),
+    ],
+    ids=["private-pieces-gone", "unchecked-release"],
+)
+def test_a_pymysql_it_cannot_trust_gets_its_plain_connection(
+    monkeypatch: pytest.MonkeyPatch, change: Any
 ) -> None:
-    """Should a PyMySQL release drop what the cached parse overrides, the backend connects
-    with PyMySQL's own connection instead of failing."""
+    """On such a PyMySQL the backend connects with PyMySQL's own connection instead of
+    failing or trusting a parse it does not know."""
     import importlib
 
-    monkeypatch.delattr(pymysql.connections.MySQLResult, "_get_descriptions")
+    change(monkeypatch)
     try:
         importlib.reload(mysqlconn)
         assert not mysqlconn.SUPPORTED
@@ -140,21 +151,3 @@ def test_a_pymysql_without_the_private_pieces_gets_its_plain_connection(
         importlib.reload(mysqlconn)
     assert mysqlconn.SUPPORTED
     assert mysqlconn.connect is mysqlconn.Connection
-
-
-def test_an_unchecked_pymysql_release_gets_its_plain_connection(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A release the cached parse was not checked against (it may keep the private names
-    but change what they do) connects with PyMySQL's own connection."""
-    import importlib
-
-    monkeypatch.setattr(pymysql, "VERSION", (9, 0, 0, "final"))
-    try:
-        importlib.reload(mysqlconn)
-        assert not mysqlconn.SUPPORTED
-        assert mysqlconn.connect is pymysql.connect
-    finally:
-        monkeypatch.undo()
-        importlib.reload(mysqlconn)
-    assert mysqlconn.SUPPORTED
