@@ -146,6 +146,15 @@ class _AdvisoryLock(HeldLock):
         return bool(row and row[0])
 
 
+def _alive(conn: Any) -> bool:
+    """Whether an idle pooled connection is still open at the server's end (a restart or
+    ``idle_session_timeout`` closes it): asked before anything is sent on it."""
+    try:
+        return not closed_by_server(conn.pgconn.socket)
+    except psycopg.OperationalError:
+        return False
+
+
 def _first_line(exc: BaseException) -> str:
     """The first line of a driver message (psycopg's name host and port, never the
     password)."""
@@ -490,11 +499,7 @@ class PostgreSQLBackend(Backend):
         so even ``incr`` just takes another one."""
         for _ in range(self.pool_max):
             conn = pool.getconn(self.connect_timeout)
-            try:
-                alive = not closed_by_server(conn.pgconn.socket)
-            except psycopg.OperationalError:
-                alive = False
-            if alive:
+            if _alive(conn):
                 return conn
             conn.close()
             pool.putconn(conn)  # the pool replaces a closed connection
@@ -630,11 +635,7 @@ class PostgreSQLBackend(Backend):
                 ) from None
             except psycopg.Error as exc:
                 raise self._unavailable(exc) from None
-            try:
-                alive = not closed_by_server(conn.pgconn.socket)
-            except psycopg.OperationalError:
-                alive = False
-            if alive:
+            if _alive(conn):
                 return conn
             pool.discard(conn)  # closed while idle (a restart): take another
         raise BackendUnavailableError(f"PostgreSQL at {self.where} keeps closing connections")
