@@ -32,6 +32,8 @@ import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
+from itertools import islice
 from typing import Any, ClassVar, TypeVar
 
 from .errors import (
@@ -143,6 +145,15 @@ class Bucket(ABC):
         """
 
     # -- generic, override where the engine does better ----------------------------------
+
+    def keys_page(self, prefix: str = "", limit: int | None = None) -> list[str]:
+        """The first ``limit`` keys starting with ``prefix`` (``None``: all of them), as a
+        list: what steps shared with the async API read (see :mod:`plugstore.steps`)."""
+        return list(islice(self.keys(prefix), limit))
+
+    def items_page(self, prefix: str = "", limit: int | None = None) -> list[tuple[str, bytes]]:
+        """The first ``limit`` pairs of :meth:`items` (``None``: all of them), as a list."""
+        return list(islice(self.items(prefix), limit))
 
     def count(self, prefix: str = "") -> int:
         """Number of keys starting with ``prefix``."""
@@ -378,26 +389,33 @@ class Backend(ABC):
         return {"backend": self.name, "url": str(self.url)}
 
 
-def retry_schedule(
-    attempts: int = 2000, base: float = 0.0005, cap: float = 0.02
-) -> Iterator[Callable[[], None]]:
-    """Yield ``attempts`` back-off callables for optimistic retry loops.
+def retry_pauses(attempts: int = 2000, base: float = 0.0005, cap: float = 0.02) -> Iterator[float]:
+    """Yield the pauses (seconds) after each of ``attempts`` tries of an optimistic
+    retry loop.
 
-    The first retry is immediate; later ones sleep a jittered, growing delay so that
+    The first retry is immediate (0); later ones wait a jittered, growing delay so that
     writers racing on one key spread out instead of colliding again in lock-step.
     """
     delay = base
+    for n in range(attempts):
+        if n == 0:
+            yield 0.0
+        else:
+            yield random.uniform(0, delay)
+            delay = min(cap, delay * 2)
+
+
+def retry_schedule(
+    attempts: int = 2000, base: float = 0.0005, cap: float = 0.02
+) -> Iterator[Callable[[], None]]:
+    """Yield ``attempts`` back-off callables for optimistic retry loops: each sleeps the
+    pause :func:`retry_pauses` gives."""
 
     def immediate() -> None:
         return None
 
-    def backoff() -> None:
-        nonlocal delay
-        time.sleep(random.uniform(0, delay))
-        delay = min(cap, delay * 2)
-
-    for n in range(attempts):
-        yield immediate if n == 0 else backoff
+    for pause in retry_pauses(attempts, base, cap):
+        yield immediate if not pause else partial(time.sleep, pause)
 
 
 class Backoff:
@@ -420,4 +438,12 @@ class Backoff:
         self._delay = min(self._delay * 2, 1.0)
 
 
-__all__ = ["DEFAULT_MAX_VALUE_SIZE", "Backend", "Backoff", "Bucket", "Options", "retry_schedule"]
+__all__ = [
+    "DEFAULT_MAX_VALUE_SIZE",
+    "Backend",
+    "Backoff",
+    "Bucket",
+    "Options",
+    "retry_pauses",
+    "retry_schedule",
+]

@@ -42,10 +42,12 @@ import time
 import weakref
 from abc import ABC, abstractmethod
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import forks
 from .errors import LockLostError, LockTimeoutError, StoreError
+from .steps import Sleep, Steps, call, run
 
 if TYPE_CHECKING:
     from .backend import Backend, Bucket
@@ -100,6 +102,17 @@ class Waiter:
     def wait(self, next_in_line: bool = False, at_least: float = 0.0) -> bool:
         """Sleep before the next try; return ``False`` once the deadline has passed.
 
+        See :meth:`pause` for how long.
+        """
+        pause = self.pause(next_in_line, at_least)
+        if pause is None:
+            return False
+        time.sleep(pause)
+        return True
+
+    def pause(self, next_in_line: bool = False, at_least: float = 0.0) -> float | None:
+        """How long to sleep before the next try; ``None`` once the deadline has passed.
+
         ``next_in_line``: the lock goes to this waiter next (it heads the queue, or holds
         the next turn), and stays idle after its release until this waiter looks again.
         So it looks often -- every 0.2 ms at first, then every tenth of the time it has
@@ -110,7 +123,7 @@ class Waiter:
         """
         now = time.monotonic()
         if self.deadline is not None and now >= self.deadline:
-            return False
+            return None
         if next_in_line:
             if self._next_since is None:
                 self._next_since = now
@@ -122,8 +135,7 @@ class Waiter:
         pause = max(random.uniform(delay / 2, delay), at_least)
         if self.deadline is not None:
             pause = min(pause, self.deadline - now)
-        time.sleep(pause)
-        return True
+        return pause
 
 
 #: How long a waiter's place in the queue, and a lock handed to it, stay valid without
@@ -177,56 +189,85 @@ def _with_queue(fields: dict[str, Any], queue: dict[str, list[float]]) -> dict[s
     return {**rest, "queue": queue} if queue else rest
 
 
+@dataclass
+class LeaseHold:
+    """A lease entry this process holds: the bucket of :data:`LOCKS_NAMESPACE` it lives
+    in (sync or async), its name, the bytes we last wrote there and our token."""
+
+    locks: Any
+    name: str
+    raw: bytes
+    token: str
+
+
+def renew_steps(hold: LeaseHold, lease: float) -> Steps[bool]:
+    """Extend a held lease entry to ``lease`` seconds from now; whether it was ours."""
+    current: bytes | None = hold.raw
+    while True:
+        fields = _fields(current)
+        if current is None or fields.get("token") != hold.token:
+            return False
+        # Waiters may have queued meanwhile: keep their places.
+        renewed = _dump({**fields, "until": round(time.time() + lease, 3)})
+        if (yield call(hold.locks, "cas", hold.name, current, renewed)):
+            hold.raw = renewed
+            return True
+        current = yield call(hold.locks, "get", hold.name)
+
+
+def release_steps(hold: LeaseHold) -> Steps[bool]:
+    """Release a held lease entry, handing it to the longest waiter; whether it was
+    still ours."""
+    if not _queue(_fields(hold.raw), time.time()) and (
+        yield call(hold.locks, "cas", hold.name, hold.raw, None)
+    ):
+        return True  # nobody queued behind us: one request
+    while True:
+        current = yield call(hold.locks, "get", hold.name)
+        fields = _fields(current)
+        if current is None or fields.get("token") != hold.token:
+            return False  # taken over after our lease ran out
+        now = time.time()
+        queue = _queue(fields, now)
+        successor: bytes | None = None
+        head = _oldest(queue)
+        if head is not None:
+            # Hand the lock to the waiter that has waited longest: nobody else (we
+            # included) may take it before that waiter does.
+            del queue[head]
+            turn = {"key": fields.get("key"), "reserved": head}
+            successor = _dump(_with_queue({**turn, "until": round(now + TURN_GRACE, 3)}, queue))
+        if (yield call(hold.locks, "cas", hold.name, current, successor)):
+            return True
+
+
 class _LeaseEntry(HeldLock):
-    def __init__(self, bucket: Bucket, name: str, raw: bytes, token: str) -> None:
-        self._bucket = bucket
-        self._name = name
-        self._raw = raw
-        self._token = token
+    def __init__(self, hold: LeaseHold) -> None:
+        self._hold = hold
 
     def renew(self, lease: float) -> bool:
-        current: bytes | None = self._raw
-        while True:
-            fields = _fields(current)
-            if current is None or fields.get("token") != self._token:
-                return False
-            # Waiters may have queued meanwhile: keep their places.
-            renewed = _dump({**fields, "until": round(time.time() + lease, 3)})
-            if self._bucket.cas(self._name, current, renewed):
-                self._raw = renewed
-                return True
-            current = self._bucket.get(self._name)
+        return run(renew_steps(self._hold, lease))
 
     def release(self) -> bool:
-        if not _queue(_fields(self._raw), time.time()) and self._bucket.cas(
-            self._name, self._raw, None
-        ):
-            return True  # nobody queued behind us: one request
-        while True:
-            current = self._bucket.get(self._name)
-            fields = _fields(current)
-            if current is None or fields.get("token") != self._token:
-                return False  # taken over after our lease ran out
-            now = time.time()
-            queue = _queue(fields, now)
-            successor: bytes | None = None
-            head = _oldest(queue)
-            if head is not None:
-                # Hand the lock to the waiter that has waited longest: nobody else (we
-                # included) may take it before that waiter does.
-                del queue[head]
-                turn = {"key": fields.get("key"), "reserved": head}
-                successor = _dump(_with_queue({**turn, "until": round(now + TURN_GRACE, 3)}, queue))
-            if self._bucket.cas(self._name, current, successor):
-                return True
+        return run(release_steps(self._hold))
 
 
 def lease_lock(bucket: Bucket, key: str, timeout: float | None, lease: float) -> HeldLock | None:
-    """The generic lock: a lease entry taken by compare-and-set (see the module docs).
+    """The generic lock: a lease entry taken by compare-and-set (see the module docs and
+    :func:`lease_lock_steps`)."""
+    locks = bucket.backend.bucket(LOCKS_NAMESPACE)
+    hold = run(lease_lock_steps(locks, bucket.namespace, key, timeout, lease))
+    return None if hold is None else _LeaseEntry(hold)
 
-    The entry lives in :data:`LOCKS_NAMESPACE` of ``bucket``'s backend, under the
-    lock's namespace and a digest of its key; it records the key, the holder's host and
-    pid and the lease's end, for ``plugstore doctor``.
+
+def lease_lock_steps(
+    locks: Any, namespace: str, key: str, timeout: float | None, lease: float
+) -> Steps[LeaseHold | None]:
+    """Take the lease entry of ``key`` of ``namespace`` in the bucket ``locks`` (of
+    :data:`LOCKS_NAMESPACE`), waiting up to ``timeout``; ``None`` if it stayed taken.
+
+    The entry is named by the lock's namespace and a digest of its key; it records the
+    key, the holder's host and pid and the lease's end, for ``plugstore doctor``.
 
     First come, first served: a waiter that finds the lock taken adds itself to the
     entry's queue with the time it began to wait (and refreshes its place while it
@@ -235,8 +276,7 @@ def lease_lock(bucket: Bucket, key: str, timeout: float | None, lease: float) ->
     a loop wins nearly every time against waiters that poll, and on a slow engine they
     time out.
     """
-    locks = bucket.backend.bucket(LOCKS_NAMESPACE)
-    name = f"{bucket.namespace}:{lock_digest(key)}"
+    name = f"{namespace}:{lock_digest(key)}"
     waiter = Waiter(timeout)
     holder = f"{socket.gethostname()}:{os.getpid()}"
     token = secrets.token_hex(8)
@@ -246,47 +286,78 @@ def lease_lock(bucket: Bucket, key: str, timeout: float | None, lease: float) ->
     # Each pass acts on what was just read -- take the lock, or queue up -- and sleeps
     # only when there was nothing to do: a compare-and-set made with an entry read
     # before a sleep would mostly lose to the writes made meanwhile.
-    while True:
-        fields = _fields(current)
-        now = time.time()
-        queue = _queue(fields, now)
-        if _ours_to_take(current, fields, queue, token, now):
-            queue.pop(token, None)
-            mine = {"key": key, "holder": holder, "token": token, "until": round(now + lease, 3)}
-            raw = _dump(_with_queue(mine, queue))
-            if locks.cas(name, current, raw):
-                return _LeaseEntry(locks, name, raw, token)
-            if waiter.expired():
-                break
-        elif timeout != 0 and (token not in queue or queue[token][1] - now < TURN_GRACE / 2):
-            # Taken: queue up, or refresh our place before it lapses.
-            queue[token] = [since, round(now + TURN_GRACE, 3)]
-            queued = _dump(_with_queue(fields, queue))
-            if locks.cas(name, current, queued):
-                current = queued  # what the engine holds now: sleep, then look again
-                continue
-            if waiter.expired():
-                break
-        elif not waiter.wait(next_in_line=_oldest(queue) == token, at_least=took):
-            break
-        asked = time.monotonic()
-        current = locks.get(name)
-        took = time.monotonic() - asked
-    _leave(locks, name, token)  # or the next hand-off would wait for us in vain
+    try:
+        while True:
+            fields = _fields(current)
+            now = time.time()
+            queue = _queue(fields, now)
+            if _ours_to_take(current, fields, queue, token, now):
+                queue.pop(token, None)
+                mine = {
+                    "key": key,
+                    "holder": holder,
+                    "token": token,
+                    "until": round(now + lease, 3),
+                }
+                raw = _dump(_with_queue(mine, queue))
+                if (yield call(locks, "cas", name, current, raw)):
+                    return LeaseHold(locks, name, raw, token)
+                if waiter.expired():
+                    break
+            elif timeout != 0 and (token not in queue or queue[token][1] - now < TURN_GRACE / 2):
+                # Taken: queue up, or refresh our place before it lapses.
+                queue[token] = [since, round(now + TURN_GRACE, 3)]
+                queued = _dump(_with_queue(fields, queue))
+                if (yield call(locks, "cas", name, current, queued)):
+                    current = queued  # what the engine holds now: sleep, then look again
+                    continue
+                if waiter.expired():
+                    break
+            else:
+                pause = waiter.pause(next_in_line=_oldest(queue) == token, at_least=took)
+                if pause is None:
+                    break
+                yield Sleep(pause)
+            asked = time.monotonic()
+            current = yield call(locks, "get", name)
+            took = time.monotonic() - asked
+    except Exception:
+        raise  # the engine failed: our place in the queue (or a lost take) lapses
+    except BaseException:
+        # Interrupted (in the async API, a cancelled task): a place in the queue lapses
+        # on its own, but a lock we may have just taken must not stay taken until its
+        # lease runs out.
+        yield from _abandon(locks, name, token)
+        raise
+    yield from _leave(locks, name, token)  # or the next hand-off would wait for us in vain
     return None
 
 
-def _leave(locks: Bucket, name: str, token: str) -> None:
+def _abandon(locks: Any, name: str, token: str) -> Steps[None]:
+    """After an interruption: give back the lock if a compare-and-set whose answer was
+    lost did take it, and leave the queue -- best effort, the lease lapses anyway."""
+    try:
+        current = yield call(locks, "get", name)
+        fields = _fields(current)
+        if current is not None and fields.get("token") == token:
+            yield from release_steps(LeaseHold(locks, name, current, token))
+        else:
+            yield from _leave(locks, name, token)
+    except Exception:  # noqa: S110 - the original error is what the caller must see
+        pass
+
+
+def _leave(locks: Any, name: str, token: str) -> Steps[None]:
     """Take a waiter that gave up out of the queue (a few tries: its place lapses
     on its own anyway)."""
     for _ in range(3):
-        current = locks.get(name)
+        current = yield call(locks, "get", name)
         fields = _fields(current)
         queue = _queue(fields, time.time())
         if current is None or token not in queue:
             return
         del queue[token]
-        if locks.cas(name, current, _dump(_with_queue(fields, queue))):
+        if (yield call(locks, "cas", name, current, _dump(_with_queue(fields, queue)))):
             return
 
 
@@ -594,9 +665,13 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "LOCKS_NAMESPACE",
     "HeldLock",
+    "LeaseHold",
     "Lock",
     "Waiter",
     "lease_info",
     "lease_lock",
+    "lease_lock_steps",
     "lock_digest",
+    "release_steps",
+    "renew_steps",
 ]

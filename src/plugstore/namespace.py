@@ -13,59 +13,35 @@ from collections.abc import (
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from .backend import Bucket, retry_schedule
+from .backend import Bucket
 from .codecs import Codec
-from .errors import (
-    ConflictError,
-    DecodeError,
-    ExpiryNotSupportedError,
-    InvalidKeyError,
-    StoreNotOpenError,
-    ValueTooLargeError,
-)
+from .errors import DecodeError, InvalidKeyError, StoreNotOpenError
 from .keys import (
     INT64_MAX,
     INT64_MIN,
-    MAX_KEY_BYTES,
     MAX_TTL,
     check_counter,
     check_key,
     check_prefix,
-    check_ttl,
     deadline_after,
     remaining,
 )
 from .locks import DEFAULT_LEASE, DEFAULT_TIMEOUT, Lock
+from .nscore import ABSENT, FAST_KEY_LEN, MISSING, NamespaceCore, check_plain_key
 from .scopekeys import SCOPE_LEAD, ScopeId
 from .scopes import Scope, ScopeBatch, normalise_levels
+from .steps import run
 from .views import ScanItemsView, ScanValuesView
 
 if TYPE_CHECKING:
     from .store import Store
 
-_MISSING: Any = object()
-#: What :meth:`Namespace._load` returns for a value that is not (or no longer) there.
-_ABSENT: Any = object()
-#: Short ASCII keys are valid unless they hold NUL: checked inline on the hot paths.
-_FAST_KEY_LEN = MAX_KEY_BYTES // 4
+_MISSING = MISSING
+_ABSENT = ABSENT
+_FAST_KEY_LEN = FAST_KEY_LEN
 
 
-def check_plain_key(key: object) -> str:
-    """:func:`~plugstore.keys.check_key`, and refuse the reserved scoped-key lead.
-
-    Keys starting with U+001F are how scoped entries are stored; a plain write of one
-    could forge or overwrite another scope's entry, so only a :class:`Scope` writes them.
-    """
-    check_key(key)
-    assert isinstance(key, str)
-    if key[0] == SCOPE_LEAD:
-        raise InvalidKeyError(
-            "keys starting with U+001F are reserved for scoped data: use ns.scope(...)"
-        )
-    return key
-
-
-class Namespace(MutableMapping[str, Any]):
+class Namespace(NamespaceCore, MutableMapping[str, Any]):
     """One plugin's key-value data: a ``MutableMapping[str, Any]`` with atomic helpers.
 
     Values are encoded by the store's codec on the way in and decoded on the way out, so
@@ -83,25 +59,28 @@ class Namespace(MutableMapping[str, Any]):
     :class:`~plugstore.errors.DecodeError`.
     """
 
+    _bucket: Bucket
+
     def __init__(
         self, store: Store, name: str, bucket: Bucket, codec: Codec, *, quarantine: bool = False
     ) -> None:
         self._store = store
-        self._name = name
-        self._bucket = bucket
-        self._codec = codec
-        self._quarantine = quarantine
-        self._max = store.max_value_size
+        self._init_core(
+            name,
+            bucket,
+            codec,
+            max_value_size=store.max_value_size,
+            expiry=store.backend.expiry,
+            clock=store.backend.clock,
+            backend_name=store.backend.name,
+            quarantine=quarantine,
+        )
         self._closed = False
         # Bound methods of the hot paths, looked up once.
         self._bucket_get = bucket.get
         self._bucket_set = bucket.set
         self._bucket_incr = bucket.incr
         self._bucket_set_until = bucket.set_until
-        self._expiry = store.backend.expiry
-        self._clock = store.backend.clock  # fixed when the store was made
-        self._codec_encode = codec.encode
-        self._codec_decode = codec.decode
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -129,37 +108,14 @@ class Namespace(MutableMapping[str, Any]):
             )
         return self._bucket
 
-    def _encode(self, value: Any) -> bytes:
-        raw = self._codec.encode(value)
-        if len(raw) > self._max:
-            raise ValueTooLargeError(
-                f"encoded value is {len(raw)} bytes; this store accepts at most {self._max}"
-            )
-        return raw
+    def _sibling(self, namespace: str) -> Bucket:
+        bucket: Bucket = self._store.backend.bucket(namespace)
+        return bucket
 
     def _load(self, key: str, raw: bytes | None) -> tuple[bytes | None, Any]:
         """Decode what ``key`` holds: ``(stored bytes, value)``, or ``(None, _ABSENT)``
-        when nothing is (left) there.  An undecodable value raises ``DecodeError``, or
-        with quarantine on is set aside, after which the key is read again."""
-        while raw is not None:
-            try:
-                return raw, self._codec_decode(raw)
-            except DecodeError as exc:
-                if not self._quarantine:
-                    raise
-                from .quarantine import set_aside
-
-                raw = set_aside(self, key, raw, exc)
-        return None, _ABSENT
-
-    def _decode_found(self, key: str, raw: bytes) -> Any:
-        """The value of ``raw`` read at ``key``, or ``_ABSENT`` once set aside."""
-        try:
-            return self._codec_decode(raw)
-        except DecodeError:
-            if not self._quarantine:
-                raise
-        return self._load(key, raw)[1]
+        when nothing is (left) there (see :meth:`NamespaceCore._load_steps`)."""
+        return run(self._load_steps(key, raw))
 
     @property
     def quarantine(self) -> bool:
@@ -173,18 +129,6 @@ class Namespace(MutableMapping[str, Any]):
         from .versioning import read_version
 
         return read_version(self)
-
-    def _deadline(self, ttl: object) -> float:
-        """The deadline (epoch seconds by the store clock) of a write with ``ttl``."""
-        kind = type(ttl)
-        if (kind is not int and kind is not float) or not 0 < ttl <= MAX_TTL:  # type: ignore[operator]
-            check_ttl(ttl)  # raises, saying why
-        if not self._expiry:
-            raise ExpiryNotSupportedError(
-                f"the {self._store.backend.name!r} backend cannot expire keys: write without "
-                "ttl, or use a backend that can (every built-in one does)"
-            )
-        return deadline_after(self._clock(), ttl)  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Close this namespace; further use raises ``StoreNotOpenError``.
@@ -224,7 +168,7 @@ class Namespace(MutableMapping[str, Any]):
         except DecodeError:
             if not self._quarantine:
                 raise
-        value = self._load(key, raw)[1]
+        value = run(self._decode_found_steps(key, raw))
         if value is _ABSENT:
             raise KeyError(key)
         return value
@@ -286,8 +230,8 @@ class Namespace(MutableMapping[str, Any]):
         return (key for key in self._b().keys("") if key[0] != SCOPE_LEAD)
 
     def __len__(self) -> int:
-        bucket = self._b()
-        return bucket.count() - bucket.count(SCOPE_LEAD)
+        self._b()
+        return run(self._len_steps())
 
     def __contains__(self, key: object) -> bool:
         bucket = self._b()
@@ -298,11 +242,8 @@ class Namespace(MutableMapping[str, Any]):
 
     def get(self, key: str, default: Any = None) -> Any:
         """Return the value for ``key``, or ``default`` if it is absent."""
-        raw = self._b().get(check_key(key))
-        if raw is None:
-            return default
-        value = self._decode_found(key, raw)
-        return default if value is _ABSENT else value
+        self._b()
+        return run(self._get_steps(key, default))
 
     def items(self) -> ScanItemsView:
         """A view whose iteration streams ``(key, value)`` pairs (see :meth:`scan`)."""
@@ -314,32 +255,13 @@ class Namespace(MutableMapping[str, Any]):
 
     def pop(self, key: str, default: Any = _MISSING) -> Any:
         """Remove ``key`` and return its value, atomically: two racing pops never both win."""
-        bucket = self._b()
-        check_key(key)
-        for attempt in retry_schedule():
-            raw, value = self._load(key, bucket.get(key))  # decoded before it is deleted
-            if raw is None:
-                if default is _MISSING:
-                    raise KeyError(key)
-                return default
-            if bucket.cas(key, raw, None):
-                return value
-            attempt()
-        raise ConflictError(f"pop of {key!r} kept conflicting with other writers")
+        self._b()
+        return run(self._pop_steps(key, default))
 
     def setdefault(self, key: str, default: Any = None) -> Any:
         """Return the value of ``key``, storing ``default`` first if absent (atomically)."""
-        bucket = self._b()
-        check_plain_key(key)
-        new = self._encode(default)
-        for attempt in retry_schedule():
-            raw, value = self._load(key, bucket.get(key))
-            if raw is not None:
-                return value
-            if bucket.cas(key, None, new):
-                return self._codec.decode(new)
-            attempt()
-        raise ConflictError(f"setdefault of {key!r} kept conflicting with other writers")
+        self._b()
+        return run(self._setdefault_steps(key, default))
 
     def clear(self) -> None:
         """Delete every plain key of this namespace (one bulk operation where possible).
@@ -347,12 +269,8 @@ class Namespace(MutableMapping[str, Any]):
         Scoped data and the data version stay: clear scopes with
         ``ns.scope().clear_all()``.
         """
-        bucket = self._b()
-        if not bucket.count(SCOPE_LEAD):
-            bucket.clear()  # the common case: nothing else in the namespace
-            return
-        for key in [key for key in bucket.keys("") if key[0] != SCOPE_LEAD]:
-            bucket.remove(key)
+        self._b()
+        run(self._clear_steps())
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
         """Like ``dict.update``, through :meth:`set_many` (one bulk write)."""
@@ -381,7 +299,7 @@ class Namespace(MutableMapping[str, Any]):
             except DecodeError:
                 if not self._quarantine:
                     raise
-                value = self._load(key, raw)[1]
+                value = run(self._decode_found_steps(key, raw))
                 if value is not _ABSENT:
                     yield key, value
 
@@ -392,13 +310,8 @@ class Namespace(MutableMapping[str, Any]):
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Return ``{key: value}`` for the present keys among ``keys`` (one bulk read)."""
-        if isinstance(keys, (str, bytes)):
-            raise TypeError("get_many takes an iterable of keys, not a single key")
-        wanted = [check_key(k) for k in keys]
-        found = self._b().get_many(wanted)
-        # in code point order, as every listing (whatever order the engine answered in)
-        decoded = {k: self._decode_found(k, found[k]) for k in sorted(found)}
-        return {k: v for k, v in decoded.items() if v is not _ABSENT}
+        self._b()
+        return run(self._get_many_steps(keys))
 
     def set_many(
         self,
@@ -419,12 +332,8 @@ class Namespace(MutableMapping[str, Any]):
 
     def _write_many(self, encoded: list[tuple[str, bytes]], deadline: float | None) -> None:
         """One bulk write of validated, encoded pairs, with a deadline or without."""
-        if not encoded:
-            return
-        if deadline is None:
-            self._b().set_many(encoded)
-        else:
-            self._b().set_many_until([(k, v, deadline) for k, v in encoded])
+        self._b()
+        run(self._write_many_steps(encoded, deadline))
 
     # -- raw access: read now, write later only if nothing changed ----------------------------
 
@@ -486,18 +395,8 @@ class Namespace(MutableMapping[str, Any]):
         than once: it is retried whenever another writer got there first, so it should
         have no side effects.  Raises ``ConflictError`` if it never gets through.
         """
-        bucket = self._b()
-        check_plain_key(key)
-        default_raw = None if default is None else self._encode(default)
-        for attempt in retry_schedule():
-            raw, current = self._load(key, bucket.get(key))
-            if raw is None:  # a fresh copy each time: fn may mutate it, and the caller owns it
-                current = None if default_raw is None else self._codec.decode(default_raw)
-            new = fn(current)
-            if bucket.cas(key, raw, self._encode(new)):
-                return new
-            attempt()
-        raise ConflictError(f"compute on {key!r} kept conflicting with other writers")
+        self._b()
+        return run(self._compute_steps(key, fn, default))
 
     @contextmanager
     def mutable(self, key: str, default: Any = _MISSING) -> Iterator[Any]:
@@ -509,22 +408,11 @@ class Namespace(MutableMapping[str, Any]):
         Nothing is written if the block raises or leaves the value unchanged.  Without a
         ``default`` a missing key raises ``KeyError``.
         """
-        bucket = self._b()
-        raw, _ = self._load(key, bucket.get(check_plain_key(key)))
-        if raw is None and default is _MISSING:
-            raise KeyError(key)
-        # Decoded from bytes either way, so the caller's default object is never mutated.
-        start: bytes = raw if raw is not None else self._encode(default)
-        value = self._codec.decode(start)
+        self._b()
+        raw, start, value = run(self._mutable_read_steps(key, default))
         yield value
-        new = self._encode(value)
-        if new == start:
-            return  # unchanged (including an untouched default): nothing to write
-        if not self._b().cas(key, raw, new):
-            raise ConflictError(
-                f"{key!r} was changed by another writer while mutable() held it; "
-                "your change was not written (retry, or use compute())"
-            )
+        self._b()
+        run(self._mutable_write_steps(key, raw, start, value))
 
     def lock(
         self, key: str, *, timeout: float | None = DEFAULT_TIMEOUT, lease: float = DEFAULT_LEASE

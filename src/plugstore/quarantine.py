@@ -24,15 +24,16 @@ import logging
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from .errors import DecodeError
 from .locks import lock_digest
 from .scopekeys import META_LEAD
+from .steps import Steps, call, run
 
 if TYPE_CHECKING:
     from .namespace import Namespace
+    from .nscore import NamespaceCore
     from .store import Store
 
 #: Where set-aside values are kept, one JSON record per value.
@@ -56,15 +57,15 @@ class QuarantinedEntry:
     codec: str
 
 
-def _codec_looks_wrong(ns: Namespace, key: str) -> int:
+def _codec_looks_wrong_steps(ns: NamespaceCore, key: str) -> Steps[int]:
     """How many other values were sampled if none of them decodes (a wrong codec or
     secret, probably), else 0."""
     sampled = 0
-    for other, raw in islice(ns._bucket.items(), SAMPLE_SIZE + 2):
+    for other, raw in (yield call(ns._bucket, "items_page", "", SAMPLE_SIZE + 2)):
         if other == key or other.startswith(META_LEAD):
             continue
         try:
-            ns.store.codec.decode(raw)
+            ns._codec.decode(raw)
         except DecodeError:
             sampled += 1
         else:
@@ -72,42 +73,49 @@ def _codec_looks_wrong(ns: Namespace, key: str) -> int:
     return sampled
 
 
-def set_aside(ns: Namespace, key: str, raw: bytes, error: DecodeError) -> bytes | None:
+def set_aside_steps(
+    ns: NamespaceCore, key: str, raw: bytes, error: DecodeError
+) -> Steps[bytes | None]:
     """Move the undecodable ``raw`` at ``key`` into quarantine and return what ``key``
     holds now: ``None`` once moved, or the newer bytes another writer stored meanwhile
     (nothing moved then).  Raises ``error`` (with a hint) if the codec looks wrong."""
-    sampled = _codec_looks_wrong(ns, key)
+    sampled = yield from _codec_looks_wrong_steps(ns, key)
     if sampled:
         raise DecodeError(
-            f"{error} (key {key!r} of namespace {ns.name!r}); none of {sampled} other "
-            f"values sampled decode with the {ns.store.codec.name!r} codec either, so the "
+            f"{error} (key {key!r} of namespace {ns._name!r}); none of {sampled} other "
+            f"values sampled decode with the {ns._codec.name!r} codec either, so the "
             "store is probably opened with the wrong codec or secret: nothing was set aside"
         ) from error
-    backend = ns.store.backend
-    records = backend.bucket(QUARANTINE_NAMESPACE)
+    records = ns._sibling(QUARANTINE_NAMESPACE)
     # Grouped by namespace and key; a random tail keeps concurrent set-asides apart.
-    record_key = f"{ns.name}:{lock_digest(key, size=10)}:{secrets.token_hex(4)}"
+    record_key = f"{ns._name}:{lock_digest(key, size=10)}:{secrets.token_hex(4)}"
     record = {
-        "namespace": ns.name,
+        "namespace": ns._name,
         "key": key,
         "raw": base64.b64encode(raw).decode("ascii"),
         "error": str(error),
         "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "codec": ns.store.codec.name,
+        "codec": ns._codec.name,
     }
-    records.set(record_key, json.dumps(record).encode())  # the copy first: never lost
-    if ns._bucket.cas(key, raw, None):
+    yield call(records, "set", record_key, json.dumps(record).encode())  # the copy first
+    if (yield call(ns._bucket, "cas", key, raw, None)):
         log.warning(
             "plugstore: the value of %r in namespace %r cannot be decoded (%s); it was "
             "moved to %s (see `plugstore doctor`) and reads as absent",
             key,
-            ns.name,
+            ns._name,
             error,
             QUARANTINE_NAMESPACE,
         )
         return None
-    records.remove(record_key)  # rewritten meanwhile: keep the new value, drop our copy
-    return ns._bucket.get(key)
+    yield call(records, "remove", record_key)  # rewritten meanwhile: keep the new value
+    current: bytes | None = yield call(ns._bucket, "get", key)
+    return current
+
+
+def set_aside(ns: Namespace, key: str, raw: bytes, error: DecodeError) -> bytes | None:
+    """:func:`set_aside_steps`, run with blocking calls."""
+    return run(set_aside_steps(ns, key, raw, error))
 
 
 def _parse(record_key: str, raw: bytes) -> QuarantinedEntry | None:
