@@ -328,6 +328,10 @@ class Backend(ABC):
     #: listing of up to 256 entries (one page on every built-in backend), sees all of it
     #: or none of it.
     isolated_batches: ClassVar[bool] = False
+    #: Whether bucket calls may block (on I/O, or on other processes): the async API
+    #: (:mod:`plugstore.aio`) runs them on a thread pool.  ``False`` only for engines that
+    #: answer at once from process memory; those are called in the event loop itself.
+    blocking: ClassVar[bool] = True
     #: Largest encoded value accepted; larger ones raise ``ValueTooLargeError`` up front.
     #: A backend may lower it in ``open`` once it knows the server's own limit.
     max_value_size: int = DEFAULT_MAX_VALUE_SIZE

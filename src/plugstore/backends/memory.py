@@ -276,6 +276,7 @@ class MemoryBackend(Backend):
     expiry = True
     atomic_batches = True
     isolated_batches = True
+    blocking = False  # answers from process memory: the async API calls it in the loop
 
     def __init__(self, url: StoreURL, options: Options) -> None:
         super().__init__(url, options)

@@ -1,0 +1,135 @@
+"""The async bucket: one namespace of a backend, awaited.
+
+:class:`AsyncBucket` has every method of :class:`~plugstore.backend.Bucket`, awaited,
+with the same contract.  By default each runs the sync bucket's method on the store's
+thread pool (see :mod:`plugstore.aio.runtime`); a backend with a native async driver
+subclasses it and overrides what its driver does natively, leaving the rest on threads.
+A backend whose operations never block (``Backend.blocking = False``: memory) is called
+directly in the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from itertools import islice
+from typing import Any, TypeVar
+
+from ..backend import Backend, Bucket
+from .runtime import Runtime
+
+R = TypeVar("R")
+
+#: Keys or pairs fetched per thread hop when streaming a listing.
+PAGE = 256
+
+
+class AsyncBucket:
+    """One namespace of one backend, awaited (see the module docs)."""
+
+    def __init__(self, bucket: Bucket, runtime: Runtime) -> None:
+        self.sync = bucket
+        self.backend: Backend = bucket.backend
+        self.namespace = bucket.namespace
+        self.runtime = runtime
+        self._inline = not getattr(bucket.backend, "blocking", True)
+
+    async def _do(self, fn: Callable[..., R], *args: Any) -> R:
+        if self._inline:
+            self.runtime.check()
+            return fn(*args)
+        return await self.runtime.call(fn, *args)
+
+    # -- the Bucket contract, awaited ------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        return await self._do(self.sync.get, key)
+
+    async def set(self, key: str, value: bytes) -> None:
+        await self._do(self.sync.set, key, value)
+
+    async def remove(self, key: str) -> bool:
+        return await self._do(self.sync.remove, key)
+
+    async def cas(self, key: str, expected: bytes | None, new: bytes | None) -> bool:
+        return await self._do(self.sync.cas, key, expected, new)
+
+    async def keys_page(self, prefix: str = "", limit: int | None = None) -> list[str]:
+        return await self._do(self.sync.keys_page, prefix, limit)
+
+    async def items_page(
+        self, prefix: str = "", limit: int | None = None
+    ) -> list[tuple[str, bytes]]:
+        return await self._do(self.sync.items_page, prefix, limit)
+
+    async def keys(self, prefix: str = "") -> AsyncIterator[str]:
+        """The keys starting with ``prefix`` in code point order, fetched a page at a
+        time (the sync listing pages by key, so it may be resumed on any thread)."""
+        listing = self.sync.keys(prefix)
+        while True:
+            page = await self._do(_take, listing)
+            for key in page:
+                yield key
+            if len(page) < PAGE:
+                return
+
+    async def items(self, prefix: str = "") -> AsyncIterator[tuple[str, bytes]]:
+        """``(key, value)`` pairs starting with ``prefix``, a page at a time."""
+        listing = self.sync.items(prefix)
+        while True:
+            page = await self._do(_take, listing)
+            for pair in page:
+                yield pair
+            if len(page) < PAGE:
+                return
+
+    async def count(self, prefix: str = "") -> int:
+        return await self._do(self.sync.count, prefix)
+
+    async def contains(self, key: str) -> bool:
+        return await self._do(self.sync.contains, key)
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        return await self._do(self.sync.get_many, keys)
+
+    async def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        await self._do(self.sync.set_many, items)
+
+    async def incr(self, key: str, delta: int) -> int:
+        return await self._do(self.sync.incr, key, delta)
+
+    async def clear(self, prefix: str = "") -> int:
+        return await self._do(self.sync.clear, prefix)
+
+    async def set_until(self, key: str, value: bytes, deadline: float) -> None:
+        await self._do(self.sync.set_until, key, value, deadline)
+
+    async def set_many_until(self, items: Sequence[tuple[str, bytes, float | None]]) -> None:
+        await self._do(self.sync.set_many_until, items)
+
+    async def get_with_deadline(self, key: str) -> tuple[bytes, float | None] | None:
+        return await self._do(self.sync.get_with_deadline, key)
+
+    async def get_many_with_deadlines(
+        self, keys: Sequence[str]
+    ) -> dict[str, tuple[bytes, float | None]]:
+        return await self._do(self.sync.get_many_with_deadlines, keys)
+
+    async def purge(self) -> int:
+        return await self._do(self.sync.purge)
+
+    async def write_batch(
+        self,
+        sets: Sequence[tuple[str, bytes, float | None]],
+        removes: Sequence[str] = (),
+        clears: Sequence[str] = (),
+        *,
+        atomic: bool = True,
+    ) -> None:
+        await self._do(lambda: self.sync.write_batch(sets, removes, clears, atomic=atomic))
+
+
+def _take(listing: Any) -> list[Any]:
+    return list(islice(listing, PAGE))
+
+
+__all__ = ["PAGE", "AsyncBucket"]

@@ -1,0 +1,296 @@
+"""Cross-process locks for the async API: ``async with ns.lock("key"): ...``.
+
+The same locks as :mod:`plugstore.locks`, held by the engine in the same places, so a
+sync process and an async one exclude each other.  Waiting never blocks the event loop
+or holds a thread:
+
+* the tasks of one store that want the same lock first queue at an asyncio *gate*,
+  first come, first served, so only one of them at a time asks the engine;
+* on engines with the generic lease entry (SQLite, shelf, DynamoDB, memory, third-party
+  backends) the waiting is the lease-lock steps of :mod:`plugstore.locks`, run with
+  awaited calls and ``asyncio.sleep``;
+* on engines with a lock of their own (PostgreSQL, MariaDB, Redis), the task tries it
+  without waiting, on the store's threads, and sleeps between tries.
+
+A cancelled ``acquire`` never leaves the lock taken: a try that was under way when the
+task was cancelled is released as soon as it returns.  ``release`` always runs to its
+end, even in a task being cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from ..backend import Bucket
+from ..errors import LockLostError, LockTimeoutError, StoreError
+from ..locks import (
+    LOCKS_NAMESPACE,
+    HeldLock,
+    LeaseHold,
+    Waiter,
+    lease_lock_steps,
+    release_steps,
+    renew_steps,
+)
+from .runtime import arun
+
+if TYPE_CHECKING:
+    from .namespace import AsyncNamespace
+
+
+class _Gate:
+    """A fair asyncio mutex: ``release`` hands it to the task that has waited longest."""
+
+    __slots__ = ("_owned", "_waiters", "users")
+
+    def __init__(self) -> None:
+        self._owned = False
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self.users = 0
+
+    async def acquire(self, timeout: float | None) -> bool:
+        if not self._owned and not self._waiters:
+            self._owned = True
+            return True
+        if timeout == 0:
+            return False
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except BaseException as exc:  # timed out, or the task was cancelled
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed to us just as we gave up: pass it on
+            else:
+                waiter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            if isinstance(exc, asyncio.TimeoutError):
+                return False
+            raise
+        return True
+
+    def release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # ownership passes on: _owned stays True
+                return
+        self._owned = False
+
+
+class Gates:
+    """The gates of one async store, by (namespace, key); a gate lives while used."""
+
+    def __init__(self) -> None:
+        self._gates: dict[tuple[str, str], _Gate] = {}
+
+    async def enter(self, name: tuple[str, str], timeout: float | None) -> _Gate | None:
+        gate = self._gates.get(name)
+        if gate is None:
+            gate = self._gates[name] = _Gate()
+        gate.users += 1
+        try:
+            if await gate.acquire(timeout):
+                return gate
+        except BaseException:
+            self._drop(name, gate)
+            raise
+        self._drop(name, gate)
+        return None
+
+    def exit(self, name: tuple[str, str], gate: _Gate) -> None:
+        gate.release()
+        self._drop(name, gate)
+
+    def _drop(self, name: tuple[str, str], gate: _Gate) -> None:
+        gate.users -= 1
+        if gate.users == 0 and self._gates.get(name) is gate:
+            del self._gates[name]
+
+
+class _Held:
+    """An engine hold, released and renewed by awaiting."""
+
+    async def release(self) -> bool:
+        raise NotImplementedError
+
+    async def renew(self, lease: float) -> bool:
+        return True
+
+
+class _LeaseHeld(_Held):
+    def __init__(self, hold: LeaseHold) -> None:
+        self._hold = hold
+
+    async def release(self) -> bool:
+        return await arun(release_steps(self._hold))
+
+    async def renew(self, lease: float) -> bool:
+        return await arun(renew_steps(self._hold, lease))
+
+
+class _ThreadHeld(_Held):
+    """A lock of the engine's own (a session lock, a Redis token), held by a sync
+    :class:`HeldLock` whose calls run on the store's threads."""
+
+    def __init__(self, held: HeldLock, ns: AsyncNamespace) -> None:
+        self._held = held
+        self._ns = ns
+
+    async def release(self) -> bool:
+        return await self._ns._runtime.call(self._held.release)
+
+    async def renew(self, lease: float) -> bool:
+        return await self._ns._runtime.call(self._held.renew, lease)
+
+
+class AsyncLock:
+    """An engine-held lock on one key of a namespace; see :meth:`AsyncNamespace.lock`.
+
+    ``async with ns.lock("score", timeout=5):`` waits up to ``timeout`` seconds
+    (``None``: forever) and raises :class:`~plugstore.errors.LockTimeoutError` if the
+    lock stayed taken; on lease-based engines the lock is held for at most ``lease``
+    seconds unless renewed (:meth:`renew`).
+    """
+
+    def __init__(
+        self, namespace: AsyncNamespace, key: str, timeout: float | None, lease: float
+    ) -> None:
+        if timeout is not None and timeout < 0:
+            raise ValueError("timeout must be >= 0 (or None to wait forever)")
+        if not lease > 0:
+            raise ValueError("lease must be > 0 seconds")
+        self._ns = namespace
+        self.key = key
+        self.timeout = timeout
+        self.lease = lease
+        self._held: _Held | None = None
+        self._gate: _Gate | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock (as far as it knows)."""
+        return self._held is not None
+
+    async def acquire(self) -> AsyncLock:
+        """Take the lock, waiting up to ``timeout``; raise ``LockTimeoutError`` if not."""
+        if self._held is not None:
+            raise StoreError(f"this lock on {self.key!r} is already held (locks do not nest)")
+        started = time.monotonic()
+        bucket = self._ns._b()
+        gates = self._ns._astore._gates
+        name = (self._ns.name, self.key)
+        gate = await gates.enter(name, self.timeout)
+        held: _Held | None = None
+        try:
+            if gate is not None:
+                left = self.timeout
+                if left is not None:
+                    left = max(0.0, left - (time.monotonic() - started))
+                held = await self._engine_lock(bucket.sync, left)
+        finally:
+            if held is None and gate is not None:
+                gates.exit(name, gate)
+        if held is None:
+            raise LockTimeoutError(
+                f"lock on {self.key!r} in namespace {self._ns.name!r} "
+                f"stayed taken for {self.timeout}s"
+            )
+        self._held, self._gate = held, gate
+        return self
+
+    async def _engine_lock(self, bucket: Bucket, timeout: float | None) -> _Held | None:
+        if type(bucket).lock is Bucket.lock:  # the generic lease entry
+            locks = self._ns._astore._bucket(LOCKS_NAMESPACE)
+            hold = await arun(lease_lock_steps(locks, self._ns.name, self.key, timeout, self.lease))
+            return None if hold is None else _LeaseHeld(hold)
+        waiter = Waiter(timeout)
+        while True:
+            held = await self._try_engine(bucket)
+            if held is not None:
+                return _ThreadHeld(held, self._ns)
+            pause = waiter.pause()
+            if pause is None:
+                return None
+            await asyncio.sleep(pause)
+
+    async def _try_engine(self, bucket: Bucket) -> HeldLock | None:
+        """One try of the engine's own lock, on a thread; if the task is cancelled
+        meanwhile, a lock the try took is released when it returns."""
+        runtime = self._ns._runtime
+        runtime.check()
+        future = runtime.loop.run_in_executor(
+            runtime.executor, bucket.lock, self.key, 0, self.lease
+        )
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(lambda done: _release_late(done, runtime))
+            raise
+
+    async def renew(self, lease: float | None = None) -> None:
+        """Extend the lease to ``lease`` seconds (default: the lease it was taken with)
+        from now; raise ``LockLostError`` if the lock had already been taken from us."""
+        if self._held is None:
+            raise StoreError(f"the lock on {self.key!r} is not held")
+        seconds = self.lease if lease is None else lease
+        if not seconds > 0:
+            raise ValueError("lease must be > 0 seconds")
+        if not await self._held.renew(seconds):
+            raise LockLostError(
+                f"the lock on {self.key!r} in namespace {self._ns.name!r} was lost "
+                "before it could be renewed: another holder may have run at the same time"
+            )
+
+    async def release(self) -> None:
+        """Release the lock; raise ``LockLostError`` if it had been taken from us.
+
+        It runs to its end even if the awaiting task is cancelled meanwhile."""
+        held, self._held = self._held, None
+        gate, self._gate = self._gate, None
+        if held is None:
+            raise StoreError(f"the lock on {self.key!r} is not held")
+        task = asyncio.ensure_future(held.release())
+        try:
+            released = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(lambda _: self._leave_gate(gate))
+            raise
+        self._leave_gate(gate)
+        if not released:
+            raise LockLostError(
+                f"the lock on {self.key!r} in namespace {self._ns.name!r} was lost "
+                f"before release (held past its {self.lease}s lease, or its connection "
+                "ended): another holder may have run at the same time"
+            )
+
+    def _leave_gate(self, gate: _Gate | None) -> None:
+        if gate is not None:
+            self._ns._astore._gates.exit((self._ns.name, self.key), gate)
+
+    async def __aenter__(self) -> AsyncLock:
+        return await self.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.release()
+
+    def __repr__(self) -> str:
+        state = "held" if self.held else "not held"
+        return f"<AsyncLock {self.key!r} in {self._ns.name!r} ({state})>"
+
+
+def _release_late(done: asyncio.Future[Any], runtime: Any) -> None:
+    """Release a lock that a try took after its task was cancelled."""
+    if done.cancelled() or done.exception() is not None:
+        return
+    held = done.result()
+    if held is not None:
+        runtime.submit(held.release)
+
+
+__all__ = ["AsyncLock", "Gates"]

@@ -1,0 +1,106 @@
+"""Where an async store's blocking work runs, and the checks every call makes first.
+
+An :class:`~plugstore.aio.AsyncStore` belongs to the event loop it was opened in.  Its
+:class:`Runtime` owns a bounded thread pool of its own (``threads``, default 8) for the
+engines without a native async driver, and refuses, with a plugstore error rather than
+a hang, to be used from another event loop, after ``aclose()``, or in a forked child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from .. import forks
+from ..errors import StoreError, StoreNotOpenError
+from ..steps import Call, Sleep, Steps
+
+R = TypeVar("R")
+
+#: Threads of an async store's pool unless ``threads=`` says otherwise.
+DEFAULT_THREADS = 8
+
+
+class Runtime:
+    """The event loop, thread pool and state of one async store."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, threads: int, url: str) -> None:
+        self.loop = loop
+        self.url = url
+        self.threads = threads
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="plugstore-aio"
+        )
+        self.generation = forks.generation
+        self.open = True
+
+    def check(self) -> None:
+        """Raise unless this store may be used here and now."""
+        if not self.open:
+            raise StoreNotOpenError(f"store {self.url} is closed (aclose() was called)")
+        if self.generation != forks.generation:
+            raise StoreError(
+                f"store {self.url} was opened in the parent of this forked process: "
+                "open a store of your own in the child (with plugstore.aio.open)"
+            )
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            raise StoreError(
+                f"store {self.url} is an async store: await its methods inside the event "
+                "loop it was opened in (use plugstore.open for a sync store)"
+            ) from None
+        if running is not self.loop:
+            raise StoreError(
+                f"store {self.url} belongs to the event loop it was opened in, not this "
+                "one: open a store in each event loop (with plugstore.aio.open)"
+            )
+
+    async def call(self, fn: Callable[..., R], *args: Any) -> R:
+        """``fn(*args)`` on the pool, awaited.  If the awaiting task is cancelled, the
+        call still runs to its end (a blocking call cannot be stopped midway), so it
+        never leaves anything half-done; its result is dropped."""
+        self.check()
+        return await self.loop.run_in_executor(self.executor, functools.partial(fn, *args))
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+        """Start ``fn(*args)`` on the pool without awaiting it (clean-ups)."""
+        return self.executor.submit(fn, *args)
+
+    def shutdown(self) -> None:
+        """Refuse further calls; let the pool's threads finish what they run."""
+        self.open = False
+        self.executor.shutdown(wait=False)
+
+
+async def arun(steps: Steps[R]) -> R:
+    """Carry out ``steps`` (see :mod:`plugstore.steps`) with awaited calls on async
+    buckets and ``asyncio.sleep``, and return their result.
+
+    A cancellation is raised inside the steps like any error, so steps that must clean
+    up (a lock that may have been taken) get to run their clean-up calls; the runner
+    then lets the cancellation go on.
+    """
+    send: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = steps.send(send) if error is None else steps.throw(error)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        error = send = None
+        try:
+            if type(step) is Call:
+                pending: Awaitable[Any] = getattr(step.target, step.method)(*step.args)
+                send = await pending
+            else:
+                assert type(step) is Sleep
+                await asyncio.sleep(step.seconds)
+        except (Exception, asyncio.CancelledError) as exc:
+            error = exc
+
+
+__all__ = ["DEFAULT_THREADS", "Runtime", "arun"]

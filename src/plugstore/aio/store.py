@@ -1,0 +1,199 @@
+"""AsyncStore, and ``plugstore.aio.open``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Generator
+from typing import Any
+
+from ..backend import Backend
+from ..codecs import Codec
+from ..errors import ConfigurationError, StoreNotOpenError
+from ..keys import check_namespace
+from ..scopes import DefaultsRegistry
+from ..store import Store
+from .bucket import AsyncBucket
+from .locks import Gates
+from .namespace import AsyncNamespace
+from .runtime import DEFAULT_THREADS, Runtime
+
+
+class AsyncStore:
+    """An opened store for asyncio code: hands out :class:`AsyncNamespace` objects.
+
+    Open one with :func:`plugstore.aio.open` inside the running event loop; it belongs to
+    that loop.  The data layout is the sync :class:`~plugstore.store.Store`'s, so a sync
+    process and an async one can share a store and see each other's writes, counters
+    and locks.  ``await store.aclose()`` (or leaving ``async with``) closes it.
+    """
+
+    def __init__(self, store: Store, runtime: Runtime) -> None:
+        self._store = store
+        self._runtime = runtime
+        self._gates = Gates()
+        self._buckets: dict[str, AsyncBucket] = {}
+
+    # -- facts -----------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> Backend:
+        """The backend instance."""
+        return self._store.backend
+
+    @property
+    def codec(self) -> Codec:
+        """The codec values are encoded with."""
+        return self._store.codec
+
+    @property
+    def url(self) -> str:
+        """The store URL with its password masked."""
+        return self._store.url
+
+    @property
+    def max_value_size(self) -> int:
+        """Largest encoded value this store accepts."""
+        return self._store.max_value_size
+
+    @property
+    def scope_defaults(self) -> DefaultsRegistry:
+        """Defaults registered for scope levels (see ``register_defaults``)."""
+        return self._store.scope_defaults
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the store is open."""
+        return self._runtime.open
+
+    @property
+    def sync(self) -> Store:
+        """The sync store beneath: for code that must block (a script, a thread)."""
+        return self._store
+
+    # -- namespaces ------------------------------------------------------------------------
+
+    def _bucket(self, namespace: str) -> AsyncBucket:
+        bucket = self._buckets.get(namespace)
+        if bucket is None:
+            bucket = AsyncBucket(self._store.backend.bucket(namespace), self._runtime)
+            self._buckets[namespace] = bucket
+        return bucket
+
+    def namespace(self, name: str, *, quarantine: bool = False) -> AsyncNamespace:
+        """The namespace ``name`` (validated; created on first write).  ``quarantine``
+        sets undecodable values aside instead of raising (see :mod:`plugstore.quarantine`)."""
+        self._check_open()
+        check_namespace(name)
+        return AsyncNamespace(self, name, self._bucket(name), self.codec, quarantine=quarantine)
+
+    async def namespaces(self) -> list[str]:
+        """Sorted names of the namespaces that hold data (plugstore's own aside)."""
+        self._check_open()
+        return await self._runtime.call(self._store.namespaces)
+
+    async def drop_namespace(self, name: str) -> int:
+        """Delete namespace ``name`` entirely; how many keys it held."""
+        self._check_open()
+        return await self._runtime.call(self._store.drop_namespace, name)
+
+    async def purge(self, namespace: str | None = None) -> int:
+        """Delete expired entries for good (see :meth:`plugstore.store.Store.purge`)."""
+        self._check_open()
+        return await self._runtime.call(self._store.purge, namespace)
+
+    async def info(self) -> dict[str, str]:
+        """Backend facts for diagnostics (URL masked, never credentials)."""
+        self._check_open()
+        return await self._runtime.call(self._store.info)
+
+    def _check_open(self) -> None:
+        if not self._runtime.open:
+            raise StoreNotOpenError(f"store {self.url} is not open")
+        self._runtime.check()
+
+    # -- closing ---------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the store: its connections and its threads.  Closing twice raises
+        ``StoreNotOpenError``, like the sync store."""
+        self._check_open()
+        runtime = self._runtime
+        try:
+            await runtime.call(self._store.close)
+        finally:
+            runtime.shutdown()
+
+    async def __aenter__(self) -> AsyncStore:
+        self._check_open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._runtime.open:
+            await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "open" if self._runtime.open else "closed"
+        return f"<AsyncStore {self.url} codec={self.codec.name} {state}>"
+
+
+class _Opening:
+    """What :func:`open` returns: awaitable (``store = await plugstore.aio.open(url)``)
+    and an async context manager (``async with plugstore.aio.open(url) as store``)."""
+
+    def __init__(self, url_or_name: Any, options: dict[str, Any]) -> None:
+        self._url = url_or_name
+        self._options = options
+        self._store: AsyncStore | None = None
+
+    async def _open(self) -> AsyncStore:
+        from ..config import open_store
+
+        options = dict(self._options)
+        threads = options.pop("threads", DEFAULT_THREADS)
+        if type(threads) is not int or threads < 1:
+            raise ConfigurationError(f"threads must be a whole number >= 1, got {threads!r}")
+        loop = asyncio.get_running_loop()
+        runtime = Runtime(loop, threads, "(opening)")
+        opening = loop.run_in_executor(runtime.executor, lambda: open_store(self._url, **options))
+        try:
+            store: Store = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # Cancelled while the backend connects: close what it opens once it has.
+            opening.add_done_callback(lambda done: _close_late(done, runtime))
+            raise
+        except BaseException:
+            runtime.shutdown()
+            raise
+        runtime.url = store.url
+        return AsyncStore(store, runtime)
+
+    def __await__(self) -> Generator[Any, None, AsyncStore]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> AsyncStore:
+        self._store = await self._open()
+        return self._store
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._store is not None and self._store.is_open:
+            await self._store.aclose()
+
+
+def _close_late(done: asyncio.Future[Store], runtime: Runtime) -> None:
+    if not done.cancelled() and done.exception() is None:
+        runtime.submit(done.result().close)
+    runtime.shutdown()
+
+
+def open(url_or_name: Any = None, **options: Any) -> _Opening:
+    """Open a store for asyncio code: ``async with plugstore.aio.open(url) as store`` or
+    ``store = await plugstore.aio.open(url)``, inside the running event loop.
+
+    The URL, its resolution and the options are :func:`plugstore.open`'s, plus
+    ``threads``: the size of the store's own thread pool (default 8), on which the calls
+    of engines without a native async driver run.
+    """
+    return _Opening(url_or_name, options)
+
+
+__all__ = ["AsyncStore", "open"]
