@@ -20,6 +20,6 @@ driver run on the store's own bounded thread pool (``threads=``); see docs/async
 from .bucket import AsyncBucket
 from .locks import AsyncLock
 from .namespace import AsyncNamespace
-from .store import AsyncStore, open
+from .store import AsyncStore, open, wrap
 
-__all__ = ["AsyncBucket", "AsyncLock", "AsyncNamespace", "AsyncStore", "open"]
+__all__ = ["AsyncBucket", "AsyncLock", "AsyncNamespace", "AsyncStore", "open", "wrap"]

@@ -27,9 +27,10 @@ class AsyncStore:
     and locks.  ``await store.aclose()`` (or leaving ``async with``) closes it.
     """
 
-    def __init__(self, store: Store, runtime: Runtime) -> None:
+    def __init__(self, store: Store, runtime: Runtime, *, owned: bool = True) -> None:
         self._store = store
         self._runtime = runtime
+        self._owned = owned  # whether aclose() closes the sync store too
         self._gates = Gates()
         self._buckets: dict[str, AsyncBucket] = {}
 
@@ -119,7 +120,8 @@ class AsyncStore:
         self._check_open()
         runtime = self._runtime
         try:
-            await runtime.call(self._store.close)
+            if self._owned:
+                await runtime.call(self._store.close)
         finally:
             runtime.shutdown()
 
@@ -150,8 +152,7 @@ class _Opening:
 
         options = dict(self._options)
         threads = options.pop("threads", DEFAULT_THREADS)
-        if type(threads) is not int or threads < 1:
-            raise ConfigurationError(f"threads must be a whole number >= 1, got {threads!r}")
+        _check_threads(threads)
         loop = asyncio.get_running_loop()
         runtime = Runtime(loop, threads, "(opening)")
         opening = loop.run_in_executor(runtime.executor, lambda: open_store(self._url, **options))
@@ -185,6 +186,22 @@ def _close_late(done: asyncio.Future[Store], runtime: Runtime) -> None:
     runtime.shutdown()
 
 
+def wrap(store: Store, *, threads: int = DEFAULT_THREADS) -> AsyncStore:
+    """An async store over an open sync ``store``, in the running event loop: both see
+    the same data (even a private ``memory://`` store's).  ``aclose()`` on it stops its
+    threads and leaves ``store`` open: its owner closes it."""
+    _check_threads(threads)
+    if not store.is_open:
+        raise StoreNotOpenError(f"store {store.url} is not open")
+    runtime = Runtime(asyncio.get_running_loop(), threads, store.url)
+    return AsyncStore(store, runtime, owned=False)
+
+
+def _check_threads(threads: object) -> None:
+    if type(threads) is not int or threads < 1:
+        raise ConfigurationError(f"threads must be a whole number >= 1, got {threads!r}")
+
+
 def open(url_or_name: Any = None, **options: Any) -> _Opening:
     """Open a store for asyncio code: ``async with plugstore.aio.open(url) as store`` or
     ``store = await plugstore.aio.open(url)``, inside the running event loop.
@@ -196,4 +213,4 @@ def open(url_or_name: Any = None, **options: Any) -> _Opening:
     return _Opening(url_or_name, options)
 
 
-__all__ = ["AsyncStore", "open"]
+__all__ = ["AsyncStore", "open", "wrap"]

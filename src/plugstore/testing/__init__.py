@@ -55,6 +55,7 @@ from plugstore.keys import INT64_MAX, MAX_KEY_BYTES
 from plugstore.quarantine import QUARANTINE_NAMESPACE
 
 from ._threads import race_threads
+from .async_behaviours import AsyncBehaviours
 from .expiry_behaviours import ExpiryBehaviours, FakeClock
 from .lock_behaviours import LockBehaviours
 from .scope_behaviours import ScopeBehaviours
@@ -275,6 +276,7 @@ UNENCODABLE: list[Any] = [object(), lambda: 1, iter(()), threading.Lock(), print
 
 
 class StoreConformance(
+    AsyncBehaviours,
     ScopeBehaviours,
     ScopeOpsBehaviours,
     LockBehaviours,

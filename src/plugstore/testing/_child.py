@@ -119,6 +119,47 @@ def replacer(spec: dict[str, Any]) -> None:
         print("done", flush=True)
 
 
+def async_incr(spec: dict[str, Any]) -> None:
+    """``tasks`` asyncio tasks, each making ``n`` increments of one key with
+    ``plugstore.aio``."""
+    import asyncio
+
+    async def work(ns: Any) -> None:
+        for _ in range(spec["n"]):
+            await ns.incr(spec["key"])
+
+    asyncio.run(_async_race(spec, work))
+
+
+def async_locked(spec: dict[str, Any]) -> None:
+    """``tasks`` asyncio tasks, each making ``n`` get-then-set increments of one key
+    inside ``ns.lock(key)``, with ``plugstore.aio``."""
+    import asyncio
+
+    async def work(ns: Any) -> None:
+        key = spec["key"]
+        for _ in range(spec["n"]):
+            async with ns.lock(key, timeout=120):
+                await ns.set(key, await ns.get(key, 0) + 1)
+
+    asyncio.run(_async_race(spec, work))
+
+
+async def _async_race(spec: dict[str, Any], work: Any) -> None:
+    import asyncio
+
+    import plugstore.aio
+
+    if spec.get("preamble"):
+        exec(spec["preamble"], {"__name__": "__plugstore_child__"})  # noqa: S102 - the test author's own setup code
+    async with plugstore.aio.open(spec["url"], **spec.get("options", {})) as store:
+        ns = store.namespace(spec["namespace"])
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        await asyncio.gather(*(work(ns) for _ in range(spec["tasks"])))
+    print("done", flush=True)
+
+
 def main() -> None:
     mode, raw = sys.argv[1], os.environ["PLUGSTORE_CHILD_SPEC"]
     modes = {
@@ -128,6 +169,8 @@ def main() -> None:
         "lock_holder": lock_holder,
         "versioned": versioned,
         "replacer": replacer,
+        "async_incr": async_incr,
+        "async_locked": async_locked,
     }
     modes[mode](json.loads(raw))
 
