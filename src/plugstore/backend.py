@@ -332,6 +332,10 @@ class Backend(ABC):
     #: (:mod:`plugstore.aio`) runs them on a thread pool.  ``False`` only for engines that
     #: answer at once from process memory; those are called in the event loop itself.
     blocking: ClassVar[bool] = True
+    #: ``"module:Class"`` of the :class:`~plugstore.aio.bucket.AsyncDriver` subclass that
+    #: gives this backend's buckets a native async driver in :mod:`plugstore.aio`
+    #: (imported only when an async store opens); ``None``: every call on threads.
+    async_driver: ClassVar[str | None] = None
     #: Largest encoded value accepted; larger ones raise ``ValueTooLargeError`` up front.
     #: A backend may lower it in ``open`` once it knows the server's own limit.
     max_value_size: int = DEFAULT_MAX_VALUE_SIZE

@@ -10,6 +10,7 @@ directly in the event loop.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from itertools import islice
 from typing import Any, TypeVar
@@ -128,8 +129,44 @@ class AsyncBucket:
         await self._do(lambda: self.sync.write_batch(sets, removes, clears, atomic=atomic))
 
 
+class AsyncDriver:
+    """A backend's native async driver, one per async store.
+
+    A backend names its subclass in ``Backend.async_driver``.  The async store makes it
+    once the sync backend has opened (in the event loop, so it may create loop-bound
+    clients and pools in :meth:`open`), asks it for each namespace's bucket, and closes
+    it (:meth:`aclose`) before the sync backend.  This base class drives nothing
+    natively: every call runs on the store's threads.
+    """
+
+    def __init__(self, backend: Backend, runtime: Runtime) -> None:
+        self.backend = backend
+        self.runtime = runtime
+
+    async def open(self) -> None:
+        """Create the driver's clients or pools; raise a plugstore error if that fails."""
+
+    async def aclose(self) -> None:
+        """Release what :meth:`open` created."""
+
+    def bucket(self, sync: Bucket) -> AsyncBucket:
+        """The async bucket of ``sync`` (an :class:`AsyncBucket` subclass overriding what
+        the driver does natively)."""
+        return AsyncBucket(sync, self.runtime)
+
+
+def load_driver(backend: Backend, runtime: Runtime) -> AsyncDriver:
+    """The async driver ``backend`` names, or the threads-only base."""
+    target = getattr(backend, "async_driver", None)
+    if not target:
+        return AsyncDriver(backend, runtime)
+    module_name, _, attribute = target.partition(":")
+    driver_class: type[AsyncDriver] = getattr(importlib.import_module(module_name), attribute)
+    return driver_class(backend, runtime)
+
+
 def _take(listing: Any) -> list[Any]:
     return list(islice(listing, PAGE))
 
 
-__all__ = ["PAGE", "AsyncBucket"]
+__all__ = ["PAGE", "AsyncBucket", "AsyncDriver", "load_driver"]

@@ -12,7 +12,7 @@ from ..errors import ConfigurationError, StoreNotOpenError
 from ..keys import check_namespace
 from ..scopes import DefaultsRegistry
 from ..store import Store
-from .bucket import AsyncBucket
+from .bucket import AsyncBucket, AsyncDriver, load_driver
 from .locks import Gates
 from .namespace import AsyncNamespace
 from .runtime import DEFAULT_THREADS, Runtime
@@ -27,9 +27,12 @@ class AsyncStore:
     and locks.  ``await store.aclose()`` (or leaving ``async with``) closes it.
     """
 
-    def __init__(self, store: Store, runtime: Runtime, *, owned: bool = True) -> None:
+    def __init__(
+        self, store: Store, runtime: Runtime, driver: AsyncDriver, *, owned: bool = True
+    ) -> None:
         self._store = store
         self._runtime = runtime
+        self._driver = driver
         self._owned = owned  # whether aclose() closes the sync store too
         self._gates = Gates()
         self._buckets: dict[str, AsyncBucket] = {}
@@ -76,7 +79,7 @@ class AsyncStore:
     def _bucket(self, namespace: str) -> AsyncBucket:
         bucket = self._buckets.get(namespace)
         if bucket is None:
-            bucket = AsyncBucket(self._store.backend.bucket(namespace), self._runtime)
+            bucket = self._driver.bucket(self._store.backend.bucket(namespace))
             self._buckets[namespace] = bucket
         return bucket
 
@@ -120,8 +123,11 @@ class AsyncStore:
         self._check_open()
         runtime = self._runtime
         try:
-            if self._owned:
-                await runtime.call(self._store.close)
+            try:
+                await self._driver.aclose()
+            finally:
+                if self._owned:
+                    await runtime.call(self._store.close)
         finally:
             runtime.shutdown()
 
@@ -166,7 +172,14 @@ class _Opening:
             runtime.shutdown()
             raise
         runtime.url = store.url
-        return AsyncStore(store, runtime)
+        try:
+            driver = load_driver(store.backend, runtime)
+            await driver.open()
+        except BaseException:
+            await loop.run_in_executor(runtime.executor, store.close)
+            runtime.shutdown()
+            raise
+        return AsyncStore(store, runtime, driver)
 
     def __await__(self) -> Generator[Any, None, AsyncStore]:
         return self._open().__await__()
@@ -186,15 +199,21 @@ def _close_late(done: asyncio.Future[Store], runtime: Runtime) -> None:
     runtime.shutdown()
 
 
-def wrap(store: Store, *, threads: int = DEFAULT_THREADS) -> AsyncStore:
-    """An async store over an open sync ``store``, in the running event loop: both see
-    the same data (even a private ``memory://`` store's).  ``aclose()`` on it stops its
+async def wrap(store: Store, *, threads: int = DEFAULT_THREADS) -> AsyncStore:
+    """An async store over an open sync ``store``, made in the running event loop: both
+    see the same data (even a private ``memory://`` store's).  ``aclose()`` on it stops its
     threads and leaves ``store`` open: its owner closes it."""
     _check_threads(threads)
     if not store.is_open:
         raise StoreNotOpenError(f"store {store.url} is not open")
     runtime = Runtime(asyncio.get_running_loop(), threads, store.url)
-    return AsyncStore(store, runtime, owned=False)
+    try:
+        driver = load_driver(store.backend, runtime)
+        await driver.open()
+    except BaseException:
+        runtime.shutdown()
+        raise
+    return AsyncStore(store, runtime, driver, owned=False)
 
 
 def _check_threads(threads: object) -> None:

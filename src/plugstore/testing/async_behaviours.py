@@ -43,7 +43,7 @@ def run_async(store: Store, body: Body, *, quarantine: bool = False) -> None:
     """Run ``body(async store, its namespace NS)`` in a new event loop, over ``store``."""
 
     async def main() -> None:
-        astore = aio.wrap(store)
+        astore = await aio.wrap(store)
         try:
             await body(astore, astore.namespace(NS, quarantine=quarantine))
         finally:
@@ -347,7 +347,7 @@ class AsyncBehaviours:
 
     def test_async_closed_store_refuses_every_call(self, store: Store) -> None:
         async def main() -> None:
-            astore = aio.wrap(store)
+            astore = await aio.wrap(store)
             ans = astore.namespace(NS)
             await ans.set("k", 1)
             await astore.aclose()
@@ -374,7 +374,7 @@ class AsyncBehaviours:
         holder: dict[str, AsyncStore] = {}
 
         async def first() -> None:
-            holder["store"] = aio.wrap(store)
+            holder["store"] = await aio.wrap(store)
             await holder["store"].namespace(NS).set("k", 1)
 
         async def second() -> None:
@@ -400,7 +400,7 @@ class AsyncBehaviours:
             pytest.skip("no fork() on this platform")
 
         async def main() -> None:
-            astore = aio.wrap(store)
+            astore = await aio.wrap(store)
             ans = astore.namespace(NS)
             await ans.set("k", 1)
             read, write = os.pipe()
