@@ -28,8 +28,9 @@ from .keys import (
 )
 from .locks import DEFAULT_LEASE, DEFAULT_TIMEOUT, Lock
 from .nscore import ABSENT, FAST_KEY_LEN, MISSING, NamespaceCore, check_plain_key
+from .scopecore import register_defaults
 from .scopekeys import SCOPE_LEAD, ScopeId
-from .scopes import Scope, ScopeBatch, normalise_levels
+from .scopes import Scope, ScopeBatch
 from .steps import run
 from .views import ScanItemsView, ScanValuesView
 
@@ -476,8 +477,4 @@ class Namespace(NamespaceCore, MutableMapping[str, Any]):
         :class:`~plugstore.errors.UndeclaredKeyError` at that level.  Registrations are
         kept per store object, in memory: register at start-up, in every process.
         """
-        names = normalise_levels(levels)
-        encoded = {check_key(key): self._encode(value) for key, value in defaults.items()}
-        level = self._store.scope_defaults.level(self._name, names)
-        level.encoded.update(encoded)
-        level.strict = level.strict or strict
+        register_defaults(self._store.scope_defaults, self, defaults, levels, strict)

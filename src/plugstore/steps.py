@@ -30,6 +30,7 @@ class Call:
     target: Any
     method: str
     args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +44,9 @@ class Sleep:
 Steps = Generator["Call | Sleep", Any, R]
 
 
-def call(target: Any, method: str, *args: Any) -> Call:
-    """:class:`Call` ``target.method(*args)``, spelled like a call."""
-    return Call(target, method, args)
+def call(target: Any, method: str, *args: Any, **kwargs: Any) -> Call:
+    """:class:`Call` ``target.method(*args, **kwargs)``, spelled like a call."""
+    return Call(target, method, args, kwargs or None)
 
 
 def run(steps: Steps[R]) -> R:
@@ -60,7 +61,8 @@ def run(steps: Steps[R]) -> R:
         error = send = None
         if type(step) is Call:
             try:
-                send = getattr(step.target, step.method)(*step.args)
+                method = getattr(step.target, step.method)
+                send = method(*step.args, **step.kwargs) if step.kwargs else method(*step.args)
             except Exception as exc:  # raised inside the steps, which may handle it
                 error = exc
         else:

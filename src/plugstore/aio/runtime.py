@@ -94,7 +94,10 @@ async def arun(steps: Steps[R]) -> R:
         error = send = None
         try:
             if type(step) is Call:
-                pending: Awaitable[Any] = getattr(step.target, step.method)(*step.args)
+                method = getattr(step.target, step.method)
+                pending: Awaitable[Any] = (
+                    method(*step.args, **step.kwargs) if step.kwargs else method(*step.args)
+                )
                 send = await pending
             else:
                 assert type(step) is Sleep

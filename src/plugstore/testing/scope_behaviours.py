@@ -67,11 +67,13 @@ class _PrefixSpy:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._bucket, name)
-        if name not in ("keys", "items", "count", "clear"):
+        # a listing read whole (keys_page, items_page) is recorded as the listing
+        kind = name.removesuffix("_page")
+        if kind not in ("keys", "items", "count", "clear"):
             return attr
 
         def recorded(prefix: str = "", *args: Any) -> Any:
-            self.calls.append((name, prefix))
+            self.calls.append((kind, prefix))
             return attr(prefix, *args)
 
         return recorded
