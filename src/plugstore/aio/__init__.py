@@ -20,6 +20,16 @@ driver run on the store's own bounded thread pool (``threads=``); see docs/async
 from .bucket import AsyncBucket
 from .locks import AsyncLock
 from .namespace import AsyncNamespace
+from .scopes import AsyncScope, AsyncScopeBatch
 from .store import AsyncStore, open, wrap
 
-__all__ = ["AsyncBucket", "AsyncLock", "AsyncNamespace", "AsyncStore", "open", "wrap"]
+__all__ = [
+    "AsyncBucket",
+    "AsyncLock",
+    "AsyncNamespace",
+    "AsyncScope",
+    "AsyncScopeBatch",
+    "AsyncStore",
+    "open",
+    "wrap",
+]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -11,10 +11,12 @@ from ..errors import DecodeError, InvalidKeyError, StoreNotOpenError
 from ..keys import check_key, check_prefix, remaining
 from ..locks import DEFAULT_LEASE, DEFAULT_TIMEOUT
 from ..nscore import ABSENT, MISSING, NamespaceCore, check_delta, check_plain_key
-from ..scopekeys import SCOPE_LEAD
+from ..scopecore import register_defaults
+from ..scopekeys import SCOPE_LEAD, ScopeId
 from .bucket import AsyncBucket
 from .locks import AsyncLock
 from .runtime import arun
+from .scopes import AsyncScope, AsyncScopeBatch
 
 if TYPE_CHECKING:
     from .store import AsyncStore
@@ -209,6 +211,37 @@ class AsyncNamespace(NamespaceCore):
         :meth:`plugstore.namespace.Namespace.lock`)."""
         self._b()
         return AsyncLock(self, check_key(key), timeout, lease)
+
+    # -- scopes ---------------------------------------------------------------------------
+
+    def scope(self, **path: ScopeId) -> AsyncScope:
+        """A view of the data of one scope: ``ans.scope(guild=123, member=456)`` (see
+        :meth:`plugstore.namespace.Namespace.scope`)."""
+        return self.scope_at(tuple(path.items()))
+
+    def scope_at(self, path: Iterable[tuple[str, ScopeId]]) -> AsyncScope:
+        """:meth:`scope` for a path given as ``(level, id)`` pairs."""
+        self._b()
+        steps = tuple((level, value) for level, value in path)
+        levels = tuple(level for level, _ in steps)
+        defaults = self._astore.scope_defaults.level(self._name, levels)
+        return AsyncScope(self, steps, defaults)
+
+    def register_defaults(
+        self,
+        defaults: Mapping[str, Any],
+        *,
+        levels: str | Sequence[str] = (),
+        strict: bool = False,
+    ) -> None:
+        """Declare the values a scope level reads when nothing is stored (see
+        :meth:`plugstore.namespace.Namespace.register_defaults`)."""
+        register_defaults(self._astore.scope_defaults, self, defaults, levels, strict)
+
+    def batch(self, *, atomic: bool = True) -> AsyncScopeBatch:
+        """Writes to several scopes, applied together when the ``async with`` block
+        ends (see :meth:`plugstore.namespace.Namespace.batch`)."""
+        return AsyncScopeBatch(self, atomic=atomic)
 
     # -- many keys --------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ import pytest
 
 import plugstore.aio as aio
 from plugstore import (
+    BatchNotAtomicError,
     ConflictError,
     DecodeError,
     EncodeError,
@@ -309,6 +310,83 @@ class AsyncBehaviours:
                 await task
             async with ans.lock("k", timeout=0):
                 pass
+
+        run_async(store, body)
+
+    # -- scopes ----------------------------------------------------------------------------
+
+    def test_async_scopes_read_and_write_the_sync_entries(
+        self, store: Store, ns: Namespace
+    ) -> None:
+        async def body(astore: AsyncStore, ans: AsyncNamespace) -> None:
+            ans.register_defaults(
+                {"xp": 0, "prefs": {"lang": "en", "tz": "UTC"}}, levels=("guild", "member")
+            )
+            member = ans.scope(guild=1).scope(member=2)
+            assert member.path == (("guild", 1), ("member", 2))
+            assert await member.get("xp") == 0  # a default, never written
+            assert not await member.is_stored("xp")
+            assert await member.contains("xp")
+            with pytest.raises(KeyError):
+                await member.delete("xp")  # only a default
+            await member.set("prefs", {"lang": "fr"})
+            assert await member.get("prefs") == {"lang": "fr", "tz": "UTC"}  # merged
+            assert await member.incr("xp", 5) == 5
+            assert ns.scope(guild=1, member=2)["xp"] == 5  # the sync API's entry
+            ns.scope(guild=1, member=2)["a"] = "sync"
+            assert [k async for k in member.keys()] == ["a", "prefs", "xp"]  # noqa: SIM118
+            assert [kv async for kv in member.scan()][:1] == [("a", "sync")]
+            assert await member.count() == 3
+            assert await member.get_many(["xp", "a", "zz"]) == {"a": "sync", "xp": 5}
+            assert await member.compute("xp", lambda v: v * 2) == 10
+            assert await member.setdefault("new", [1]) == [1]
+            assert await member.pop("new") == [1]
+            assert await member.pop("absent", "d") == "d"
+            async with member.mutable("prefs") as prefs:
+                prefs["tz"] = "CET"
+            assert ns.scope(guild=1, member=2)["prefs"] == {"lang": "fr", "tz": "CET"}
+            for member_id in (12, 2, "b", "a"):
+                await ans.scope(guild=1, member=member_id).set("seen", True)
+            guild = ans.scope(guild=1)
+            assert [i async for i in guild.ids("member")] == [12, 2, "a", "b"]
+            children = await guild.children("member")
+            assert list(children) == [12, 2, "a", "b"]
+            assert children[12] == {"prefs": {"lang": "en", "tz": "UTC"}, "seen": True, "xp": 0}
+            tree = await ans.scope().tree("guild", "member")
+            assert tree[1][2]["xp"] == 10
+            assert await ans.count() == 0  # scoped entries are not plain keys
+            await member.clear()
+            assert await member.get("xp") == 0
+            assert await guild.clear_all() == 3  # member 2's own keys were cleared above
+            assert [i async for i in guild.ids("member")] == []
+
+        run_async(store, body)
+
+    def test_async_scope_replace_batch_and_locks(self, store: Store, ns: Namespace) -> None:
+        async def body(astore: AsyncStore, ans: AsyncNamespace) -> None:
+            one, two = ans.scope(guild=1, member=1), ans.scope(guild=1, member=2)
+            await one.set_many({"a": 1, "b": 2})
+            if not store.backend.atomic_batches:
+                with pytest.raises(BatchNotAtomicError):
+                    await one.replace({"c": 3})
+                await one.replace({"c": 3}, atomic=False)
+            else:
+                await one.replace({"c": 3})
+                async with ans.batch() as batch:
+                    batch.set(two, "x", 1)
+                    batch.delete(one, "c")
+                assert [k async for k in two.keys()] == ["x"]  # noqa: SIM118
+                with pytest.raises(RuntimeError):  # noqa: PT012 - the block is the test
+                    async with ans.batch() as batch:
+                        batch.set(two, "y", 1)
+                        raise RuntimeError("abandoned")
+                assert not await two.contains("y")  # nothing written
+            assert ns.scope(guild=1, member=1).get("a") is None
+            async with one.group_lock(timeout=5):
+                with pytest.raises(LockTimeoutError):
+                    ns.scope(guild=1, member=1).group_lock(timeout=0).acquire()
+                async with one.lock("a", timeout=0):  # a key lock is another lock
+                    pass
 
         run_async(store, body)
 
