@@ -94,6 +94,11 @@ class NamespaceCore:
         self._codec_encode = codec.encode
         self._codec_decode = codec.decode
 
+    def _b(self) -> Any:
+        """This namespace's bucket, once checked that it may be used (the shells say
+        how: a closed store raises ``StoreNotOpenError``)."""
+        raise NotImplementedError
+
     def _sibling(self, namespace: str) -> Any:
         """The bucket of another namespace of the same store, of this shell's kind."""
         raise NotImplementedError

@@ -21,9 +21,10 @@ same sender's messages cannot both take the same step.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import DecodeError
+from .steps import Steps, call, run
 
 if TYPE_CHECKING:
     from .namespace import Namespace
@@ -32,68 +33,18 @@ if TYPE_CHECKING:
 FIRST_STATE = "START"
 
 
-class StateStore:
-    """Conversation states kept in one namespace (see the module docs for the rules).
+class StateCore:
+    """The rules of a state store, written once for :class:`StateStore` and
+    :class:`~plugstore.aio.state.AsyncStateStore`: its operations are steps (see
+    :mod:`plugstore.steps`) calling the namespace's own methods, plain or awaited."""
 
-    >>> import plugstore
-    >>> with plugstore.open("memory://") as store:
-    ...     states = StateStore(store.namespace("states"))
-    ...     states.set("app.handlers.signup", "ana@example.com", "CONFIRMING")
-    ...     states.get("app.handlers.signup", "ana@example.com")
-    'CONFIRMING'
-    """
-
-    def __init__(self, namespace: Namespace) -> None:
+    def __init__(self, namespace: Any) -> None:
         self._ns = namespace
-
-    @property
-    def namespace(self) -> Namespace:
-        """The namespace holding the states."""
-        return self._ns
 
     @staticmethod
     def key(key: str, sender: str) -> str:
         """The storage key of a pair: exactly ``repr([key, sender])``, as Salmon builds it."""
         return repr([key, sender])
-
-    def get(self, key: str, sender: str) -> str:
-        """The state of ``(key, sender)``, or ``"START"`` if it has none.
-
-        Raises :class:`~plugstore.errors.DecodeError` if the entry holds something other
-        than a non-empty ``str`` (it was not written by a StateStore).
-        """
-        storage_key = self.key(key, sender)
-        return self._decode(storage_key, self._ns.get_raw(storage_key))
-
-    def set(self, key: str, sender: str, state: str) -> None:
-        """Put ``(key, sender)`` in ``state``; ``"START"`` deletes the entry."""
-        _check_state(state)
-        storage_key = self.key(key, sender)
-        if state == FIRST_STATE:
-            self._ns.pop(storage_key, None)
-        else:
-            self._ns[storage_key] = state
-
-    def transition(self, key: str, sender: str, expected: str, state: str) -> bool:
-        """Move ``(key, sender)`` from ``expected`` to ``state`` atomically; return whether.
-
-        ``False`` means the pair was not in ``expected`` (another thread or process moved
-        it first); nothing was written.  ``"START"`` on either side means "no entry".
-        Raises ``TypeError`` for a bad state and ``DecodeError`` for an entry that holds
-        no state, like :meth:`get`.
-        """
-        _check_state(expected)
-        _check_state(state)
-        storage_key = self.key(key, sender)
-        raw = self._ns.get_raw(storage_key)
-        if self._decode(storage_key, raw) != expected:
-            return False
-        if expected == state:
-            return True
-        if state == FIRST_STATE:
-            assert raw is not None  # current == expected != FIRST_STATE
-            return self._ns.remove_if(storage_key, raw)
-        return self._ns.replace_if(storage_key, raw, state)
 
     def _decode(self, storage_key: str, raw: bytes | None) -> str:
         if raw is None:
@@ -105,6 +56,76 @@ class StateStore:
                 "not a non-empty str: it was not written by a StateStore"
             )
         return state
+
+    def _get_steps(self, key: str, sender: str) -> Steps[str]:
+        storage_key = self.key(key, sender)
+        return self._decode(storage_key, (yield call(self._ns, "get_raw", storage_key)))
+
+    def _set_steps(self, key: str, sender: str, state: str) -> Steps[None]:
+        _check_state(state)
+        storage_key = self.key(key, sender)
+        if state == FIRST_STATE:
+            yield call(self._ns, "pop", storage_key, None)
+        else:
+            yield call(self._ns, "set", storage_key, state)
+
+    def _transition_steps(self, key: str, sender: str, expected: str, state: str) -> Steps[bool]:
+        _check_state(expected)
+        _check_state(state)
+        storage_key = self.key(key, sender)
+        raw = yield call(self._ns, "get_raw", storage_key)
+        if self._decode(storage_key, raw) != expected:
+            return False
+        if expected == state:
+            return True
+        if state == FIRST_STATE:
+            assert raw is not None  # current == expected != FIRST_STATE
+            return bool((yield call(self._ns, "remove_if", storage_key, raw)))
+        return bool((yield call(self._ns, "replace_if", storage_key, raw, state)))
+
+
+class StateStore(StateCore):
+    """Conversation states kept in one namespace (see the module docs for the rules).
+
+    >>> import plugstore
+    >>> with plugstore.open("memory://") as store:
+    ...     states = StateStore(store.namespace("states"))
+    ...     states.set("app.handlers.signup", "ana@example.com", "CONFIRMING")
+    ...     states.get("app.handlers.signup", "ana@example.com")
+    'CONFIRMING'
+    """
+
+    _ns: Namespace
+
+    def __init__(self, namespace: Namespace) -> None:
+        super().__init__(namespace)
+
+    @property
+    def namespace(self) -> Namespace:
+        """The namespace holding the states."""
+        return self._ns
+
+    def get(self, key: str, sender: str) -> str:
+        """The state of ``(key, sender)``, or ``"START"`` if it has none.
+
+        Raises :class:`~plugstore.errors.DecodeError` if the entry holds something other
+        than a non-empty ``str`` (it was not written by a StateStore).
+        """
+        return run(self._get_steps(key, sender))
+
+    def set(self, key: str, sender: str, state: str) -> None:
+        """Put ``(key, sender)`` in ``state``; ``"START"`` deletes the entry."""
+        run(self._set_steps(key, sender, state))
+
+    def transition(self, key: str, sender: str, expected: str, state: str) -> bool:
+        """Move ``(key, sender)`` from ``expected`` to ``state`` atomically; return whether.
+
+        ``False`` means the pair was not in ``expected`` (another thread or process moved
+        it first); nothing was written.  ``"START"`` on either side means "no entry".
+        Raises ``TypeError`` for a bad state and ``DecodeError`` for an entry that holds
+        no state, like :meth:`get`.
+        """
+        return run(self._transition_steps(key, sender, expected, state))
 
     def clear(self) -> None:
         """Forget every state (every pair is back in ``"START"``)."""

@@ -31,10 +31,12 @@ from .errors import ConfigurationError, DataVersionError, StoreError
 from .keys import check_prefix, parse_counter
 from .namespace import _ABSENT
 from .scopekeys import META_LEAD, VERSION_KEY
+from .steps import Steps, call, run
 
 if TYPE_CHECKING:
     from .locks import Lock
     from .namespace import Namespace
+    from .nscore import NamespaceCore
 
 #: A migration runs with a lease this long, renewed every third of it.
 MIGRATION_LEASE = 60.0
@@ -89,40 +91,76 @@ class Migration:
     ) -> Iterator[T]:
         """Yield from ``iterable``, showing a progress bar on stderr when ``total`` is at
         least :data:`PROGRESS_MIN` (each item counts ``step`` toward ``total``)."""
-        if total < PROGRESS_MIN:
-            yield from iterable
-            return
-        from rich.console import Console
-        from rich.progress import Progress
-
-        with Progress(console=Console(stderr=True), transient=False) as bar:
-            task = bar.add_task(label, total=total)
-            for item in iterable:
-                yield item
-                bar.advance(task, step)
-            bar.update(task, completed=total)
+        return progress(iterable, total, label, step)
 
 
-def read_version(ns: Namespace) -> int | None:
+def progress(
+    iterable: Iterable[T], total: int, label: str = "migrating", step: int = 1
+) -> Iterator[T]:
+    """Yield from ``iterable``, showing a progress bar on stderr when ``total`` is at
+    least :data:`PROGRESS_MIN` (each item counts ``step`` toward ``total``)."""
+    if total < PROGRESS_MIN:
+        yield from iterable
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task(label, total=total)
+        for item in iterable:
+            yield item
+            bar.advance(task, step)
+        bar.update(task, completed=total)
+
+
+def read_version_steps(ns: NamespaceCore) -> Steps[int | None]:
     """The data version stamped in ``ns``, or ``None`` if it has none."""
-    raw = ns._b().get(VERSION_KEY)
+    raw = yield call(ns._b(), "get", VERSION_KEY)
     if raw is None:
         return None
     try:
         return parse_counter(raw)
     except Exception as exc:
         raise StoreError(
-            f"namespace {ns.name!r} holds an unreadable data version {raw[:20]!r}"
+            f"namespace {ns._name!r} holds an unreadable data version {raw[:20]!r}"
         ) from exc
 
 
-def _stamp(ns: Namespace, version: int) -> None:
-    ns._b().set(VERSION_KEY, str(version).encode("ascii"))  # a counter: every codec reads it
+def read_version(ns: Namespace) -> int | None:
+    """The data version stamped in ``ns``, or ``None`` if it has none."""
+    return run(read_version_steps(ns))
 
 
-def _holds_data(ns: Namespace) -> bool:
-    bucket = ns._b()
-    return bucket.count() > bucket.count(META_LEAD)
+def stamp_steps(ns: NamespaceCore, version: int) -> Steps[None]:
+    """Stamp ``version`` in ``ns`` (a counter: every codec reads it)."""
+    yield call(ns._b(), "set", VERSION_KEY, str(version).encode("ascii"))
+
+
+def start_steps(
+    ns: NamespaceCore, version: int, migrations: Mapping[int, Any]
+) -> Steps[int | None]:
+    """Under the migration lock: the version to migrate from, or ``None`` when there is
+    nothing to migrate (up to date, or empty and now stamped).  Raises for data that is
+    too new or a missing migration."""
+    found = yield from read_version_steps(ns)  # another process may have migrated meanwhile
+    if found is None:
+        bucket = ns._b()
+        holds_data = (yield call(bucket, "count", "")) > (yield call(bucket, "count", META_LEAD))
+        found = 1 if holds_data else version
+        if found == version:
+            yield from stamp_steps(ns, version)
+            return None
+    if found == version:
+        return None
+    if found > version:
+        raise too_new(ns._name, found, version)
+    missing = [n for n in range(found + 1, version + 1) if n not in migrations]
+    if missing:
+        raise ConfigurationError(
+            f"namespace {ns._name!r} holds data version {found}; reaching {version} "
+            f"needs migrations to {', '.join(map(str, missing))}, which were not given"
+        )
+    return found
 
 
 def check_migrations(version: object, migrations: Mapping[int, Callable[[Migration], None]]) -> int:
@@ -139,9 +177,10 @@ def check_migrations(version: object, migrations: Mapping[int, Callable[[Migrati
     return version
 
 
-def _too_new(ns: Namespace, found: int, version: int) -> DataVersionError:
+def too_new(name: str, found: int, version: int) -> DataVersionError:
+    """The error for data stamped ``found``, newer than the code's ``version``."""
     return DataVersionError(
-        f"namespace {ns.name!r} holds data version {found}, but this code knows versions "
+        f"namespace {name!r} holds data version {found}, but this code knows versions "
         f"up to {version}: it was written by a newer release of the plugin (upgrade the "
         "plugin, or restore data from before the upgrade)"
     )
@@ -180,30 +219,17 @@ def migrate(
     if found == version:
         return version
     if found is not None and found > version:
-        raise _too_new(ns, found, version)
+        raise too_new(ns.name, found, version)
     with ns.lock(VERSION_KEY, timeout=None, lease=MIGRATION_LEASE) as lock:
-        found = read_version(ns)  # another process may have migrated while we waited
-        if found is None:
-            found = 1 if _holds_data(ns) else version
-            if found == version:
-                _stamp(ns, version)
-                return version
-        if found == version:
+        start = run(start_steps(ns, version, migrations))
+        if start is None:
             return version
-        if found > version:
-            raise _too_new(ns, found, version)
-        missing = [n for n in range(found + 1, version + 1) if n not in migrations]
-        if missing:
-            raise ConfigurationError(
-                f"namespace {ns.name!r} holds data version {found}; reaching {version} "
-                f"needs migrations to {', '.join(map(str, missing))}, which were not given"
-            )
         with _renewing(lock, MIGRATION_LEASE / 3):
-            for step in range(found + 1, version + 1):
+            for step in range(start + 1, version + 1):
                 log.info("migrating namespace %r from version %d to %d", ns.name, step - 1, step)
                 migrations[step](Migration(ns, step - 1, step))
-                _stamp(ns, step)
-    return found
+                run(stamp_steps(ns, step))
+    return start
 
 
 __all__ = [

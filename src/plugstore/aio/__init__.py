@@ -21,6 +21,7 @@ from .bucket import AsyncBucket
 from .locks import AsyncLock
 from .namespace import AsyncNamespace
 from .scopes import AsyncScope, AsyncScopeBatch
+from .state import AsyncStateStore
 from .store import AsyncStore, open, wrap
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "AsyncNamespace",
     "AsyncScope",
     "AsyncScopeBatch",
+    "AsyncStateStore",
     "AsyncStore",
     "open",
     "wrap",

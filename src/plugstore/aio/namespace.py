@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from ..codecs import Codec
-from ..errors import DecodeError, InvalidKeyError, StoreNotOpenError
+from ..errors import DecodeError, InvalidKeyError, StoreError, StoreNotOpenError
 from ..keys import check_key, check_prefix, remaining
 from ..locks import DEFAULT_LEASE, DEFAULT_TIMEOUT
 from ..nscore import ABSENT, MISSING, NamespaceCore, check_delta, check_plain_key
 from ..scopecore import register_defaults
 from ..scopekeys import SCOPE_LEAD, ScopeId
+from ..versioning import read_version_steps
 from .bucket import AsyncBucket
 from .locks import AsyncLock
 from .runtime import arun
 from .scopes import AsyncScope, AsyncScopeBatch
+from .versioning import amigrate
 
 if TYPE_CHECKING:
     from .store import AsyncStore
@@ -47,6 +49,8 @@ class AsyncNamespace(NamespaceCore):
     ) -> None:
         self._astore = store
         self._runtime = store._runtime
+        #: ``(version, migrations)`` until awaited: the data version to bring it to.
+        self._pending: tuple[int, dict[int, Callable[..., Any]]] | None = None
         backend = store.backend
         self._init_core(
             name,
@@ -81,7 +85,36 @@ class AsyncNamespace(NamespaceCore):
             raise StoreNotOpenError(
                 f"namespace {self._name!r}: its store is closed (open a new one first)"
             )
+        if self._pending is not None:
+            raise StoreError(
+                f"namespace {self._name!r} is versioned: await it before use "
+                f"(ns = await store.namespace({self._name!r}, version=...))"
+            )
         return self._bucket
+
+    async def _ready(self) -> AsyncNamespace:
+        if self._pending is not None:
+            version, migrations = self._pending
+            if not self._runtime.open:
+                raise StoreNotOpenError(f"namespace {self._name!r}: its store is closed")
+            self._pending = None
+            try:
+                await amigrate(self, version, migrations)
+            except BaseException:
+                self._pending = (version, migrations)  # not migrated: still unusable
+                raise
+            self._astore.sync._current_versions.add((self._name, version))
+        return self
+
+    def __await__(self) -> Generator[Any, None, AsyncNamespace]:
+        """``await store.namespace(name, version=...)``: migrate first (see
+        :mod:`plugstore.aio.versioning`), then the namespace itself."""
+        return self._ready().__await__()
+
+    async def data_version(self) -> int | None:
+        """The data version stamped in this namespace, or ``None`` if it has none."""
+        self._b()
+        return await arun(read_version_steps(self))
 
     def _sibling(self, namespace: str) -> AsyncBucket:
         return self._astore._bucket(namespace)

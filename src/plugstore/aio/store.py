@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 from ..backend import Backend
@@ -12,6 +12,7 @@ from ..errors import ConfigurationError, StoreNotOpenError
 from ..keys import check_namespace
 from ..scopes import DefaultsRegistry
 from ..store import Store
+from ..versioning import check_migrations
 from .bucket import AsyncBucket, AsyncDriver, load_driver
 from .locks import Gates
 from .namespace import AsyncNamespace
@@ -83,12 +84,38 @@ class AsyncStore:
             self._buckets[namespace] = bucket
         return bucket
 
-    def namespace(self, name: str, *, quarantine: bool = False) -> AsyncNamespace:
-        """The namespace ``name`` (validated; created on first write).  ``quarantine``
-        sets undecodable values aside instead of raising (see :mod:`plugstore.quarantine`)."""
+    def namespace(
+        self,
+        name: str,
+        *,
+        version: int | None = None,
+        migrations: Mapping[int, Callable[..., Any]] | None = None,
+        quarantine: bool | None = None,
+    ) -> AsyncNamespace:
+        """The namespace ``name`` (validated; created on first write).
+
+        With ``version`` (see :meth:`plugstore.store.Store.namespace` and
+        :mod:`plugstore.aio.versioning`), await it before use: ``ns = await
+        store.namespace("karma", version=2, migrations={2: to_v2})`` migrates older data
+        first; using it unawaited raises :class:`~plugstore.errors.StoreError`.  Awaiting
+        a namespace without a version just returns it.  ``quarantine`` (on by default for
+        versioned namespaces) sets undecodable values aside instead of raising.
+        """
         self._check_open()
         check_namespace(name)
-        return AsyncNamespace(self, name, self._bucket(name), self.codec, quarantine=quarantine)
+        if version is None:
+            if migrations:
+                raise ValueError("migrations need a version= to migrate to")
+            return AsyncNamespace(
+                self, name, self._bucket(name), self.codec, quarantine=bool(quarantine)
+            )
+        check_migrations(version, migrations or {})
+        ns = AsyncNamespace(
+            self, name, self._bucket(name), self.codec, quarantine=quarantine is None or quarantine
+        )
+        if (name, version) not in self._store._current_versions:
+            ns._pending = (version, dict(migrations or {}))
+        return ns
 
     async def namespaces(self) -> list[str]:
         """Sorted names of the namespaces that hold data (plugstore's own aside)."""

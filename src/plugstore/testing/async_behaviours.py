@@ -21,7 +21,9 @@ import pytest
 import plugstore.aio as aio
 from plugstore import (
     BatchNotAtomicError,
+    ConfigurationError,
     ConflictError,
+    DataVersionError,
     DecodeError,
     EncodeError,
     InvalidKeyError,
@@ -32,8 +34,14 @@ from plugstore import (
     StoreNotOpenError,
     ValueTooLargeError,
 )
-from plugstore.aio import AsyncNamespace, AsyncStore
+from plugstore.aio import AsyncNamespace, AsyncStateStore, AsyncStore
+from plugstore.aio.versioning import AsyncMigration
 from plugstore.quarantine import QUARANTINE_NAMESPACE, entries
+from plugstore.scopekeys import VERSION_KEY
+from plugstore.state import StateStore
+from plugstore.versioning import Migration
+
+from .version_behaviours import VERSIONED
 
 NS = "conformance"  # the kit's namespace: the store fixture drops it after each test
 
@@ -387,6 +395,91 @@ class AsyncBehaviours:
                     ns.scope(guild=1, member=1).group_lock(timeout=0).acquire()
                 async with one.lock("a", timeout=0):  # a key lock is another lock
                     pass
+
+        run_async(store, body)
+
+    # -- versions and states ----------------------------------------------------------
+
+    def test_async_versioned_namespace_migrates_once_and_stamps(self, store: Store) -> None:
+        store.namespace(VERSIONED).update(alice=1, bob=2)
+        runs: list[str] = []
+
+        async def to_channels(m: AsyncMigration) -> None:  # an async step
+            runs.append(f"{m.from_version}->{m.to_version}")
+            general = m.namespace.scope(channel="general")
+            async for key, value in m.items():
+                if not key.startswith("\x1f"):
+                    await general.set(key, value)
+                    await m.namespace.delete(key)
+
+        def doubled(m: Migration) -> None:  # a step written for the sync API
+            runs.append(f"{m.from_version}->{m.to_version}")
+            general = m.namespace.scope(channel="general")
+            for key, value in list(general.items()):
+                general[key] = value * 2
+
+        async def body(astore: AsyncStore, ans: AsyncNamespace) -> None:
+            unawaited = astore.namespace(VERSIONED, version=3, migrations={2: to_channels})
+            with pytest.raises(StoreError, match="await"):
+                await unawaited.get("alice")
+            migrations: dict[int, Callable[..., Any]] = {2: to_channels, 3: doubled}
+            versioned = await astore.namespace(VERSIONED, version=3, migrations=migrations)
+            assert await versioned.data_version() == 3
+            assert await versioned.scope(channel="general").get("alice") == 2
+            assert [k async for k in versioned.keys()] == []  # noqa: SIM118
+            again = await astore.namespace(VERSIONED, version=3, migrations=migrations)
+            assert await again.data_version() == 3
+            with pytest.raises(DataVersionError):
+                await astore.namespace(VERSIONED, version=2, migrations={2: to_channels})
+            with pytest.raises(ConfigurationError):
+                await astore.namespace(VERSIONED, version=5, migrations={9: doubled})
+            plain = await astore.namespace(VERSIONED)  # awaiting a plain namespace is fine
+            assert await plain.data_version() == 3
+
+        run_async(store, body)
+        assert runs == ["1->2", "2->3"]  # each step ran once
+        assert store.namespace(VERSIONED).data_version == 3  # the sync API sees the stamp
+
+    def test_async_failed_migration_keeps_the_stamp_and_frees_the_lock(self, store: Store) -> None:
+        store.namespace(VERSIONED).update(alice=1)
+
+        async def to_v2(m: AsyncMigration) -> None:
+            await m.namespace.set("v2", True)
+
+        async def broken(m: AsyncMigration) -> None:
+            raise RuntimeError("step 3 broke")
+
+        async def body(astore: AsyncStore, ans: AsyncNamespace) -> None:
+            ns = astore.namespace(VERSIONED, version=3, migrations={2: to_v2, 3: broken})
+            with pytest.raises(RuntimeError, match="step 3 broke"):
+                await ns
+            with pytest.raises(StoreError, match="await"):
+                await ns.get("alice")  # still not migrated: still refused
+            assert await astore.namespace(VERSIONED).data_version() == 2
+            async with astore.namespace(VERSIONED).lock(VERSION_KEY, timeout=0):
+                pass  # the migration lock was released
+
+        run_async(store, body)
+
+    def test_async_state_store_shares_the_sync_states(self, store: Store, ns: Namespace) -> None:
+        sync_states = StateStore(ns)
+
+        async def body(astore: AsyncStore, ans: AsyncNamespace) -> None:
+            states = AsyncStateStore(ans)
+            assert await states.get("h", "ana") == "START"
+            await states.set("h", "ana", "ASKED")
+            assert sync_states.get("h", "ana") == "ASKED"
+            results = await asyncio.gather(
+                *(states.transition("h", "ana", "ASKED", f"S{i}") for i in range(10))
+            )
+            assert results.count(True) == 1  # exactly one task took the step
+            assert await states.count() == 1
+            moved = [f"S{i}" for i, won in enumerate(results) if won]
+            assert [pair async for pair in states.states()] == [(states.key("h", "ana"), *moved)]
+            await states.set("h", "ana", "START")  # back to START: the entry goes
+            assert await states.count() == 0
+            with pytest.raises(TypeError):
+                await states.set("h", "ana", "")
 
         run_async(store, body)
 
