@@ -303,8 +303,8 @@ class Namespace(MutableMapping[str, Any]):
         :class:`~plugstore.errors.ExpiryNotSupportedError`.
         """
         bucket = self._b()
-        deadline = self._deadline(ttl)
-        return bucket.expire(check_plain_key(key), deadline)
+        check_plain_key(key)
+        return bucket.expire(key, self._deadline(ttl))
 
     def persist(self, key: str) -> bool:
         """Clear the deadline of ``key``, its value untouched: it no longer expires.

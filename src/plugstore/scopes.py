@@ -255,8 +255,8 @@ class Scope(MutableMapping[str, Any]):
         :meth:`Namespace.expire`); False if nothing is stored (a registered default has
         no deadline to set)."""
         bucket = self._bucket()
-        deadline = self._ns._deadline(ttl)
-        return bucket.expire(self._full(key), deadline)
+        full = self._full(key)
+        return bucket.expire(full, self._ns._deadline(ttl))
 
     def persist(self, key: str) -> bool:
         """Clear the deadline of the stored value of ``key`` (see
