@@ -674,6 +674,60 @@ def test_deadlines_are_two_attributes_one_of_them_the_tables_ttl(
         assert "Item" not in client.get_item(TableName=table, Key={**key, "key": {"S": "k"}})
 
 
+def test_add_expire_persist_write_both_deadline_attributes(
+    local: LocalDynamoDB, tmp_path: Path
+) -> None:
+    """add with a deadline puts both attributes; expire sets both (and a new write
+    token), leaving value or counter alone; persist removes both; add over an expired
+    item leaves nothing of it, the counter included."""
+    from plugstore.testing import FakeClock
+
+    table = table_for(tmp_path)
+    clock = FakeClock(1_700_000_000.25)
+    with plugstore.open(local.url_for(table, create="true"), clock=clock) as store:
+        ns = store.namespace("n")
+        client = raw_client(local)
+
+        def item(key: str) -> dict[str, Any]:
+            found: dict[str, Any] = client.get_item(
+                TableName=table, Key={"namespace": {"S": "n"}, "key": {"S": key}}
+            )["Item"]
+            return found
+
+        assert ns.add("a", "v", ttl=10) is True
+        assert (item("a")["expires_at"], item("a")["expires"]) == (
+            {"N": "1700000010.25"},
+            {"N": "1700000011"},
+        )
+        assert ns.incr("c", 5) == 5
+        before = item("c")
+        assert ns.expire("c", 60) is True
+        after = item("c")
+        assert after["counter"] == {"N": "5"}  # still a counter: ADD keeps working
+        assert (after["expires_at"], after["expires"]) == (
+            {"N": "1700000060.25"},
+            {"N": "1700000061"},
+        )
+        assert after["version"] != before["version"]  # every write replaces the token
+        assert ns.incr("c") == 6
+        assert ns.persist("c") is True
+        assert "expires_at" not in item("c")
+        assert "expires" not in item("c")
+        assert ns.incr("c") == 7
+        clock.now += 10  # "a" expired (still in the table, until purged)
+        assert ns.expire("a", 60) is False
+        assert ns.persist("a") is False
+        assert item("a")["expires_at"] == {"N": "1700000010.25"}  # not touched
+        ns.set("c", 0, ttl=5)
+        assert ns.incr("c") == 1  # a counter with a deadline
+        clock.now += 5
+        assert ns.add("c", "text") is True  # over the expired counter
+        fresh = item("c")
+        assert "counter" not in fresh
+        assert "expires_at" not in fresh
+        assert ns["c"] == "text"
+
+
 def test_create_table_turns_ttl_on_for_a_table_made_before(local: LocalDynamoDB) -> None:
     client = raw_client(local)
     client.create_table(TableName="made_before_ttl", BillingMode="PAY_PER_REQUEST", **_schema())

@@ -502,3 +502,54 @@ def test_redis_deletes_expired_entries_and_counting_sweeps_their_members(
         assert store.purge() == 0
         assert store.drop_namespace("n") == 1
     assert list(client.scan_iter(match=glob_escape(prefix) + "*")) == []
+
+
+def test_add_expire_persist_keep_the_index_and_deadline_set_in_line(tmp_path: Path) -> None:
+    """add is SET NX (PXAT for a deadline), expire PEXPIREAT, persist PERSIST; each one
+    leaves the entry's index member, and its :x member scored by the deadline, matching
+    what the entry holds -- also where Redis had expired the entry behind the index."""
+    from plugstore.testing import FakeClock
+
+    prefix = prefix_for(tmp_path)
+    now = time.time()
+    clock = FakeClock(now)
+    client = _client()
+    index, deadlines = (f"{prefix}{{n}}:{part}".encode() for part in ("i", "x"))
+
+    def entry(key: str) -> bytes:
+        return f"{prefix}{{n}}:k:{key}".encode()
+
+    with plugstore.open(f"{BASE}?prefix={prefix}", clock=clock) as store:
+        ns = store.namespace("n")
+        assert ns.add("a", 1, ttl=3600) is True
+        at = math.floor((now + 3600) * 1000)
+        assert client.pexpiretime(entry("a")) == at
+        assert client.zscore(deadlines, b"a") == at
+        assert client.zscore(index, b"a") == 0
+        assert ns.add("a", 2, ttl=60) is False
+        assert client.pexpiretime(entry("a")) == at  # untouched by the losing add
+        assert ns.expire("a", 60) is True
+        at = math.floor((now + 60) * 1000)
+        assert client.pexpiretime(entry("a")) == at
+        assert client.zscore(deadlines, b"a") == at
+        assert ns.persist("a") is True
+        assert client.pexpiretime(entry("a")) == -1
+        assert client.zscore(deadlines, b"a") is None
+        assert client.zscore(index, b"a") == 0
+        # Expired by Redis, members left behind: add without a deadline takes the key
+        # and drops the stale :x member; with one, rescores it.
+        clock.now = now - 10**6
+        ns.set_many({"b": 1, "c": 1}, ttl=10)
+        clock.now = now
+        assert client.zcard(deadlines) == 2  # stale members, not swept yet
+        assert ns.expire("b", 60) is False  # PEXPIREAT found no entry
+        assert ns.persist("b") is False
+        assert client.exists(entry("b")) == 0
+        assert ns.add("b", 2) is True
+        assert client.zscore(deadlines, b"b") is None
+        assert client.pexpiretime(entry("b")) == -1
+        assert ns.add("c", 2, ttl=3600) is True
+        assert client.zscore(deadlines, b"c") == math.floor((now + 3600) * 1000)
+        assert client.zrange(index, 0, -1) == [b"a", b"b", b"c"]
+        assert store.purge() == 0  # nothing stale was left
+        assert dict(ns) == {"a": 1, "b": 2, "c": 2}

@@ -984,6 +984,36 @@ def test_another_process_sees_deadlines_set_and_cleared(tmp_path: Path) -> None:
         assert "k" not in b
 
 
+@pytest.mark.parametrize("flavour", ["dumb", "sqlite3"])
+def test_another_process_sees_expire_persist_and_add(tmp_path: Path, flavour: str) -> None:
+    """expire and persist write only the deadlines sidecar, not the dbm file: they must
+    still make every other open handle reload; add over an expired key likewise."""
+    clock = FakeClock(NOW)
+    with (
+        plugstore.open(url(tmp_path), dbm=flavour, clock=clock) as one,
+        plugstore.open(url(tmp_path), dbm=flavour, clock=clock) as two,
+    ):
+        a, b = one.namespace("n"), two.namespace("n")
+        a["k"] = "v"
+        assert b.ttl("k") is None  # b's handle is loaded
+        assert a.expire("k", 60) is True
+        assert b.ttl("k") == 60
+        assert b.persist("k") is True
+        assert a.ttl("k") is None
+        assert not (tmp_path / "n.db.expiry").exists()  # no deadline left to keep
+        assert b.expire("k", 10) is True
+        clock.now = NOW + 10
+        assert "k" not in a
+        assert a.add("k", "new", ttl=30) is True
+        assert b["k"] == "new"
+        assert b.ttl("k") == 30
+        assert b.add("k", "other") is False
+        assert a.expire("absent", 10) is False
+        assert one.namespace("none").persist("k") is False  # a namespace without a file
+        assert one.namespace("none").expire("k", 10) is False
+        assert not [name for name in os.listdir(tmp_path) if name.startswith("none.")]
+
+
 def test_a_failed_write_loses_a_deadline_never_a_value(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -14,7 +14,12 @@ overrides where its engine has a native, faster or atomic form.
 
 Expiry (``ns.set(key, value, ttl=...)``) is optional: a backend that implements the
 expiry methods of :class:`Bucket` says so with ``Backend.expiry = True``.  Deadlines are
-absolute epoch seconds by the store clock (``Backend.clock``).
+absolute epoch seconds by the store clock (``Backend.clock``).  Such a backend also
+implements :meth:`Bucket.add` with a deadline, :meth:`Bucket.expire` and
+:meth:`Bucket.persist` natively and atomically: their generic versions only serve
+entries without deadlines (``add`` through ``cas``), and otherwise raise
+:class:`~plugstore.errors.ExpiryNotSupportedError` naming the method to override, since
+a read followed by a write could lose to a concurrent writer.
 
 Atomic batches (``scope.replace(...)``, ``ns.batch()``) are optional too: a backend whose
 :meth:`Bucket.write_batch` applies a batch all-or-nothing says so with
@@ -259,6 +264,53 @@ class Bucket(ABC):
     def purge(self) -> int:
         """Delete the expired entries of this namespace for good; return how many."""
         return 0
+
+    # -- insert-if-absent, and the deadline of an existing entry ------------------------------
+    #
+    # Atomic on every backend: of writers racing to ``add`` one key exactly one gets True,
+    # and ``expire``/``persist`` never act on an entry another writer deleted or replaced
+    # meanwhile.  The generic versions below are right for a backend without expiry (and
+    # for ``add`` without a deadline anywhere); a backend with ``expiry = True`` overrides
+    # all three, and the deadline forms refuse to run without an override.
+
+    def add(self, key: str, value: bytes, deadline: float | None) -> bool:
+        """Store ``value`` under ``key`` only if the key is absent or expired, until
+        ``deadline`` (``None``: no deadline); return whether it was stored.
+
+        A key that was expired starts afresh: the new entry has ``deadline`` and nothing
+        of the old one.  The generic version is ``cas(key, None, value)`` without a
+        deadline; with one it raises (see the section comment above).
+        """
+        if deadline is None:
+            return self.cas(key, None, value)
+        raise self._no_native("add")
+
+    def expire(self, key: str, deadline: float) -> bool:
+        """Give the live entry at ``key`` the deadline ``deadline``, its value untouched;
+        return False (and change nothing) if the key is absent or expired."""
+        raise self._no_native("expire")
+
+    def persist(self, key: str) -> bool:
+        """Clear the deadline of the live entry at ``key``; return whether the key is
+        present (True for an entry without a deadline too), False if it is absent or
+        expired.  On a backend without expiry this is :meth:`contains`."""
+        if not self.backend.expiry:
+            return self.contains(key)
+        raise self._no_native("persist")
+
+    def _no_native(self, method: str) -> ExpiryNotSupportedError:
+        """The error of a deadline operation the backend has no atomic form of."""
+        name = self.backend.name
+        if not self.backend.expiry:
+            return ExpiryNotSupportedError(
+                f"the {name!r} backend cannot expire keys (Backend.expiry is false)"
+            )
+        return ExpiryNotSupportedError(
+            f"the {name!r} backend sets Backend.expiry but its bucket "
+            f"({type(self).__name__}) does not implement Bucket.{method}: its author must "
+            "override it with an atomic operation of the engine (plugstore does not emulate "
+            "it with a read and a separate write, which could lose a concurrent update)"
+        )
 
     # -- batches: backends whose class sets ``atomic_batches = True`` override this ------------
 

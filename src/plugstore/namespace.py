@@ -223,6 +223,38 @@ class Namespace(NamespaceCore, MutableMapping[str, Any]):
             raise KeyError(key)
         return remaining(entry[1], self._clock())
 
+    def add(self, key: str, value: Any, *, ttl: float | None = None) -> bool:
+        """Store ``value`` only if ``key`` is absent; return whether it was stored.
+
+        Atomic insert-if-absent on every backend: of many writers (threads or processes)
+        racing to add one key, exactly one gets True.  An expired key counts as absent
+        and is replaced.  With ``ttl`` the new entry expires ``ttl`` seconds from now
+        (a lease, a "seen it" marker, a cooldown); without, it has no deadline.  Keys,
+        values and ``ttl`` are checked as in :meth:`set`, before anything is written.
+        """
+        return self._b().add(*self._add_args(key, value, ttl))
+
+    def expire(self, key: str, ttl: float) -> bool:
+        """Make the existing ``key`` expire ``ttl`` seconds from now, its value untouched.
+
+        Returns False (and changes nothing) if the key is absent or expired.  The new
+        deadline replaces any earlier one; like one set by :meth:`set`, ``incr``,
+        ``compute`` and ``mutable`` keep it and a write without ``ttl`` clears it.  A
+        backend that cannot expire keys raises
+        :class:`~plugstore.errors.ExpiryNotSupportedError`.
+        """
+        bucket = self._b()
+        return bucket.expire(*self._expire_args(key, ttl))
+
+    def persist(self, key: str) -> bool:
+        """Clear the deadline of ``key``, its value untouched: it no longer expires.
+
+        Returns whether the key is present (True also when it had no deadline), False if
+        it is absent or expired.  On a backend without expiry it only says whether the
+        key is present.
+        """
+        return self._b().persist(check_plain_key(key))
+
     def __delitem__(self, key: str) -> None:
         if not self._b().remove(check_key(key)):
             raise KeyError(key)

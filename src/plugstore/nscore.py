@@ -125,6 +125,18 @@ class NamespaceCore:
             )
         return deadline_after(self._clock(), ttl)  # type: ignore[arg-type]
 
+    def _add_args(self, key: str, value: Any, ttl: float | None) -> tuple[str, bytes, float | None]:
+        """The bucket's ``add`` arguments for ``add(key, value, ttl=)``, checked in the
+        order ``set`` checks them (ttl, key, value)."""
+        deadline = None if ttl is None else self._deadline(ttl)
+        check_plain_key(key)
+        return key, self._encode(value), deadline
+
+    def _expire_args(self, key: str, ttl: float) -> tuple[str, float]:
+        """The bucket's ``expire`` arguments: the key is checked before the ttl."""
+        check_plain_key(key)
+        return key, self._deadline(ttl)
+
     def _decoded_many(self, found: dict[str, bytes]) -> Steps[dict[str, Any]]:
         """``get_many``'s answer from what the bucket found: decoded, in code point order
         (whatever order the engine answered in), values set aside left out."""

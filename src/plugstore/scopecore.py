@@ -215,6 +215,17 @@ class ScopeCore:
             values.clear()
             values.update(ordered)
 
+    def _add_args(self, key: str, value: Any, ttl: float | None) -> tuple[str, bytes, float | None]:
+        """The bucket's ``add`` arguments for ``scope.add(key, value, ttl=)``."""
+        deadline = None if ttl is None else self._ns._deadline(ttl)
+        full = self._full(key)
+        return full, self._ns._encode(value), deadline
+
+    def _expire_args(self, key: str, ttl: float) -> tuple[str, float]:
+        """The bucket's ``expire`` arguments: the key is checked before the ttl."""
+        full = self._full(key)
+        return full, self._ns._deadline(ttl)
+
     def _tree_levels(self, levels: tuple[str, ...]) -> tuple[str, ...]:
         if not levels:
             raise InvalidKeyError("tree() needs at least one level name")

@@ -115,6 +115,30 @@ class Scope(ScopeCore, MutableMapping[str, Any]):
             raise KeyError(key)
         return remaining(entry[1], self._ns.store.backend.clock())
 
+    def add(self, key: str, value: Any, *, ttl: float | None = None) -> bool:
+        """Store ``value`` only if nothing is stored under ``key``; return whether it was
+        stored (atomically: see :meth:`Namespace.add`).
+
+        A registered default is not a stored value: ``add`` on a key that only has a
+        default stores the value (and reads then see it instead of the default).  An
+        expired value counts as absent.  With ``ttl`` the new value expires ``ttl``
+        seconds from now.  A strict level refuses undeclared keys, as :meth:`set` does.
+        """
+        bucket = self._bucket()
+        return bucket.add(*self._add_args(key, value, ttl))
+
+    def expire(self, key: str, ttl: float) -> bool:
+        """Make the stored value of ``key`` expire ``ttl`` seconds from now (see
+        :meth:`Namespace.expire`); False if nothing is stored (a registered default has
+        no deadline to set)."""
+        bucket = self._bucket()
+        return bucket.expire(*self._expire_args(key, ttl))
+
+    def persist(self, key: str) -> bool:
+        """Clear the deadline of the stored value of ``key`` (see
+        :meth:`Namespace.persist`); False if nothing is stored."""
+        return self._bucket().persist(self._full(key))
+
     def __delitem__(self, key: str) -> None:
         run(self._delete_steps(key))
 

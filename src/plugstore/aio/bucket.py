@@ -118,6 +118,15 @@ class AsyncBucket:
     async def purge(self) -> int:
         return await self._do(self.sync.purge)
 
+    async def add(self, key: str, value: bytes, deadline: float | None) -> bool:
+        return await self._do(self.sync.add, key, value, deadline)
+
+    async def expire(self, key: str, deadline: float) -> bool:
+        return await self._do(self.sync.expire, key, deadline)
+
+    async def persist(self, key: str) -> bool:
+        return await self._do(self.sync.persist, key)
+
     async def write_batch(
         self,
         sets: Sequence[tuple[str, bytes, float | None]],

@@ -149,6 +149,25 @@ class AsyncNamespace(NamespaceCore):
             deadline = self._deadline(ttl)
             await bucket.set_until(key, self._encode(value), deadline)
 
+    async def add(self, key: str, value: Any, *, ttl: float | None = None) -> bool:
+        """Store ``value`` only if ``key`` is absent (an expired key counts as absent);
+        whether it did.  Atomic: of many racing writers exactly one gets True (see
+        :meth:`plugstore.namespace.Namespace.add`)."""
+        bucket = self._b()
+        return await bucket.add(*self._add_args(key, value, ttl))
+
+    async def expire(self, key: str, ttl: float) -> bool:
+        """Make the existing ``key`` expire ``ttl`` seconds from now, its value untouched;
+        False if it is absent or expired."""
+        bucket = self._b()
+        return await bucket.expire(*self._expire_args(key, ttl))
+
+    async def persist(self, key: str) -> bool:
+        """Clear the deadline of ``key``, its value untouched; False if it is absent or
+        expired."""
+        bucket = self._b()
+        return await bucket.persist(check_plain_key(key))
+
     async def delete(self, key: str) -> None:
         """Delete ``key``; ``KeyError`` if it is absent."""
         if not await self._b().remove(check_key(key)):

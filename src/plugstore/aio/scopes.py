@@ -71,6 +71,22 @@ class AsyncScope(ScopeCore):
         """Store ``value``; with ``ttl``, it expires ``ttl`` seconds from now."""
         await arun(self._set_steps(key, value, ttl))
 
+    async def add(self, key: str, value: Any, *, ttl: float | None = None) -> bool:
+        """Store ``value`` only if nothing is stored under ``key`` (a registered default
+        is not stored); whether it did (see :meth:`plugstore.scopes.Scope.add`)."""
+        bucket = self._bucket()
+        return await bucket.add(*self._add_args(key, value, ttl))
+
+    async def expire(self, key: str, ttl: float) -> bool:
+        """Make the stored value of ``key`` expire ``ttl`` seconds from now; False if
+        nothing is stored."""
+        bucket = self._bucket()
+        return await bucket.expire(*self._expire_args(key, ttl))
+
+    async def persist(self, key: str) -> bool:
+        """Clear the deadline of the stored value of ``key``; False if nothing is stored."""
+        return await self._bucket().persist(self._full(key))
+
     async def delete(self, key: str) -> None:
         """Delete the stored value of ``key``; ``KeyError`` if none is stored."""
         await arun(self._delete_steps(key))

@@ -29,10 +29,12 @@
   ``ValueTooLargeError`` before any request.
 * **Retries**: botocore's standard mode retries throttling and transient errors -- but
   only for requests that give the same result applied twice (reads, ``set``, batches).
-  ``incr``, compare-and-set and ``remove`` go through a client with botocore's retries
-  off: throttling (the server refused, nothing applied) is retried here with backoff; a
-  lost reply raises :class:`~plugstore.errors.BackendUnavailableError`, because an
-  ``ADD`` sent twice counts twice.
+  ``incr``, compare-and-set, ``remove``, ``add``, ``expire`` and ``persist`` go through a
+  client with botocore's retries off: throttling (the server refused, nothing applied)
+  is retried here with backoff; a lost reply raises
+  :class:`~plugstore.errors.BackendUnavailableError`, because an ``ADD`` sent twice
+  counts twice, and a conditional write whose first attempt applied would fail its
+  condition the second time and answer False.
 * **Credentials and region** come from the standard AWS chain (environment, shared
   config and credentials files, ``profile`` option, instance or task role); they are
   never part of the URL, a message or ``info()``.
@@ -301,6 +303,51 @@ class DynamoDBBucket(Bucket):
                 ConditionExpression=condition,
                 ExpressionAttributeNames=self._names(update, condition),
                 ExpressionAttributeValues=values,
+            )
+        )
+
+    def add(self, key: str, value: bytes, deadline: float | None) -> bool:
+        # A whole-item put (so nothing of an expired item stays), only where no live
+        # item is.  Sent once: after a lost reply a repeat would read False.
+        condition = "attribute_not_exists(#s) OR #e <= :now"
+        return bool(
+            self.backend.once(
+                "put_item",
+                TableName=self._t,
+                Item=self._item(key, value, deadline),
+                ConditionExpression=condition,
+                ExpressionAttributeNames=self._names(condition),
+                ExpressionAttributeValues={":now": self._now()},
+            )
+        )
+
+    def expire(self, key: str, deadline: float) -> bool:
+        update = "SET #e = :e, #x = :x, #r = :t"
+        return self._update_live(
+            key,
+            update,
+            {
+                ":e": {"N": _number(deadline)},
+                ":x": {"N": str(math.ceil(deadline))},  # as _item: never ahead of :e
+                ":t": write_token(),
+            },
+        )
+
+    def persist(self, key: str) -> bool:
+        return self._update_live(key, "SET #r = :t REMOVE #e, #x", {":t": write_token()})
+
+    def _update_live(self, key: str, update: str, values: dict[str, Any]) -> bool:
+        """Apply ``update`` to the live item at ``key``; False if absent or expired."""
+        condition = f"attribute_exists(#s) AND {_LIVE}"
+        return bool(
+            self.backend.once(
+                "update_item",
+                TableName=self._t,
+                Key=self._key(key),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=self._names(update, condition),
+                ExpressionAttributeValues={**values, ":now": self._now()},
             )
         )
 

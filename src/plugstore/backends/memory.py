@@ -172,6 +172,40 @@ class MemoryBucket(Bucket):
                 self._w()[key] = new  # absent, or expired: a new entry, without one
             return True
 
+    def add(self, key: str, value: bytes, deadline: float | None) -> bool:
+        with self._lock:
+            d = self._w()
+            if _live(d.get(key), self.backend.clock()) is not None:
+                return False
+            # absent, or expired: a new entry, with this deadline or none
+            if deadline is None:
+                d[key] = value
+            else:
+                d[key] = (value, deadline)
+                self.backend.timed.add(self.namespace)
+            return True
+
+    def expire(self, key: str, deadline: float) -> bool:
+        with self._lock:
+            d = self._d()
+            value = _live(d.get(key), self.backend.clock())
+            if value is None:
+                return False
+            d[key] = (value, deadline)  # the same bytes, a new deadline
+            self.backend.timed.add(self.namespace)
+            return True
+
+    def persist(self, key: str) -> bool:
+        with self._lock:
+            d = self._d()
+            entry = d.get(key)
+            value = _live(entry, self.backend.clock())
+            if value is None:
+                return False
+            if entry.__class__ is tuple:
+                d[key] = value
+            return True
+
     def keys(self, prefix: str = "") -> Iterator[str]:
         with self._lock:
             if self.namespace not in self.backend.timed:

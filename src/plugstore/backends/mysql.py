@@ -276,6 +276,7 @@ class MySQLBackend(Backend):
         valid = f"IF({counter}, {in_range}, FALSE)"
         live = LIVE.format(p="%s")
         expired = "expires_at <= %(now)s"  # NULL (no deadline): IF() takes the else branch
+        live_now = LIVE.format(p="%(now)s")
         return {
             "get": c("SELECT value, expires_at FROM {t} WHERE namespace = %s AND `key` = %s"),
             "contains": c("SELECT expires_at FROM {t} WHERE namespace = %s AND `key` = %s"),
@@ -331,6 +332,26 @@ class MySQLBackend(Backend):
                 f"value = IF({expired}, VALUES(value), "
                 f"IF({valid}, CAST({total} AS CHAR), value)), "
                 f"expires_at = IF({expired}, NULL, expires_at)"
+            ),
+            # As insert_absent, with the new row's deadline (or none): affected rows 1
+            # (inserted) or 2 (an expired row replaced: `version` always changes then),
+            # 0 when a live row stayed.
+            "add": c(
+                "INSERT INTO {t} (namespace, `key`, value, expires_at) "
+                "VALUES (%(ns)s, %(key)s, %(v)s, %(deadline)s) ON DUPLICATE KEY UPDATE "
+                f"value = IF({expired}, VALUES(value), value), "
+                f"version = IF({expired}, version + 1, version), "
+                f"expires_at = IF({expired}, VALUES(expires_at), expires_at)"
+            ),
+            # "Affected rows" counts changed rows only: bumping `version` makes the
+            # matched row count even when its deadline stays the same (or stays NULL).
+            "expire": c(
+                "UPDATE {t} SET expires_at = %(deadline)s, version = version + 1 "
+                f"WHERE namespace = %(ns)s AND `key` = %(key)s AND {live_now}"
+            ),
+            "persist": c(
+                "UPDATE {t} SET expires_at = NULL, version = version + 1 "
+                f"WHERE namespace = %(ns)s AND `key` = %(key)s AND {live_now}"
             ),
             "expired_namespaces": c(
                 "SELECT DISTINCT namespace FROM {t} WHERE expires_at <= %s ORDER BY namespace"

@@ -227,6 +227,7 @@ class PostgreSQLBackend(Backend):
         number = "encode({t}.value, 'escape')"  # any bytes, as text; non-ASCII escaped
         live = LIVE.format(p="%s")
         expired = "{t}.expires_at <= %(now)s"  # NULL (no deadline) is not expired
+        live_now = LIVE.format(p="%(now)s")
         return {
             "get": c("SELECT value, expires_at FROM {t} WHERE namespace = %s AND key = %s"),
             "contains": c("SELECT expires_at FROM {t} WHERE namespace = %s AND key = %s"),
@@ -276,6 +277,22 @@ class PostgreSQLBackend(Backend):
                 f"AND {number}::numeric BETWEEN {INT64_MIN} AND {INT64_MAX} "
                 f"AND {number}::numeric + %(d)s BETWEEN {INT64_MIN} AND {INT64_MAX} END "
                 "RETURNING value"
+            ),
+            # As insert_absent, with the new row's deadline (or none).
+            "add": c(
+                "INSERT INTO {t} (namespace, key, value, expires_at) "
+                "VALUES (%(ns)s, %(key)s, %(v)s, %(deadline)s) "
+                "ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value, "
+                "expires_at = EXCLUDED.expires_at, version = {t}.version + 1 "
+                f"WHERE {expired}"
+            ),
+            "expire": c(
+                "UPDATE {t} SET expires_at = %(deadline)s, version = version + 1 "
+                f"WHERE namespace = %(ns)s AND key = %(key)s AND {live_now}"
+            ),
+            "persist": c(
+                "UPDATE {t} SET expires_at = NULL, version = version + 1 "
+                f"WHERE namespace = %(ns)s AND key = %(key)s AND {live_now}"
             ),
             "expired_namespaces": c(
                 "SELECT DISTINCT namespace FROM {t} WHERE expires_at <= %s ORDER BY namespace"

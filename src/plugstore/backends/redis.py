@@ -10,8 +10,10 @@
   ``KEYS``) over the index names, the prefix's glob characters escaped.  The braces are a
   Redis Cluster hash tag: every key of a namespace lives in one slot.
 * **Atomic operations**: writes touching an entry and its index run as one Lua script
-  (``EVALSHA``): ``set``, ``remove``, compare-and-set, and ``incr`` (native ``INCRBY``,
-  whose integer rules are exactly plugstore's: canonical decimal text, signed 64-bit).
+  (``EVALSHA``): ``set``, ``remove``, compare-and-set, ``add`` (``SET NX``, with ``PXAT``
+  for a deadline), ``expire`` (``PEXPIREAT``), ``persist`` (``PERSIST``), and ``incr``
+  (native ``INCRBY``, whose integer rules are exactly plugstore's: canonical decimal
+  text, signed 64-bit).
   ``set_many`` is one ``MULTI``/``EXEC`` transaction of ``MSET`` and ``ZADD``;
   ``get_many`` is ``MGET``.
 * **Expiry** is Redis's own: an entry is written with ``SET ... PXAT <deadline>`` (the
@@ -126,6 +128,36 @@ elseif cur then
   redis.call('ZREM', KEYS[3], ARGV[5])
 end
 return 1
+"""
+# KEYS: the entry, the index, the deadlines; ARGV: the value, the member, the deadline
+# (ms, or "" for none).  SET NX: an entry Redis has expired is absent, and takes the new
+# value; the index members are brought in line with the entry it leaves.
+_ADD = """
+if ARGV[3] == '' then
+  if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
+  redis.call('ZREM', KEYS[3], ARGV[2])
+else
+  if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PXAT', ARGV[3]) then return 0 end
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+end
+redis.call('ZADD', KEYS[2], 'NX', 0, ARGV[2])
+return 1
+"""
+# KEYS: the entry, the deadlines; ARGV: the deadline (ms), the member.  PEXPIREAT leaves
+# an absent (or expired) entry alone and returns 0.
+_EXPIRE = """
+if redis.call('PEXPIREAT', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"""
+# KEYS: the entry, the deadlines; ARGV: the member.  PERSIST returns 1 only when it
+# removed a TTL: an entry without one is present all the same.
+_PERSIST = """
+if redis.call('PERSIST', KEYS[1]) == 1 then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 1
+end
+return redis.call('EXISTS', KEYS[1])
 """
 # KEYS: the entries, then the index and the deadlines; ARGV: the values, then the length
 # of the entry names' common head (the members are the names without it: half the
@@ -315,6 +347,9 @@ _SCRIPTS = {
     "incr": _INCR,
     "remove": _REMOVE,
     "cas": _CAS,
+    "add": _ADD,
+    "expire": _EXPIRE,
+    "persist": _PERSIST,
     "set_many": _SET_MANY,
     "set_many_until": _SET_MANY_UNTIL,
     "remove_many": _REMOVE_MANY,
@@ -447,6 +482,22 @@ class RedisBucket(Bucket):
             member,
         )
         return bool(self._run("cas", (self._kp + member, self._idx, self._x), args, False))
+
+    def add(self, key: str, value: bytes, deadline: float | None) -> bool:
+        member = key.encode()
+        args = (value, member, b"" if deadline is None else _ms(deadline))
+        # Not retried after a lost connection: a lost success would read as False.
+        return bool(self._run("add", (self._kp + member, self._idx, self._x), args, False))
+
+    def expire(self, key: str, deadline: float) -> bool:
+        member = key.encode()
+        # Retried: the same absolute deadline set twice is the same.
+        args = (_ms(deadline), member)
+        return bool(self._run("expire", (self._kp + member, self._x), args, True))
+
+    def persist(self, key: str) -> bool:
+        member = key.encode()
+        return bool(self._run("persist", (self._kp + member, self._x), (member,), True))
 
     def incr(self, key: str, delta: int) -> int:
         member = key.encode()

@@ -252,6 +252,43 @@ class ShelfBucket(Bucket):
         create = expected is None and new is not None
         return self.backend.write(self.namespace, op, create=create)
 
+    def add(self, key: str, value: bytes, deadline: float | None) -> bool:
+        kb = key.encode("utf-8")
+
+        def op(e: Engine, dl: Deadlines) -> tuple[bool, bool]:
+            if e.get(kb) is not None and not dl.expired(key, self._now()):
+                return False, False
+            e.put(kb, value)  # absent, or expired: a new entry, with this deadline or none
+            if deadline is None:
+                dl.items.pop(key, None)
+            else:
+                dl.items[key] = deadline
+            return True, True
+
+        return self.backend.write(self.namespace, op, create=True)
+
+    def expire(self, key: str, deadline: float) -> bool:
+        kb = key.encode("utf-8")
+
+        def op(e: Engine, dl: Deadlines) -> tuple[bool, bool]:
+            if e.get(kb) is None or dl.expired(key, self._now()):
+                return False, False
+            dl.items[key] = deadline  # only the sidecar changes: the dbm file is not written
+            return True, False
+
+        return self.backend.write(self.namespace, op, create=False)
+
+    def persist(self, key: str) -> bool:
+        kb = key.encode("utf-8")
+
+        def op(e: Engine, dl: Deadlines) -> tuple[bool, bool]:
+            if e.get(kb) is None or dl.expired(key, self._now()):
+                return False, False
+            dl.items.pop(key, None)
+            return True, False
+
+        return self.backend.write(self.namespace, op, create=False)
+
     def keys(self, prefix: str = "") -> Iterator[str]:
         return iter(self.backend.read(self.namespace, lambda e, dl: self._live_keys(e, dl, prefix)))
 

@@ -160,6 +160,22 @@ class SQLiteBackend(Backend):
                 "AND typeof(CAST(value AS INTEGER) + ?3) = 'integer') "
                 "RETURNING CAST(value AS TEXT)"
             ),
+            # As insert_absent, with the new row's deadline (or none).
+            "add": (
+                f"INSERT INTO {t} (namespace, key, value, expires_at) "
+                "VALUES (:ns, :key, :v, :deadline) ON CONFLICT (namespace, key) DO UPDATE "
+                "SET value = excluded.value, expires_at = excluded.expires_at "
+                "WHERE expires_at <= :now"
+            ),
+            # SQLite counts a row its UPDATE matched as changed, even to the same value.
+            "expire": (
+                f"UPDATE {t} SET expires_at = :deadline WHERE namespace = :ns AND key = :key "
+                f"AND {LIVE.format(p=':now')}"
+            ),
+            "persist": (
+                f"UPDATE {t} SET expires_at = NULL WHERE namespace = :ns AND key = :key "
+                f"AND {LIVE.format(p=':now')}"
+            ),
             # A scan of the table (no index on expires_at: see the module docs).
             "expired_namespaces": (
                 f"SELECT DISTINCT namespace FROM {t} WHERE expires_at <= ? ORDER BY namespace"

@@ -7,7 +7,10 @@ it is written (and reviewed) once.  A backend supplies:
 
 * ``queries``: named statements, already rendered to text (``get``, ``contains``, ``set``,
   ``set_until``, ``remove``, ``insert_absent``, ``remove_if``, ``replace_if``,
-  ``expired_namespaces``), with the parameters in the order the methods below pass them;
+  ``expired_namespaces``), with the parameters in the order the methods below pass them,
+  and ``add``, ``expire``, ``persist``, which take named parameters (``ns``, ``key``,
+  ``v``, ``deadline``, ``now``: ``:name`` in SQLite, ``%(name)s`` in psycopg and PyMySQL);
+  each must report one affected row exactly when it applied;
 * ``compose(text)``: ``text`` with ``{t}`` replaced by the quoted table name;
 * ``one``/``all``/``run(query, params, *, retry=False)`` and ``run_batch(query, rows)``:
   run one statement; ``run_transaction(steps)``: several statements, each run for its
@@ -141,6 +144,32 @@ class TableBucket(Bucket):
             return bool(run(self._q["remove_if"], (ns, key, expected, now)) > 0)
         # a live row keeps its deadline
         return bool(run(self._q["replace_if"], (new, ns, key, expected, now)) > 0)
+
+    def add(self, key: str, value: bytes, deadline: float | None) -> bool:
+        # One upsert that inserts, or replaces an expired row; a live row stays as it
+        # was.  Not repeated after a lost connection: a lost success would read False.
+        params = {
+            "ns": self.namespace,
+            "key": key,
+            "v": value,
+            "deadline": deadline,
+            "now": self.backend.clock(),
+        }
+        return bool(self.backend.run(self._q["add"], params) > 0)
+
+    def expire(self, key: str, deadline: float) -> bool:
+        # An UPDATE of the live row to a given deadline: harmless to repeat.
+        params = {
+            "ns": self.namespace,
+            "key": key,
+            "deadline": deadline,
+            "now": self.backend.clock(),
+        }
+        return bool(self.backend.run(self._q["expire"], params, retry=True) > 0)
+
+    def persist(self, key: str) -> bool:
+        params = {"ns": self.namespace, "key": key, "now": self.backend.clock()}
+        return bool(self.backend.run(self._q["persist"], params, retry=True) > 0)
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         if self.binary_keys:

@@ -55,6 +55,7 @@ from plugstore.keys import INT64_MAX, MAX_KEY_BYTES
 from plugstore.quarantine import QUARANTINE_NAMESPACE
 
 from ._threads import race_threads
+from .add_behaviours import AddBehaviours
 from .async_behaviours import AsyncBehaviours
 from .expiry_behaviours import ExpiryBehaviours, FakeClock
 from .lock_behaviours import LockBehaviours
@@ -283,6 +284,7 @@ class StoreConformance(
     UserDataBehaviours,
     VersionBehaviours,
     ExpiryBehaviours,
+    AddBehaviours,
 ):
     """Base class of the conformance tests.  Subclass it as ``Test...`` and set the URL.
 

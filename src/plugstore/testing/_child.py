@@ -39,6 +39,17 @@ def incr(spec: dict[str, Any]) -> None:
         print("done", flush=True)
 
 
+def add(spec: dict[str, Any]) -> None:
+    """``ns.add(prefix<i>, who)`` for i in 0..n-1; print the keys this process won."""
+    with _open(spec) as store:
+        ns = store.namespace(spec["namespace"])
+        print("ready", flush=True)
+        sys.stdin.readline()
+        keys = [f"{spec['prefix']}{i}" for i in range(spec["n"])]
+        won = [key for key in keys if ns.add(key, spec["who"])]
+        print(" ".join(won), flush=True)
+
+
 def locked(spec: dict[str, Any]) -> None:
     """``n`` get-then-set increments of one key, each inside ``ns.lock(key)``."""
     with _open(spec) as store:
@@ -164,6 +175,7 @@ def main() -> None:
     mode, raw = sys.argv[1], os.environ["PLUGSTORE_CHILD_SPEC"]
     modes = {
         "incr": incr,
+        "add": add,
         "writer": writer,
         "locked": locked,
         "lock_holder": lock_holder,

@@ -26,6 +26,7 @@ from plugstore import (
     DataVersionError,
     DecodeError,
     EncodeError,
+    ExpiryNotSupportedError,
     InvalidKeyError,
     LockTimeoutError,
     Namespace,
@@ -318,6 +319,43 @@ class AsyncBehaviours:
                 await task
             async with ans.lock("k", timeout=0):
                 pass
+
+        run_async(store, body)
+
+    def test_async_add_expire_persist(self, store: Store, ns: Namespace) -> None:
+        async def body(astore: AsyncStore, ans: AsyncNamespace) -> None:
+            won = await asyncio.gather(*(ans.add("k", i) for i in range(30)))
+            assert won.count(True) == 1  # exactly one task inserted it
+            assert await ans.get("k") == won.index(True)
+            assert not await ans.add("k", "again")
+            with pytest.raises(InvalidKeyError):
+                await ans.add("\x1fforged", 1)
+            scope = ans.scope(user=1)
+            assert await scope.add("s", 1)
+            assert not await scope.add("s", 2)
+            assert ns.scope(user=1)["s"] == 1
+            if not store.backend.expiry:
+                with pytest.raises(ExpiryNotSupportedError):
+                    await ans.expire("k", 10)
+                assert await ans.persist("k")
+                return
+            raw = await ans.get_raw("k")
+            assert await ans.expire("k", 3600)
+            assert await ans.get_raw("k") == raw  # the value is untouched
+            left = await ans.ttl("k")
+            assert left is not None
+            assert 3590 < left <= 3600
+            assert await ans.persist("k")
+            assert await ans.ttl("k") is None
+            assert not await ans.expire("absent", 10)
+            assert not await ans.persist("absent")
+            assert await ans.add("short", 1, ttl=0.3)
+            assert await scope.expire("s", 0.3)
+            await asyncio.sleep(0.6)
+            assert await ans.add("short", 2)  # the expired key counted as absent
+            assert await ans.get("short") == 2
+            assert not await scope.persist("s")  # expired: absent
+            assert await scope.add("s", 3)
 
         run_async(store, body)
 
