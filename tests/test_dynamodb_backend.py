@@ -78,6 +78,8 @@ class TestDynamoDB(StoreConformance):
     # moto serves ~300 requests/s here, one at a time: 10 threads x 200 contended
     # compute() calls took two minutes.  50 each still races every thread on one key.
     thread_ops = 50
+    # The async race: 4 processes x 8 tasks x 15, each incr and locked increment.
+    async_ops = 15
 
     @pytest.fixture(autouse=True)
     def _local(self, local: LocalDynamoDB) -> None:
