@@ -498,6 +498,28 @@ def test_refresh_reads_what_another_process_wrote(
     run(main())
 
 
+def test_a_reused_persistence_starts_from_what_is_stored(
+    store: plugstore.Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PTB initializes the same persistence again for a new Application: what was
+    deleted in between (by plugstore user forget, say) is not taken for a change of this
+    process's own."""
+    persistence = PlugstorePersistence(store)
+
+    async def main() -> None:
+        async with peek_app(persistence) as bot:
+            assert await bot.send("/note hello", user=9) == ["noted"]
+        forget_user(store, 9)
+        with caplog.at_level(logging.WARNING, "plugstore.integrations.telegram"):
+            async with peek_app(persistence) as bot:
+                assert await bot.send("/peek", user=9) == ["[{}, {}, {}]"]
+                assert bot.errors == []
+        assert caplog.records == []
+
+    run(main())
+    assert stored(store)["users"] == {}
+
+
 # -- conversation states --------------------------------------------------------------------
 
 

@@ -311,14 +311,23 @@ class PlugstorePersistence(BasePersistence[UD, CD, BD]):
 
     async def get_user_data(self) -> dict[int, UD]:
         """Every user's ``user_data`` (PTB calls it once, in ``initialize()``)."""
+        self._forget_seen(USER_DATA)
         return cast(dict[int, UD], await self._load_level(USER_LEVEL, USER_DATA))
 
     async def get_chat_data(self) -> dict[int, CD]:
         """Every chat's ``chat_data``: private chats' from their users' scopes, the
         others' from their own."""
+        self._forget_seen(CHAT_DATA)
         data = await self._load_level(USER_LEVEL, CHAT_DATA)
         data.update(await self._load_level(CHAT_LEVEL, CHAT_DATA))
         return cast(dict[int, CD], data)
+
+    def _forget_seen(self, kind: str) -> None:
+        """Forget what was seen of ``kind`` before a (re)load: data deleted meanwhile must
+        not look like this process's own unwritten change."""
+        for seen in [seen for seen in self._seen if seen[0] == kind]:
+            del self._seen[seen]
+            self._conflicts.discard(seen)
 
     async def _load_level(self, level: str, key: str) -> dict[Any, Any]:
         expected = self._types.user_data if key == USER_DATA else self._types.chat_data
@@ -431,6 +440,7 @@ class PlugstorePersistence(BasePersistence[UD, CD, BD]):
         """Delete the ``user_data`` of ``user_id`` (``Application.drop_user_data``)."""
         await _delete((await self._namespace()).scope(**{USER_LEVEL: user_id}), USER_DATA)
         self._seen[(USER_DATA, user_id)] = None
+        self._conflicts.discard((USER_DATA, user_id))
 
     async def drop_chat_data(self, chat_id: int) -> None:
         """Delete the ``chat_data`` of ``chat_id`` (``Application.drop_chat_data``, and
@@ -438,6 +448,7 @@ class PlugstorePersistence(BasePersistence[UD, CD, BD]):
         level, ident = _chat_place(chat_id)
         await _delete((await self._namespace()).scope(**{level: ident}), CHAT_DATA)
         self._seen[(CHAT_DATA, chat_id)] = None
+        self._conflicts.discard((CHAT_DATA, chat_id))
 
     # -- refreshing ------------------------------------------------------------------------
 
