@@ -25,7 +25,7 @@ import sys
 import time
 import uuid
 import zlib
-from collections.abc import Awaitable, Iterator
+from collections.abc import Coroutine, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -149,8 +149,8 @@ def store(url: str) -> Iterator[plugstore.Store]:
         yield opened
 
 
-def run(coro: Awaitable[Any]) -> Any:
-    return asyncio.run(coro)  # type: ignore[arg-type]
+def run(coro: Coroutine[Any, Any, Any]) -> Any:
+    return asyncio.run(coro)
 
 
 def stored(store: plugstore.Store, namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
@@ -166,7 +166,8 @@ def stored(store: plugstore.Store, namespace: str = DEFAULT_NAMESPACE) -> dict[s
 
 
 class Session:
-    """One run of an Application: ``async with Session(build) as s: await s.send(...)``."""
+    """One run of an Application, its errors collected: ``async with Session(app,
+    request) as bot: await bot.send("/start")``."""
 
     def __init__(self, app: App, request: OfflineRequest) -> None:
         self.app, self.request = app, request
