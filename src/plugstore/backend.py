@@ -482,8 +482,8 @@ class Backoff:
     """The waits between retries after a lost connection, until a deadline.
 
     The clock starts when it is made (at the first failure): ``expired()`` says whether
-    ``seconds`` have passed; ``wait()`` sleeps the next step -- 50 ms, doubling up to
-    1 s -- never past the deadline.
+    ``seconds`` have passed; ``wait()`` sleeps the next step (``pause()`` says how long)
+    -- 50 ms, doubling up to 1 s -- never past the deadline.
     """
 
     def __init__(self, seconds: float) -> None:
@@ -493,9 +493,14 @@ class Backoff:
     def expired(self) -> bool:
         return time.monotonic() >= self.deadline
 
-    def wait(self) -> None:
-        time.sleep(max(0.0, min(self._delay, self.deadline - time.monotonic())))
+    def pause(self) -> float:
+        """The next wait in seconds (an async caller sleeps it in its event loop)."""
+        pause = max(0.0, min(self._delay, self.deadline - time.monotonic()))
         self._delay = min(self._delay * 2, 1.0)
+        return pause
+
+    def wait(self) -> None:
+        time.sleep(self.pause())
 
 
 __all__ = [

@@ -606,14 +606,14 @@ class MySQLBackend(Backend):
             pool.release(conn)
             return result
 
-    def one(self, query: str, params: Any, *, retry: bool = False) -> Any:
+    def one(self, query: str, params: Any, retry: bool = False) -> Any:
         def work(cur: Any) -> Any:
             cur.execute(query, params)
             return cur.fetchone()
 
         return self._execute(work, retry)
 
-    def all(self, query: str, params: Any, *, retry: bool = True) -> list[Any]:
+    def all(self, query: str, params: Any, retry: bool = True) -> list[Any]:
         """Reads: retried after a lost connection by default."""
 
         def work(cur: Any) -> list[Any]:
@@ -622,7 +622,7 @@ class MySQLBackend(Backend):
 
         return self._execute(work, retry)
 
-    def run(self, query: str, params: Any, *, retry: bool = False) -> int:
+    def run(self, query: str, params: Any, retry: bool = False) -> int:
         def work(cur: Any) -> int:
             return int(cur.execute(query, params))
 

@@ -54,7 +54,7 @@ from ..locks import HeldLock, lock_digest
 from ..url import StoreURL
 from . import connpool
 from .liveness import closed_by_server
-from .sqltable import LIVE, TableBucket, not_an_integer, purge_table
+from .sqltable import LIVE, Stmt, TableBucket, not_an_integer, purge_table
 
 T = TypeVar("T")
 
@@ -110,16 +110,29 @@ class PostgreSQLBucket(TableBucket):
     placeholder = "%s"
     backend: PostgreSQLBackend
 
-    def incr(self, key: str, delta: int) -> int:
+    # Statements and parsing shared with the async shell (see TableBucket).
+
+    def sql_incr(self, key: str, delta: int) -> Stmt:
+        # Never repeated after a lost connection: a lost success would count twice.
         params = {"ns": self.namespace, "key": key, "d": delta, "now": self.backend.clock()}
-        row = self.backend.one(self._q["incr"], params)
+        return self._q["incr"], params, False
+
+    @staticmethod
+    def counter_of(key: str, row: Any) -> int:
+        """The result of :meth:`sql_incr`: no row when the stored value is no counter."""
         if row is None:
             raise not_an_integer(key)
         return int(bytes(row[0]))
 
+    def sql_rows(self, keys: Sequence[str]) -> Stmt:
+        """The bulk read: ``(key, value, expires_at)`` of the live rows among ``keys``."""
+        return self._q["get_many"], (self.namespace, list(keys), self.backend.clock()), True
+
+    def incr(self, key: str, delta: int) -> int:
+        return self.counter_of(key, self.backend.one(*self.sql_incr(key, delta)))
+
     def _rows(self, keys: Sequence[str]) -> list[tuple[str, bytes, float | None]]:
-        params = (self.namespace, list(keys), self.backend.clock())
-        rows: list[tuple[str, bytes, float | None]] = self.backend.all(self._q["get_many"], params)
+        rows: list[tuple[str, bytes, float | None]] = self.backend.all(*self.sql_rows(keys))
         return rows
 
     def lock(self, key: str, timeout: float | None, lease: float) -> HeldLock | None:
@@ -136,7 +149,7 @@ class _AdvisoryLock(HeldLock):
 
     def release(self) -> bool:
         try:
-            row = self._conn.execute("SELECT pg_advisory_unlock(%s)", (self._ident,)).fetchone()
+            row = self._conn.execute(UNLOCK, (self._ident,)).fetchone()
         except BaseException as exc:
             self._pool.discard(self._conn)  # closing the session frees whatever it held
             if isinstance(exc, psycopg.Error):
@@ -144,6 +157,12 @@ class _AdvisoryLock(HeldLock):
             raise
         self._pool.release(self._conn)
         return bool(row and row[0])
+
+
+#: A session advisory lock, taken if free (the parameter is the lock id, :func:`lock_ident`).
+TRY_LOCK = "SELECT pg_try_advisory_lock(%s)"
+#: Its release: true if the session held it.
+UNLOCK = "SELECT pg_advisory_unlock(%s)"
 
 
 def _alive(conn: Any) -> bool:
@@ -374,6 +393,10 @@ class PostgreSQLBackend(Backend):
             psycopg.connect(self._conninfo()).close()
         except psycopg.Error as exc:
             return self._unavailable(exc)
+        return self.slow_to_accept()
+
+    def slow_to_accept(self) -> BackendUnavailableError:
+        """A pool that got no connection in time although a direct connect works."""
         return BackendUnavailableError(
             f"PostgreSQL at {self.where} did not accept connections within {self.connect_timeout}s"
         )
@@ -495,19 +518,40 @@ class PostgreSQLBackend(Backend):
         a new one (one direct connect, on this failure path only; if that fails too,
         its reason is the error)."""
         pool = self._pool
-        if not isinstance(failed, PoolTimeout) or pool is None:
+        if not isinstance(failed, PoolTimeout) or pool is None or not self.pool_full(pool):
             return None
-        stats = pool.get_stats()
-        if stats.get("pool_size", 0) < self.pool_max or stats.get("pool_available", 0) > 0:
-            return None  # still connecting: the server may be down or restarting
         try:
             psycopg.connect(self._conninfo()).close()
         except psycopg.Error as exc:
             return self._unavailable(exc)  # e.g. too many clients: the server's limit
+        return self.exhausted_error("threads")
+
+    @staticmethod
+    def pool_full(pool: Any) -> bool:
+        """Whether every connection ``pool`` (psycopg_pool, sync or async) may hold
+        exists and is in use: a timeout then means a busy pool, not a server that is
+        down or restarting (the pool would still be connecting)."""
+        stats = pool.get_stats()
+        return bool(
+            stats.get("pool_size", 0) >= stats.get("pool_max", 0)
+            and stats.get("pool_available", 0) == 0
+        )
+
+    def exhausted_error(self, users: str) -> PoolExhaustedError:
+        """A statement pool that stayed busy for ``connect_timeout`` (``users``: what in
+        this process holds its connections: threads, tasks)."""
         return PoolExhaustedError(
             f"the PostgreSQL connection pool for {self.where} is exhausted: all "
             f"{self.pool_max} connections stayed in use for {self.connect_timeout}s by "
-            "other threads of this process (the server is fine; raise the pool_max option)"
+            f"other {users} of this process (the server is fine; raise the pool_max option)"
+        )
+
+    def lock_pool_exhausted(self, size: int, waited: float) -> PoolExhaustedError:
+        """A lock pool whose every session stayed in use for ``waited`` seconds."""
+        return PoolExhaustedError(
+            f"the PostgreSQL lock connection pool for {self.where} is exhausted: "
+            f"all {size} lock sessions stayed in use for {waited}s, holding "
+            "or awaiting other locks of this process (raise the lock_pool_max option)"
         )
 
     def _getconn(self, pool: ConnectionPool[Any]) -> Any:
@@ -525,7 +569,7 @@ class PostgreSQLBackend(Backend):
     # The three helpers below try once on the fast path (no closure, no loop) and only
     # build the retrying version of the work after a failure.
 
-    def one(self, query: str | sql.Composable, params: Any, *, retry: bool = False) -> Any:
+    def one(self, query: str | sql.Composable, params: Any, retry: bool = False) -> Any:
         try:
             pool = self._current_pool()
             conn = self._getconn(pool)  # cheaper than pool.connection()
@@ -538,7 +582,7 @@ class PostgreSQLBackend(Backend):
         except psycopg.Error as exc:
             raise self._refused(exc) from exc
 
-    def all(self, query: str | sql.Composable, params: Any, *, retry: bool = True) -> list[Any]:
+    def all(self, query: str | sql.Composable, params: Any, retry: bool = True) -> list[Any]:
         """Reads: retried after a lost connection by default."""
         try:
             pool = self._current_pool()
@@ -553,7 +597,7 @@ class PostgreSQLBackend(Backend):
         except psycopg.Error as exc:
             raise self._refused(exc) from exc
 
-    def run(self, query: str | sql.Composable, params: Any, *, retry: bool = False) -> int:
+    def run(self, query: str | sql.Composable, params: Any, retry: bool = False) -> int:
         try:
             pool = self._current_pool()
             conn = self._getconn(pool)
@@ -605,8 +649,7 @@ class PostgreSQLBackend(Backend):
         session counts toward ``timeout``: the lock pool runs dry only while this
         process holds or awaits ``lock_pool_max`` other locks.
         """
-        digest = lock_digest(self.schema, self.table, namespace, key, size=8)
-        ident = int.from_bytes(bytes.fromhex(digest), "big", signed=True)
+        ident = self.lock_ident(namespace, key)
         started = time.monotonic()
         self._current_pool()  # replaces both pools in a forked child
         pool = self._lock_pool
@@ -615,7 +658,7 @@ class PostgreSQLBackend(Backend):
         conn = self._lock_session(pool, timeout)
         try:
             if timeout == 0:
-                row = conn.execute("SELECT pg_try_advisory_lock(%s)", (ident,)).fetchone()
+                row = conn.execute(TRY_LOCK, (ident,)).fetchone()
                 got = bool(row and row[0])
             else:
                 wait = "0"  # no limit
@@ -639,17 +682,19 @@ class PostgreSQLBackend(Backend):
             return None
         return _AdvisoryLock(pool, conn, ident)
 
+    def lock_ident(self, namespace: str, key: str) -> int:
+        """The advisory lock id of ``key`` in ``namespace``: 64 bits of a hash of the
+        table, namespace and key (the same in every process, sync or async)."""
+        digest = lock_digest(self.schema, self.table, namespace, key, size=8)
+        return int.from_bytes(bytes.fromhex(digest), "big", signed=True)
+
     def _lock_session(self, pool: connpool.ConnectionPool, timeout: float | None) -> Any:
         """A live connection of the lock pool, waited for up to ``timeout``."""
         for _ in range(pool.max_size + 1):
             try:
                 conn = pool.acquire(math.inf if timeout is None else timeout)
             except connpool.PoolExhausted as exc:
-                raise PoolExhaustedError(
-                    f"the PostgreSQL lock connection pool for {self.where} is exhausted: "
-                    f"all {exc.size} lock sessions stayed in use for {exc.waited}s, holding "
-                    "or awaiting other locks of this process (raise the lock_pool_max option)"
-                ) from None
+                raise self.lock_pool_exhausted(exc.size, exc.waited) from None
             except psycopg.Error as exc:
                 raise self._unavailable(exc) from None
             if _alive(conn):

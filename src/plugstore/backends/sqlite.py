@@ -287,21 +287,21 @@ class SQLiteBackend(Backend):
     # ``retry`` is accepted for the shared TableBucket and ignored: a SQLite file has no
     # connection to lose, and a lock held too long is reported, not waited out twice.
 
-    def one(self, sql: str, params: Sequence[Any], *, retry: bool = False) -> Any:
+    def one(self, sql: str, params: Sequence[Any], retry: bool = False) -> Any:
         with self._lock if self._fork_gen == forks.generation else self._locked():
             try:
                 return self._connection().execute(sql, params).fetchone()
             except sqlite3.Error as exc:
                 raise self._unavailable(exc) from None
 
-    def all(self, sql: str, params: Sequence[Any], *, retry: bool = False) -> list[Any]:
+    def all(self, sql: str, params: Sequence[Any], retry: bool = False) -> list[Any]:
         with self._locked():
             try:
                 return self._connection().execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise self._unavailable(exc) from None
 
-    def run(self, sql: str, params: Sequence[Any], *, retry: bool = False) -> int:
+    def run(self, sql: str, params: Sequence[Any], retry: bool = False) -> int:
         with self._lock if self._fork_gen == forks.generation else self._locked():
             try:
                 return self._connection().execute(sql, params).rowcount

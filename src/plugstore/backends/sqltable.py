@@ -12,13 +12,19 @@ it is written (and reviewed) once.  A backend supplies:
   ``v``, ``deadline``, ``now``: ``:name`` in SQLite, ``%(name)s`` in psycopg and PyMySQL);
   each must report one affected row exactly when it applied;
 * ``compose(text)``: ``text`` with ``{t}`` replaced by the quoted table name;
-* ``one``/``all``/``run(query, params, *, retry=False)`` and ``run_batch(query, rows)``:
+* ``one``/``all``/``run(query, params, retry=False)`` and ``run_batch(query, rows)``:
   run one statement; ``run_transaction(steps)``: several statements, each run for its
   rows, in one transaction (for ``write_batch``).  ``retry=True`` marks statements
   that may be repeated after a lost connection (reads); engines without connections
   to lose ignore it.
 
 and overrides what is engine-specific: ``incr`` and ``_rows`` (the bulk read).
+
+**One source of truth for two shells.**  Each operation's SQL, parameters and row
+parsing are written once (``TableBucket.sql_*`` and ``*_of``); the sync bucket runs
+them with the backend's blocking helpers, and a native async driver (PostgreSQL's,
+:mod:`plugstore.backends.postgresql_aio`) runs the very same statements with awaited
+ones, so the two cannot drift.
 
 **Expiry.** ``expires_at`` is a nullable double: the deadline in epoch seconds by the
 store clock, ``NULL`` for "never".  A row whose deadline is reached is expired: single-row
@@ -41,6 +47,13 @@ _MAX_CHAR = chr(0x10FFFF)
 PAGE = 512
 #: The SQL condition of a live row, with ``{p}`` for the placeholder of "now".
 LIVE = "(expires_at IS NULL OR expires_at > {p})"
+
+#: One statement to run: ``(query, params, retry)``; ``retry`` says whether it may be
+#: repeated after a lost connection (reads, upserts of a given value), and is passed to
+#: the backend's ``one``/``all``/``run`` as it is.
+Stmt = tuple[str, Any, bool]
+#: One statement to run for many rows: ``(query, rows)`` (``run_batch``, a transaction step).
+Batch = tuple[str, list[tuple[Any, ...]]]
 
 
 def prefix_range(prefix: str) -> tuple[str, str | None]:
@@ -78,8 +91,39 @@ def purge_table(backend: Any, namespace: str | None) -> dict[str, int]:
     return {name: n for name, n in counts.items() if n}
 
 
+class Listing:
+    """The statements of one keyset-paged listing (keys, or keys and values): run
+    :attr:`first`, then :meth:`after` the last key of each full page until a page comes
+    back short (:meth:`more`).  Each page is its own short query, so the caller may write
+    (or delete) between pages and no read transaction is held open."""
+
+    __slots__ = ("_after", "_params", "first")
+
+    def __init__(self, first: Stmt, after: str, params: tuple[Any, ...]) -> None:
+        self.first = first
+        self._after = after
+        self._params = params
+
+    def after(self, rows: Sequence[tuple[Any, ...]]) -> Stmt:
+        """The statement of the page after ``rows`` (a full page)."""
+        return self._after, (*self._params, rows[-1][0]), True
+
+    @staticmethod
+    def more(rows: Sequence[Any]) -> bool:
+        """Whether another page may follow ``rows``."""
+        return len(rows) == PAGE
+
+
 class TableBucket(Bucket):
-    """One namespace: the rows of the backend's table with this namespace."""
+    """One namespace: the rows of the backend's table with this namespace.
+
+    Each operation is written in two parts shared by every shell that runs it (this
+    sync bucket, and a backend's native async bucket): the *statement* -- ``sql_*``
+    methods returning ``(query, params, retry)`` (:data:`Stmt`), where ``retry`` says
+    whether the statement may be repeated after a lost connection -- and the *parsing*
+    of what it returned (the ``*_of`` methods).  The shells only execute: they never
+    spell SQL, order parameters or read rows themselves.
+    """
 
     #: The driver's parameter placeholder: ``?`` (sqlite3) or ``%s`` (psycopg, PyMySQL).
     placeholder: ClassVar[str]
@@ -103,49 +147,59 @@ class TableBucket(Bucket):
             return f" AND {k} >= {p}", (low,)
         return f" AND {k} >= {p} AND {k} < {p}", (low, high)
 
-    def get(self, key: str) -> bytes | None:
-        row = self.backend.one(self._q["get"], (self.namespace, key), retry=True)
+    # -- statements and parsing, shared by the sync and async shells ------------------------
+
+    def sql_get(self, key: str) -> Stmt:
+        """The row of ``key``: ``(value, expires_at)`` (see :meth:`value_of`)."""
+        return self._q["get"], (self.namespace, key), True
+
+    def value_of(self, row: Any) -> bytes | None:
+        """The value in a :meth:`sql_get` row, ``None`` if absent or expired."""
         if row is None:
             return None
         if row[1] is not None and row[1] <= self.backend.clock():
             return None  # expired
         return bytes(row[0])  # drivers may hand out memoryviews
 
-    def get_with_deadline(self, key: str) -> tuple[bytes, float | None] | None:
-        row = self.backend.one(self._q["get"], (self.namespace, key), retry=True)
+    def entry_of(self, row: Any) -> tuple[bytes, float | None] | None:
+        """``(value, deadline)`` in a :meth:`sql_get` row, ``None`` if absent or expired."""
         if row is None or (row[1] is not None and row[1] <= self.backend.clock()):
             return None
         return bytes(row[0]), row[1]
 
-    def set(self, key: str, value: bytes) -> None:
+    def sql_set(self, key: str, value: bytes) -> Stmt:
         # An upsert of a given value: repeating it after a lost connection is harmless.
-        self.backend.run(self._q["set"], (self.namespace, key, value), retry=True)
+        return self._q["set"], (self.namespace, key, value), True
 
-    def set_until(self, key: str, value: bytes, deadline: float) -> None:
-        self.backend.run(self._q["set_until"], (self.namespace, key, value, deadline), retry=True)
+    def sql_set_until(self, key: str, value: bytes, deadline: float) -> Stmt:
+        return self._q["set_until"], (self.namespace, key, value, deadline), True
 
-    def remove(self, key: str) -> bool:
+    def sql_remove(self, key: str) -> Stmt:
         # An expired row is absent: it is left for purge, and the answer is False.
-        params = (self.namespace, key, self.backend.clock())
-        return bool(self.backend.run(self._q["remove"], params) > 0)
+        return self._q["remove"], (self.namespace, key, self.backend.clock()), False
 
-    def contains(self, key: str) -> bool:
-        row = self.backend.one(self._q["contains"], (self.namespace, key), retry=True)
+    def sql_contains(self, key: str) -> Stmt:
+        return self._q["contains"], (self.namespace, key), True
+
+    def present_of(self, row: Any) -> bool:
+        """Whether a :meth:`sql_contains` row is a live entry."""
         return row is not None and (row[0] is None or row[0] > self.backend.clock())
 
-    def cas(self, key: str, expected: bytes | None, new: bytes | None) -> bool:
-        ns, run, now = self.namespace, self.backend.run, self.backend.clock()
+    def sql_cas(self, key: str, expected: bytes | None, new: bytes | None) -> Stmt | None:
+        """The compare-and-set statement, whose row count says whether it applied;
+        ``None`` for ``expected=new=None``, whose answer is ``not contains(key)``."""
+        ns, now = self.namespace, self.backend.clock()
         if expected is None:
             if new is None:
-                return not self.contains(key)
+                return None
             # inserts, or replaces an expired row (which then loses its deadline)
-            return bool(run(self._q["insert_absent"], (ns, key, new, now)) > 0)
+            return self._q["insert_absent"], (ns, key, new, now), False
         if new is None:
-            return bool(run(self._q["remove_if"], (ns, key, expected, now)) > 0)
+            return self._q["remove_if"], (ns, key, expected, now), False
         # a live row keeps its deadline
-        return bool(run(self._q["replace_if"], (new, ns, key, expected, now)) > 0)
+        return self._q["replace_if"], (new, ns, key, expected, now), False
 
-    def add(self, key: str, value: bytes, deadline: float | None) -> bool:
+    def sql_add(self, key: str, value: bytes, deadline: float | None) -> Stmt:
         # One upsert that inserts, or replaces an expired row; a live row stays as it
         # was.  Not repeated after a lost connection: a lost success would read False.
         params = {
@@ -155,9 +209,9 @@ class TableBucket(Bucket):
             "deadline": deadline,
             "now": self.backend.clock(),
         }
-        return bool(self.backend.run(self._q["add"], params) > 0)
+        return self._q["add"], params, False
 
-    def expire(self, key: str, deadline: float) -> bool:
+    def sql_expire(self, key: str, deadline: float) -> Stmt:
         # An UPDATE of the live row to a given deadline: harmless to repeat.
         params = {
             "ns": self.namespace,
@@ -165,52 +219,167 @@ class TableBucket(Bucket):
             "deadline": deadline,
             "now": self.backend.clock(),
         }
-        return bool(self.backend.run(self._q["expire"], params, retry=True) > 0)
+        return self._q["expire"], params, True
 
-    def persist(self, key: str) -> bool:
+    def sql_persist(self, key: str) -> Stmt:
         params = {"ns": self.namespace, "key": key, "now": self.backend.clock()}
-        return bool(self.backend.run(self._q["persist"], params, retry=True) > 0)
+        return self._q["persist"], params, True
 
-    def keys(self, prefix: str = "") -> Iterator[str]:
-        if self.binary_keys:
-            for row in self._pages(False, prefix):
-                yield row[0].decode()
-        else:
-            for row in self._pages(False, prefix):
-                yield row[0]
-
-    def items(self, prefix: str = "") -> Iterator[tuple[str, bytes]]:
-        binary = self.binary_keys
-        for key, value in self._pages(True, prefix):
-            yield (key.decode() if binary else key), bytes(value)
-
-    def _pages(self, values: bool, prefix: str) -> Iterator[tuple[Any, ...]]:
-        # Keyset pagination: each page is its own short query, so the caller may write
-        # (or delete) between pages and no read transaction is held open.
+    def listing(self, values: bool, prefix: str) -> Listing:
+        """The statements listing the live keys (and values) under ``prefix``."""
         p, k = self.placeholder, self.kcol
         where, args = self._range(prefix)
         columns = f"{k}, value" if values else k
         base = f"SELECT {columns} FROM {{t}} WHERE namespace = {p}{where} AND {self._live}"
         first = self.backend.compose(f"{base} ORDER BY {k} LIMIT {PAGE}")
         after = self.backend.compose(f"{base} AND {k} > {p} ORDER BY {k} LIMIT {PAGE}")
-        now = self.backend.clock()  # one instant for the whole listing
-        rows = self.backend.all(first, (self.namespace, *args, now), retry=True)
-        while True:
-            yield from rows
-            if len(rows) < PAGE:
-                return
-            params = (self.namespace, *args, now, rows[-1][0])
-            rows = self.backend.all(after, params, retry=True)
+        params = (self.namespace, *args, self.backend.clock())  # one instant for it all
+        return Listing((first, params, True), after, params)
 
-    def count(self, prefix: str = "") -> int:
+    def keys_of(self, rows: Iterable[tuple[Any, ...]]) -> list[str]:
+        """The keys of a page of a keys :meth:`listing`."""
+        if self.binary_keys:
+            return [row[0].decode() for row in rows]
+        return [row[0] for row in rows]
+
+    def items_of(self, rows: Iterable[tuple[Any, ...]]) -> list[tuple[str, bytes]]:
+        """The pairs of a page of an items :meth:`listing`."""
+        if self.binary_keys:
+            return [(key.decode(), bytes(value)) for key, value in rows]
+        return [(key, bytes(value)) for key, value in rows]
+
+    def sql_count(self, prefix: str) -> Stmt:
         where, args = self._range(prefix)
         query = self.backend.compose(
             f"SELECT count(*) FROM {{t}} WHERE namespace = {self.placeholder}{where} "
             f"AND {self._live}"
         )
-        params = (self.namespace, *args, self.backend.clock())
-        row = self.backend.one(query, params, retry=True)
+        return query, (self.namespace, *args, self.backend.clock()), True
+
+    @staticmethod
+    def count_of(row: Any) -> int:
         return int(row[0]) if row else 0
+
+    def many_of(self, rows: Iterable[tuple[Any, Any, float | None]]) -> dict[str, bytes]:
+        """``{key: value}`` of bulk-read rows ``(key, value, expires_at)``."""
+        if self.binary_keys:
+            return {key.decode(): bytes(value) for key, value, _ in rows}
+        return {key: bytes(value) for key, value, _ in rows}
+
+    def many_with_deadlines_of(
+        self, rows: Iterable[tuple[Any, Any, float | None]]
+    ) -> dict[str, tuple[bytes, float | None]]:
+        """``{key: (value, deadline)}`` of bulk-read rows."""
+        binary = self.binary_keys
+        return {
+            (key.decode() if binary else key): (bytes(value), deadline)
+            for key, value, deadline in rows
+        }
+
+    def batch_set(self, items: Sequence[tuple[str, bytes]]) -> Batch:
+        ns = self.namespace
+        return self._q["set"], [(ns, k, v) for k, v in items]
+
+    def batch_set_until(self, items: Sequence[tuple[str, bytes, float | None]]) -> Batch:
+        # set_until with a NULL deadline is a plain set: one statement for every row
+        ns = self.namespace
+        return self._q["set_until"], [(ns, k, v, d) for k, v, d in items]
+
+    def sql_clear(self, prefix: str) -> tuple[Stmt, Stmt]:
+        """Deleting the live rows under ``prefix`` (its row count is the answer), then the
+        expired ones, which are not counted: nothing is left."""
+        p = self.placeholder
+        where, args = self._range(prefix)
+        params = (self.namespace, *args, self.backend.clock())
+        live = self.backend.compose(
+            f"DELETE FROM {{t}} WHERE namespace = {p}{where} AND {self._live}"
+        )
+        expired = self.backend.compose(
+            f"DELETE FROM {{t}} WHERE namespace = {p}{where} AND expires_at <= {p}"
+        )
+        return (live, params, False), (expired, params, False)
+
+    def batch_steps(
+        self,
+        sets: Sequence[tuple[str, bytes, float | None]],
+        removes: Sequence[str],
+        clears: Sequence[str],
+    ) -> list[Batch]:
+        """The steps of :meth:`write_batch`, to run in one transaction."""
+        p, k, ns = self.placeholder, self.kcol, self.namespace
+        steps: list[Batch] = []
+        for prefix in clears:  # expired rows too: nothing is left under the prefix
+            where, args = self._range(prefix)
+            query = self.backend.compose(f"DELETE FROM {{t}} WHERE namespace = {p}{where}")
+            steps.append((query, [(ns, *args)]))
+        if removes:
+            query = self.backend.compose(f"DELETE FROM {{t}} WHERE namespace = {p} AND {k} = {p}")
+            steps.append((query, [(ns, key) for key in removes]))
+        if sets:
+            steps.append((self._q["set_until"], [(ns, key, v, d) for key, v, d in sets]))
+        return steps
+
+    def sql_purge(self) -> Stmt:
+        p = self.placeholder
+        query = self.backend.compose(
+            f"DELETE FROM {{t}} WHERE namespace = {p} AND expires_at <= {p}"
+        )
+        return query, (self.namespace, self.backend.clock()), False
+
+    # -- the sync shell: run the statements above ---------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        return self.value_of(self.backend.one(*self.sql_get(key)))
+
+    def get_with_deadline(self, key: str) -> tuple[bytes, float | None] | None:
+        return self.entry_of(self.backend.one(*self.sql_get(key)))
+
+    def set(self, key: str, value: bytes) -> None:
+        self.backend.run(*self.sql_set(key, value))
+
+    def set_until(self, key: str, value: bytes, deadline: float) -> None:
+        self.backend.run(*self.sql_set_until(key, value, deadline))
+
+    def remove(self, key: str) -> bool:
+        return bool(self.backend.run(*self.sql_remove(key)) > 0)
+
+    def contains(self, key: str) -> bool:
+        return self.present_of(self.backend.one(*self.sql_contains(key)))
+
+    def cas(self, key: str, expected: bytes | None, new: bytes | None) -> bool:
+        stmt = self.sql_cas(key, expected, new)
+        if stmt is None:
+            return not self.contains(key)
+        return bool(self.backend.run(*stmt) > 0)
+
+    def add(self, key: str, value: bytes, deadline: float | None) -> bool:
+        return bool(self.backend.run(*self.sql_add(key, value, deadline)) > 0)
+
+    def expire(self, key: str, deadline: float) -> bool:
+        return bool(self.backend.run(*self.sql_expire(key, deadline)) > 0)
+
+    def persist(self, key: str) -> bool:
+        return bool(self.backend.run(*self.sql_persist(key)) > 0)
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        for rows in self._pages(False, prefix):
+            yield from self.keys_of(rows)
+
+    def items(self, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+        for rows in self._pages(True, prefix):
+            yield from self.items_of(rows)
+
+    def _pages(self, values: bool, prefix: str) -> Iterator[list[tuple[Any, ...]]]:
+        listing = self.listing(values, prefix)
+        rows = self.backend.all(*listing.first)
+        while True:
+            yield rows
+            if not listing.more(rows):
+                return
+            rows = self.backend.all(*listing.after(rows))
+
+    def count(self, prefix: str = "") -> int:
+        return self.count_of(self.backend.one(*self.sql_count(prefix)))
 
     def _rows(self, keys: Sequence[str]) -> Iterable[tuple[Any, Any, float | None]]:
         """``(key, value, expires_at)`` of the live rows among ``keys`` (the engine's bulk
@@ -218,39 +387,21 @@ class TableBucket(Bucket):
         raise NotImplementedError
 
     def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
-        if self.binary_keys:
-            return {key.decode(): bytes(value) for key, value, _ in self._rows(keys)}
-        return {key: bytes(value) for key, value, _ in self._rows(keys)}
+        return self.many_of(self._rows(keys))
 
     def get_many_with_deadlines(self, keys: Sequence[str]) -> dict[str, tuple[bytes, float | None]]:
-        binary = self.binary_keys
-        return {
-            (key.decode() if binary else key): (bytes(value), deadline)
-            for key, value, deadline in self._rows(keys)
-        }
+        return self.many_with_deadlines_of(self._rows(keys))
 
     def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
-        ns = self.namespace
-        self.backend.run_batch(self._q["set"], [(ns, k, v) for k, v in items])
+        self.backend.run_batch(*self.batch_set(items))
 
     def set_many_until(self, items: Sequence[tuple[str, bytes, float | None]]) -> None:
-        # set_until with a NULL deadline is a plain set: one statement for every row
-        ns = self.namespace
-        self.backend.run_batch(self._q["set_until"], [(ns, k, v, d) for k, v, d in items])
+        self.backend.run_batch(*self.batch_set_until(items))
 
     def clear(self, prefix: str = "") -> int:
-        p = self.placeholder
-        where, args = self._range(prefix)
-        now = self.backend.clock()
-        live = self.backend.compose(
-            f"DELETE FROM {{t}} WHERE namespace = {p}{where} AND {self._live}"
-        )
-        removed = int(self.backend.run(live, (self.namespace, *args, now)))
-        # then the expired rows of the range, which were not counted: nothing is left
-        expired = self.backend.compose(
-            f"DELETE FROM {{t}} WHERE namespace = {p}{where} AND expires_at <= {p}"
-        )
-        self.backend.run(expired, (self.namespace, *args, now))
+        live, expired = self.sql_clear(prefix)
+        removed = int(self.backend.run(*live))
+        self.backend.run(*expired)
         return removed
 
     def write_batch(
@@ -263,25 +414,20 @@ class TableBucket(Bucket):
     ) -> None:
         # One transaction, atomic or not: the engine makes it all-or-nothing for free,
         # and each reader's statement sees it whole or not at all.
-        p, k, ns = self.placeholder, self.kcol, self.namespace
-        steps: list[tuple[str, list[tuple[Any, ...]]]] = []
-        for prefix in clears:  # expired rows too: nothing is left under the prefix
-            where, args = self._range(prefix)
-            query = self.backend.compose(f"DELETE FROM {{t}} WHERE namespace = {p}{where}")
-            steps.append((query, [(ns, *args)]))
-        if removes:
-            query = self.backend.compose(f"DELETE FROM {{t}} WHERE namespace = {p} AND {k} = {p}")
-            steps.append((query, [(ns, key) for key in removes]))
-        if sets:
-            steps.append((self._q["set_until"], [(ns, key, v, d) for key, v, d in sets]))
-        self.backend.run_transaction(steps)
+        self.backend.run_transaction(self.batch_steps(sets, removes, clears))
 
     def purge(self) -> int:
-        p = self.placeholder
-        query = self.backend.compose(
-            f"DELETE FROM {{t}} WHERE namespace = {p} AND expires_at <= {p}"
-        )
-        return int(self.backend.run(query, (self.namespace, self.backend.clock())))
+        return int(self.backend.run(*self.sql_purge()))
 
 
-__all__ = ["LIVE", "PAGE", "TableBucket", "not_an_integer", "prefix_range", "purge_table"]
+__all__ = [
+    "LIVE",
+    "PAGE",
+    "Batch",
+    "Listing",
+    "Stmt",
+    "TableBucket",
+    "not_an_integer",
+    "prefix_range",
+    "purge_table",
+]
