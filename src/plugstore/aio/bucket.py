@@ -16,6 +16,7 @@ from itertools import islice
 from typing import Any, TypeVar
 
 from ..backend import Backend, Bucket
+from .locks import AsyncHeld, thread_lock
 from .runtime import Runtime
 
 R = TypeVar("R")
@@ -126,6 +127,19 @@ class AsyncBucket:
 
     async def persist(self, key: str) -> bool:
         return await self._do(self.sync.persist, key)
+
+    async def lock(self, key: str, timeout: float | None, lease: float) -> AsyncHeld | None:
+        """Take the engine's own lock on ``key`` (the sync bucket overrides
+        :meth:`Bucket.lock <plugstore.backend.Bucket.lock>`), waiting up to ``timeout``
+        seconds (``None``: forever) without blocking the event loop; return the held
+        lock, or ``None`` if it stayed taken.  A cancelled call leaves nothing taken.
+
+        :class:`~plugstore.aio.locks.AsyncLock` calls it after the store's own gate; the
+        generic lease entry never gets here (it runs as steps).  By default the sync
+        bucket's lock is tried without waiting on the store's threads, with sleeps in
+        the event loop between tries; a native driver overrides it.
+        """
+        return await thread_lock(self.sync, self.runtime, key, timeout, lease)
 
     async def write_batch(
         self,

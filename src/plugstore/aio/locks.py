@@ -9,8 +9,10 @@ or holds a thread:
 * on engines with the generic lease entry (SQLite, shelf, DynamoDB, memory, third-party
   backends) the waiting is the lease-lock steps of :mod:`plugstore.locks`, run with
   awaited calls and ``asyncio.sleep``;
-* on engines with a lock of their own (PostgreSQL, MariaDB, Redis), the task tries it
-  without waiting, on the store's threads, and sleeps between tries.
+* on engines with a lock of their own (PostgreSQL, MariaDB, Redis), the async bucket's
+  :meth:`~plugstore.aio.bucket.AsyncBucket.lock` takes it: a native async driver's own
+  (PostgreSQL's advisory lock tried on an async connection), or by default the sync
+  bucket's lock tried without waiting on the store's threads, sleeping between tries.
 
 A cancelled ``acquire`` never leaves the lock taken: a try that was under way when the
 task was cancelled is released as soon as it returns.  ``release`` always runs to its
@@ -36,9 +38,10 @@ from ..locks import (
     release_steps,
     renew_steps,
 )
-from .runtime import arun
+from .runtime import Runtime, arun
 
 if TYPE_CHECKING:
+    from .bucket import AsyncBucket
     from .namespace import AsyncNamespace
 
 
@@ -113,17 +116,22 @@ class Gates:
             del self._gates[name]
 
 
-class _Held:
-    """An engine hold, released and renewed by awaiting."""
+class AsyncHeld:
+    """An engine hold, released and renewed by awaiting: what
+    :meth:`~plugstore.aio.bucket.AsyncBucket.lock` returns for an acquired lock (the
+    async twin of :class:`~plugstore.locks.HeldLock`)."""
 
     async def release(self) -> bool:
+        """Release the lock; return whether it was still held by us until now."""
         raise NotImplementedError
 
     async def renew(self, lease: float) -> bool:
+        """Extend the lease to ``lease`` seconds from now; whether it was still ours
+        (``True`` for locks held by a session, which have no lease)."""
         return True
 
 
-class _LeaseHeld(_Held):
+class _LeaseHeld(AsyncHeld):
     def __init__(self, hold: LeaseHold) -> None:
         self._hold = hold
 
@@ -134,19 +142,48 @@ class _LeaseHeld(_Held):
         return await arun(renew_steps(self._hold, lease))
 
 
-class _ThreadHeld(_Held):
+class _ThreadHeld(AsyncHeld):
     """A lock of the engine's own (a session lock, a Redis token), held by a sync
     :class:`HeldLock` whose calls run on the store's threads."""
 
-    def __init__(self, held: HeldLock, ns: AsyncNamespace) -> None:
+    def __init__(self, held: HeldLock, runtime: Runtime) -> None:
         self._held = held
-        self._ns = ns
+        self._runtime = runtime
 
     async def release(self) -> bool:
-        return await self._ns._runtime.call(self._held.release)
+        return await self._runtime.call(self._held.release)
 
     async def renew(self, lease: float) -> bool:
-        return await self._ns._runtime.call(self._held.renew, lease)
+        return await self._runtime.call(self._held.renew, lease)
+
+
+async def thread_lock(
+    bucket: Bucket, runtime: Runtime, key: str, timeout: float | None, lease: float
+) -> AsyncHeld | None:
+    """The engine's own lock of the sync ``bucket``, tried without waiting on the
+    store's threads and waited for in the event loop (what
+    :meth:`AsyncBucket.lock <plugstore.aio.bucket.AsyncBucket.lock>` does by default)."""
+    waiter = Waiter(timeout)
+    while True:
+        held = await _try_engine(bucket, runtime, key, lease)
+        if held is not None:
+            return _ThreadHeld(held, runtime)
+        pause = waiter.pause()
+        if pause is None:
+            return None
+        await asyncio.sleep(pause)
+
+
+async def _try_engine(bucket: Bucket, runtime: Runtime, key: str, lease: float) -> HeldLock | None:
+    """One try of the engine's own lock, on a thread; if the task is cancelled
+    meanwhile, a lock the try took is released when it returns."""
+    runtime.check()
+    future = runtime.loop.run_in_executor(runtime.executor, bucket.lock, key, 0, lease)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        future.add_done_callback(lambda done: _release_late(done, runtime))
+        raise
 
 
 class AsyncLock:
@@ -169,7 +206,7 @@ class AsyncLock:
         self.key = key
         self.timeout = timeout
         self.lease = lease
-        self._held: _Held | None = None
+        self._held: AsyncHeld | None = None
         self._gate: _Gate | None = None
 
     @property
@@ -186,13 +223,13 @@ class AsyncLock:
         gates = self._ns._astore._gates
         name = (self._ns.name, self.key)
         gate = await gates.enter(name, self.timeout)
-        held: _Held | None = None
+        held: AsyncHeld | None = None
         try:
             if gate is not None:
                 left = self.timeout
                 if left is not None:
                     left = max(0.0, left - (time.monotonic() - started))
-                held = await self._engine_lock(bucket.sync, left)
+                held = await self._engine_lock(bucket, left)
         finally:
             if held is None and gate is not None:
                 gates.exit(name, gate)
@@ -204,34 +241,12 @@ class AsyncLock:
         self._held, self._gate = held, gate
         return self
 
-    async def _engine_lock(self, bucket: Bucket, timeout: float | None) -> _Held | None:
-        if type(bucket).lock is Bucket.lock:  # the generic lease entry
+    async def _engine_lock(self, bucket: AsyncBucket, timeout: float | None) -> AsyncHeld | None:
+        if type(bucket.sync).lock is Bucket.lock:  # the generic lease entry, as steps
             locks = self._ns._astore._bucket(LOCKS_NAMESPACE)
             hold = await arun(lease_lock_steps(locks, self._ns.name, self.key, timeout, self.lease))
             return None if hold is None else _LeaseHeld(hold)
-        waiter = Waiter(timeout)
-        while True:
-            held = await self._try_engine(bucket)
-            if held is not None:
-                return _ThreadHeld(held, self._ns)
-            pause = waiter.pause()
-            if pause is None:
-                return None
-            await asyncio.sleep(pause)
-
-    async def _try_engine(self, bucket: Bucket) -> HeldLock | None:
-        """One try of the engine's own lock, on a thread; if the task is cancelled
-        meanwhile, a lock the try took is released when it returns."""
-        runtime = self._ns._runtime
-        runtime.check()
-        future = runtime.loop.run_in_executor(
-            runtime.executor, bucket.lock, self.key, 0, self.lease
-        )
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            future.add_done_callback(lambda done: _release_late(done, runtime))
-            raise
+        return await bucket.lock(self.key, timeout, self.lease)  # the engine's own lock
 
     async def renew(self, lease: float | None = None) -> None:
         """Extend the lease to ``lease`` seconds (default: the lease it was taken with)
@@ -284,7 +299,7 @@ class AsyncLock:
         return f"<AsyncLock {self.key!r} in {self._ns.name!r} ({state})>"
 
 
-def _release_late(done: asyncio.Future[Any], runtime: Any) -> None:
+def _release_late(done: asyncio.Future[Any], runtime: Runtime) -> None:
     """Release a lock that a try took after its task was cancelled."""
     if done.cancelled() or done.exception() is not None:
         return
@@ -293,4 +308,4 @@ def _release_late(done: asyncio.Future[Any], runtime: Any) -> None:
         runtime.submit(held.release)
 
 
-__all__ = ["AsyncLock", "Gates"]
+__all__ = ["AsyncHeld", "AsyncLock", "Gates", "thread_lock"]
