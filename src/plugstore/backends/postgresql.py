@@ -192,6 +192,7 @@ class PostgreSQLBackend(Backend):
     atomic_batches = True
     isolated_batches = True
     lease_locks = False  # session locks: freed when the holder's connection ends
+    async_driver = "plugstore.backends.postgresql_aio:PostgreSQLAsyncDriver"
 
     def __init__(self, url: StoreURL, options: Options) -> None:
         super().__init__(url, options)
