@@ -1,17 +1,17 @@
 """Clean-ups that a cancelled task cannot interrupt: :func:`finish`.
 
 Giving a connection back to ``psycopg_pool.AsyncConnectionPool`` (``putconn``) is a
-coroutine that may wait -- for the pool's lock, for a waiting client's condition --
-and a task cancelled at that moment raises out of it with the connection neither back
-in the pool nor closed: the pool counts it as in use for ever, one connection fewer
-each time, until no operation gets one.  ``asyncio.shield`` prevents that, but costs a
-task (about 12 µs here) on every operation, although a return almost never waits.
+coroutine.  It almost always completes without waiting, but it may wait -- for the
+pool's lock while another task holds it across an ``await`` (the pool closing), for a
+``reset`` callback -- and a task cancelled at that moment raises out of it with the
+connection neither back in the pool nor closed: the pool counts it as in use for good,
+one connection fewer each time.  ``asyncio.shield`` prevents that, but costs a task
+(about 12 µs here) on every operation for a wait that almost never comes.
 
 :func:`finish` runs the coroutine's first step in the caller: a coroutine that
-completes without waiting (the usual case) costs nothing more than an ``await``.  One
-that must wait is handed, where it stopped, to a task of its own, and the caller
-awaits that task through ``asyncio.shield``: a cancellation ends the caller's wait, not
-the clean-up.
+completes without waiting costs no more than an ``await``.  One that must wait is
+handed, where it stopped, to a task of its own, and the caller awaits that task through
+``asyncio.shield``: a cancellation ends the caller's wait, not the clean-up.
 """
 
 from __future__ import annotations

@@ -24,17 +24,19 @@ and an async process share one table, one counter and one advisory lock.
   ``pg_advisory_unlock``; closing the async store ends the sessions of the locks it
   still holds, which frees them.
 
-**Cancellation.**  A task cancelled while its statement runs: psycopg asks the server to
-cancel the statement and waits (up to 5 s) for it to end before raising
-``CancelledError``, so the connection comes back idle; if that wait is itself
-interrupted, psycopg closes the connection.  The connection is then given back with
-:func:`~plugstore.aio.finish.finish`, which a second cancellation cannot interrupt
-(psycopg_pool's ``putconn`` may wait for the pool's lock, and a cancellation there
-would lose the connection for good), and the pool rolls back a transaction left open
+**Cancellation** (read from psycopg 3.3 and psycopg_pool 3.3).  A task cancelled while
+its statement runs: psycopg asks the server to cancel the statement and waits (up to
+5 s) for it to end before raising ``CancelledError``, so the connection is idle again;
+if that wait is itself interrupted, psycopg closes the connection.  Either way the
+connection goes back to the pool with :func:`~plugstore.aio.finish.finish`, which no
+cancellation interrupts, and the pool rolls back a transaction left open
 (``write_batch`` interrupted between statements) or replaces a closed connection.  A
-lock try interrupted mid-statement ends its session (it may have taken the lock).  A
-cancelled write may still have been applied, as with the sync API on a thread: it
-lands whole or not at all.
+task cancelled while it waits for a connection leaves the pool's queue; one cancelled
+just as it is given one may, on Python before 3.12, get it and lose the cancellation
+(the pool waits with ``asyncio.wait_for``): :func:`_take` gives the connection back and
+raises it.  A lock try interrupted mid-statement ends its session (it may have taken
+the lock).  A cancelled write may still have been applied, as with the sync API on a
+thread: it lands whole or not at all.
 """
 
 from __future__ import annotations
@@ -85,6 +87,32 @@ async def _transaction(conn: Any, steps: Sequence[Batch], _: Any) -> None:
     async with conn.transaction(), conn.cursor() as cursor:
         for query, rows in steps:
             await cursor.executemany(query, rows)
+
+
+#: ``Task.cancelling`` (Python 3.11+): how many cancellations of a task are pending.
+_cancelling: Callable[[asyncio.Task[Any]], int] | None = getattr(asyncio.Task, "cancelling", None)
+
+
+async def _take(pool: AsyncConnectionPool[Any], timeout: float) -> Any:
+    """``pool.getconn(timeout)``, never swallowing the caller's cancellation.
+
+    A task cancelled just as the pool hands it a connection can get the connection
+    and lose the cancellation (``asyncio.wait_for`` before Python 3.12, which the pool
+    waits with, may return the result instead of raising): the task would then run on
+    as if never cancelled -- a cancelled loop would never stop.  When a cancellation
+    arrived during the wait and none was raised, the connection goes back and the
+    cancellation is raised here.
+    """
+    cancelling = _cancelling
+    task = asyncio.current_task() if cancelling is not None else None
+    if cancelling is None or task is None:
+        return await pool.getconn(timeout)
+    before = cancelling(task)
+    conn = await pool.getconn(timeout)
+    if cancelling(task) > before:
+        await finish(pool.putconn(conn))
+        raise asyncio.CancelledError
+    return conn
 
 
 class PostgreSQLAsyncDriver(AsyncDriver):
@@ -152,6 +180,13 @@ class PostgreSQLAsyncDriver(AsyncDriver):
         await conn.close()
         return b.slow_to_accept()
 
+    async def _down(self, failed: BaseException) -> BackendUnavailableError:
+        """The error for a server that stayed unreachable: a pool timeout says only that
+        no connection came, so one direct connect asks the server why."""
+        if isinstance(failed, PoolTimeout):
+            return await self._probe_error()
+        return self.backend._unavailable(failed)
+
     async def _exhausted(self, failed: BaseException) -> BackendUnavailableError | None:
         """The error for a pool timeout that came from a full pool, not a down server
         (as ``PostgreSQLBackend._exhausted``: one direct connect, on this path only)."""
@@ -179,12 +214,12 @@ class PostgreSQLAsyncDriver(AsyncDriver):
         (noticed before anything is sent, so even ``incr`` just takes another one)."""
         timeout = self.backend.connect_timeout
         for _ in range(pool.max_size):
-            conn = await pool.getconn(timeout)
+            conn = await _take(pool, timeout)
             if _alive(conn):
                 return conn
             await conn.close()
             await finish(pool.putconn(conn))  # the pool replaces a closed connection
-        return await pool.getconn(timeout)
+        return await _take(pool, timeout)
 
     async def _do(self, work: Work[T], query: Any, params: Any, retry: bool) -> T:
         pool = self._current()
@@ -209,11 +244,11 @@ class PostgreSQLAsyncDriver(AsyncDriver):
         if exhausted is not None:
             raise exhausted from None  # the pool has waited connect_timeout already
         if not retry:
-            raise b._unavailable(failed) from None
+            raise await self._down(failed) from None
         backoff = Backoff(b.retry_timeout)
         while True:
             if backoff.expired():
-                raise b._unavailable(failed) from None
+                raise await self._down(failed) from None
             await asyncio.sleep(backoff.pause())
             pool = self._current()
             try:
@@ -299,7 +334,7 @@ class PostgreSQLAsyncDriver(AsyncDriver):
             if not b.pool_full(pool):
                 wait = max(wait, b.connect_timeout)
             try:
-                conn = await pool.getconn(max(wait, 0.001))
+                conn = await _take(pool, max(wait, 0.001))
             except PoolTimeout:
                 if b.pool_full(pool):
                     raise b.lock_pool_exhausted(pool.max_size, wait) from None
