@@ -302,6 +302,27 @@ def test_busy_pools_say_so(table: str) -> None:
             finally:
                 await pool.putconn(held)
             assert await ns.incr("c") == 1
+
+            # The one connection taken by a task whose statement waits (a row lock held
+            # by another session): the next task waits connect_timeout, then says so.
+            blocker = psycopg.connect(ADMIN)
+            blocker.execute(
+                sql.SQL("SELECT 1 FROM {} WHERE key = 'c' FOR UPDATE").format(
+                    sql.Identifier(SCHEMA, table)
+                )
+            )
+            try:
+                stuck = asyncio.ensure_future(ns.set("c", 0))
+                await asyncio.sleep(0.2)
+                started = time.monotonic()
+                with pytest.raises(PoolExhaustedError, match="other tasks of this process"):
+                    await ns.get("c")
+                assert 0.9 < time.monotonic() - started < 10
+            finally:
+                blocker.rollback()
+                blocker.close()
+            await stuck
+            assert await ns.incr("c") == 1
             async with ns.lock("a", timeout=1):
                 with pytest.raises(PoolExhaustedError, match="lock_pool_max"):
                     await ns.lock("b", timeout=0.2).acquire()
