@@ -536,3 +536,27 @@ def test_finish_completes_a_clean_up_its_cancelled_caller_gave_up_on() -> None:
             await failing
 
     run(body)
+
+
+def test_libpq_options_reach_the_async_connections(table: str) -> None:
+    """libpq options from the URL reach the async pools' connections, statement and
+    lock sessions alike (they share the sync backend's conninfo); sslmode=require on a
+    server without TLS is refused when the store opens, with the server's answer."""
+    app = f"pgaio-opts-{uuid.uuid4().hex[:8]}"
+
+    async def body() -> None:
+        url = url_for(table, application_name=app, sslmode="disable")
+        async with aio.open(url) as astore:
+            driver = driver_of(astore)
+            row = await driver.one("SELECT current_setting('application_name')", None)
+            assert row == (app,)
+            ns = astore.namespace("n")
+            async with ns.lock("k", timeout=1):  # a lock session: the lock pool's
+                assert _sessions(app).count(("idle", "Client")) >= 2
+        with psycopg.connect(ADMIN) as conn:
+            ssl = conn.execute("SELECT current_setting('ssl')").fetchone()
+        if ssl == ("off",):
+            with pytest.raises(BackendUnavailableError, match="SSL"):
+                await aio.open(url_for(table, sslmode="require"))
+
+    run(body)
