@@ -223,47 +223,40 @@ class PostgreSQLAsyncDriver(AsyncDriver):
 
     # -- errors ----------------------------------------------------------------------------
 
-    async def _probe_error(self) -> BackendUnavailableError:
-        """Connect once directly to report why a pool could not (refused, auth, ...)."""
+    async def _refusal(self) -> BackendUnavailableError | None:
+        """One direct connect, on failure paths only: the server's reason if it refuses
+        a connection (down, auth, too many clients), ``None`` if it accepts one."""
         b = self.backend
         try:
             conn = await psycopg.AsyncConnection.connect(b._conninfo())
         except psycopg.Error as exc:
             return b._unavailable(exc)
         await conn.close()
-        return b.slow_to_accept()
+        return None
+
+    async def _probe_error(self) -> BackendUnavailableError:
+        """Why a pool got no connection in time (refused, auth, ...)."""
+        return await self._refusal() or self.backend.slow_to_accept()
 
     async def _down(self, failed: BaseException) -> BackendUnavailableError:
         """The error for a server that stayed unreachable: a pool timeout says only that
-        no connection came, so one direct connect asks the server why."""
+        no connection came, so the server is asked why."""
         if isinstance(failed, PoolTimeout):
             return await self._probe_error()
         return self.backend._unavailable(failed)
 
     async def _busy(self) -> BackendUnavailableError:
-        """Every slot stayed taken for ``connect_timeout``: other tasks hold all the
-        pool's connections -- or wait on a server that stopped answering, which one
-        direct connect tells apart."""
-        b = self.backend
-        try:
-            conn = await psycopg.AsyncConnection.connect(b._conninfo())
-        except psycopg.Error as exc:
-            return b._unavailable(exc)
-        await conn.close()
-        return b.exhausted_error("tasks")
+        """Every statement slot stayed taken for ``connect_timeout``: other tasks hold
+        all the pool's connections -- unless the server refuses new ones."""
+        return await self._refusal() or self.backend.exhausted_error("tasks")
 
     async def _exhausted(self, failed: BaseException) -> BackendUnavailableError | None:
         """The error for a pool timeout that came from a full pool, not a down server
-        (as ``PostgreSQLBackend._exhausted``: one direct connect, on this path only)."""
+        (as ``PostgreSQLBackend._exhausted``)."""
         b, pool = self.backend, self._pool
         if not isinstance(failed, PoolTimeout) or pool is None or not b.pool_full(pool):
             return None  # still connecting: the server may be down or restarting
-        try:
-            conn = await psycopg.AsyncConnection.connect(b._conninfo())
-        except psycopg.Error as exc:
-            return b._unavailable(exc)  # e.g. too many clients: the server's limit
-        await conn.close()
-        return b.exhausted_error("tasks")
+        return await self._busy()
 
     # -- statements ------------------------------------------------------------------------
 
