@@ -105,6 +105,16 @@ def test_the_native_driver_runs_every_operation_without_a_thread(table: str) -> 
                 ttl = await ns.ttl("t")
                 assert ttl is not None
                 assert 59 < ttl <= 60
+                assert await ns.add("new", 1, ttl=30)
+                assert not await ns.add("new", 2)
+                assert await ns.expire("new", 90)
+                ttl = await ns.ttl("new")
+                assert ttl is not None
+                assert 89 < ttl <= 90
+                assert await ns.persist("new")
+                assert await ns.ttl("new") is None
+                assert not await ns.expire("absent", 5)
+                await ns.delete("new")
                 await ns.set_many({f"m{i:03d}": i for i in range(600)})  # two pages
                 assert await ns.get_many(["m000", "m599", "nope"]) == {"m000": 0, "m599": 599}
                 assert len([k async for k in ns.keys("m")]) == 600

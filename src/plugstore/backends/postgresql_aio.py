@@ -491,6 +491,15 @@ class PostgreSQLAsyncBucket(AsyncBucket):
         s = self.sync
         return s.counter_of(key, await self.db.one(*s.sql_incr(key, delta)))
 
+    async def add(self, key: str, value: bytes, deadline: float | None) -> bool:
+        return await self.db.run(*self.sync.sql_add(key, value, deadline)) > 0
+
+    async def expire(self, key: str, deadline: float) -> bool:
+        return await self.db.run(*self.sync.sql_expire(key, deadline)) > 0
+
+    async def persist(self, key: str) -> bool:
+        return await self.db.run(*self.sync.sql_persist(key)) > 0
+
     async def _pages(self, values: bool, prefix: str) -> AsyncIterator[list[Any]]:
         listing = self.sync.listing(values, prefix)
         rows = await self.db.all(*listing.first)
