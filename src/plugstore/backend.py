@@ -483,7 +483,7 @@ class Backoff:
 
     The clock starts when it is made (at the first failure): ``expired()`` says whether
     ``seconds`` have passed; ``wait()`` sleeps the next step -- 50 ms, doubling up to
-    1 s -- never past the deadline.
+    1 s -- never past the deadline (``pause()`` only says how long).
     """
 
     def __init__(self, seconds: float) -> None:
@@ -493,9 +493,15 @@ class Backoff:
     def expired(self) -> bool:
         return time.monotonic() >= self.deadline
 
-    def wait(self) -> None:
-        time.sleep(max(0.0, min(self._delay, self.deadline - time.monotonic())))
+    def pause(self) -> float:
+        """The next step's length in seconds (for a caller that waits itself, as
+        ``asyncio.sleep`` does)."""
+        pause = max(0.0, min(self._delay, self.deadline - time.monotonic()))
         self._delay = min(self._delay * 2, 1.0)
+        return pause
+
+    def wait(self) -> None:
+        time.sleep(self.pause())
 
 
 __all__ = [
