@@ -6,6 +6,13 @@ thread pool (see :mod:`plugstore.aio.runtime`); a backend with a native async dr
 subclasses it and overrides what its driver does natively, leaving the rest on threads.
 A backend whose operations never block (``Backend.blocking = False``: memory) is called
 directly in the event loop.
+
+Locks: a subclass whose driver takes the engine's lock natively defines ``async def
+lock(self, key, timeout, lease) -> AsyncHeldLock | None`` (the contract of
+:meth:`plugstore.backend.Bucket.lock`, awaited: wait in the event loop up to
+``timeout``, ``None`` if the lock stayed taken, and leave nothing taken when
+cancelled); :class:`~plugstore.aio.locks.AsyncLock` then uses it.  Without one, the
+lock runs the sync bucket's (see :mod:`plugstore.aio.locks`).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from itertools import islice
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ..backend import Backend, Bucket
 from .runtime import Runtime
@@ -22,6 +29,19 @@ R = TypeVar("R")
 
 #: Keys or pairs fetched per thread hop when streaming a listing.
 PAGE = 256
+
+
+class AsyncHeldLock(Protocol):
+    """A lock an async bucket took (see the module docs), released and renewed by
+    awaiting, as :class:`plugstore.locks.HeldLock` is by calling."""
+
+    async def release(self) -> bool:
+        """Release the lock; whether it was still ours until now."""
+        ...
+
+    async def renew(self, lease: float) -> bool:
+        """Extend the lease to ``lease`` seconds from now; whether it was still ours."""
+        ...
 
 
 class AsyncBucket:
@@ -178,4 +198,4 @@ def _take(listing: Any) -> list[Any]:
     return list(islice(listing, PAGE))
 
 
-__all__ = ["PAGE", "AsyncBucket", "AsyncDriver", "load_driver"]
+__all__ = ["PAGE", "AsyncBucket", "AsyncDriver", "AsyncHeldLock", "load_driver"]

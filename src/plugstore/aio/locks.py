@@ -9,7 +9,9 @@ or holds a thread:
 * on engines with the generic lease entry (SQLite, shelf, DynamoDB, memory, third-party
   backends) the waiting is the lease-lock steps of :mod:`plugstore.locks`, run with
   awaited calls and ``asyncio.sleep``;
-* on engines with a lock of their own (PostgreSQL, MariaDB, Redis), the task tries it
+* on engines with a lock of their own whose async bucket takes it natively (an
+  ``async def lock``: Redis), that method waits, in the event loop;
+* on other engines with a lock of their own (PostgreSQL, MariaDB), the task tries it
   without waiting, on the store's threads, and sleeps between tries.
 
 A cancelled ``acquire`` never leaves the lock taken: a try that was under way when the
@@ -36,6 +38,7 @@ from ..locks import (
     release_steps,
     renew_steps,
 )
+from .bucket import AsyncBucket, AsyncHeldLock
 from .runtime import arun
 
 if TYPE_CHECKING:
@@ -169,7 +172,7 @@ class AsyncLock:
         self.key = key
         self.timeout = timeout
         self.lease = lease
-        self._held: _Held | None = None
+        self._held: AsyncHeldLock | None = None
         self._gate: _Gate | None = None
 
     @property
@@ -186,13 +189,13 @@ class AsyncLock:
         gates = self._ns._astore._gates
         name = (self._ns.name, self.key)
         gate = await gates.enter(name, self.timeout)
-        held: _Held | None = None
+        held: AsyncHeldLock | None = None
         try:
             if gate is not None:
                 left = self.timeout
                 if left is not None:
                     left = max(0.0, left - (time.monotonic() - started))
-                held = await self._engine_lock(bucket.sync, left)
+                held = await self._engine_lock(bucket, left)
         finally:
             if held is None and gate is not None:
                 gates.exit(name, gate)
@@ -204,7 +207,14 @@ class AsyncLock:
         self._held, self._gate = held, gate
         return self
 
-    async def _engine_lock(self, bucket: Bucket, timeout: float | None) -> _Held | None:
+    async def _engine_lock(
+        self, abucket: AsyncBucket, timeout: float | None
+    ) -> AsyncHeldLock | None:
+        native = getattr(abucket, "lock", None)
+        if native is not None:  # the async bucket takes the engine's lock itself
+            taken: AsyncHeldLock | None = await native(self.key, timeout, self.lease)
+            return taken
+        bucket = abucket.sync
         if type(bucket).lock is Bucket.lock:  # the generic lease entry
             locks = self._ns._astore._bucket(LOCKS_NAMESPACE)
             hold = await arun(lease_lock_steps(locks, self._ns.name, self.key, timeout, self.lease))
