@@ -37,6 +37,10 @@
   raise :class:`~plugstore.errors.BackendUnavailableError` instead.  A pool whose
   connections all stayed in use for ``connect_timeout`` raises
   :class:`~plugstore.errors.PoolExhaustedError` at once.
+* **Async** (:mod:`plugstore.aio`): a native driver on ``redis.asyncio``
+  (:mod:`.redis_aio`), with a pool of its own per async store (the same options and
+  size), sending the same requests (:mod:`.rediscore`: scripts, layout, arguments and
+  replies exist once) under the same retry rules; nothing runs on threads.
 
 Options (query string or keywords): ``prefix`` (default ``plugstore:``), ``db`` (or the
 URL path), ``connect_timeout`` (seconds, default 5), ``socket_timeout`` (default 10),
@@ -208,6 +212,7 @@ class RedisBackend(Backend):
     atomic_batches = True
     isolated_batches = True
     expires_on_engine_clock = True  # SET ... PXAT: the server's clock decides
+    async_driver = "plugstore.backends.redis_aio:RedisAsyncDriver"
 
     def __init__(self, url: StoreURL, options: Options) -> None:
         super().__init__(url, options)
