@@ -979,3 +979,26 @@ def test_sync_and_async_processes_share_counters_and_locks(tmp_path: Path) -> No
             ]
             release_together(procs)
             assert store.namespace("n")[key] == 2 * 4 * n + 2 * 4 * n, key
+
+
+def test_scripts_a_server_forgot_are_loaded_again(private_redis: PrivateRedis) -> None:
+    """``SCRIPT FLUSH`` (as a restart without persistence does): NOSCRIPT means nothing
+    ran, so even ``incr`` is sent again once the scripts are loaded -- by the sync and
+    the async shell alike, for single scripts and scripts inside MULTI/EXEC."""
+    raw = _client(private_redis.port)
+
+    async def main() -> None:
+        async with aio.open(private_redis.url) as astore:
+            ans, ns = astore.namespace("n"), astore.sync.namespace("n")
+            for step in range(2):
+                raw.script_flush()
+                assert ns.incr("c") == 2 * step + 1
+                raw.script_flush()
+                assert await ans.incr("c") == 2 * step + 2
+                raw.script_flush()
+                ns.set_many({"a": step, "b": step})
+                raw.script_flush()
+                await ans.set_many({"c2": step, "d": step})
+                assert await ans.get_many(["a", "d"]) == {"a": step, "d": step}
+
+    asyncio.run(main())
