@@ -470,7 +470,11 @@ class Page(Generic[T]):
 class NamespaceOps:
     """The requests of one namespace: its entry strings ``<prefix>{<ns>}:k:<key>``, its
     index ``:i``, its deadlines ``:x``, its locks ``:l:<key>`` and their turns
-    ``:t:<key>`` (see :mod:`.redis` for the layout)."""
+    ``:t:<key>`` (see :mod:`.redis` for the layout).
+
+    Each method builds what the :class:`~plugstore.backend.Bucket` method of the same
+    name sends: a :class:`Request`, steps (``get_many``, ``clear``...), the first
+    :class:`Page` of a listing, or a :class:`LockAttempt`."""
 
     def __init__(self, prefix: str, namespace: str) -> None:
         base = f"{prefix}{{{namespace}}}:".encode()
