@@ -8,27 +8,43 @@ loopback port, so the shared one is never disturbed.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import json
 import math
 import os
+import random
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import plugstore
-from plugstore.backends.redis import glob_escape
-from plugstore.errors import BackendUnavailableError, ConfigurationError, PoolExhaustedError
-from plugstore.testing import StoreConformance
+import plugstore.aio as aio
+from plugstore.aio.runtime import Runtime
+from plugstore.backend import Options
+from plugstore.backends.redis import RedisBackend, glob_escape
+from plugstore.backends.redis_aio import RedisAsyncBucket, RedisAsyncDriver
+from plugstore.errors import (
+    BackendUnavailableError,
+    ConfigurationError,
+    LockTimeoutError,
+    NotAnIntegerError,
+    PoolExhaustedError,
+)
+from plugstore.testing import SPEC_ENV, StoreConformance, release_together
+from plugstore.url import StoreURL
 from servers import IN_CI, assert_down_server_fails_fast, require_server
 
 HOST, PORT = "127.0.0.1", 6379
@@ -553,3 +569,436 @@ def test_add_expire_persist_keep_the_index_and_deadline_set_in_line(tmp_path: Pa
         assert client.zrange(index, 0, -1) == [b"a", b"b", b"c"]
         assert store.purge() == 0  # nothing stale was left
         assert dict(ns) == {"a": 1, "b": 2, "c": 2}
+
+
+# -- the native async driver: plugstore.aio on redis.asyncio ----------------------------
+
+
+class _NoThreads(concurrent.futures.Executor):
+    """An executor that refuses work: what the native driver does must never need one."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"{fn!r} was sent to a thread")
+
+
+def test_async_driver_is_native_and_hops_to_no_thread(tmp_path: Path) -> None:
+    """Every namespace operation, lock waits included, runs in the event loop: the
+    store's thread pool is swapped for one that refuses work."""
+    holder = plugstore.open(f"{BASE}?prefix={prefix_for(tmp_path)}")
+
+    async def main() -> None:
+        async with aio.open(f"{BASE}?prefix={prefix_for(tmp_path)}") as astore:
+            assert isinstance(astore._driver, RedisAsyncDriver)
+            runtime = astore._runtime
+            threads, runtime.executor = runtime.executor, _NoThreads()
+            try:
+                ns = astore.namespace("n")
+                assert isinstance(ns._bucket, RedisAsyncBucket)
+                await ns.set("k", {"a": 1})
+                assert await ns.get("k") == {"a": 1}
+                assert await ns.incr("c", 5) == 5
+                assert await ns.incr("c", 2**62) == 2**62 + 5  # exact past doubles
+                with pytest.raises(NotAnIntegerError):
+                    await ns.incr("k")  # the script's refusal, as the sync shell says it
+                assert await ns.replace_if("k", await ns.get_raw("k"), 2)
+                assert await ns.compute("k", lambda v: v + 1) == 3
+                await ns.set("t", 1, ttl=3600)
+                ttl = await ns.ttl("t")
+                assert ttl is not None
+                assert 3590 < ttl <= 3600
+                await ns.set_many({f"p{i:04d}": i for i in range(700)}, ttl=3600)
+                assert len(await ns.get_many([f"p{i:04d}" for i in range(0, 700, 7)])) == 100
+                assert [k async for k in ns.keys("p00")] == [f"p{i:04d}" for i in range(100)]
+                assert await ns.count() == 703
+                assert sum([1 async for _ in ns.scan("p")]) == 700
+                assert await ns.add("a", 1) is True
+                assert await ns.add("a", 2, ttl=60) is False
+                assert await ns.expire("a", 60) is True
+                assert await ns.ttl("a") is not None
+                assert await ns.persist("a") is True
+                assert await ns.ttl("a") is None
+                await ns.delete("a")
+                assert await ns.pop("t") == 1
+                await ns.delete("k")
+                assert not await ns.contains("k")
+                async with ns.lock("L", timeout=1):
+                    with pytest.raises(LockTimeoutError):
+                        holder.namespace("n").lock("L", timeout=0).acquire()
+                with holder.namespace("n").lock("L", timeout=5), pytest.raises(LockTimeoutError):
+                    await ns.lock("L", timeout=0.3).acquire()  # waited in the loop, no thread
+                await ns.clear()
+                assert await ns.count() == 0
+            finally:
+                runtime.executor = threads
+
+    try:
+        asyncio.run(main())
+    finally:
+        holder.close()
+
+
+def test_async_cancelled_commands_leave_the_pool_sound(tmp_path: Path) -> None:
+    """Tasks cancelled at random moments of their commands (values of 200 kB, so replies
+    take many reads) leave no connection in use and none holding a stale reply: every
+    later read gets its own key's value."""
+    values = {f"k{i}": f"{i}:" + "x" * 200_000 for i in range(20)}
+    url = f"{BASE}?prefix={prefix_for(tmp_path)}&pool_max=8"
+
+    async def main() -> None:
+        async with aio.open(url) as astore:
+            ns = astore.namespace("n")
+            await ns.set_many(values)
+            pool = astore._driver.pool
+            assert pool is not None
+            rng = random.Random(5)
+            busy = cancelled = 0
+            for _ in range(8):
+                tasks = []
+                for i in range(100):
+                    key = f"k{i % 20}"
+                    op = rng.choice(["get", "set", "incr", "scan", "get_many"])
+                    work = {
+                        "get": lambda key=key: ns.get(key),
+                        "set": lambda key=key: ns.set(key, values[key]),
+                        "incr": lambda i=i: ns.incr(f"c{i}"),
+                        "scan": lambda: ns.get_many(list(values)[:5]),
+                        "get_many": lambda: ns.get_many(list(values)),
+                    }[op]()
+                    tasks.append(asyncio.ensure_future(work))
+                await asyncio.sleep(rng.uniform(0.001, 0.03))
+                busy = max(busy, len(pool._in_use_connections))
+                for task in tasks:
+                    task.cancel()
+                results = await asyncio.gather(*tasks, return_exceptions=True)
+                cancelled += sum(isinstance(r, asyncio.CancelledError) for r in results)
+                assert not [r for r in results if isinstance(r, Exception)]
+            assert busy > 0, "no command was under way when its task was cancelled"
+            assert cancelled > 0
+            await asyncio.sleep(0.2)  # releases redis.asyncio finishes in the background
+            assert not pool._in_use_connections
+            assert len(pool._available_connections) <= 8
+            for _ in range(3):
+                keys = list(values)
+                rng.shuffle(keys)
+                got = await asyncio.gather(*(ns.get(key) for key in keys))
+                assert got == [values[key] for key in keys]
+            counters = await ns.get_many([f"c{i}" for i in range(100)])
+            for key, value in counters.items():
+                assert await ns.incr(key) == value + 1
+
+    asyncio.run(main())
+
+
+def test_async_cancelling_100_tasks_mid_command(private_redis: PrivateRedis) -> None:
+    """The server is frozen (SIGSTOP): 10 tasks have sent their command (single ones,
+    transactions) and wait for its reply, 90 wait for a connection.  Cancelling all 100
+    gives every connection back; once the server thaws, every read gets its own reply
+    (a connection kept with a reply still to come would hand it to the next caller)."""
+    assert private_redis.proc is not None
+    pid = private_redis.proc.pid
+    url = f"{private_redis.url}?pool_max=10&socket_timeout=30"
+
+    def ours() -> int:
+        clients = _client(private_redis.port).client_list()
+        return sum(1 for c in clients if c.get("name") == "plugstore")
+
+    async def main() -> None:
+        async with aio.open(url) as astore:
+            ns = astore.namespace("n")
+            await ns.set_many({f"k{i}": i for i in range(100)})
+            await asyncio.gather(*(ns.get(f"k{i}") for i in range(100)))  # 10 connections
+            pool = astore._driver.pool
+            assert pool is not None
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                work = [
+                    lambda i: ns.get(f"k{i}"),
+                    lambda i: ns.incr(f"c{i}"),
+                    lambda i: ns.ttl(f"k{i}"),  # a MULTI/EXEC transaction
+                    lambda i: ns.set_many({f"k{i}": i, f"s{i}": i}),  # one of scripts
+                ]
+                tasks = [asyncio.ensure_future(work[i % 4](i)) for i in range(100)]
+                await asyncio.sleep(0.3)
+                assert len(pool._in_use_connections) == 10
+                assert not any(task.done() for task in tasks)
+                for task in tasks:
+                    task.cancel()
+                results = await asyncio.gather(*tasks, return_exceptions=True)
+                assert all(isinstance(r, asyncio.CancelledError) for r in results)
+                await asyncio.sleep(0.1)
+                assert not pool._in_use_connections
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            got = await asyncio.gather(*(ns.get(f"k{i}") for i in range(100)))
+            assert got == list(range(100))
+            ttls = await asyncio.gather(*(ns.ttl(f"k{i}") for i in range(100)))
+            assert ttls == [None] * 100
+            for i in range(1, 100, 4):
+                assert await ns.incr(f"c{i}") in (1, 2)  # the frozen incr ran once or not
+            deadline = time.monotonic() + 10
+            while ours() > 10 + 1 and time.monotonic() < deadline:  # + the sync pool's
+                await asyncio.sleep(0.05)  # the server closes the dropped sockets
+            assert ours() <= 11
+
+    asyncio.run(main())
+
+
+def test_async_lock_try_cut_short_by_cancellation_is_undone(
+    private_redis: PrivateRedis,
+) -> None:
+    """A lock try whose reply a cancellation would lose runs to its end, then the
+    cancelled acquisition is undone: nothing is left taken (lock or turn)."""
+    assert private_redis.proc is not None
+    pid = private_redis.proc.pid
+    raw = _client(private_redis.port)
+    lock_keys = (b"plugstore:{n}:l:k", b"plugstore:{n}:t:k")
+
+    async def main() -> None:
+        async with aio.open(f"{private_redis.url}?socket_timeout=30") as astore:
+            ns = astore.namespace("n")
+            async with ns.lock("warm", timeout=1):
+                pass
+            os.kill(pid, signal.SIGSTOP)
+            thaw = threading.Timer(0.6, os.kill, (pid, signal.SIGCONT))
+            thaw.start()
+            try:
+                task = asyncio.ensure_future(ns.lock("k", timeout=None).acquire())
+                await asyncio.sleep(0.3)  # its try is sent, and unanswered
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            finally:
+                thaw.join()
+                os.kill(pid, signal.SIGCONT)
+            await asyncio.sleep(0.2)  # anything still under way lands
+            assert raw.exists(*lock_keys) == 0
+            with astore.sync.namespace("n").lock("k", timeout=0):
+                pass
+            assert not astore._driver._undoing
+
+    asyncio.run(main())
+
+
+def test_async_cancelled_lock_waiter_gives_its_turn_back(tmp_path: Path) -> None:
+    """A waiter holds the lock's next turn while the sync API holds the lock; cancelled,
+    it gives the turn back before its task ends (others need not wait for it to lapse)."""
+    prefix = prefix_for(tmp_path)
+    turn = f"{prefix}{{n}}:t:k".encode()
+    raw = _client()
+
+    async def main() -> None:
+        async with aio.open(f"{BASE}?prefix={prefix}") as astore:
+            sync_ns = astore.sync.namespace("n")
+            holder = sync_ns.lock("k", timeout=5).acquire()
+            task = asyncio.ensure_future(astore.namespace("n").lock("k", timeout=None).acquire())
+            await asyncio.sleep(0.3)
+            assert raw.exists(turn) == 1  # the next turn is the waiter's
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert raw.exists(turn) == 0
+            holder.release()
+            with sync_ns.lock("k", timeout=0):
+                pass
+
+    asyncio.run(main())
+
+
+def test_async_unreachable_server_fails_fast() -> None:
+    """Nothing listens on port 1: opening fails within seconds with a plugstore error
+    naming the address, never the password -- the store, and the driver alone."""
+
+    url = "redis://bob:s3cr3t-pw@127.0.0.1:1/0"
+
+    async def open_store() -> None:
+        await aio.open(f"{url}?connect_timeout=2")
+
+    async def open_driver() -> None:
+        backend = RedisBackend(StoreURL.parse(url), Options({"connect_timeout": 2}))
+        runtime = Runtime(asyncio.get_running_loop(), 1, "redis://127.0.0.1:1/0")
+        try:
+            await RedisAsyncDriver(backend, runtime).open()
+        finally:
+            runtime.shutdown()
+
+    async def main() -> None:
+        for opening in (open_store, open_driver):
+            started = time.monotonic()
+            with pytest.raises(BackendUnavailableError) as err:
+                await opening()
+            assert time.monotonic() - started < 10
+            assert "127.0.0.1:1" in str(err.value)
+            assert "s3cr3t" not in str(err.value)
+            assert "s3cr3t" not in repr(err.value)
+
+    asyncio.run(main())
+
+
+def test_async_only_safe_operations_are_retried(private_redis: PrivateRedis) -> None:
+    """The sync rules, natively: a frozen server's INCR raises at once (and applies
+    once, when it wakes); a set is sent again until it lands."""
+    assert private_redis.proc is not None
+    pid = private_redis.proc.pid
+    url = f"{private_redis.url}?socket_timeout=0.5&retry_timeout=20"
+
+    def freeze() -> threading.Timer:
+        os.kill(pid, signal.SIGSTOP)
+        thaw = threading.Timer(1.5, os.kill, (pid, signal.SIGCONT))
+        thaw.start()
+        return thaw
+
+    async def main() -> None:
+        async with aio.open(url) as astore:
+            ns = astore.namespace("n")
+            await ns.set("c", 0)
+            thaw = freeze()
+            try:
+                with pytest.raises(BackendUnavailableError, match="unavailable"):
+                    await ns.incr("c")
+            finally:
+                thaw.join()
+            assert await ns.get("c") == 1  # the frozen INCR ran once, when the server woke
+            thaw = freeze()
+            try:
+                await ns.set("k", "landed")  # an upsert: sent again until it lands
+            finally:
+                thaw.join()
+            assert await ns.get("k") == "landed"
+            assert await ns.get("c") == 1
+
+    asyncio.run(main())
+
+
+def test_async_server_gone_mid_use(private_redis: PrivateRedis) -> None:
+    url = f"{private_redis.url}?retry_timeout=1&connect_timeout=1"
+
+    async def main() -> None:
+        async with aio.open(url) as astore:
+            ns = astore.namespace("n")
+            await ns.set("k", 1)
+            private_redis.kill()
+            for call in (lambda: ns.incr("c"), lambda: ns.get("k")):  # at once; retried
+                started = time.monotonic()
+                with pytest.raises(
+                    BackendUnavailableError, match=f"127.0.0.1:{private_redis.port}"
+                ):
+                    await call()
+                assert time.monotonic() - started < 10
+
+    asyncio.run(main())
+
+
+def test_async_busy_pool_says_so(tmp_path: Path) -> None:
+    url = f"{BASE}?prefix={prefix_for(tmp_path)}&pool_max=1&connect_timeout=1"
+
+    async def main() -> None:
+        async with aio.open(url) as astore:
+            ns = astore.namespace("n")
+            pool = astore._driver.pool
+            assert pool is not None
+            held = await pool.get_connection()
+            try:
+                with pytest.raises(PoolExhaustedError) as err:
+                    await ns.set("k", 1)  # retried after a lost connection, not after this
+                assert "all 1 connections" in str(err.value)
+                assert "pool_max" in str(err.value)
+                assert "tasks" in str(err.value)
+            finally:
+                await pool.release(held)
+            await ns.set("k", 1)
+            assert await ns.get("k") == 1
+
+    asyncio.run(main())
+
+
+def test_async_driver_connects_as_the_sync_one(tmp_path: Path) -> None:
+    """Password, database number, unix socket and TLS options reach the async pool."""
+    if shutil.which("redis-server") is None or shutil.which("openssl") is None:
+        if IN_CI:
+            pytest.fail("CI must have redis-server and openssl")
+        pytest.skip("needs redis-server and openssl")
+    sock = tmp_path / "redis.sock"
+    locked = PrivateRedis(tmp_path, "--requirepass", "hunter2-pw", "--unixsocket", str(sock))
+    ca, cert, key, _ = _make_certs(tmp_path)
+    tls = PrivateRedis(tmp_path, "--port", "0", "--tls-port", "PORT",
+                       "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                       "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no")  # fmt: skip
+    tls.extra = tuple(str(tls.port) if a == "PORT" else a for a in tls.extra)
+    locked.start()
+    try:
+        tls.start()
+        urls = {
+            f"redis://:hunter2-pw@{HOST}:{locked.port}/3": (locked.port, 3),
+            f"redis://:hunter2-pw@localhost/4?unix_socket={sock}": (locked.port, 4),
+            f"rediss://{HOST}:{tls.port}/5?ssl_ca_certs={ca}": None,
+        }
+
+        async def main(url: str) -> str:
+            async with aio.open(url) as astore:
+                ns = astore.namespace("n")
+                await ns.set("k", url)
+                assert await ns.get("k") == url
+                text = f"{astore!r} {astore.url} {await astore.info()} {ns!r}"
+                assert "hunter2" not in text
+                return str(astore.sync.namespace("n")["k"])
+
+        for url, where in urls.items():
+            assert asyncio.run(main(url)) == url
+            if where is not None:
+                port, db = where
+                raw = _client(port, password="hunter2-pw", db=db)
+                assert raw.get(b"plugstore:{n}:k:k") == json.dumps(url).encode()
+    finally:
+        locked.kill()
+        tls.kill()
+
+
+@pytest.mark.slow
+def test_sync_and_async_processes_share_counters_and_locks(tmp_path: Path) -> None:
+    """Two sync processes and two async ones (4 tasks each) race on one key: ``incr``,
+    then get-then-set inside ``lock``: no update is lost."""
+    url = f"{BASE}?prefix={prefix_for(tmp_path)}"
+    base = {"url": url, "options": {}, "namespace": "n"}
+    with plugstore.open(url) as store:
+        for sync_mode, async_mode, key, n in (
+            ("incr", "async_incr", "hits", 100),
+            ("locked", "async_locked", "locked", 20),
+        ):
+            specs = [(sync_mode, {"key": key, "n": 4 * n})] * 2
+            specs += [(async_mode, {"key": key, "n": n, "tasks": 4})] * 2
+            procs = [
+                subprocess.Popen(
+                    [sys.executable, "-m", "plugstore.testing._child", mode],
+                    env={**os.environ, SPEC_ENV: json.dumps({**base, **spec})},
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                for mode, spec in specs
+            ]
+            release_together(procs)
+            assert store.namespace("n")[key] == 2 * 4 * n + 2 * 4 * n, key
+
+
+def test_scripts_a_server_forgot_are_loaded_again(private_redis: PrivateRedis) -> None:
+    """``SCRIPT FLUSH`` (as a restart without persistence does): NOSCRIPT means nothing
+    ran, so even ``incr`` is sent again once the scripts are loaded -- by the sync and
+    the async shell alike, for single scripts and scripts inside MULTI/EXEC."""
+    raw = _client(private_redis.port)
+
+    async def main() -> None:
+        async with aio.open(private_redis.url) as astore:
+            ans, ns = astore.namespace("n"), astore.sync.namespace("n")
+            for step in range(2):
+                raw.script_flush()
+                assert ns.incr("c") == 2 * step + 1
+                raw.script_flush()
+                assert await ans.incr("c") == 2 * step + 2
+                raw.script_flush()
+                ns.set_many({"a": step, "b": step})
+                raw.script_flush()
+                await ans.set_many({"c2": step, "d": step})
+                assert await ans.get_many(["a", "d"]) == {"a": step, "d": step}
+
+    asyncio.run(main())

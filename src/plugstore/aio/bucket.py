@@ -6,6 +6,14 @@ thread pool (see :mod:`plugstore.aio.runtime`); a backend with a native async dr
 subclasses it and overrides what its driver does natively, leaving the rest on threads.
 A backend whose operations never block (``Backend.blocking = False``: memory) is called
 directly in the event loop.
+
+Locks: a subclass whose driver takes the engine's lock natively overrides ``async def
+lock(self, key, timeout, lease) -> AsyncHeld | None`` (the contract of
+:meth:`plugstore.backend.Bucket.lock`, awaited: wait in the event loop up to
+``timeout``, ``None`` if the lock stayed taken, and leave nothing taken when
+cancelled); :class:`~plugstore.aio.locks.AsyncLock` calls it after its gate.  The
+default tries the sync bucket's lock on the store's threads (see
+:mod:`plugstore.aio.locks`).
 """
 
 from __future__ import annotations
