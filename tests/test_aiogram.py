@@ -271,6 +271,25 @@ def test_data_that_is_not_a_dict_is_refused_as_aiogram_refuses_it(url: str) -> N
     run(body)
 
 
+def test_a_message_in_the_data_needs_the_pickle_codec(tmp_path: Path) -> None:
+    sent = message("hello").message
+    assert sent is not None
+    url = f"sqlite:///{tmp_path / 'fsm.db'}"
+
+    async def body() -> None:
+        default, pickled = PlugstoreStorage(url), PlugstoreStorage(url, codec="pickle")
+        with pytest.raises(EncodeError, match="pickle codec"):
+            await default.set_data(KEY, {"message": sent})
+        await pickled.set_data(KEY, {"message": sent})
+        got = (await pickled.get_data(KEY))["message"]
+        assert got == sent
+        assert type(got) is Message
+        await default.close()
+        await pickled.close()
+
+    run(body)
+
+
 def test_what_other_code_wrote_in_a_record_is_a_decode_error(url: str) -> None:
     storage = PlugstoreStorage(url)
 
