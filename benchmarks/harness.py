@@ -1,7 +1,8 @@
-"""The benchmark harness: contenders, paired repeats, results and bars.
+"""The benchmark harness: contenders, paired repeats, results, bars and tables.
 
-Shared by the workloads in run.py (embedded engines and their peers) and servers.py
-(server backends against their raw drivers).
+Shared by the workloads in run.py (embedded engines and their peers), servers.py
+(server backends against their raw drivers) and aio.py (plugstore.aio against async
+drivers).
 """
 
 from __future__ import annotations
@@ -150,3 +151,47 @@ class Settings:
 
 def make_data(n: int) -> tuple[list[str], list[Value]]:
     return [f"user:{i:08d}" for i in range(n)], [make_value(i) for i in range(n)]
+
+
+# --------------------------------------------------------------------------- report
+
+
+def span(xs: Sequence[int]) -> str:
+    """``"7"`` if every run gave 7, else ``"min..max"``."""
+    return str(xs[0]) if min(xs) == max(xs) else f"{min(xs)}..{max(xs)}"
+
+
+def fmt_rate(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def format_table(lines: Sequence[Sequence[str]], left: int = 2) -> list[str]:
+    """Rows of cells (the first is the header) as aligned text lines, a rule under the
+    header; the first ``left`` columns are aligned left, the others (numbers) right."""
+    widths = [max(len(r[i]) for r in lines) for i in range(len(lines[0]))]
+    out = []
+    for i, r in enumerate(lines):
+        cells = [
+            c.ljust(w) if j < left else c.rjust(w)
+            for j, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
+        out.append("  " + "  ".join(cells).rstrip())
+        if i == 0:
+            out.append("  " + "  ".join("-" * w for w in widths))
+    return out
+
+
+def bar_line(bar: Bar) -> str:
+    return f"  bar: {bar.label:<60} {bar.measured:>9}  {'PASS' if bar.passed else 'FAIL'}"
+
+
+def bar_summary(results: Sequence[Result], seconds: float) -> tuple[list[str], int]:
+    """The closing summary of every bar of a run that took ``seconds``, and how many
+    bars failed."""
+    bars = [(res.key, bar) for res in results for bar in res.bars]
+    lines = ["== summary of bars"]
+    for key, bar in bars:
+        lines.append(f"  {'PASS' if bar.passed else 'FAIL'}  [{key}] {bar.label}: {bar.measured}")
+    failed = sum(not bar.passed for _, bar in bars)
+    lines.append(f"  {len(bars) - failed}/{len(bars)} bars pass; {seconds:.0f}s")
+    return lines, failed

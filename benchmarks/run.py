@@ -23,7 +23,6 @@ import pickle
 import platform
 import shelve
 import shutil
-import socket
 import sqlite3
 import statistics
 import sys
@@ -47,10 +46,15 @@ from harness import (
     Row,
     Settings,
     Value,
+    bar_line,
+    bar_summary,
+    fmt_rate,
+    format_table,
     make_data,
     measure,
     paired_ratio,
     set_get,
+    span,
     timed,
 )
 from plugstore.locks import LOCKS_NAMESPACE
@@ -63,6 +67,8 @@ from servers import (
     _local_dynamodb,
     _name,
     _redis_prefix,
+    redis_purge,
+    unavailable,
     w_dynamodb,
     w_mysql,
     w_postgresql,
@@ -798,17 +804,6 @@ def drop_pg_schemas(names: Sequence[str]) -> None:
             conn.execute(f'DROP SCHEMA IF EXISTS "pl_{name}" CASCADE')
 
 
-def unavailable(host: str, port: int, module: str) -> str | None:
-    """Why a server cannot be used (its port is closed, its driver missing), or ``None``:
-    the check servers.py makes before a server workload."""
-    try:
-        socket.create_connection((host, port), timeout=2).close()
-        __import__(module)
-    except (OSError, ImportError) as exc:
-        return str(exc)
-    return None
-
-
 # ------------------------------------------------------------------------- scoped views
 
 #: The scope the scopes workload uses: a member of a guild, with Discord-sized ids.
@@ -876,21 +871,6 @@ def scope_contender(kind: str, open_store: StoreOpener, how: str) -> Contender:
 def sqlite_store(d: Path) -> tuple[plugstore.Store, Callable[[], None]]:
     store = open_plugstore_sqlite(d / "plugstore.db")
     return store, store.close
-
-
-def redis_purge(prefix: str) -> int:
-    """Delete every Redis key under ``prefix``; return how many there were."""
-    import redis
-
-    r = redis.Redis(host="127.0.0.1", port=6379)
-    try:
-        pattern = "".join(f"\\{c}" if c in "*?[]\\" else c for c in prefix) + "*"
-        doomed = list(r.scan_iter(match=pattern, count=1000))
-        for start in range(0, len(doomed), 1000):
-            r.unlink(*doomed[start : start + 1000])
-        return len(doomed)
-    finally:
-        r.close()
 
 
 def redis_store(leftovers: list[int]) -> StoreOpener:
@@ -1831,15 +1811,6 @@ def dbm_backend() -> str:
 # ------------------------------------------------------------------------------- report
 
 
-def span(xs: Sequence[int]) -> str:
-    """``"7"`` if every run gave 7, else ``"min..max"``."""
-    return str(xs[0]) if min(xs) == max(xs) else f"{min(xs)}..{max(xs)}"
-
-
-def fmt_rate(x: float) -> str:
-    return f"{x:,.0f}"
-
-
 def report(res: Result) -> str:
     """The workload as a text table, its notes and its bars."""
     locks = res.key == "locks"
@@ -1869,23 +1840,13 @@ def report(res: Result) -> str:
             if locks:
                 line += (f"{statistics.median(row.seconds):.2f}",)
         table.append(line)
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    out = [f"== {res.title}"]
-    for i, r in enumerate(table):
-        cells = [
-            c.ljust(w) if j < 2 else c.rjust(w)
-            for j, (c, w) in enumerate(zip(r, widths, strict=True))
-        ]
-        out.append("  " + "  ".join(cells).rstrip())
-        if i == 0:
-            out.append("  " + "  ".join("-" * w for w in widths))
+    out = [f"== {res.title}", *format_table(table)]
     out.append(
         f"  * {ratio_head} = median over repeats of {res.subject} ops/s / this row's "
         "ops/s in the same repeat"
     )
     out += [f"  * {note}" for note in res.notes]
-    for bar in res.bars:
-        out.append(f"  bar: {bar.label:<60} {bar.measured:>9}  {'PASS' if bar.passed else 'FAIL'}")
+    out += [bar_line(bar) for bar in res.bars]
     return "\n".join(out)
 
 
@@ -1962,12 +1923,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("\n" + report(res), flush=True)
     if args.profile:
         return 0
-    bars = [(res.key, bar) for res in results for bar in res.bars]
-    print("\n== summary of bars")
-    for key, bar in bars:
-        print(f"  {'PASS' if bar.passed else 'FAIL'}  [{key}] {bar.label}: {bar.measured}")
-    failed = sum(not bar.passed for _, bar in bars)
-    print(f"  {len(bars) - failed}/{len(bars)} bars pass; {time.perf_counter() - started:.0f}s")
+    lines, failed = bar_summary(results, time.perf_counter() - started)
+    print("\n" + "\n".join(lines))
     if args.json:
         doc = {
             "python": platform.python_version(),

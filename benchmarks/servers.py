@@ -32,6 +32,32 @@ def _name(d: Path) -> str:
     return "bench_" + "".join(c if c.isalnum() else "_" for c in d.name).lower()
 
 
+def unavailable(host: str, port: int, module: str) -> str | None:
+    """Why a server cannot be used (its port is closed, its driver missing), or ``None``:
+    the check made before a server workload."""
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        __import__(module)
+    except (OSError, ImportError) as exc:
+        return str(exc)
+    return None
+
+
+def redis_purge(prefix: str) -> int:
+    """Delete every Redis key under ``prefix``; return how many there were."""
+    import redis
+
+    r = redis.Redis(host="127.0.0.1", port=6379)
+    try:
+        pattern = "".join(f"\\{c}" if c in "*?[]\\" else c for c in prefix) + "*"
+        doomed = list(r.scan_iter(match=pattern, count=1000))
+        for start in range(0, len(doomed), 1000):
+            r.unlink(*doomed[start : start + 1000])
+        return len(doomed)
+    finally:
+        r.close()
+
+
 def timed_ops(
     sets: Callable[[], Any],
     gets: Callable[[], Any],
