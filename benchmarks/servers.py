@@ -255,7 +255,7 @@ def raw_pymysql(d: Path, keys: Sequence[str], values: Sequence[Value]) -> dict[s
 
     def get_many() -> dict[str, Any]:
         wanted = [f"b{k}" for k in keys]
-        found = {}
+        found: dict[str, Any] = {}
         for start in range(0, len(wanted), CHUNK):
             cur.execute(
                 f"SELECT k, value FROM {table} WHERE k IN %s", (wanted[start : start + CHUNK],)
