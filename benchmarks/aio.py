@@ -89,7 +89,8 @@ TICK = 0.005
 LAG_BAR_MS = 20.0
 #: Tasks sharing the mixed calls of the lag workload.
 LAG_WORKERS = 10
-#: Ticks the "ticker alone" baseline runs for.
+#: The shortest run of the "ticker alone" baseline, in ticks (it otherwise runs as long
+#: as the latest plugstore.aio run on that backend, to have as many chances of noise).
 BASELINE_TICKS = 100
 INCR = "incr"
 LOCKED = "locked get-then-set"
@@ -754,8 +755,11 @@ LAG_SYNC = "sync API in the coroutine"
 LAG_ALONE = "ticker alone"
 
 
-def lag_once(bench: Bench, backend: str, kind: str, calls: int) -> tuple[float, int, list[float]]:
-    """One run of ``kind`` on a fresh store of ``backend``."""
+def lag_once(
+    bench: Bench, backend: str, kind: str, calls: int, alone: float = 0.0
+) -> tuple[float, int, list[float]]:
+    """One run of ``kind`` on a fresh store of ``backend`` (the ticker alone runs for
+    ``alone`` seconds, at least BASELINE_TICKS ticks)."""
     d = Path(tempfile.mkdtemp(dir=bench.tmp))
     url = bench.url(backend, d)
 
@@ -763,8 +767,8 @@ def lag_once(bench: Bench, backend: str, kind: str, calls: int) -> tuple[float, 
         if kind == LAG_ALONE:
 
             async def idle() -> int:
-                await asyncio.sleep(TICK * BASELINE_TICKS)
-                return BASELINE_TICKS
+                await asyncio.sleep(max(alone, TICK * BASELINE_TICKS))
+                return 0
 
             return await ticking(idle)
         if kind == LAG_AIO:
@@ -796,15 +800,15 @@ def w_lag(bench: Bench) -> Result:
     for backend in bench.backends:
         started = time.perf_counter()
         calls = bench.scaled(backend, s.lag_calls)
-        rows = {
-            kind: Row(kind, backend, BASELINE_TICKS if kind == LAG_ALONE else calls)
-            for kind in kinds
-        }
+        rows = {kind: Row(kind, backend, calls) for kind in kinds}
         for kind in kinds:  # warm-up: imports, first connections
             lag_once(bench, backend, kind, min(calls, 20))
+        aio_seconds = 0.0  # of the latest plugstore.aio run: the baseline's length
         for r in range(s.repeat):
             for kind in kinds if r % 2 == 0 else kinds[::-1]:
-                seconds, _, lags = lag_once(bench, backend, kind, calls)
+                seconds, _, lags = lag_once(bench, backend, kind, calls, aio_seconds)
+                if kind == LAG_AIO:
+                    aio_seconds = seconds
                 row = rows[kind]
                 row.seconds.append(seconds)
                 ms = sorted(lag * 1000 for lag in lags)
@@ -831,8 +835,8 @@ def w_lag(bench: Bench) -> Result:
         f"'{LAG_SYNC}': the same calls through the sync API, made in the coroutines (each "
         "worker awaits asyncio.sleep(0) after each call): every call blocks the loop "
         "(no bar; the problem the async API solves)",
-        f"'{LAG_ALONE}': the ticker with nothing else running, {BASELINE_TICKS} ticks "
-        "(this machine's own noise)",
+        f"'{LAG_ALONE}': the ticker with nothing else running, as long as the latest "
+        f"plugstore.aio run (at least {BASELINE_TICKS} ticks): this machine's own noise",
     ]
     res.notes += slower_notes(bench.backends, "calls")
     return res
@@ -1034,7 +1038,7 @@ def report(res: Result) -> str:
                 (
                     row.contender,
                     row.op,
-                    str(row.n),
+                    "-" if row.contender == LAG_ALONE else str(row.n),
                     "" if row.contender == LAG_ALONE else fmt_rate(row.median),
                     f"{max(x['max_lag_ms']):.1f}",
                     f"{statistics.median(x['max_lag_ms']):.1f}",
