@@ -19,6 +19,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import gc
+import importlib
 import json
 import multiprocessing
 import os
@@ -406,6 +407,16 @@ def raw_psycopg(pool_size: int | None) -> Opener:
     return opener
 
 
+def redis_scripts() -> dict[str, str]:
+    """plugstore's Redis scripts by name: in the I/O-free Redis core where it exists
+    (``rediscore``, which the native async driver brings), else in the backend."""
+    try:
+        scripts: dict[str, str] = importlib.import_module("plugstore.backends.rediscore").SCRIPTS
+    except ImportError:
+        from plugstore.backends.redis import _SCRIPTS as scripts
+    return scripts
+
+
 def raw_redis(pool_size: int | None) -> Opener:
     """redis.asyncio: GET, and plugstore's own set and incr scripts by EVALSHA on its key
     layout (entry, index, deadlines); a ``BlockingConnectionPool`` of ``pool_size``, or
@@ -415,8 +426,7 @@ def raw_redis(pool_size: int | None) -> Opener:
     async def opener(d: Path) -> AsyncIterator[Ops]:
         import redis.asyncio as aredis
 
-        from plugstore.backends.redis import _SCRIPTS
-
+        scripts = redis_scripts()
         prefix = _redis_prefix(d)
         if pool_size is None:
             r = aredis.Redis(host="127.0.0.1", port=6379)
@@ -427,8 +437,8 @@ def raw_redis(pool_size: int | None) -> Opener:
             r = aredis.Redis(connection_pool=pool)
         base = f"{prefix}{{{NS}}}:".encode()
         entry, index, deadlines = base + b"k:", base + b"i", base + b"x"
-        set_sha = await r.script_load(_SCRIPTS["set"])
-        incr_sha = await r.script_load(_SCRIPTS["incr"])
+        set_sha = await r.script_load(scripts["set"])
+        incr_sha = await r.script_load(scripts["incr"])
 
         async def set_(key: str, value: Value) -> None:
             member = key.encode()
