@@ -175,8 +175,9 @@ def pool_options(backend: str, size: int) -> dict[str, Any]:
 
 @dataclass
 class Ops:
-    """One contender's three operations, awaited: set a value, get it (raising
-    ``KeyError`` if absent), add 1 to a counter and return the new value."""
+    """One contender's three operations, awaited: set a value, get it (a raw peer
+    raises ``KeyError`` if it is absent, plugstore gives ``None``: the phases compare
+    what they read), add 1 to a counter and return the new value."""
 
     set: Callable[[str, Value], Awaitable[Any]]
     get: Callable[[str], Awaitable[Any]]
