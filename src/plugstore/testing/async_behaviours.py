@@ -297,10 +297,12 @@ class AsyncBehaviours:
                 with pytest.raises(asyncio.CancelledError):
                     await waiter
             holder.release()
-            # Nobody holds it, in the engine or at the store's gate.
-            async with ans.lock("k", timeout=0):
+            # Nobody holds it, in the engine or at the store's gate.  (A try that was
+            # under way on a thread when its task was cancelled may take it just after
+            # the release, and gives it back as soon as it returns: hence the timeout.)
+            async with ans.lock("k", timeout=2):
                 pass
-            with ns.lock("k", timeout=0):
+            with ns.lock("k", timeout=2):
                 pass
             assert not astore._gates._gates
 
