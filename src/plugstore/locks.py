@@ -528,6 +528,14 @@ def _gates_of(backend: Backend) -> _Gates:
         return gates
 
 
+def check_lock_args(timeout: float | None, lease: float) -> None:
+    """Refuse a negative ``timeout`` and a lease that is not positive (both lock APIs)."""
+    if timeout is not None and timeout < 0:
+        raise ValueError("timeout must be >= 0 (or None to wait forever)")
+    if not lease > 0:
+        raise ValueError("lease must be > 0 seconds")
+
+
 class Lock:
     """An engine-held lock on one key of a namespace; see :meth:`Namespace.lock`.
 
@@ -538,10 +546,7 @@ class Lock:
     """
 
     def __init__(self, namespace: Namespace, key: str, timeout: float | None, lease: float) -> None:
-        if timeout is not None and timeout < 0:
-            raise ValueError("timeout must be >= 0 (or None to wait forever)")
-        if not lease > 0:
-            raise ValueError("lease must be > 0 seconds")
+        check_lock_args(timeout, lease)
         self._ns = namespace
         self.key = key
         self.timeout = timeout

@@ -487,10 +487,7 @@ class Namespace(NamespaceCore, MutableMapping[str, Any]):
         """:meth:`scope` for a path given as ``(level, id)`` pairs (a level may be any
         identifier, even one that is not a Python keyword argument)."""
         self._b()
-        steps = tuple((level, value) for level, value in path)
-        levels = tuple(level for level, _ in steps)
-        defaults = self._store.scope_defaults.level(self._name, levels)
-        return Scope(self, steps, defaults)
+        return Scope(self, *self._scope_path(self._store.scope_defaults, path))
 
     def register_defaults(
         self,

@@ -12,7 +12,7 @@ checks and conversions defined here.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .backend import retry_pauses
 from .codecs import Codec
@@ -24,8 +24,11 @@ from .errors import (
     ValueTooLargeError,
 )
 from .keys import MAX_KEY_BYTES, MAX_TTL, check_counter, check_key, check_ttl, deadline_after
-from .scopekeys import SCOPE_LEAD
+from .scopekeys import SCOPE_LEAD, ScopeId, ScopePath
 from .steps import Sleep, Steps, call
+
+if TYPE_CHECKING:
+    from .scopecore import DefaultsRegistry, LevelDefaults
 
 #: A missing argument (``pop`` without a default, ``mutable`` without one).
 MISSING: Any = object()
@@ -104,6 +107,14 @@ class NamespaceCore:
         raise NotImplementedError
 
     # -- pure parts ---------------------------------------------------------------------
+
+    def _scope_path(
+        self, registry: DefaultsRegistry, path: Iterable[tuple[str, ScopeId]]
+    ) -> tuple[ScopePath, LevelDefaults]:
+        """A scope's ``(level, id)`` path as a tuple, and the defaults of its levels."""
+        steps = tuple((level, value) for level, value in path)
+        levels = tuple(level for level, _ in steps)
+        return steps, registry.level(self._name, levels)
 
     def _encode(self, value: Any) -> bytes:
         raw = self._codec_encode(value)

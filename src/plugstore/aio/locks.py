@@ -34,6 +34,7 @@ from ..locks import (
     HeldLock,
     LeaseHold,
     Waiter,
+    check_lock_args,
     lease_lock_steps,
     release_steps,
     renew_steps,
@@ -198,10 +199,7 @@ class AsyncLock:
     def __init__(
         self, namespace: AsyncNamespace, key: str, timeout: float | None, lease: float
     ) -> None:
-        if timeout is not None and timeout < 0:
-            raise ValueError("timeout must be >= 0 (or None to wait forever)")
-        if not lease > 0:
-            raise ValueError("lease must be > 0 seconds")
+        check_lock_args(timeout, lease)
         self._ns = namespace
         self.key = key
         self.timeout = timeout

@@ -274,10 +274,7 @@ class AsyncNamespace(NamespaceCore):
     def scope_at(self, path: Iterable[tuple[str, ScopeId]]) -> AsyncScope:
         """:meth:`scope` for a path given as ``(level, id)`` pairs."""
         self._b()
-        steps = tuple((level, value) for level, value in path)
-        levels = tuple(level for level, _ in steps)
-        defaults = self._astore.scope_defaults.level(self._name, levels)
-        return AsyncScope(self, steps, defaults)
+        return AsyncScope(self, *self._scope_path(self._astore.scope_defaults, path))
 
     def register_defaults(
         self,
