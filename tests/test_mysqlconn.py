@@ -151,3 +151,32 @@ def test_a_pymysql_it_cannot_trust_gets_its_plain_connection(
         importlib.reload(mysqlconn)
     assert mysqlconn.SUPPORTED
     assert mysqlconn.connect is mysqlconn.Connection
+
+
+def test_connections_share_one_default_tls_context(table: str) -> None:
+    """PyMySQL's default "preferred" TLS context (verify nothing) is built once and shared:
+    building it loads the system's CA bundle, 50 ms of CPU per connection with the GIL
+    held.  Explicit ``ssl_*`` options still get a context of their own, as PyMySQL builds
+    it."""
+    import ssl
+
+    first = mysqlconn.Connection(**OPTIONS)
+    second = mysqlconn.Connection(**OPTIONS)
+    try:
+        if getattr(first, "ctx", None) is None:
+            pytest.skip("this PyMySQL has no default TLS attempt (before 1.2)")
+        assert second.ctx is first.ctx
+        assert first.ctx.verify_mode == ssl.CERT_NONE
+        assert not first.ctx.check_hostname
+        with second.cursor() as cur:  # still a working connection
+            cur.execute("SELECT 1")
+            assert cur.fetchall() == ((1,),)
+    finally:
+        first.close()
+        second.close()
+    explicit = [
+        mysqlconn.Connection(**OPTIONS, ssl_verify_cert=True, defer_connect=True) for _ in range(2)
+    ]
+    assert explicit[0].ctx is not explicit[1].ctx
+    assert explicit[0].ctx is not first.ctx
+    assert explicit[0].ctx.verify_mode == ssl.CERT_REQUIRED

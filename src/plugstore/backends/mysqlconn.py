@@ -24,6 +24,7 @@ every kind of result alike.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pymysql
@@ -105,8 +106,15 @@ def _parse(conn: Any, data: bytes) -> tuple[Any, tuple[Any, ...], tuple[Any, Any
     return field, field.description(), (encoding, converter)
 
 
+#: The TLS context of PyMySQL's "preferred" mode, built once per process (see
+#: :meth:`Connection._create_ssl_ctx`).
+_preferred_context: Any = None
+_preferred_lock = threading.Lock()
+
+
 class Connection(_c.Connection):  # type: ignore[misc]
-    """``pymysql.connect``'s connection, with the column descriptions cached."""
+    """``pymysql.connect``'s connection, with the column descriptions cached and the
+    default TLS context built once."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Before connecting: the handshake's own statements already read results.
@@ -125,6 +133,26 @@ class Connection(_c.Connection):  # type: ignore[misc]
         if result.server_status is not None:
             self.server_status = result.server_status
         return result.affected_rows
+
+    def _create_ssl_ctx(self, sslp: Any) -> Any:
+        """PyMySQL's own, except for its default "preferred" mode (no ``ssl_*`` option:
+        try TLS, verify nothing), whose context every connection shares.
+
+        Why: PyMySQL 1.2 builds that context afresh per connection, and loading the
+        system's CA bundle into it took 50 ms of CPU with the GIL held here, for
+        certificates the mode never checks: each new pooled connection stalled every
+        other thread, an async store's event loop included (36 ms worst tick beside
+        MariaDB calls).  A context is safe to share between connections and threads.
+        Explicit ``ssl_*`` options still get a context of their own per connection, so
+        renewed certificate files are read on the next connect.
+        """
+        global _preferred_context
+        if sslp != {}:
+            return super()._create_ssl_ctx(sslp)
+        with _preferred_lock:
+            if _preferred_context is None:
+                _preferred_context = super()._create_ssl_ctx(sslp)
+            return _preferred_context
 
 
 #: What the backend calls to connect: the cached-description connection where supported.
