@@ -179,7 +179,7 @@ async def _try_engine(bucket: Bucket, runtime: Runtime, key: str, lease: float) 
     """One try of the engine's own lock, on a thread; if the task is cancelled
     meanwhile, a lock the try took is released when it returns."""
     runtime.check()
-    future = runtime.loop.run_in_executor(runtime.executor, bucket.lock, key, 0, lease)
+    future = runtime.start(bucket.lock, key, 0, lease)
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:

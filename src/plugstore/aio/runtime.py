@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from .. import forks
 from ..errors import StoreError, StoreNotOpenError
 from ..steps import Call, Sleep, Steps
+from .threads import ThreadPool
 
 R = TypeVar("R")
 
@@ -31,9 +31,7 @@ class Runtime:
         self.loop = loop
         self.url = url
         self.threads = threads
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=threads, thread_name_prefix="plugstore-aio"
-        )
+        self.executor = ThreadPool(threads, "plugstore-aio")
         self.generation = forks.generation
         self.open = True
 
@@ -60,11 +58,16 @@ class Runtime:
             )
 
     async def call(self, fn: Callable[..., R], *args: Any) -> R:
-        """``fn(*args)`` on the pool, awaited.  If the awaiting task is cancelled, the
-        call still runs to its end (a blocking call cannot be stopped midway), so it
-        never leaves anything half-done; its result is dropped."""
+        """``fn(*args)`` on the pool, awaited.  If the awaiting task is cancelled, a call
+        that had started still runs to its end (a blocking call cannot be stopped
+        midway), so it never leaves anything half-done; its result is dropped."""
         self.check()
-        return await self.loop.run_in_executor(self.executor, functools.partial(fn, *args))
+        return await self.executor.run_async(self.loop, fn, *args)
+
+    def start(self, fn: Callable[..., R], *args: Any) -> asyncio.Future[R]:
+        """Start ``fn(*args)`` on the pool, unchecked: the future of its outcome (to
+        shield, when a cancelled caller must still see what it did)."""
+        return self.executor.run_async(self.loop, fn, *args)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
         """Start ``fn(*args)`` on the pool without awaiting it (clean-ups)."""

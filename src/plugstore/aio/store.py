@@ -186,9 +186,8 @@ class _Opening:
         options = dict(self._options)
         threads = options.pop("threads", DEFAULT_THREADS)
         _check_threads(threads)
-        loop = asyncio.get_running_loop()
-        runtime = Runtime(loop, threads, "(opening)")
-        opening = loop.run_in_executor(runtime.executor, lambda: open_store(self._url, **options))
+        runtime = Runtime(asyncio.get_running_loop(), threads, "(opening)")
+        opening = runtime.start(lambda: open_store(self._url, **options))
         try:
             store: Store = await asyncio.shield(opening)
         except asyncio.CancelledError:
@@ -203,7 +202,7 @@ class _Opening:
             driver = load_driver(store.backend, runtime)
             await driver.open()
         except BaseException:
-            await loop.run_in_executor(runtime.executor, store.close)
+            await runtime.start(store.close)
             runtime.shutdown()
             raise
         return AsyncStore(store, runtime, driver)
