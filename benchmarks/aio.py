@@ -54,6 +54,7 @@ from harness import (
     make_value,
     measure,
     span,
+    unwind_on_sigterm,
 )
 from plugstore.aio.runtime import DEFAULT_THREADS
 from servers import (
@@ -1224,4 +1225,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    unwind_on_sigterm()
     sys.exit(main())

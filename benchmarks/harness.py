@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import shutil
+import signal
 import statistics
 import tempfile
 import time
@@ -18,6 +19,19 @@ from pathlib import Path
 from typing import Any
 
 Value = dict[str, Any]
+
+
+def unwind_on_sigterm() -> None:
+    """Make SIGTERM (a stopped CI job, ``kill``) unwind the run like Ctrl-C: its
+    ``finally`` blocks drop the tables and keys it made on the servers and stop the
+    emulator it started, instead of dying with them left behind."""
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 #: A per-op contender: (fresh dir, keys, values) -> seconds spent per timed phase.
 Contender = Callable[[Path, Sequence[str], Sequence[Value]], dict[str, float]]
 

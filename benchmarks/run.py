@@ -56,6 +56,7 @@ from harness import (
     set_get,
     span,
     timed,
+    unwind_on_sigterm,
 )
 from plugstore.locks import LOCKS_NAMESPACE
 from plugstore.scopekeys import level_prefix, own_prefix
@@ -1943,4 +1944,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    unwind_on_sigterm()
     sys.exit(main())

@@ -9,8 +9,11 @@ flags fail before anything is measured.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +182,47 @@ def test_only_and_backends_choose_what_runs(tmp_path: Path) -> None:
     assert doc["backends"] == ["memory"]
     (perop,) = doc["workloads"]
     assert {r["op"] for r in perop["rows"]} == {"memory get", "memory set", "memory incr"}
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
+def test_sigterm_unwinds_the_run_and_stops_the_emulator_it_started(tmp_path: Path) -> None:
+    """A stopped run (SIGTERM, as CI or ``kill`` sends) runs its clean-ups: the DynamoDB
+    emulator it started is stopped and its scratch directory removed, not left behind."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    args = ["--only", "lag", "--backends", "dynamodb", "--lag-calls", "100000", "--repeat", "3"]
+    proc = subprocess.Popen(
+        [sys.executable, str(AIO), *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        emulators: list[int] = []
+        while not emulators and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            emulators = _children(proc.pid)
+        assert emulators, "the benchmark never started its DynamoDB emulator"
+        time.sleep(3)  # into the workload
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    for pid in emulators:
+        assert not Path(f"/proc/{pid}").exists(), f"emulator {pid} outlived the benchmark"
+    assert not list(tmp_path.glob("plugstore-aio-bench-*"))
 
 
 @pytest.mark.parametrize(
