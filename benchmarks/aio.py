@@ -641,7 +641,8 @@ def throughput(bench: Bench, tasks_workload: bool) -> Result:
         res.notes += [
             "one task awaits each op in turn: n sets, n gets, n incr of one counter; the "
             "last value read and the counter are checked",
-            "plugstore.aio opened with its defaults (threads=8, the backend's own pool)",
+            f"plugstore.aio opened with its defaults (threads={DEFAULT_THREADS}, DynamoDB 3; "
+            "the backend's own pool)",
             "raw peers run plugstore's own statements/scripts on the same layout, "
             "json.dumps/json.loads in the loop: PostgreSQL SELECT value, expires_at / "
             "INSERT .. ON CONFLICT DO UPDATE / the incr upsert RETURNING; Redis GET and "

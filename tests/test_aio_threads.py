@@ -223,3 +223,38 @@ def test_a_forked_child_cannot_queue_on_its_parents_pool() -> None:
         assert pool.submit(_thread_name).result(5) == "forked-0"
     finally:
         pool.shutdown()
+
+
+def test_a_stores_pool_size_is_threads_or_its_backends_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``threads=`` sizes the pool; without it the backend's ``async_threads`` does (a
+    driver computing much in Python asks for fewer), else 8; ``wrap`` alike."""
+    import plugstore
+    from plugstore import aio
+    from plugstore.backends.sqlite import SQLiteBackend
+
+    url = f"sqlite:///{tmp_path / 'pool.db'}"
+
+    async def main() -> None:
+        async with aio.open(url) as astore:
+            assert astore._runtime.threads == 8
+        async with aio.open(url, threads=2) as astore:
+            assert astore._runtime.threads == 2
+        monkeypatch.setattr(SQLiteBackend, "async_threads", 3)
+        async with aio.open(url) as astore:
+            assert astore._runtime.threads == 3
+            ns = astore.namespace("n")
+            await asyncio.gather(*(ns.set(f"k{i}", i) for i in range(50)))
+            assert len(astore._runtime.executor._shared.threads) <= 3
+        async with aio.open(url, threads=5) as astore:
+            assert astore._runtime.threads == 5
+        with plugstore.open(url) as store:
+            wrapped = await aio.wrap(store)
+            assert wrapped._runtime.threads == 3
+            await wrapped.aclose()
+            wrapped = await aio.wrap(store, threads=4)
+            assert wrapped._runtime.threads == 4
+            await wrapped.aclose()
+
+    asyncio.run(main())

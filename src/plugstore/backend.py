@@ -388,6 +388,11 @@ class Backend(ABC):
     #: gives this backend's buckets a native async driver in :mod:`plugstore.aio`
     #: (imported only when an async store opens); ``None``: every call on threads.
     async_driver: ClassVar[str | None] = None
+    #: Threads an async store runs this backend's blocking calls on unless its
+    #: ``threads=`` option says otherwise (``None``: the async API's default, 8).  Lower
+    #: for a driver that computes much in Python: past a few threads its calls only
+    #: queue for the GIL, and the event loop waits in that queue too.
+    async_threads: ClassVar[int | None] = None
     #: Largest encoded value accepted; larger ones raise ``ValueTooLargeError`` up front.
     #: A backend may lower it in ``open`` once it knows the server's own limit.
     max_value_size: int = DEFAULT_MAX_VALUE_SIZE

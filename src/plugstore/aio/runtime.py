@@ -1,9 +1,10 @@
 """Where an async store's blocking work runs, and the checks every call makes first.
 
 An :class:`~plugstore.aio.AsyncStore` belongs to the event loop it was opened in.  Its
-:class:`Runtime` owns a bounded thread pool of its own (``threads``, default 8) for the
-engines without a native async driver, and refuses, with a plugstore error rather than
-a hang, to be used from another event loop, after ``aclose()``, or in a forked child.
+:class:`Runtime` owns a bounded thread pool of its own (``threads``, default 8, or the
+backend's ``async_threads``) for the engines without a native async driver, and
+refuses, with a plugstore error rather than a hang, to be used from another event loop,
+after ``aclose()``, or in a forked child.
 """
 
 from __future__ import annotations
@@ -20,8 +21,14 @@ from .threads import ThreadPool
 
 R = TypeVar("R")
 
-#: Threads of an async store's pool unless ``threads=`` says otherwise.
+#: Threads of an async store's pool unless ``threads=`` or the backend's
+#: ``async_threads`` says otherwise.
 DEFAULT_THREADS = 8
+
+
+def default_threads(backend: Any) -> int:
+    """The pool size of an async store on ``backend`` opened without ``threads=``."""
+    return getattr(backend, "async_threads", None) or DEFAULT_THREADS
 
 
 class Runtime:
@@ -30,10 +37,19 @@ class Runtime:
     def __init__(self, loop: asyncio.AbstractEventLoop, threads: int, url: str) -> None:
         self.loop = loop
         self.url = url
-        self.threads = threads
         self.executor = ThreadPool(threads, "plugstore-aio")
         self.generation = forks.generation
         self.open = True
+
+    @property
+    def threads(self) -> int:
+        """The most threads the pool runs at once (set it before they are needed: the
+        pool never stops threads it started)."""
+        return self.executor.max_threads
+
+    @threads.setter
+    def threads(self, threads: int) -> None:
+        self.executor.max_threads = threads
 
     def check(self) -> None:
         """Raise unless this store may be used here and now."""
@@ -109,4 +125,4 @@ async def arun(steps: Steps[R]) -> R:
             error = exc
 
 
-__all__ = ["DEFAULT_THREADS", "Runtime", "arun"]
+__all__ = ["DEFAULT_THREADS", "Runtime", "arun", "default_threads"]

@@ -16,7 +16,7 @@ from ..versioning import check_migrations
 from .bucket import AsyncBucket, AsyncDriver, load_driver
 from .locks import Gates
 from .namespace import AsyncNamespace
-from .runtime import DEFAULT_THREADS, Runtime
+from .runtime import DEFAULT_THREADS, Runtime, default_threads
 
 
 class AsyncStore:
@@ -184,9 +184,11 @@ class _Opening:
         from ..config import open_store
 
         options = dict(self._options)
-        threads = options.pop("threads", DEFAULT_THREADS)
-        _check_threads(threads)
-        runtime = Runtime(asyncio.get_running_loop(), threads, "(opening)")
+        threads = options.pop("threads", None)
+        if threads is not None:
+            _check_threads(threads)
+        # Opening takes one thread; the pool's size follows the backend's unless given.
+        runtime = Runtime(asyncio.get_running_loop(), threads or DEFAULT_THREADS, "(opening)")
         opening = runtime.start(lambda: open_store(self._url, **options))
         try:
             store: Store = await asyncio.shield(opening)
@@ -198,6 +200,8 @@ class _Opening:
             runtime.shutdown()
             raise
         runtime.url = store.url
+        if threads is None:
+            runtime.threads = default_threads(store.backend)
         try:
             driver = load_driver(store.backend, runtime)
             await driver.open()
@@ -225,14 +229,18 @@ def _close_late(done: asyncio.Future[Store], runtime: Runtime) -> None:
     runtime.shutdown()
 
 
-async def wrap(store: Store, *, threads: int = DEFAULT_THREADS) -> AsyncStore:
+async def wrap(store: Store, *, threads: int | None = None) -> AsyncStore:
     """An async store over an open sync ``store``, made in the running event loop: both
     see the same data (even a private ``memory://`` store's).  ``aclose()`` on it stops its
-    threads and leaves ``store`` open: its owner closes it."""
-    _check_threads(threads)
+    threads and leaves ``store`` open: its owner closes it.  ``threads``: as for
+    :func:`open`."""
+    if threads is not None:
+        _check_threads(threads)
     if not store.is_open:
         raise StoreNotOpenError(f"store {store.url} is not open")
-    runtime = Runtime(asyncio.get_running_loop(), threads, store.url)
+    runtime = Runtime(
+        asyncio.get_running_loop(), threads or default_threads(store.backend), store.url
+    )
     try:
         driver = load_driver(store.backend, runtime)
         await driver.open()
@@ -252,8 +260,9 @@ def open(url_or_name: Any = None, **options: Any) -> _Opening:
     ``store = await plugstore.aio.open(url)``, inside the running event loop.
 
     The URL, its resolution and the options are :func:`plugstore.open`'s, plus
-    ``threads``: the size of the store's own thread pool (default 8), on which the calls
-    of engines without a native async driver run.
+    ``threads``: the size of the store's own thread pool, on which the calls of engines
+    without a native async driver run (default 8; DynamoDB's default is 3, see
+    ``Backend.async_threads``).
     """
     return _Opening(url_or_name, options)
 
