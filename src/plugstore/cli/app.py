@@ -46,6 +46,7 @@ COMMANDS: dict[str, str] = {
     "errbot-plugin-dir": "plugstore.cli.errbot:plugin_dir_cmd",
     "errbot-namespace": "plugstore.cli.errbot:errbot_namespace_cmd",
     "user": "plugstore.cli.user:user_group",
+    "web": "plugstore.cli.web:web_cmd",
 }
 
 EXIT_ERROR = 1

@@ -1,0 +1,322 @@
+"""The console's pages: a Starlette app over one open sync store.
+
+Handlers are plain functions, which Starlette runs on its thread pool, so the sync store
+(thread-safe on every backend) serves them directly.  Every listing is read from the
+store a page at a time (``keys_page``/``count`` with a prefix): a namespace of a million
+keys is never loaded.  Templates are Jinja2 with autoescaping on: keys, namespaces and
+values always render as text.
+
+The pages show the store as a tool sees it (as ``plugstore ls`` does): every stored key,
+scoped entries and the data version included, not only a plugin's plain keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from ..errors import InvalidKeyError, InvalidNamespaceError, StoreError
+from ..keys import check_key, check_namespace
+from ..store import Store
+from .access import CSRF_FIELD, Access, guard, write_form
+from .values import ValueTextError, parse, show
+
+HERE = Path(__file__).parent
+#: Keys per page of a namespace.
+PAGE = 100
+#: Longest prefix a search takes (a key is at most this long anyway).
+MAX_PREFIX = 1024
+
+
+def _digest(raw: bytes) -> str:
+    """What a page remembers of the value it showed, to detect a change on save."""
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _key_url(namespace: str, key: str) -> str:
+    return f"/ns/{_quote(namespace)}/key?{urlencode({'k': key})}"
+
+
+def _quote(text: str) -> str:
+    return quote(text, safe="")
+
+
+class Console:
+    """The pages of one console run over ``store``."""
+
+    def __init__(self, store: Store, access: Access) -> None:
+        self.store = store
+        self.access = access
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(HERE / "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+        env.filters["q"] = _quote
+        env.globals["key_url"] = _key_url
+        self.templates = Jinja2Templates(env=env)
+
+    def page(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
+        context.update(
+            store_url=self.store.url,
+            read_only=self.access.read_only,
+            csrf_field=CSRF_FIELD,
+            csrf=self.access.csrf,
+        )
+        return self.templates.TemplateResponse(request, name, context, status_code=status)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def overview(self, request: Request) -> Response:
+        info = self.store.info()
+        rows = []
+        for name in self.store.namespaces():
+            rows.append((name, self.store.backend.bucket(name).count()))
+        rows.sort(key=lambda row: (-row[1], row[0]))
+        largest = max((count for _, count in rows), default=0)
+        bars = [(name, count, 100 * count / largest if largest else 0.0) for name, count in rows]
+        return self.page(
+            request,
+            "overview.html",
+            info=sorted(info.items()),
+            namespaces=bars,
+            total=sum(count for _, count in rows),
+        )
+
+    def namespace(self, request: Request) -> Response:
+        name = _namespace(request)
+        prefix = request.query_params.get("prefix", "")
+        after = request.query_params.get("after", "")
+        if len(prefix) > MAX_PREFIX or len(after) > MAX_PREFIX:
+            raise HTTPException(400, "prefix too long")
+        bucket = self.store.backend.bucket(name)
+        keys = _page_after(bucket, prefix, after, PAGE + 1)
+        more = len(keys) > PAGE
+        keys = keys[:PAGE]
+        count = bucket.count(prefix)
+        if not count and not prefix and name not in self.store.namespaces():
+            raise HTTPException(404, f"no namespace {name!r} in this store")
+        next_url = None
+        if more:
+            query = {"after": keys[-1], **({"prefix": prefix} if prefix else {})}
+            next_url = f"/ns/{_quote(name)}?{urlencode(query)}"
+        return self.page(
+            request,
+            "namespace.html",
+            namespace=name,
+            prefix=prefix,
+            keys=keys,
+            count=count,
+            after=after,
+            next_url=next_url,
+            pages=max(1, math.ceil(count / PAGE)),
+        )
+
+    def key(self, request: Request) -> Response:
+        name = _namespace(request)
+        key = _key(request.query_params.get("k"))
+        if request.query_params.get("new") == "1":
+            return self.page(request, "key.html", **self._key_context(name, key, None))
+        entry = self.store.backend.bucket(name).get_with_deadline(key)
+        if entry is None:
+            raise HTTPException(404, f"no key {key!r} in namespace {name!r}")
+        return self.page(request, "key.html", **self._key_context(name, key, entry))
+
+    def _key_context(
+        self,
+        namespace: str,
+        key: str,
+        entry: tuple[bytes, float | None] | None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        context: dict[str, Any] = {"namespace": namespace, "key": key, "entry": entry}
+        if entry is None:
+            context.update(shown=None, digest="", ttl=None, size=0)
+        else:
+            raw, deadline = entry
+            ttl = None if deadline is None else max(0.0, deadline - self.store.clock())
+            context.update(
+                shown=show(self.store.codec, raw), digest=_digest(raw), ttl=ttl, size=len(raw)
+            )
+        context.update(error=None, draft=None, notice=None)
+        context.update(extra)
+        return context
+
+    # -- writing ------------------------------------------------------------------------
+
+    async def write(self, request: Request) -> Response:
+        form = await write_form(self.access, request)
+        name = _namespace(request)
+        key = _key(_field(form.get("k")))
+        action = _field(form.get("action"))
+        if action not in ("save", "create", "delete", "expire", "persist"):
+            raise HTTPException(400, f"unknown action {action!r}")
+        # The store is sync: the write runs on Starlette's threads like the pages do.
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(self._write, request, name, key, action, form)
+
+    def _write(self, request: Request, name: str, key: str, action: str, form: Any) -> Response:
+        bucket = self.store.backend.bucket(name)
+        ns = self.store.namespace(name)
+        current = bucket.get_with_deadline(key)
+        if action == "create":
+            return self._create(request, ns, bucket, name, key, _field(form.get("value")))
+        if current is None:
+            return self.page(
+                request,
+                "key.html",
+                status=409,
+                **self._key_context(
+                    name, key, None, notice="This key was deleted since you opened it."
+                ),
+            )
+        raw, _ = current
+        if _field(form.get("digest")) != _digest(raw):
+            return self._changed(request, name, key, current, _field(form.get("value")))
+        if action == "save":
+            text = _field(form.get("value"))
+            try:
+                value = parse(text)
+                new = ns._encode(value)
+            except (ValueTextError, StoreError) as exc:
+                return self._refused(request, name, key, current, text, str(exc))
+            if not bucket.cas(key, raw, new):
+                return self._changed(request, name, key, bucket.get_with_deadline(key), text)
+            return RedirectResponse(_key_url(name, key) + "&saved=1", status_code=303)
+        if action == "delete":
+            if not bucket.cas(key, raw, None):
+                return self._changed(request, name, key, bucket.get_with_deadline(key), None)
+            return RedirectResponse(f"/ns/{_quote(name)}?deleted={_quote(key)}", status_code=303)
+        if action == "expire":
+            try:
+                seconds = float(_field(form.get("ttl")))
+                deadline = ns._deadline(seconds)
+            except (ValueError, StoreError) as exc:
+                reason = str(exc) if isinstance(exc, StoreError) else "not a number of seconds"
+                return self._refused(request, name, key, current, None, f"TTL: {reason}")
+            bucket.expire(key, deadline)
+        else:
+            bucket.persist(key)
+        return RedirectResponse(_key_url(name, key), status_code=303)
+
+    def _create(
+        self, request: Request, ns: Any, bucket: Any, name: str, key: str, text: str
+    ) -> Response:
+        try:
+            new = ns._encode(parse(text))
+        except (ValueTextError, StoreError) as exc:
+            context = self._key_context(name, key, None, error=str(exc), draft=text)
+            return self.page(request, "key.html", status=400, **context)
+        if not bucket.cas(key, None, new):
+            return self._changed(request, name, key, bucket.get_with_deadline(key), text)
+        return RedirectResponse(_key_url(name, key) + "&saved=1", status_code=303)
+
+    def _changed(
+        self,
+        request: Request,
+        name: str,
+        key: str,
+        now: tuple[bytes, float | None] | None,
+        draft: str | None,
+    ) -> Response:
+        """409: another writer changed the value since the page showed it; the newer
+        value is shown, and what the user typed is kept in the form."""
+        notice = "Not saved: this value changed since you opened it. The newer value is shown"
+        notice += "; your edit is kept below." if draft else "."
+        context = self._key_context(name, key, now, notice=notice, draft=draft)
+        return self.page(request, "key.html", status=409, **context)
+
+    def _refused(
+        self,
+        request: Request,
+        name: str,
+        key: str,
+        current: tuple[bytes, float | None],
+        draft: str | None,
+        reason: str,
+    ) -> Response:
+        context = self._key_context(name, key, current, error=reason, draft=draft)
+        return self.page(request, "key.html", status=400, **context)
+
+
+def _page_after(bucket: Any, prefix: str, after: str, limit: int) -> list[str]:
+    """Up to ``limit`` keys starting with ``prefix`` that sort after ``after``."""
+    if not after:
+        return list(bucket.keys_page(prefix, limit))
+    page: list[str] = []
+    for key in bucket.keys(prefix):
+        if key > after:
+            page.append(key)
+            if len(page) == limit:
+                break
+    return page
+
+
+def _namespace(request: Request) -> str:
+    name = request.path_params["namespace"]
+    try:
+        return check_namespace(name)
+    except InvalidNamespaceError as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+def _key(key: str | None) -> str:
+    if not key:
+        raise HTTPException(400, "which key? (?k=...)")
+    try:
+        return check_key(key)
+    except InvalidKeyError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
+def _field(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def create_app(store: Store, access: Access | None = None) -> Starlette:
+    """The console's ASGI app over the open ``store`` (closed by whoever opened it)."""
+    access = access or Access()
+    console = Console(store, access)
+
+    async def guarded(request: Request, call_next: Any) -> Response:
+        return await guard(access, request, call_next)
+
+    async def store_error(request: Request, exc: Exception) -> Response:
+        return HTMLResponse(
+            console.templates.get_template("message.html").render(
+                title="The store refused", message=str(exc), store_url=store.url
+            ),
+            status_code=503,
+        )
+
+    app = Starlette(
+        routes=[
+            Route("/", console.overview),
+            Route("/ns/{namespace}", console.namespace),
+            Route("/ns/{namespace}/key", console.key),
+            Route("/ns/{namespace}/key", console.write, methods=["POST"]),
+            Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+        ],
+        middleware=[Middleware(BaseHTTPMiddleware, dispatch=guarded)],
+        exception_handlers={StoreError: store_error},
+    )
+    app.state.access = access
+    return app
+
+
+__all__ = ["PAGE", "Console", "create_app"]

@@ -1,0 +1,460 @@
+"""``plugstore web``: the browser console's pages, access rules and writes, over HTTP
+(Starlette's test client, the app in this process) on SQLite and PostgreSQL, and the
+command itself serving on loopback."""
+
+from __future__ import annotations
+
+import datetime
+import re
+import subprocess
+import sys
+import textwrap
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("starlette", reason="the web extra is not installed")
+from starlette.testclient import TestClient
+
+import plugstore
+from plugstore.cli.web import is_loopback
+from plugstore.web import Access, create_app
+from servers import require_server
+
+XSS_KEY = "<script>alert('k')</script>"
+XSS_FIELD = '" onmouseover="alert(1)'
+XSS_VALUE = "<img src=x onerror=alert(2)>"
+PG = "postgresql://postgres:web-s3cret@127.0.0.1:5432/test"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'web.db'}"
+        return
+    require_server("PostgreSQL", "127.0.0.1", 5432)
+    pg = f"{PG}?table=web_{uuid.uuid4().hex[:10]}"
+    yield pg
+    with plugstore.open(pg) as store:
+        store.backend.drop()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[plugstore.Store]:
+    with plugstore.open(url) as store:
+        karma = store.namespace("karma")
+        karma.update({f"user{i:03d}": i for i in range(250)})
+        karma[XSS_KEY] = {XSS_FIELD: XSS_VALUE, "when": datetime.date(2026, 1, 2), "s": {1, 2}}
+        store.namespace("notes")["a"] = "hello"
+        yield store
+
+
+def client_for(store: plugstore.Store, **options: Any) -> tuple[TestClient, Access]:
+    access = Access(**options)
+    client = TestClient(create_app(store, access), follow_redirects=False)
+    return client, access
+
+
+def logged_in(store: plugstore.Store, **options: Any) -> tuple[TestClient, Access]:
+    client, access = client_for(store, **options)
+    first = client.get(f"/?token={access.token}")
+    assert first.status_code == 303
+    return client, access
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, "the page has no write form"
+    return found.group(1)
+
+
+def digest_of(page: str) -> str:
+    found = re.search(r'name="digest" value="([0-9a-f]+)"', page)
+    assert found
+    return found.group(1)
+
+
+def textarea_of(page: str) -> str:
+    import html
+
+    found = re.search(r"<textarea[^>]*>(.*?)</textarea>", page, re.S)
+    assert found
+    return html.unescape(found.group(1))
+
+
+# -- access ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/ns/karma", "/ns/karma/key?k=user001", "/static/console.css"]
+)
+def test_no_or_a_wrong_token_gets_401_and_no_data(store: plugstore.Store, path: str) -> None:
+    client, access = client_for(store)
+    app = client.app
+    attempts = [client.get(path), client.get(path + ("&" if "?" in path else "?") + "token=wrong")]
+    for cookie in ("wrong", access.csrf):  # the CSRF token is not the access token
+        with TestClient(app, cookies={"plugstore_token": cookie}) as other:
+            attempts.append(other.get(path))
+    for attempt in attempts:
+        assert attempt.status_code == 401
+        assert "location" not in attempt.headers  # not a redirect
+        body = attempt.text
+        assert "karma" not in body
+        assert "user001" not in body
+        assert "notes" not in body
+    denied = client.post("/ns/karma/key", data={"k": "user001", "action": "delete"})
+    assert denied.status_code == 401
+    assert store.namespace("karma")["user001"] == 1
+
+
+def test_the_token_becomes_a_strict_http_only_cookie_and_leaves_the_address(
+    store: plugstore.Store,
+) -> None:
+    client, access = client_for(store)
+    first = client.get(f"/ns/karma?prefix=user1&token={access.token}")
+    assert first.status_code == 303
+    assert first.headers["location"] == "/ns/karma?prefix=user1"
+    cookie = first.headers["set-cookie"]
+    assert f"plugstore_token={access.token}" in cookie
+    assert "HttpOnly" in cookie
+    assert "samesite=strict" in cookie.lower()
+    page = client.get("/ns/karma?prefix=user1")
+    assert page.status_code == 200
+    assert access.token not in page.text  # the page never shows the access token
+
+
+def test_each_console_has_its_own_tokens(store: plugstore.Store) -> None:
+    one, two = Access(), Access()
+    assert one.token != two.token
+    assert one.csrf != two.csrf
+    assert one.token != one.csrf
+
+
+def test_a_password_in_the_url_is_masked_on_every_page(tmp_path: Path) -> None:
+    require_server("PostgreSQL", "127.0.0.1", 5432)
+    url = f"{PG}?table=web_{uuid.uuid4().hex[:10]}"
+    with plugstore.open(url) as store:
+        try:
+            store.namespace("n")["k"] = 1
+            client, _ = logged_in(store)
+            for path in ("/", "/ns/n", "/ns/n/key?k=k", "/ns/n/key?k=absent"):
+                page = client.get(path)
+                assert "web-s3cret" not in page.text
+            assert "***" in client.get("/").text
+        finally:
+            store.backend.drop()  # type: ignore[attr-defined]
+
+
+# -- pages ----------------------------------------------------------------------------------
+
+
+def test_overview_lists_namespaces_largest_first_with_their_counts(store: plugstore.Store) -> None:
+    client, _ = logged_in(store)
+    page = client.get("/").text
+    assert page.index(">karma<") < page.index(">notes<")
+    assert re.search(r">karma</a></td>\s*<td class=\"num\">251<", page)
+    assert re.search(r">notes</a></td>\s*<td class=\"num\">1<", page)
+    assert "width: 100.0%" in page
+    assert store.backend.name in page
+    assert "2 namespaces, 252 keys" in page
+
+
+def test_a_namespace_pages_through_its_keys_and_searches_by_prefix(
+    store: plugstore.Store,
+) -> None:
+    client, _ = logged_in(store)
+    seen: list[str] = []
+    path: str | None = "/ns/karma"
+    pages = 0
+    while path:
+        page = client.get(path)
+        assert page.status_code == 200
+        keys = re.findall(r'<li><a href="/ns/karma/key\?k=[^"]*">([^<]*)</a></li>', page.text)
+        assert len(keys) <= 100
+        seen += keys
+        pages += 1
+        found = re.search(r'<a rel="next" href="([^"]+)"', page.text)
+        path = found.group(1).replace("&amp;", "&") if found else None
+    assert pages == 3
+    expected = sorted(
+        [f"user{i:03d}" for i in range(250)] + ["&lt;script&gt;alert(&#39;k&#39;)&lt;/script&gt;"]
+    )
+    assert seen == expected
+    found_page = client.get("/ns/karma?prefix=user24").text
+    assert "10 keys starting with" in found_page
+    assert "user240" in found_page
+    assert "user239" not in found_page
+    assert "No keys start with" in client.get("/ns/karma?prefix=zzz").text
+    assert client.get("/ns/nothing-here").status_code == 404
+    assert client.get("/ns/bad%20name!").status_code == 404
+
+
+def test_a_key_shows_its_value_with_tagged_types_escaped(store: plugstore.Store) -> None:
+    client, _ = logged_in(store)
+    page = client.get("/ns/karma/key", params={"k": XSS_KEY})
+    assert page.status_code == 200
+    body = page.text
+    assert "<script>alert" not in body
+    assert XSS_FIELD not in body
+    assert XSS_VALUE not in body
+    assert "&lt;script&gt;alert(&#39;k&#39;)&lt;/script&gt;" in body
+    shown = textarea_of(body)
+    assert '"$t": "set"' in shown
+    assert '"$t": "date"' in shown
+    assert XSS_VALUE in shown  # as text inside the form, unescaped only by the browser
+    assert client.get("/ns/karma/key", params={"k": "absent"}).status_code == 404
+    assert client.get("/ns/karma/key").status_code == 400
+
+
+# -- writes ---------------------------------------------------------------------------------
+
+
+def test_saving_an_edit_keeps_the_types_and_the_deadline(store: plugstore.Store) -> None:
+    client, _ = logged_in(store)
+    karma = store.namespace("karma")
+    karma.expire(XSS_KEY, 600)
+    page = client.get("/ns/karma/key", params={"k": XSS_KEY}).text
+    edited = textarea_of(page).replace("2026-01-02", "2027-03-04")
+    saved = client.post(
+        "/ns/karma/key",
+        data={
+            "csrf": csrf_of(page),
+            "k": XSS_KEY,
+            "digest": digest_of(page),
+            "value": edited,
+            "action": "save",
+        },
+    )
+    assert saved.status_code == 303
+    value = karma[XSS_KEY]
+    assert value["when"] == datetime.date(2027, 3, 4)
+    assert value["s"] == {1, 2}
+    ttl = karma.ttl(XSS_KEY)
+    assert ttl is not None
+    assert 500 < ttl <= 600
+
+
+def test_an_edit_that_does_not_parse_is_refused_with_the_reason(store: plugstore.Store) -> None:
+    client, _ = logged_in(store)
+    page = client.get("/ns/karma/key", params={"k": "user001"}).text
+    for text, reason in (
+        ("{not json", "not valid JSON"),
+        ("unquoted text", "not valid JSON"),
+        ('{"$t": "nosuchtype", "v": 1}', "unknown type tag"),
+    ):
+        refused = client.post(
+            "/ns/karma/key",
+            data={
+                "csrf": csrf_of(page),
+                "k": "user001",
+                "digest": digest_of(page),
+                "value": text,
+                "action": "save",
+            },
+        )
+        assert refused.status_code == 400
+        assert reason in refused.text
+        assert textarea_of(refused.text) == text  # the draft is kept for fixing
+    assert store.namespace("karma")["user001"] == 1
+
+
+def test_a_save_after_another_process_wrote_is_refused_and_shows_the_newer_value(
+    store: plugstore.Store, url: str
+) -> None:
+    client, _ = logged_in(store)
+    page = client.get("/ns/karma/key", params={"k": "user002"}).text
+    other = textwrap.dedent(
+        f"""
+        import plugstore
+        with plugstore.open({url!r}) as store:
+            store.namespace("karma")["user002"] = {{"written": "elsewhere"}}
+        """
+    )
+    subprocess.run([sys.executable, "-c", other], check=True, timeout=60)
+    refused = client.post(
+        "/ns/karma/key",
+        data={
+            "csrf": csrf_of(page),
+            "k": "user002",
+            "digest": digest_of(page),
+            "value": "99",
+            "action": "save",
+        },
+    )
+    assert refused.status_code == 409
+    assert "changed since you opened it" in refused.text
+    assert "elsewhere" in refused.text  # the newer value is shown
+    assert textarea_of(refused.text) == "99"  # and the edit is kept
+    assert store.namespace("karma")["user002"] == {"written": "elsewhere"}
+    # saving again from the refreshed page goes through
+    again = client.post(
+        "/ns/karma/key",
+        data={
+            "csrf": csrf_of(refused.text),
+            "k": "user002",
+            "digest": digest_of(refused.text),
+            "value": "99",
+            "action": "save",
+        },
+    )
+    assert again.status_code == 303
+    assert store.namespace("karma")["user002"] == 99
+
+
+def test_create_delete_and_ttl(store: plugstore.Store) -> None:
+    client, access = logged_in(store)
+    karma = store.namespace("karma")
+    form = client.get("/ns/karma/key", params={"k": "fresh", "new": "1"}).text
+    assert "Create" in form
+    created = client.post(
+        "/ns/karma/key",
+        data={
+            "csrf": access.csrf,
+            "k": "fresh",
+            "value": '{"$t": "tuple", "v": [1, "a"]}',
+            "action": "create",
+        },
+    )
+    assert created.status_code == 303
+    assert karma["fresh"] == (1, "a")
+    clash = client.post(
+        "/ns/karma/key", data={"csrf": access.csrf, "k": "fresh", "value": "1", "action": "create"}
+    )
+    assert clash.status_code == 409
+    assert karma["fresh"] == (1, "a")
+
+    page = client.get("/ns/karma/key", params={"k": "fresh"}).text
+    assert "expires</th><td>never" in page
+    set_ttl = client.post(
+        "/ns/karma/key",
+        data={
+            "csrf": access.csrf,
+            "k": "fresh",
+            "digest": digest_of(page),
+            "ttl": "90",
+            "action": "expire",
+        },
+    )
+    assert set_ttl.status_code == 303
+    ttl = karma.ttl("fresh")
+    assert ttl is not None
+    assert 80 < ttl <= 90
+    bad_ttl = client.post(
+        "/ns/karma/key",
+        data={
+            "csrf": access.csrf,
+            "k": "fresh",
+            "digest": digest_of(page),
+            "ttl": "soon",
+            "action": "expire",
+        },
+    )
+    assert bad_ttl.status_code == 400
+    assert "TTL" in bad_ttl.text
+    page = client.get("/ns/karma/key", params={"k": "fresh"}).text
+    assert "Clear TTL" in page
+    cleared = client.post(
+        "/ns/karma/key",
+        data={"csrf": access.csrf, "k": "fresh", "digest": digest_of(page), "action": "persist"},
+    )
+    assert cleared.status_code == 303
+    assert karma.ttl("fresh") is None
+
+    page = client.get("/ns/karma/key", params={"k": "fresh"}).text
+    deleted = client.post(
+        "/ns/karma/key",
+        data={"csrf": access.csrf, "k": "fresh", "digest": digest_of(page), "action": "delete"},
+    )
+    assert deleted.status_code == 303
+    assert "fresh" not in karma
+    gone = client.post(
+        "/ns/karma/key",
+        data={"csrf": access.csrf, "k": "fresh", "digest": digest_of(page), "action": "delete"},
+    )
+    assert gone.status_code == 409
+    assert "deleted since you opened it" in gone.text
+
+
+def test_a_write_without_the_csrf_token_is_refused_with_403(store: plugstore.Store) -> None:
+    client, _ = logged_in(store)
+    page = client.get("/ns/karma/key", params={"k": "user003"}).text
+    for form in (
+        {"k": "user003", "digest": digest_of(page), "action": "delete"},
+        {"csrf": "forged", "k": "user003", "digest": digest_of(page), "action": "delete"},
+        {"csrf": "", "k": "user003", "digest": digest_of(page), "action": "delete"},
+    ):
+        refused = client.post("/ns/karma/key", data=form)
+        assert refused.status_code == 403
+        assert "CSRF" in refused.text
+    assert store.namespace("karma")["user003"] == 3
+
+
+def test_read_only_refuses_every_write_on_the_server(store: plugstore.Store) -> None:
+    client, access = logged_in(store, read_only=True)
+    page = client.get("/ns/karma/key", params={"k": "user004"}).text
+    assert "read-only" in page
+    assert '<form method="post"' not in page
+    assert '<pre class="value">4</pre>' in page
+    for action in ("save", "delete", "create", "expire", "persist"):
+        refused = client.post(
+            "/ns/karma/key",
+            data={"csrf": access.csrf, "k": "user004", "value": "5", "ttl": "9", "action": action},
+        )
+        assert refused.status_code == 403
+        assert "read-only" in refused.text
+    assert store.namespace("karma")["user004"] == 4
+    assert store.namespace("karma").ttl("user004") is None
+
+
+def test_an_undecodable_value_is_shown_as_such_and_not_offered_for_editing(
+    store: plugstore.Store,
+) -> None:
+    store.backend.bucket("karma").set("broken", b"\x80not json")
+    client, _ = logged_in(store)
+    page = client.get("/ns/karma/key", params={"k": "broken"}).text
+    assert "cannot be decoded with the json codec" in page
+    assert 'value="save"' not in page
+    assert 'value="delete"' in page
+
+
+# -- the command ----------------------------------------------------------------------------
+
+
+def test_loopback_hosts() -> None:
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+        assert is_loopback(host)
+    for host in ("0.0.0.0", "::", "192.168.1.5", "example.org"):  # noqa: S104
+        assert not is_loopback(host)
+
+
+def test_plugstore_web_serves_on_loopback_and_prints_a_tokened_address(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cmd.db'}"
+    with plugstore.open(url) as store:
+        store.namespace("n")["k"] = "v"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plugstore.cli", "web", url, "--port", "0", "--read-only"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert "(read-only)" in first
+        address = proc.stdout.readline().strip()
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/\?token=[\w-]{40,}", address), address
+        base = address.split("/?", 1)[0]
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            urllib.request.urlopen(base + "/ns/n", timeout=10)  # noqa: S310
+        assert denied.value.code == 401
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        with opener.open(address, timeout=10) as page:
+            assert "n</a>" in page.read().decode()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
