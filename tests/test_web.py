@@ -458,3 +458,55 @@ def test_plugstore_web_serves_on_loopback_and_prints_a_tokened_address(tmp_path:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_quarantine_lists_set_aside_values_and_restores_or_discards_them(
+    store: plugstore.Store,
+) -> None:
+    bucket = store.backend.bucket("karma")
+    guarded = store.namespace("karma", quarantine=True)
+    for key in (XSS_KEY + "q", "broken2", "broken3"):
+        bucket.set(key, b"\x80not json")
+        assert guarded.get(key) is None  # set aside by the read
+    client, access = logged_in(store)
+    page = client.get("/quarantine").text
+    assert "<script>alert" not in page
+    assert "&lt;script&gt;" in page
+    rows = re.findall(r'<td class="mono">([^<]*)</td>.*?name="record" value="([^"]+)"', page, re.S)
+    records = {key: record for key, record in rows}
+    escaped = "&lt;script&gt;alert(&#39;k&#39;)&lt;/script&gt;q"
+    assert set(records) == {"broken2", "broken3", escaped}
+
+    def act(record: str, action: str, csrf: str | None = access.csrf) -> Any:
+        import html
+
+        data = {"record": html.unescape(record), "action": action}
+        if csrf is not None:
+            data["csrf"] = csrf
+        return client.post("/quarantine", data=data)
+
+    record = records["broken2"]
+    assert act(record, "restore", csrf=None).status_code == 403
+    assert bucket.get("broken2") is None
+    restored = act(record, "restore")
+    assert restored.status_code == 303
+    assert "restored" in restored.headers["location"]
+    assert bucket.get("broken2") == b"\x80not json"
+    assert "gone" in act(record, "restore").headers["location"]
+
+    record = records["broken3"]
+    store.namespace("karma")["broken3"] = "rewritten"
+    occupied = act(record, "restore")
+    assert "occupied" in occupied.headers["location"]
+    assert store.namespace("karma")["broken3"] == "rewritten"
+    assert "holds a value again" in client.get(occupied.headers["location"]).text
+    assert "discarded" in act(record, "discard").headers["location"]
+    remaining = client.get("/quarantine").text
+    assert len(re.findall(r'name="record" value="', remaining)) == 1
+
+    read_only, ro_access = logged_in(store, read_only=True)
+    assert 'value="restore"' not in read_only.get("/quarantine").text
+    refused = read_only.post(
+        "/quarantine", data={"record": "x", "action": "discard", "csrf": ro_access.csrf}
+    )
+    assert refused.status_code == 403

@@ -145,6 +145,18 @@ def entries(store: Store, namespace: str | None = None) -> Iterator[QuarantinedE
             yield entry
 
 
+def find(store: Store, record_key: str) -> QuarantinedEntry | None:
+    """The quarantined entry stored under ``record_key``, or ``None`` if there is none
+    (restored or discarded meanwhile, or not a record this version wrote)."""
+    raw = store.backend.bucket(QUARANTINE_NAMESPACE).get(record_key)
+    return None if raw is None else _parse(record_key, raw)
+
+
+def discard(store: Store, entry: QuarantinedEntry) -> bool:
+    """Drop a quarantined value for good; return whether its record was still there."""
+    return store.backend.bucket(QUARANTINE_NAMESPACE).remove(entry.record_key)
+
+
 def restore(store: Store, entry: QuarantinedEntry) -> bool:
     """Put a quarantined value back where it was, unless that key holds a value again;
     return whether it was restored.  The record is removed once restored."""
@@ -158,7 +170,9 @@ def restore(store: Store, entry: QuarantinedEntry) -> bool:
 __all__ = [
     "QUARANTINE_NAMESPACE",
     "QuarantinedEntry",
+    "discard",
     "entries",
+    "find",
     "restore",
     "set_aside",
 ]

@@ -20,6 +20,7 @@ from urllib.parse import quote, urlencode
 
 import jinja2
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
@@ -29,6 +30,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from .. import quarantine
 from ..errors import InvalidKeyError, InvalidNamespaceError, StoreError
 from ..keys import check_key, check_namespace
 from ..store import Store
@@ -166,8 +168,6 @@ class Console:
         if action not in ("save", "create", "delete", "expire", "persist"):
             raise HTTPException(400, f"unknown action {action!r}")
         # The store is sync: the write runs on Starlette's threads like the pages do.
-        from starlette.concurrency import run_in_threadpool
-
         return await run_in_threadpool(self._write, request, name, key, action, form)
 
     def _write(self, request: Request, name: str, key: str, action: str, form: Any) -> Response:
@@ -253,6 +253,38 @@ class Console:
         context = self._key_context(name, key, current, error=reason, draft=draft)
         return self.page(request, "key.html", status=400, **context)
 
+    # -- quarantine ---------------------------------------------------------------------
+
+    def quarantined(self, request: Request) -> Response:
+        listing = quarantine.entries(self.store)
+        shown = [next(listing, None) for _ in range(PAGE + 1)]
+        entries = [entry for entry in shown if entry is not None]
+        return self.page(
+            request,
+            "quarantine.html",
+            entries=entries[:PAGE],
+            more=len(entries) > PAGE,
+            done=request.query_params.get("done", ""),
+        )
+
+    async def quarantine_write(self, request: Request) -> Response:
+        form = await write_form(self.access, request)
+        record = _field(form.get("record"))
+        action = _field(form.get("action"))
+        if action not in ("restore", "discard"):
+            raise HTTPException(400, f"unknown action {action!r}")
+        return await run_in_threadpool(self._quarantine_write, request, record, action)
+
+    def _quarantine_write(self, request: Request, record: str, action: str) -> Response:
+        entry = quarantine.find(self.store, record) if record else None
+        if entry is None:
+            done = "gone"
+        elif action == "discard":
+            done = "discarded" if quarantine.discard(self.store, entry) else "gone"
+        else:
+            done = "restored" if quarantine.restore(self.store, entry) else "occupied"
+        return RedirectResponse(f"/quarantine?{urlencode({'done': done})}", status_code=303)
+
 
 def _page_after(bucket: Any, prefix: str, after: str, limit: int) -> list[str]:
     """Up to ``limit`` keys starting with ``prefix`` that sort after ``after``."""
@@ -310,6 +342,8 @@ def create_app(store: Store, access: Access | None = None) -> Starlette:
             Route("/ns/{namespace}", console.namespace),
             Route("/ns/{namespace}/key", console.key),
             Route("/ns/{namespace}/key", console.write, methods=["POST"]),
+            Route("/quarantine", console.quarantined),
+            Route("/quarantine", console.quarantine_write, methods=["POST"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
         middleware=[Middleware(BaseHTTPMiddleware, dispatch=guarded)],
