@@ -510,3 +510,49 @@ def test_quarantine_lists_set_aside_values_and_restores_or_discards_them(
         "/quarantine", data={"record": "x", "action": "discard", "csrf": ro_access.csrf}
     )
     assert refused.status_code == 403
+
+
+def test_users_page_exports_and_erases_one_users_data_after_confirmation(
+    store: plugstore.Store,
+) -> None:
+    levels = store.namespace("levels")
+    levels.scope(user=42)["xp"] = 120
+    levels.scope(guild=1, member="42")["nick"] = XSS_VALUE
+    levels.scope(user=7)["xp"] = 3
+    client, access = logged_in(store)
+    assert "User id" in client.get("/users").text
+    page = client.get("/users", params={"user": "42"}).text
+    assert XSS_VALUE not in page
+    assert "&lt;img src=x" in page
+    assert "&#34;xp&#34;" in page
+    download = client.get("/users/export.json", params={"user": "42"})
+    assert download.status_code == 200
+    assert download.headers["content-disposition"] == 'attachment; filename="user-42.json"'
+    exported = download.json()
+    assert exported["user"] == "42"
+    assert {r["key"] for r in exported["namespaces"]["levels"]} == {"xp", "nick"}
+
+    wrong = client.post("/users/forget", data={"csrf": access.csrf, "user": "42", "confirm": "4"})
+    assert wrong.status_code == 400
+    assert "confirm" in wrong.text
+    assert levels.scope(user=42)["xp"] == 120
+    no_csrf = client.post("/users/forget", data={"user": "42", "confirm": "42"})
+    assert no_csrf.status_code == 403
+    assert levels.scope(user=42)["xp"] == 120
+
+    erased = client.post("/users/forget", data={"csrf": access.csrf, "user": "42", "confirm": "42"})
+    assert erased.status_code == 200
+    assert "Erased 2 entries" in erased.text
+    assert "xp" not in levels.scope(user=42)
+    assert "nick" not in levels.scope(guild=1, member="42")
+    assert levels.scope(user=7)["xp"] == 3  # another user's data stays
+    again = client.post("/users/forget", data={"csrf": access.csrf, "user": "42", "confirm": "42"})
+    assert "nothing to erase" in again.text
+
+    read_only, ro_access = logged_in(store, read_only=True)
+    assert "Erase" not in read_only.get("/users", params={"user": "7"}).text
+    refused = read_only.post(
+        "/users/forget", data={"csrf": ro_access.csrf, "user": "7", "confirm": "7"}
+    )
+    assert refused.status_code == 403
+    assert levels.scope(user=7)["xp"] == 3

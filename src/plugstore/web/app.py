@@ -13,6 +13,7 @@ scoped entries and the data version included, not only a plugin's plain keys.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from .. import quarantine
+from .. import quarantine, userdata
 from ..errors import InvalidKeyError, InvalidNamespaceError, StoreError
 from ..keys import check_key, check_namespace
 from ..store import Store
@@ -285,6 +286,66 @@ class Console:
             done = "restored" if quarantine.restore(self.store, entry) else "occupied"
         return RedirectResponse(f"/quarantine?{urlencode({'done': done})}", status_code=303)
 
+    # -- users ----------------------------------------------------------------------------
+
+    def user(self, request: Request) -> Response:
+        who = request.query_params.get("user", "").strip()
+        if not who:
+            return self.page(request, "user.html", user="", export=None, text="", erased=None)
+        export = self._export(who)
+        return self.page(
+            request,
+            "user.html",
+            user=who,
+            export=export,
+            text=json.dumps(export, indent=2, ensure_ascii=False),
+            erased=None,
+        )
+
+    def user_json(self, request: Request) -> Response:
+        who = request.query_params.get("user", "").strip()
+        if not who:
+            raise HTTPException(400, "whose data? (?user=...)")
+        body = json.dumps(self._export(who), indent=2, ensure_ascii=False) + "\n"
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in who)[:64]
+        return Response(
+            body,
+            media_type="application/json",
+            headers={"Content-Disposition": f'attachment; filename="user-{name}.json"'},
+        )
+
+    def _export(self, who: str) -> dict[str, Any]:
+        return userdata.export_user(self.store, who, hooks=userdata.entry_point_hooks(self.store))
+
+    async def user_forget(self, request: Request) -> Response:
+        form = await write_form(self.access, request)
+        who = _field(form.get("user")).strip()
+        if not who:
+            raise HTTPException(400, "whose data? (user=...)")
+        if _field(form.get("confirm")).strip() != who:
+            export = await run_in_threadpool(self._export, who)
+            return self.page(
+                request,
+                "user.html",
+                status=400,
+                user=who,
+                export=export,
+                text=json.dumps(export, indent=2, ensure_ascii=False),
+                erased=None,
+                error="Not erased: type the user's id again to confirm.",
+            )
+        summary = await run_in_threadpool(self._forget, who)
+        return self.page(request, "user.html", user=who, export=None, text="", erased=summary)
+
+    def _forget(self, who: str) -> str:
+        try:
+            found = userdata.forget_user(
+                self.store, who, hooks=userdata.entry_point_hooks(self.store)
+            )
+        except userdata.UserDataError as exc:
+            return f"Partly erased: {exc}"
+        return f"Erased {found.describe()}." if found.total else "There was nothing to erase."
+
 
 def _page_after(bucket: Any, prefix: str, after: str, limit: int) -> list[str]:
     """Up to ``limit`` keys starting with ``prefix`` that sort after ``after``."""
@@ -343,6 +404,9 @@ def create_app(store: Store, access: Access | None = None) -> Starlette:
             Route("/ns/{namespace}/key", console.key),
             Route("/ns/{namespace}/key", console.write, methods=["POST"]),
             Route("/quarantine", console.quarantined),
+            Route("/users", console.user),
+            Route("/users/export.json", console.user_json),
+            Route("/users/forget", console.user_forget, methods=["POST"]),
             Route("/quarantine", console.quarantine_write, methods=["POST"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
