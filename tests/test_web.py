@@ -87,6 +87,16 @@ def textarea_of(page: str) -> str:
     return html.unescape(found.group(1))
 
 
+def submit(client: TestClient, page: str, key: str, action: str, **fields: str) -> Any:
+    """Post a key page's form for ``key``: the page's CSRF token and digest (of the value
+    it showed), ``action``, and ``fields`` (``value``, ``ttl``)."""
+    data = {"csrf": csrf_of(page), "k": key, "action": action, **fields}
+    found = re.search(r'name="digest" value="([0-9a-f]+)"', page)
+    if found:
+        data["digest"] = found.group(1)
+    return client.post("/ns/karma/key", data=data)
+
+
 # -- access ---------------------------------------------------------------------------------
 
 
@@ -220,16 +230,7 @@ def test_saving_an_edit_keeps_the_types_and_the_deadline(store: plugstore.Store)
     karma.expire(XSS_KEY, 600)
     page = client.get("/ns/karma/key", params={"k": XSS_KEY}).text
     edited = textarea_of(page).replace("2026-01-02", "2027-03-04")
-    saved = client.post(
-        "/ns/karma/key",
-        data={
-            "csrf": csrf_of(page),
-            "k": XSS_KEY,
-            "digest": digest_of(page),
-            "value": edited,
-            "action": "save",
-        },
-    )
+    saved = submit(client, page, XSS_KEY, "save", value=edited)
     assert saved.status_code == 303
     value = karma[XSS_KEY]
     assert value["when"] == datetime.date(2027, 3, 4)
@@ -247,16 +248,7 @@ def test_an_edit_that_does_not_parse_is_refused_with_the_reason(store: plugstore
         ("unquoted text", "not valid JSON"),
         ('{"$t": "nosuchtype", "v": 1}', "unknown type tag"),
     ):
-        refused = client.post(
-            "/ns/karma/key",
-            data={
-                "csrf": csrf_of(page),
-                "k": "user001",
-                "digest": digest_of(page),
-                "value": text,
-                "action": "save",
-            },
-        )
+        refused = submit(client, page, "user001", "save", value=text)
         assert refused.status_code == 400
         assert reason in refused.text
         assert textarea_of(refused.text) == text  # the draft is kept for fixing
@@ -276,106 +268,51 @@ def test_a_save_after_another_process_wrote_is_refused_and_shows_the_newer_value
         """
     )
     subprocess.run([sys.executable, "-c", other], check=True, timeout=60)
-    refused = client.post(
-        "/ns/karma/key",
-        data={
-            "csrf": csrf_of(page),
-            "k": "user002",
-            "digest": digest_of(page),
-            "value": "99",
-            "action": "save",
-        },
-    )
+    refused = submit(client, page, "user002", "save", value="99")
     assert refused.status_code == 409
     assert "changed since you opened it" in refused.text
     assert "elsewhere" in refused.text  # the newer value is shown
     assert textarea_of(refused.text) == "99"  # and the edit is kept
     assert store.namespace("karma")["user002"] == {"written": "elsewhere"}
     # saving again from the refreshed page goes through
-    again = client.post(
-        "/ns/karma/key",
-        data={
-            "csrf": csrf_of(refused.text),
-            "k": "user002",
-            "digest": digest_of(refused.text),
-            "value": "99",
-            "action": "save",
-        },
-    )
+    again = submit(client, refused.text, "user002", "save", value="99")
     assert again.status_code == 303
     assert store.namespace("karma")["user002"] == 99
 
 
 def test_create_delete_and_ttl(store: plugstore.Store) -> None:
-    client, access = logged_in(store)
+    client, _ = logged_in(store)
     karma = store.namespace("karma")
     form = client.get("/ns/karma/key", params={"k": "fresh", "new": "1"}).text
     assert "Create" in form
-    created = client.post(
-        "/ns/karma/key",
-        data={
-            "csrf": access.csrf,
-            "k": "fresh",
-            "value": '{"$t": "tuple", "v": [1, "a"]}',
-            "action": "create",
-        },
-    )
+    created = submit(client, form, "fresh", "create", value='{"$t": "tuple", "v": [1, "a"]}')
     assert created.status_code == 303
     assert karma["fresh"] == (1, "a")
-    clash = client.post(
-        "/ns/karma/key", data={"csrf": access.csrf, "k": "fresh", "value": "1", "action": "create"}
-    )
+    clash = submit(client, form, "fresh", "create", value="1")
     assert clash.status_code == 409
     assert karma["fresh"] == (1, "a")
 
     page = client.get("/ns/karma/key", params={"k": "fresh"}).text
     assert "expires</th><td>never" in page
-    set_ttl = client.post(
-        "/ns/karma/key",
-        data={
-            "csrf": access.csrf,
-            "k": "fresh",
-            "digest": digest_of(page),
-            "ttl": "90",
-            "action": "expire",
-        },
-    )
+    set_ttl = submit(client, page, "fresh", "expire", ttl="90")
     assert set_ttl.status_code == 303
     ttl = karma.ttl("fresh")
     assert ttl is not None
     assert 80 < ttl <= 90
-    bad_ttl = client.post(
-        "/ns/karma/key",
-        data={
-            "csrf": access.csrf,
-            "k": "fresh",
-            "digest": digest_of(page),
-            "ttl": "soon",
-            "action": "expire",
-        },
-    )
+    bad_ttl = submit(client, page, "fresh", "expire", ttl="soon")
     assert bad_ttl.status_code == 400
     assert "TTL" in bad_ttl.text
     page = client.get("/ns/karma/key", params={"k": "fresh"}).text
     assert "Clear TTL" in page
-    cleared = client.post(
-        "/ns/karma/key",
-        data={"csrf": access.csrf, "k": "fresh", "digest": digest_of(page), "action": "persist"},
-    )
+    cleared = submit(client, page, "fresh", "persist")
     assert cleared.status_code == 303
     assert karma.ttl("fresh") is None
 
     page = client.get("/ns/karma/key", params={"k": "fresh"}).text
-    deleted = client.post(
-        "/ns/karma/key",
-        data={"csrf": access.csrf, "k": "fresh", "digest": digest_of(page), "action": "delete"},
-    )
+    deleted = submit(client, page, "fresh", "delete")
     assert deleted.status_code == 303
     assert "fresh" not in karma
-    gone = client.post(
-        "/ns/karma/key",
-        data={"csrf": access.csrf, "k": "fresh", "digest": digest_of(page), "action": "delete"},
-    )
+    gone = submit(client, page, "fresh", "delete")
     assert gone.status_code == 409
     assert "deleted since you opened it" in gone.text
 
