@@ -38,7 +38,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
-from itertools import islice
+from itertools import dropwhile, islice
 from typing import Any, ClassVar, TypeVar
 
 from .errors import (
@@ -159,6 +159,14 @@ class Bucket(ABC):
     def items_page(self, prefix: str = "", limit: int | None = None) -> list[tuple[str, bytes]]:
         """The first ``limit`` pairs of :meth:`items` (``None``: all of them), as a list."""
         return list(islice(self.items(prefix), limit))
+
+    def keys_after(self, prefix: str, after: str, limit: int) -> list[str]:
+        """Up to ``limit`` keys starting with ``prefix`` that sort after ``after`` (which
+        need not exist), in order: the next page of a listing a tool resumes after the
+        last key it showed (``plugstore web``).  This version reads through the keys
+        before ``after``; a backend whose engine can seek overrides it."""
+        later = dropwhile(lambda key: key <= after, self.keys(prefix))
+        return list(islice(later, max(0, limit)))
 
     def count(self, prefix: str = "") -> int:
         """Number of keys starting with ``prefix``."""

@@ -71,6 +71,9 @@ class AsyncBucket:
     ) -> list[tuple[str, bytes]]:
         return await self._do(self.sync.items_page, prefix, limit)
 
+    async def keys_after(self, prefix: str, after: str, limit: int) -> list[str]:
+        return await self._do(self.sync.keys_after, prefix, after, limit)
+
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         """The keys starting with ``prefix`` in code point order, fetched a page at a
         time (the sync listing pages by key, so it may be resumed on any thread)."""

@@ -547,6 +547,12 @@ class PostgreSQLAsyncBucket(AsyncBucket):
         s = self.sync
         return s.count_of(await self.db.one(*s.sql_count(prefix)))
 
+    async def keys_after(self, prefix: str, after: str, limit: int) -> list[str]:
+        if limit <= 0:
+            return []
+        s = self.sync
+        return s.keys_of(await self.db.all(*s.sql_keys_after(prefix, after, limit)))
+
     async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         s = self.sync
         return s.many_of(await self.db.all(*s.sql_rows(keys)))

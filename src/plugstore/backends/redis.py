@@ -160,6 +160,9 @@ class RedisBucket(Bucket):
     def keys_page(self, prefix: str = "", limit: int | None = None) -> list[str]:
         return list(self._pages(self.ops.keys(prefix, limit)))
 
+    def keys_after(self, prefix: str, after: str, limit: int) -> list[str]:
+        return list(self._pages(self.ops.keys_after(prefix, after, limit)))
+
     def items(self, prefix: str = "") -> Iterator[tuple[str, bytes]]:
         return self._pages(self.ops.items(prefix))
 

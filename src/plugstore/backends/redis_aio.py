@@ -272,6 +272,10 @@ class RedisAsyncBucket(AsyncBucket):
     async def keys_page(self, prefix: str = "", limit: int | None = None) -> list[str]:
         return [key async for key in self._driver.pages(self.ops.keys(prefix, limit))]
 
+    async def keys_after(self, prefix: str, after: str, limit: int) -> list[str]:
+        pages = self._driver.pages(self.ops.keys_after(prefix, after, limit))
+        return [key async for key in pages]
+
     async def items_page(
         self, prefix: str = "", limit: int | None = None
     ) -> list[tuple[str, bytes]]:

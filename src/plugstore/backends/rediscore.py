@@ -562,6 +562,15 @@ class NamespaceOps:
         low, high = lex_range(prefix)
         return self._member_page(low, high, limit, _decode_all)
 
+    def keys_after(self, prefix: str, after: str, limit: int) -> Request[Page[str]] | None:
+        """The first page of at most ``limit`` keys starting with ``prefix`` that sort
+        after ``after`` (a seek in the index); ``None`` if that is none."""
+        low, high = lex_range(prefix)
+        mark = after.encode()
+        if low == b"-" or mark >= low[1:]:
+            low = b"(" + mark
+        return self._member_page(low, high, max(0, limit), _decode_all)
+
     def _members(self, prefix: str) -> Request[Page[bytes]] | None:
         low, high = lex_range(prefix)
         return self._member_page(low, high, None, _as_is)

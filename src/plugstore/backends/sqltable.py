@@ -236,6 +236,18 @@ class TableBucket(Bucket):
         params = (self.namespace, *args, self.backend.clock())  # one instant for it all
         return Listing((first, params, True), after, params)
 
+    def sql_keys_after(self, prefix: str, after: str, limit: int) -> Stmt:
+        """Up to ``limit`` live keys starting with ``prefix`` that sort after ``after``, by
+        an index seek (see :meth:`keys_of`)."""
+        p, k = self.placeholder, self.kcol
+        where, args = self._range(prefix)
+        query = self.backend.compose(
+            f"SELECT {k} FROM {{t}} WHERE namespace = {p}{where} AND {self._live} "
+            f"AND {k} > {p} ORDER BY {k} LIMIT {int(limit)}"
+        )
+        mark = after.encode() if self.binary_keys else after
+        return query, (self.namespace, *args, self.backend.clock(), mark), True
+
     def keys_of(self, rows: Iterable[tuple[Any, ...]]) -> list[str]:
         """The keys of a page of a keys :meth:`listing`."""
         if self.binary_keys:
@@ -380,6 +392,11 @@ class TableBucket(Bucket):
 
     def count(self, prefix: str = "") -> int:
         return self.count_of(self.backend.one(*self.sql_count(prefix)))
+
+    def keys_after(self, prefix: str, after: str, limit: int) -> list[str]:
+        if limit <= 0:
+            return []
+        return self.keys_of(self.backend.all(*self.sql_keys_after(prefix, after, limit)))
 
     def _rows(self, keys: Sequence[str]) -> Iterable[tuple[Any, Any, float | None]]:
         """``(key, value, expires_at)`` of the live rows among ``keys`` (the engine's bulk

@@ -449,6 +449,31 @@ class StoreConformance(
         names = store.namespaces()
         assert names == sorted(names)
 
+    def test_keys_after_resumes_a_listing_after_any_key(self, store: Store, ns: Namespace) -> None:
+        """``Bucket.keys_after(prefix, after, limit)``: the keys starting with ``prefix``
+        that sort after ``after`` (present or not, inside the prefix's range or not), at
+        most ``limit``, in code point order: how a tool pages (``plugstore web``)."""
+        many = [f"k{i:04d}" for i in range(600)]
+        others = ["j", "k", "l", "\u00e9", "\U0001f600", "k\u00e9"]
+        ns.set_many(dict.fromkeys([*many, *others], 0))
+        bucket = store.backend.bucket(ns.name)
+        assert bucket.keys_after("k", "k0100", 3) == ["k0101", "k0102", "k0103"]
+        assert bucket.keys_after("k", "k00995", 2) == ["k0100", "k0101"]  # not a key
+        assert bucket.keys_after("k", "a", 2) == ["k", "k0000"]  # before the range
+        assert bucket.keys_after("k", "k0599", 5) == ["k\u00e9"]
+        assert bucket.keys_after("k", "z", 5) == []
+        assert bucket.keys_after("", "k\u00e9", 9) == ["l", "\u00e9", "\U0001f600"]
+        assert bucket.keys_after("k", "k0100", 0) == []
+        walked: list[str] = []
+        after = ""
+        while page := bucket.keys_after("k", after, 97):
+            assert len(page) <= 97
+            walked += page
+            after = page[-1]
+        assert walked == sorted(["k", *many, "k\u00e9"])
+        del ns["k0101"]
+        assert bucket.keys_after("k", "k0100", 1) == ["k0102"]
+
     def test_listings_follow_every_change(self, ns: Namespace) -> None:
         """Listings stay ordered and exact through each kind of change, including those
         that keep the number of keys (a backend caching its order must notice them)."""

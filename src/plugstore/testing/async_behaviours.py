@@ -138,6 +138,12 @@ class AsyncBehaviours:
             many = {f"p{i:04d}": i for i in range(600)}  # more than one page
             await ans.set_many(many)
             assert [k async for k in ans.keys("p")] == sorted(many)
+            # a bucket's seek resumes a listing after any key, as the sync one does
+            bucket = ans._b()
+            assert await bucket.keys_after("p", "p0299", 2) == ["p0300", "p0301"]
+            assert await bucket.keys_after("p", "p02995", 1) == ["p0300"]
+            assert await bucket.keys_after("p", "p0599", 3) == []
+            assert await bucket.keys_after("", "p0599", 2) == ["~", "é"]
             await ans.clear()
             assert await ans.count() == 0
             assert ns.scope(guild=1)["hidden"] == 1  # clear() keeps scoped data

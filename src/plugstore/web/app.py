@@ -107,7 +107,11 @@ class Console:
         if len(prefix) > MAX_PREFIX or len(after) > MAX_PREFIX:
             raise HTTPException(400, "prefix too long")
         bucket = self.store.backend.bucket(name)
-        keys = _page_after(bucket, prefix, after, PAGE + 1)
+        keys = (
+            bucket.keys_after(prefix, after, PAGE + 1)
+            if after
+            else bucket.keys_page(prefix, PAGE + 1)
+        )
         more = len(keys) > PAGE
         keys = keys[:PAGE]
         count = bucket.count(prefix)
@@ -345,19 +349,6 @@ class Console:
         except userdata.UserDataError as exc:
             return f"Partly erased: {exc}"
         return f"Erased {found.describe()}." if found.total else "There was nothing to erase."
-
-
-def _page_after(bucket: Any, prefix: str, after: str, limit: int) -> list[str]:
-    """Up to ``limit`` keys starting with ``prefix`` that sort after ``after``."""
-    if not after:
-        return list(bucket.keys_page(prefix, limit))
-    page: list[str] = []
-    for key in bucket.keys(prefix):
-        if key > after:
-            page.append(key)
-            if len(page) == limit:
-                break
-    return page
 
 
 def _namespace(request: Request) -> str:
