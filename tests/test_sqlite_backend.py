@@ -294,3 +294,90 @@ def test_a_file_that_is_no_database_is_a_store_damaged_error(tmp_path: Path) -> 
         f.write(b"\x00" * 100)  # the header: SQLite no longer knows the file
     with pytest.raises(StoreDamagedError, match=r"not a database.*backup"):
         plugstore.open(url(tmp_path))
+
+
+def test_reads_do_not_wait_for_the_writers_lock_and_see_every_commit(tmp_path: Path) -> None:
+    """Plain reads run on read-only connections: a thread holding the writer's
+    connection (a long batch) does not hold them up, and a read sees a write committed
+    just before on the writer's connection."""
+    with plugstore.open(url(tmp_path)) as store:
+        ns = store.namespace("n")
+        ns["k"] = 1
+        backend = store.backend
+        held, release = threading.Event(), threading.Event()
+
+        def hold_the_writer() -> None:
+            with backend._locked():  # type: ignore[attr-defined]
+                held.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold_the_writer)
+        holder.start()
+        try:
+            assert held.wait(5)
+            got: list[object] = []
+            reader = threading.Thread(
+                target=lambda: got.extend([ns.get("k"), len(ns), list(ns.keys())])
+            )
+            reader.start()
+            reader.join(5)
+            assert not reader.is_alive(), "a read waited for the writer's lock"
+            assert got == [1, 1, ["k"]]
+        finally:
+            release.set()
+            holder.join()
+        for i in range(50):  # read-your-writes across the two kinds of connection
+            ns["k"] = i
+            assert ns["k"] == i
+            assert ns.incr("c") == i + 1  # a write returning a row stays on the writer
+
+
+def test_read_connections_are_bounded_and_closed_with_the_store(tmp_path: Path) -> None:
+    with plugstore.open(url(tmp_path), read_connections=2) as store:
+        ns = store.namespace("n")
+        ns.update({f"k{i}": i for i in range(100)})
+        backend = store.backend
+
+        def read_all() -> None:
+            assert ns.get("k7") == 7
+            assert len(list(ns.keys())) == 100
+
+        race_threads(8, 20, read_all)
+        assert backend._reader_count <= 2  # type: ignore[attr-defined]
+        assert len(backend._readers) == backend._reader_count  # type: ignore[attr-defined]
+        readers = list(backend._readers)  # type: ignore[attr-defined]
+    assert backend._reader_count == 0  # type: ignore[attr-defined]
+    for reader in readers:
+        with pytest.raises(sqlite3.ProgrammingError):  # closed
+            reader.execute("SELECT 1")
+    with plugstore.open(url(tmp_path), read_connections=0) as store:
+        assert store.namespace("n")["k3"] == 3
+        assert store.backend._reader_count == 0  # type: ignore[attr-defined]
+    for bad in (-1, 1.5, "many"):
+        with pytest.raises(plugstore.ConfigurationError, match="read_connections"):
+            plugstore.open(url(tmp_path), read_connections=bad)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
+def test_a_forked_child_reads_on_connections_of_its_own(tmp_path: Path) -> None:
+    with plugstore.open(url(tmp_path)) as store:
+        ns = store.namespace("n")
+        ns["k"] = "parent"
+        assert ns["k"] == "parent"  # the parent now has an idle read connection
+        parents = list(store.backend._readers)  # type: ignore[attr-defined]
+        assert parents
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                ok = ns["k"] == "parent"
+                ns["k"] = "child"
+                mine = store.backend._readers  # type: ignore[attr-defined]
+                ok = ok and ns["k"] == "child" and not set(map(id, mine)) & set(map(id, parents))
+                code = 0 if ok else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert ns["k"] == "child"
+        assert parents[0].execute("SELECT 1").fetchone() == (1,)  # still the parent's, open
