@@ -232,6 +232,7 @@ def test_saving_an_edit_keeps_the_types_and_the_deadline(store: plugstore.Store)
     edited = textarea_of(page).replace("2026-01-02", "2027-03-04")
     saved = submit(client, page, XSS_KEY, "save", value=edited)
     assert saved.status_code == 303
+    assert "Saved." in client.get(saved.headers["location"]).text
     value = karma[XSS_KEY]
     assert value["when"] == datetime.date(2027, 3, 4)
     assert value["s"] == {1, 2}

@@ -141,7 +141,10 @@ class Console:
         entry = self.store.backend.bucket(name).get_with_deadline(key)
         if entry is None:
             raise HTTPException(404, f"no key {key!r} in namespace {name!r}")
-        return self.page(request, "key.html", **self._key_context(name, key, entry))
+        context = self._key_context(name, key, entry)
+        if request.query_params.get("saved") == "1":
+            context["notice"] = "Saved."
+        return self.page(request, "key.html", **context)
 
     def _key_context(
         self,
