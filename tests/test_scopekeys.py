@@ -124,3 +124,12 @@ def test_the_global_subtree_prefixes_cover_every_scoped_key_but_no_meta_entry(
     assert not VERSION_KEY.startswith(prefixes)
     assert not (META_LEAD + key).startswith(prefixes)
     assert subtree_prefixes(path) == [path_prefix(path)]
+
+
+def test_parse_path_prefix_inverts_path_prefix() -> None:
+    from plugstore.scopekeys import META_LEAD, parse_path_prefix, path_prefix
+
+    for path in ((("guild", 1),), (("guild", 1), ("member", "a\x1cb\x1bc")), (("u", -5),)):
+        assert parse_path_prefix(path_prefix(path)) == path
+    for text in ("", "guild", META_LEAD + "version", path_prefix((("g", 1),))[:-1], "\x1f"):
+        assert parse_path_prefix(text) is None

@@ -494,3 +494,27 @@ def test_users_page_exports_and_erases_one_users_data_after_confirmation(
     )
     assert refused.status_code == 403
     assert levels.scope(user=7)["xp"] == 3
+
+
+def test_scoped_keys_read_as_their_scope_and_link_to_it(store: plugstore.Store) -> None:
+    levels = store.namespace("levels", version=2, migrations={2: lambda migration: None})
+    levels.scope(guild=1, member="42")["nick"] = "ana"
+    levels.scope(guild=1, member="7")["nick"] = "bob"
+    levels.scope(guild=2)["prefix"] = "!"
+    levels["plain"] = 1
+    client, _ = logged_in(store)
+    page = client.get("/ns/levels").text
+    assert "data version 2" in page
+    assert "\x1f" not in page
+    assert "\x1e" not in page
+    assert "guild=1</a> \u203a <a" in page
+    assert "member=&#39;42&#39;</a> \u203a <a" in page
+    assert ">plain</a>" in page
+    assert "(meta)" in page  # the version entry, listed as what it is
+    links = re.findall(r'<a class="scope" href="(/ns/levels\?prefix=[^"]+)">guild=1</a>', page)
+    assert links
+    scoped = client.get(links[0].replace("&amp;", "&")).text
+    assert "in scope guild=1" in scoped
+    assert "ana" not in scoped  # values are not listed, keys are
+    assert scoped.count(">nick</a>") == 2
+    assert "prefix</a>" not in scoped  # guild 2's key is not in guild 1's scope

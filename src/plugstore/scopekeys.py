@@ -193,6 +193,18 @@ def parse_scoped_key(stored: str) -> tuple[ScopePath, str] | None:
     return path, stored[i + 1 :]
 
 
+def parse_path_prefix(prefix: str) -> ScopePath | None:
+    """The scope path whose :func:`path_prefix` is ``prefix``; ``None`` if it is not one
+    (a plain prefix, a meta entry's, or one that stops inside a segment)."""
+    if not prefix.startswith(SCOPE_LEAD) or prefix.startswith(META_LEAD):
+        return None
+    try:
+        path, i = _read_segments(prefix, 1, stop_at_key=False)
+    except (IndexError, ValueError, InvalidKeyError):
+        return None
+    return path if path and i == len(prefix) else None
+
+
 def child_id(stored: str, prefix_len: int) -> ScopeId:
     """The id right after a :func:`level_prefix` of length ``prefix_len`` in ``stored``."""
     try:
@@ -212,6 +224,7 @@ __all__ = [
     "encode_path",
     "level_prefix",
     "own_prefix",
+    "parse_path_prefix",
     "parse_scoped_key",
     "path_prefix",
     "scoped_key",

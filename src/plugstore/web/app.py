@@ -34,6 +34,7 @@ from starlette.templating import Jinja2Templates
 from .. import quarantine, userdata
 from ..errors import InvalidKeyError, InvalidNamespaceError, StoreError
 from ..keys import check_key, check_namespace
+from ..scopekeys import META_LEAD, parse_path_prefix, parse_scoped_key, path_prefix
 from ..store import Store
 from .access import CSRF_FIELD, Access, guard, write_form
 from .values import ValueTextError, parse, show
@@ -126,7 +127,9 @@ class Console:
             "namespace.html",
             namespace=name,
             prefix=prefix,
-            keys=keys,
+            prefix_label=_prefix_label(prefix),
+            keys=[_shown_key(key) for key in keys],
+            version=self.store.namespace(name).data_version,
             count=count,
             after=after,
             next_url=next_url,
@@ -352,6 +355,33 @@ class Console:
         except userdata.UserDataError as exc:
             return f"Partly erased: {exc}"
         return f"Erased {found.describe()}." if found.total else "There was nothing to erase."
+
+
+def _prefix_label(prefix: str) -> str:
+    """A prefix as the page names it: a scope's as its path (``guild=1 / member=2``)."""
+    path = parse_path_prefix(prefix)
+    if path is None:
+        return prefix
+    return " / ".join(f"{level}={value!r}" for level, value in path)
+
+
+def _shown_key(stored: str) -> dict[str, Any]:
+    """How a stored key is listed: a plain key as it is; a scoped one as its scope path
+    (each level a link to that scope's keys) and its key; a meta entry by what it is."""
+    if stored.startswith(META_LEAD):
+        return {"stored": stored, "scope": [], "key": stored[len(META_LEAD) :], "meta": True}
+    try:
+        parsed = parse_scoped_key(stored)
+    except ValueError:
+        parsed = None  # malformed: shown as stored
+    if parsed is None:
+        return {"stored": stored, "scope": [], "key": stored, "meta": False}
+    path, key = parsed
+    scope = [
+        {"label": f"{level}={value!r}", "prefix": path_prefix(path[: i + 1])}
+        for i, (level, value) in enumerate(path)
+    ]
+    return {"stored": stored, "scope": scope, "key": key, "meta": False}
 
 
 def _namespace(request: Request) -> str:
