@@ -39,9 +39,9 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import forks
 from ..backend import Backend, Options
@@ -50,6 +50,8 @@ from ..url import StoreURL
 from .sqltable import LIVE, TableBucket, not_an_integer, prefix_range, purge_table
 
 __all__ = ["SQLiteBackend", "SQLiteBucket", "advice", "is_damaged", "prefix_range"]
+
+R = TypeVar("R")
 
 _IN_CHUNK = 500  # stays under SQLite's bound-parameter limit
 _TABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
@@ -335,41 +337,34 @@ class SQLiteBackend(Backend):
             text = f"database is locked by another connection for more than {self.timeout}s"
         return BackendUnavailableError(f"SQLite {self.path}: {text}{advice(exc)}")
 
-    # -- statement helpers (each holds the lock for one statement) --------------------------
+    # -- statement helpers (one statement each) --------------------------------------------
 
     # ``retry`` is accepted for the shared TableBucket and ignored: a SQLite file has no
     # connection to lose, and a lock held too long is reported, not waited out twice.
 
     def one(self, sql: str, params: Sequence[Any], retry: bool = False) -> Any:
-        # A plain read (SELECT; never an upsert ... RETURNING) on a read connection.
+        return self._query(sql, params, sqlite3.Cursor.fetchone)
+
+    def all(self, sql: str, params: Sequence[Any], retry: bool = False) -> list[Any]:
+        rows: list[Any] = self._query(sql, params, sqlite3.Cursor.fetchall)
+        return rows
+
+    def _query(self, sql: str, params: Sequence[Any], fetch: Callable[[sqlite3.Cursor], R]) -> R:
+        """``fetch`` of ``sql``'s cursor: a plain read (a SELECT; never an upsert ...
+        RETURNING) on a read connection without the writer's lock, anything else (or a
+        read when every read connection is busy) on the writer's connection, locked."""
         if sql[0] == "S" and self._fork_gen == forks.generation:
             reader = self._reader()
             if reader is not None:
                 try:
-                    return reader.execute(sql, params).fetchone()
+                    return fetch(reader.execute(sql, params))
                 except sqlite3.Error as exc:
                     raise self._unavailable(exc) from None
                 finally:
                     self._give_back(reader)
         with self._lock if self._fork_gen == forks.generation else self._locked():
             try:
-                return self._connection().execute(sql, params).fetchone()
-            except sqlite3.Error as exc:
-                raise self._unavailable(exc) from None
-
-    def all(self, sql: str, params: Sequence[Any], retry: bool = False) -> list[Any]:
-        if sql[0] == "S" and self._fork_gen == forks.generation:
-            reader = self._reader()
-            if reader is not None:
-                try:
-                    return reader.execute(sql, params).fetchall()
-                except sqlite3.Error as exc:
-                    raise self._unavailable(exc) from None
-                finally:
-                    self._give_back(reader)
-        with self._locked():
-            try:
-                return self._connection().execute(sql, params).fetchall()
+                return fetch(self._connection().execute(sql, params))
             except sqlite3.Error as exc:
                 raise self._unavailable(exc) from None
 
