@@ -116,7 +116,7 @@ class ThreadPool(concurrent.futures.Executor):
 
 
 def _work(shared: _Shared) -> None:
-    take, lock = shared.calls.get, shared.lock
+    take = shared.calls.get
     while True:
         item = take()
         if item is None:
@@ -124,27 +124,43 @@ def _work(shared: _Shared) -> None:
         fn, args, future, loop = item
         del item
         if loop is None:
-            _run_concurrent(fn, args, future)
-        elif not future.cancelled():
-            _run_for_loop(fn, args, future, loop)
+            _run_concurrent(shared, fn, args, future)
+        elif future.cancelled():
+            _idle(shared)
+        else:
+            _run_for_loop(shared, fn, args, future, loop)
         del fn, args, future, loop
-        with lock:
-            shared.idle += 1
 
 
-def _run_concurrent(fn: Callable[..., Any], args: tuple[Any, ...], future: Any) -> None:
+def _idle(shared: _Shared) -> None:
+    # Before the outcome is handed back: the caller it wakes may queue its next call at
+    # once, which this thread will take, rather than start another thread for it.
+    with shared.lock:
+        shared.idle += 1
+
+
+def _run_concurrent(
+    shared: _Shared, fn: Callable[..., Any], args: tuple[Any, ...], future: Any
+) -> None:
     if not future.set_running_or_notify_cancel():
+        _idle(shared)
         return
     try:
         result = fn(*args)
     except BaseException as exc:
+        _idle(shared)
         future.set_exception(exc)
     else:
+        _idle(shared)
         future.set_result(result)
 
 
 def _run_for_loop(
-    fn: Callable[..., Any], args: tuple[Any, ...], future: Any, loop: asyncio.AbstractEventLoop
+    shared: _Shared,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    future: Any,
+    loop: asyncio.AbstractEventLoop,
 ) -> None:
     error: BaseException | None = None
     result: Any = None
@@ -155,6 +171,7 @@ def _run_for_loop(
         error.__cause__ = exc
     except BaseException as exc:
         error = exc
+    _idle(shared)
     # A closed loop has nobody left to tell.
     with contextlib.suppress(RuntimeError):
         loop.call_soon_threadsafe(_settle, future, result, error)
