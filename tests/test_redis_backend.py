@@ -19,7 +19,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -43,7 +42,7 @@ from plugstore.errors import (
     NotAnIntegerError,
     PoolExhaustedError,
 )
-from plugstore.testing import SPEC_ENV, StoreConformance, release_together
+from plugstore.testing import StoreConformance, release_together, spawn_child
 from plugstore.url import StoreURL
 from servers import IN_CI, assert_down_server_fails_fast, require_server
 
@@ -969,18 +968,7 @@ def test_sync_and_async_processes_share_counters_and_locks(tmp_path: Path) -> No
         ):
             specs = [(sync_mode, {"key": key, "n": 4 * n})] * 2
             specs += [(async_mode, {"key": key, "n": n, "tasks": 4})] * 2
-            procs = [
-                subprocess.Popen(
-                    [sys.executable, "-m", "plugstore.testing._child", mode],
-                    env={**os.environ, SPEC_ENV: json.dumps({**base, **spec})},
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-                for mode, spec in specs
-            ]
-            release_together(procs)
+            release_together([spawn_child(mode, {**base, **spec}) for mode, spec in specs])
             assert store.namespace("n")[key] == 2 * 4 * n + 2 * 4 * n, key
 
 

@@ -71,6 +71,7 @@ __all__ = [
     "json_values",
     "pickle_values",
     "release_together",
+    "spawn_child",
 ]
 
 NS = "conformance"
@@ -125,6 +126,23 @@ _hashables = st.recursive(
     lambda inner: st.one_of(st.tuples(inner, inner), st.frozensets(inner, max_size=3)),
     max_leaves=6,
 )
+
+
+def spawn_child(mode: str, spec: dict[str, Any]) -> subprocess.Popen[str]:
+    """Start a kit child process (``plugstore.testing._child``) running ``mode`` with
+    ``spec``, its pipes open for :func:`release_together`.
+
+    The spec (with the unmasked URL) travels in the child's environment, which only the
+    same user can read, never in its argv, which every user's `ps` shows.
+    """
+    return subprocess.Popen(
+        [sys.executable, "-m", "plugstore.testing._child", mode],
+        env={**os.environ, SPEC_ENV: json.dumps(spec)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def release_together(
@@ -964,20 +982,7 @@ class StoreConformance(
             "preamble": self.child_preamble,
             "namespace": NS,
         }
-        # The spec (with the unmasked URL) travels in the child's environment, which only
-        # the same user can read, never in its argv, which every user's `ps` shows.
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-m", "plugstore.testing._child", mode],
-                env={**os.environ, SPEC_ENV: json.dumps({**base, **spec})},
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for spec in specs
-        ]
-        return procs
+        return [spawn_child(mode, {**base, **spec}) for spec in specs]
 
     def _child_url(self, store: Store) -> str:
         return store.backend.url.render(mask=False)
