@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,6 +55,7 @@ from harness import (
     measure,
     span,
     unwind_on_sigterm,
+    write_json,
 )
 from plugstore.aio.runtime import DEFAULT_THREADS
 from servers import (
@@ -1207,21 +1208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines, failed = bar_summary(results, time.perf_counter() - started)
     print("\n" + "\n".join(lines))
     if args.json:
-        doc = {
-            "python": platform.python_version(),
-            "sqlite": sqlite3.sqlite_version,
-            "plugstore": plugstore.__version__,
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "settings": asdict(s),
-            "backends": backends,
-            "skipped": skipped,
-            "workloads": [
-                {**asdict(res), "rows": [{**asdict(r), "median": r.median} for r in res.rows]}
-                for res in results
-            ],
-        }
-        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+        write_json(args.json, s, results, backends=backends, skipped=skipped)
     return 1 if args.check and failed else 0
 
 

@@ -199,6 +199,33 @@ def bar_line(bar: Bar) -> str:
     return f"  bar: {bar.label:<60} {bar.measured:>9}  {'PASS' if bar.passed else 'FAIL'}"
 
 
+def write_json(path: Path, settings: Any, results: Sequence[Result], **extra: Any) -> None:
+    """Save a run as JSON: versions and machine, ``settings`` (a dataclass), ``extra``
+    fields, and every workload with its rows' samples and medians."""
+    import json
+    import os
+    import platform
+    import sqlite3
+    from dataclasses import asdict
+
+    import plugstore
+
+    doc = {
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "plugstore": plugstore.__version__,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "settings": asdict(settings),
+        **extra,
+        "workloads": [
+            {**asdict(res), "rows": [{**asdict(r), "median": r.median} for r in res.rows]}
+            for res in results
+        ],
+    }
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
 def bar_summary(results: Sequence[Result], seconds: float) -> tuple[list[str], int]:
     """The closing summary of every bar of a run that took ``seconds``, and how many
     bars failed."""

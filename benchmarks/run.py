@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,7 @@ from harness import (
     span,
     timed,
     unwind_on_sigterm,
+    write_json,
 )
 from plugstore.locks import LOCKS_NAMESPACE
 from plugstore.scopekeys import level_prefix, own_prefix
@@ -1927,19 +1928,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines, failed = bar_summary(results, time.perf_counter() - started)
     print("\n" + "\n".join(lines))
     if args.json:
-        doc = {
-            "python": platform.python_version(),
-            "sqlite": sqlite3.sqlite_version,
-            "plugstore": plugstore.__version__,
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "settings": asdict(s),
-            "workloads": [
-                {**asdict(res), "rows": [{**asdict(r), "median": r.median} for r in res.rows]}
-                for res in results
-            ],
-        }
-        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+        write_json(args.json, s, results)
     return 1 if args.check and failed else 0
 
 
