@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -136,6 +137,32 @@ def test_the_token_becomes_a_strict_http_only_cookie_and_leaves_the_address(
     page = client.get("/ns/karma?prefix=user1")
     assert page.status_code == 200
     assert access.token not in page.text  # the page never shows the access token
+
+
+def test_the_cookie_is_named_after_the_port_so_two_consoles_keep_their_logins(
+    store: plugstore.Store,
+) -> None:
+    one, two = Access(), Access()
+    clients = {}
+    for port, access in ((8765, one), (8766, two)):
+        client = TestClient(
+            create_app(store, access), base_url=f"http://127.0.0.1:{port}", follow_redirects=False
+        )
+        first = client.get(f"/?token={access.token}")
+        assert first.headers["set-cookie"].startswith(f"plugstore_token_{port}={access.token};")
+        clients[port] = client
+    assert clients[8765].get("/ns/notes").status_code == 200
+    # The browser sends both cookies to both ports: each console reads its own.
+    both = {"plugstore_token_8765": one.token, "plugstore_token_8766": two.token}
+    for port in (8765, 8766):
+        with TestClient(
+            clients[port].app, base_url=f"http://127.0.0.1:{port}", cookies=both
+        ) as browser:
+            assert browser.get("/ns/notes").status_code == 200
+    # One console's cookie does not open the other.
+    swapped = {"plugstore_token_8766": one.token, "plugstore_token_8765": two.token}
+    with TestClient(clients[8765].app, base_url="http://127.0.0.1:8765", cookies=swapped) as c:
+        assert c.get("/ns/notes").status_code == 401
 
 
 def test_each_console_has_its_own_tokens(store: plugstore.Store) -> None:
@@ -518,3 +545,50 @@ def test_scoped_keys_read_as_their_scope_and_link_to_it(store: plugstore.Store) 
     assert "ana" not in scoped  # values are not listed, keys are
     assert scoped.count(">nick</a>") == 2
     assert "prefix</a>" not in scoped  # guild 2's key is not in guild 1's scope
+
+
+def test_the_scope_tree_lists_each_levels_scopes_with_their_key_counts(
+    store: plugstore.Store,
+) -> None:
+    from plugstore.web.scopetree import subscopes
+
+    levels = store.namespace("levels", version=2, migrations={2: lambda migration: None})
+    for member in range(3):
+        levels.scope(guild=1, member=member).update({"xp": member, "nick": "n"})
+    levels.scope(guild=1)["prefix"] = "!"
+    levels.scope(guild=1)["\U0010ffff\U0010ffff"] = "sorts last"  # own key past the skip mark
+    levels.scope(guild=2, channel=XSS_KEY)["topic"] = XSS_VALUE
+    levels.scope(guild="1")["prefix"] = "?"  # a str id is another scope than the int
+    levels.scope(user=42)["xp"] = 5
+    levels["plain"] = 1
+    bucket = store.backend.bucket("levels")
+    bucket.set("\x1fguild\x1dibroken", b"1")  # malformed: stepped over, not listed
+
+    top = subscopes(bucket, ())
+    assert [(lv.name, [(c.label, c.keys) for c in lv.children]) for lv in top.levels] == [
+        ("guild", [("1", 8), ("2", 1), ("'1'", 1)]),
+        ("user", [("42", 1)]),
+    ]
+    assert not top.more
+    guild1 = subscopes(bucket, (("guild", 1),))
+    assert [(c.id, c.keys) for c in guild1.levels[0].children] == [(0, 2), (1, 2), (2, 2)]
+    assert subscopes(bucket, (("guild", 1), ("member", 0))).levels == []
+    capped = subscopes(bucket, (("guild", 1),), limit=2)
+    assert capped.more
+    assert [c.id for c in capped.levels[0].children] == [0, 1]
+
+    client, _ = logged_in(store)
+    page = client.get("/ns/levels").text
+    section = page[page.index('<section class="scopes">') : page.index("</section>")]
+    assert "4 scopes" in section
+    assert re.search(r">1</a> <small>8</small>", section)
+    assert re.search(r">&#39;1&#39;</a> <small>1</small>", section)
+    inner = client.get(f"/ns/levels?{urlencode({'prefix': guild1.levels[0].children[0].prefix})}")
+    assert "member=0" in inner.text
+    assert "2 keys in scope guild=1 / member=0" in inner.text
+    nested = client.get(f"/ns/levels?{urlencode({'prefix': top.levels[0].children[1].prefix})}")
+    assert "&lt;script&gt;" in nested.text
+    assert "<script>" not in nested.text
+    assert "Scopes beneath guild=2" in nested.text
+    searched = client.get("/ns/levels?prefix=pl").text
+    assert 'class="scopes"' not in searched  # a plain prefix has no scopes beneath it

@@ -4,7 +4,9 @@
 it (``http://127.0.0.1:8765/?token=...``, as Jupyter does).  The first request carrying
 ``?token=`` gets the token as a cookie (``HttpOnly``, ``SameSite=Strict``) and is sent
 on to the same address without it, so the token does not linger in the address bar or
-the history; every later request is let in by the cookie.  Any request with neither,
+the history; every later request is let in by the cookie.  Browsers share cookies
+across the ports of one host, so the cookie's name carries the port
+(``plugstore_token_8765``): two consoles on one machine keep their own.  Any request with neither,
 or a wrong one, gets a bare 401 whose body holds no data (not a redirect to a login
 page: there is no login, only the printed address).
 
@@ -26,7 +28,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
-#: The cookie holding the access token after the first visit.
+#: The cookie holding the access token after the first visit (``_<port>`` is appended
+#: when the address has one: see :func:`cookie_name`).
 COOKIE = "plugstore_token"
 #: The query parameter of the printed address (a name, not a secret).
 TOKEN_PARAM = "token"  # noqa: S105
@@ -62,6 +65,14 @@ class Access:
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
+def cookie_name(request: Request) -> str:
+    """The access cookie's name for the console ``request`` reached: one per port, since
+    a browser sends a host's cookies to all its ports (one console's login would
+    otherwise replace another's)."""
+    port = request.url.port
+    return COOKIE if port is None else f"{COOKIE}_{port}"
+
+
 async def guard(access: Access, request: Request, call_next: Endpoint) -> Response:
     """Let a request through only with the access token (see the module docs)."""
     offered = request.query_params.get(TOKEN_PARAM)
@@ -71,9 +82,11 @@ async def guard(access: Access, request: Request, call_next: Endpoint) -> Respon
         rest = [(k, v) for k, v in parse_qsl(request.url.query) if k != TOKEN_PARAM]
         target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
         response: Response = RedirectResponse(target, status_code=303)
-        response.set_cookie(COOKIE, access.token, httponly=True, samesite="strict", path="/")
+        response.set_cookie(
+            cookie_name(request), access.token, httponly=True, samesite="strict", path="/"
+        )
         return response
-    if not access.admits(request.cookies.get(COOKIE)):
+    if not access.admits(request.cookies.get(cookie_name(request))):
         return PlainTextResponse(UNAUTHORIZED, status_code=401)
     return await call_next(request)
 
@@ -92,4 +105,12 @@ async def write_form(access: Access, request: Request) -> FormData:
     return form
 
 
-__all__ = ["COOKIE", "CSRF_FIELD", "TOKEN_PARAM", "Access", "guard", "write_form"]
+__all__ = [
+    "COOKIE",
+    "CSRF_FIELD",
+    "TOKEN_PARAM",
+    "Access",
+    "cookie_name",
+    "guard",
+    "write_form",
+]
