@@ -37,6 +37,7 @@ from ..keys import check_key, check_namespace
 from ..scopekeys import META_LEAD, parse_path_prefix, parse_scoped_key, path_prefix
 from ..store import Store
 from .access import CSRF_FIELD, Access, guard, write_form
+from .scopetree import subscopes
 from .values import ValueTextError, parse, show
 
 HERE = Path(__file__).parent
@@ -118,6 +119,8 @@ class Console:
         count = bucket.count(prefix)
         if not count and not prefix and name not in self.store.namespaces():
             raise HTTPException(404, f"no namespace {name!r} in this store")
+        path = () if not prefix else parse_path_prefix(prefix)
+        tree = None if path is None or after else subscopes(bucket, path)
         next_url = None
         if more:
             query = {"after": keys[-1], **({"prefix": prefix} if prefix else {})}
@@ -134,6 +137,7 @@ class Console:
             after=after,
             next_url=next_url,
             pages=max(1, math.ceil(count / PAGE)),
+            tree=tree,
         )
 
     def key(self, request: Request) -> Response:
