@@ -87,3 +87,23 @@ def assert_an_exhausted_lock_pool_says_so(url: str) -> None:
             ns["k"] = 1  # statements have connections of their own
         with ns.lock("c", timeout=5):
             pass  # sessions are given back on release
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def require_browser() -> None:
+    """Skip (on a developer's machine) or fail (with CI=true) without Debian's headless
+    Chromium, its driver and Selenium: the console's browser tests need all three."""
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("the selenium package")
+    if not missing:
+        return
+    message = f"browser tests need {', '.join(missing)}"
+    if IN_CI:
+        pytest.fail(f"{message}: .ci/run installs chromium and chromium-driver")
+    pytest.skip(f"{message} (apt install chromium chromium-driver; pip install selenium)")
