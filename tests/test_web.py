@@ -518,3 +518,207 @@ def test_scoped_keys_read_as_their_scope_and_link_to_it(store: plugstore.Store) 
     assert "ana" not in scoped  # values are not listed, keys are
     assert scoped.count(">nick</a>") == 2
     assert "prefix</a>" not in scoped  # guild 2's key is not in guild 1's scope
+
+
+# -- relational plugins ---------------------------------------------------------------------
+
+NOTES_BY_USER = """
+from sqlalchemy import delete, select
+from plugstore.relational import RelationalUserData
+
+def _export(session, user):
+    rows = session.execute(select(notes.c.text).where(notes.c.text.like(user + ":%")))
+    return [text for (text,) in rows]
+
+def _forget(session, user):
+    done = session.execute(delete(notes).where(notes.c.text.like(user + ":%")))
+    return {"notes": done.rowcount} if done.rowcount else {}
+"""
+HOOKED = """
+hooked = RelationalPlugin(
+    plugin.name, metadata, plugin.migrations, RelationalUserData(_export, _forget)
+)
+"""
+
+
+@pytest.fixture
+def plugin_names(url: str) -> Iterator[list[str]]:
+    """The test's relational plugin names: their schemas are dropped after it (on a
+    server; on SQLite they are files in the test's directory)."""
+    pytest.importorskip("alembic", reason="the relational extra is not installed")
+    from relational_helpers import drop_schemas
+
+    names: list[str] = []
+    yield names
+    drop_schemas(url.split("?", 1)[0], names)
+
+
+def notes_plugin(root: Path, names: list[str], label: str) -> Any:
+    """A new relational plugin module (tables notes and runs, revisions r1 and r2; its
+    ``hooked`` plugin exports and forgets the notes whose text starts ``USER:``)."""
+    from relational_helpers import NOTES_TABLE, load, unique_name, write_plugin
+
+    name = unique_name(label)
+    names.append(name)
+    path = write_plugin(root, name, tables=NOTES_TABLE + NOTES_BY_USER)
+    path.write_text(path.read_text() + HOOKED)
+    return load(path)
+
+
+def console_of(store: plugstore.Store, **options: Any) -> tuple[TestClient, Access]:
+    """A logged-in client of ``create_app(store, access, **options)``."""
+    access = Access()
+    client = TestClient(create_app(store, access, **options), follow_redirects=False)
+    assert client.get(f"/?token={access.token}").status_code == 303
+    return client, access
+
+
+def tables_host(store: plugstore.Store, plugins: list[Any]) -> Any:
+    """A RelationalHost on ``store``'s tables database, as plugstore web makes one."""
+    from plugstore.bot.host import tables_database
+    from plugstore.relational import RelationalHost
+
+    return RelationalHost(tables_database(store), plugins)
+
+
+def rows_of(page: str) -> dict[str, list[str]]:
+    """The plugins table: each plugin's cells (schema, revision, head, pending, state)."""
+    import html
+
+    found = {}
+    for row in re.findall(r"<tr>\s*(<td>.*?)</tr>", page, re.S):
+        cells = [
+            html.unescape(re.sub(r"<[^>]+>|\s+", " ", cell)).strip()
+            for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        ]
+        found[cells[0]] = [" ".join(cell.split()) for cell in cells[1:]]
+    return found
+
+
+def test_the_plugins_page_shows_each_plugins_revision_head_and_pending_ones(
+    store: plugstore.Store, tmp_path: Path, plugin_names: list[str]
+) -> None:
+    current = notes_plugin(tmp_path, plugin_names, "current").plugin
+    behind = notes_plugin(tmp_path, plugin_names, "behind").plugin
+    with tables_host(store, [current, behind]) as host:
+        host.upgrade([current.name])
+        host.upgrade([behind.name], "r1")
+        client, _ = console_of(store, relational=host)
+        page = client.get("/plugins")
+        assert page.status_code == 200
+        rows = rows_of(page.text)
+        assert rows[current.name] == [f"pl_{current.name}", "r2", "r2", "0", "up to date"]
+        assert rows[behind.name] == [
+            f"pl_{behind.name}",
+            "r1",
+            "r2",
+            "1",
+            "1 pending r2 revision 2",
+        ]
+        shown = str(host.url)
+        assert f'<code class="database">{shown}</code>' in page.text
+        assert (
+            f"1 pending: run\n<code>plugstore db upgrade {shown} --plugin {behind.name}</code>"
+            in page.text
+        )
+        assert "web-s3cret" not in page.text  # the tables database's password is masked
+        if store.backend.name == "postgresql":
+            assert "postgres:***@" in page.text
+            assert "with the password where *** stands" in page.text
+        assert '<a href="/plugins">Plugins</a>' in client.get("/").text
+
+        host.upgrade([behind.name])  # as plugstore db upgrade would
+        page = client.get("/plugins")
+        assert rows_of(page.text)[behind.name][1:4] == ["r2", "r2", "0"]
+        assert "Every plugin is up to date." in page.text
+        assert "plugstore db upgrade" not in page.text
+
+
+def test_a_plugin_never_migrated_has_no_tables_and_every_revision_pending(
+    store: plugstore.Store, tmp_path: Path, plugin_names: list[str]
+) -> None:
+    fresh = notes_plugin(tmp_path, plugin_names, "fresh").plugin
+    with tables_host(store, [fresh]) as host:
+        client, _ = console_of(store, relational=host)
+        page = client.get("/plugins").text
+        assert rows_of(page)[fresh.name] == [
+            f"pl_{fresh.name}",
+            "-",
+            "r2",
+            "2",
+            "2 pending (no tables yet) r1 revision 1 r2 revision 2",
+        ]
+        assert "2 pending: run" in page
+        assert host.status()[0].current is None  # the page migrated nothing
+
+
+def test_the_plugins_page_without_relational_plugins_says_how_they_are_found(
+    store: plugstore.Store,
+) -> None:
+    client, _ = logged_in(store)  # create_app(store, access): no relational host
+    page = client.get("/plugins")
+    assert page.status_code == 200
+    assert "No relational plugins: this console was given no relational host." in page.text
+    assert "plugstore web --load MODULE:ATTR" in page.text
+    assert "<table" not in page.text
+    pytest.importorskip("alembic", reason="the relational extra is not installed")
+    with tables_host(store, []) as host:
+        client, _ = console_of(store, relational=host)
+        page = client.get("/plugins")
+        assert page.status_code == 200
+        assert "No relational plugins." in page.text
+        assert "entry points" in page.text
+
+
+def test_the_plugins_page_says_when_the_tables_database_cannot_be_reached(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver is not installed")
+    from plugstore.relational import RelationalHost
+    from relational_helpers import load, write_plugin
+
+    plugin = load(write_plugin(tmp_path, "unreached")).plugin
+    tables = "postgresql://bot:tables-s3cret@127.0.0.1:1/db?connect_timeout=1"
+    with plugstore.open("memory://") as store, RelationalHost(tables, [plugin]) as host:
+        client, _ = console_of(store, relational=host)
+        page = client.get("/plugins")
+        assert page.status_code == 503
+        assert "cannot reach the plugin database postgresql://bot:***@127.0.0.1:1/db" in page.text
+        assert "Traceback" not in page.text
+        assert "tables-s3cret" not in page.text
+        assert '<a href="/plugins">Plugins</a>' in page.text  # the console's own page
+
+
+def test_the_users_page_exports_and_erases_relational_plugins_rows(
+    store: plugstore.Store, tmp_path: Path, plugin_names: list[str]
+) -> None:
+    module = notes_plugin(tmp_path, plugin_names, "users")
+    name = module.plugin.name
+    store.namespace("levels").scope(user="ana")["xp"] = 5
+    with tables_host(store, [module.hooked]) as host:
+        host.start()
+        with host[name].session() as session:
+            session.execute(
+                module.notes.insert(), [{"text": "ana:1"}, {"text": "ana:2"}, {"text": "bob:1"}]
+            )
+        without, _ = logged_in(store)  # the default hooks: the relational rows are missed
+        assert without.get("/users/export.json", params={"user": "ana"}).json()["plugins"] == {}
+
+        client, access = console_of(store, hooks=[], relational=host)
+        assert f"Plugin hooks run: {name}" in client.get("/users").text
+        page = client.get("/users", params={"user": "ana"}).text
+        assert "ana:1" in page
+        assert "bob:1" not in page
+        exported = client.get("/users/export.json", params={"user": "ana"}).json()
+        assert exported["plugins"] == {name: ["ana:1", "ana:2"]}
+        assert [r["key"] for r in exported["namespaces"]["levels"]] == ["xp"]
+
+        erased = client.post(
+            "/users/forget", data={"csrf": access.csrf, "user": "ana", "confirm": "ana"}
+        )
+        assert erased.status_code == 200
+        assert f"Erased 1 entry (1 in levels) and plugin data: {name} (notes: 2)." in erased.text
+        with host[name].session(readonly=True) as session:
+            left = session.execute(module.notes.select()).all()
+        assert [row.text for row in left] == ["bob:1"]
+        assert client.get("/users/export.json", params={"user": "ana"}).json()["plugins"] == {}
