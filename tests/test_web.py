@@ -722,3 +722,17 @@ def test_the_users_page_exports_and_erases_relational_plugins_rows(
             left = session.execute(module.notes.select()).all()
         assert [row.text for row in left] == ["bob:1"]
         assert client.get("/users/export.json", params={"user": "ana"}).json()["plugins"] == {}
+
+
+def test_a_failing_hook_is_a_503_page_naming_it(store: plugstore.Store) -> None:
+    from plugstore.userdata import failing_hook
+
+    for read_only in (False, True):
+        access = Access(read_only=read_only)
+        app = create_app(store, access, hooks=[failing_hook("quotes", "the service is down")])
+        client = TestClient(app, follow_redirects=False)
+        client.get(f"/?token={access.token}")
+        page = client.get("/users", params={"user": "ana"})
+        assert page.status_code == 503
+        assert "plugin &#39;quotes&#39; failed: the service is down" in page.text
+        assert ("read-only</span>" in page.text) is read_only

@@ -525,6 +525,7 @@ def create_app(
                 title="The store refused",
                 message=str(exc),
                 store_url=store.url,
+                read_only=access.read_only,  # base.html's header shows it
             ),
             status_code=503,
         )
