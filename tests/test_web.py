@@ -5,11 +5,13 @@ command itself serving on loopback."""
 from __future__ import annotations
 
 import datetime
+import json
 import re
 import subprocess
 import sys
 import textwrap
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -722,6 +724,176 @@ def test_the_users_page_exports_and_erases_relational_plugins_rows(
             left = session.execute(module.notes.select()).all()
         assert [row.text for row in left] == ["bob:1"]
         assert client.get("/users/export.json", params={"user": "ana"}).json()["plugins"] == {}
+
+
+WINS_CHAT_PLUGIN = """
+from plugstore.bot import Plugin
+from plugstore.userdata import UserData
+
+def export(store, user):
+    return store.namespace("chat.wins").get("wins:" + user)
+
+def forget(store, user, dry_run):
+    ns = store.namespace("chat.wins")
+    found = ("wins:" + user) in ns
+    if found and not dry_run:
+        del ns["wins:" + user]
+    return {"wins": int(found)}
+
+class Wins(Plugin):
+    \"\"\"Wins under plain keys.\"\"\"
+    user_data = UserData("wins", export, forget)
+"""
+
+
+def test_plugstore_web_finds_the_plugins_plugstore_user_finds(tmp_path: Path) -> None:
+    """-p, --db and -l reach the served console: the poll plugin's votes (cast by the
+    chat host on the --db database), a -p chat plugin's key-value hook and a loaded
+    relational plugin behind its head."""
+    pytest.importorskip("alembic", reason="the relational extra is not installed")
+    import html
+    import http.cookiejar
+    import os
+
+    from plugstore.bot import ChatHost, builtin_plugins
+    from plugstore.relational import RelationalHost
+    from relational_helpers import load, unique_name, write_plugin
+
+    url = f"sqlite:///{tmp_path / 'cmd.db'}"
+    tables = f"sqlite:///{tmp_path / 'tables.db'}"
+    name = unique_name("loaded")
+    module = write_plugin(tmp_path, name)
+    with RelationalHost(tables, [load(module).plugin]) as host:
+        host.upgrade([name], "r1")
+    with plugstore.open(url) as store, ChatHost(store, builtin_plugins(), database=tables) as chat:
+        for user, line in [
+            ("bob", ".poll"),
+            ("bob", "Lunch where?"),
+            ("bob", "pizza"),
+            ("bob", "sushi"),
+            ("bob", "done"),
+            ("ana", ".vote 1 pizza"),
+        ]:
+            (reply,) = chat.handle(user, line)
+            assert not reply.error, reply.text
+        store.namespace("chat.wins")["wins:ana"] = 4
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "wins.py").write_text(WINS_CHAT_PLUGIN)
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    command = [sys.executable, "-m", "plugstore.cli", "web", url, "--port", "0"]
+    command += ["--db", tables, "-l", f"{module.stem}:plugin", "-p", str(plugins)]
+    proc = subprocess.Popen(
+        [*command, "--no-entry-points"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": path},
+    )
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        address = proc.stdout.readline().strip()
+        assert address.startswith("http://127.0.0.1:"), address
+        base = address.split("/?", 1)[0]
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
+
+        def get(path: str, data: dict[str, str] | None = None) -> str:
+            body = urllib.parse.urlencode(data).encode() if data else None
+            with opener.open(base + path, body, timeout=30) as page:
+                return str(page.read().decode())
+
+        opener.open(address, timeout=30).close()
+        page = get("/plugins")
+        rows = rows_of(page)
+        assert rows["poll"][1:4] == [rows["poll"][2], rows["poll"][2], "0"]  # at its head
+        assert rows[name][1:4] == ["r1", "r2", "1"]
+        assert f'<code class="database">{tables}</code>' in page
+        exported = json.loads(get("/users/export.json?user=ana"))
+        assert exported["plugins"]["wins"] == 4
+        assert "pizza" in json.dumps(exported["plugins"]["poll"])
+        csrf = csrf_of(get("/users?user=ana"))
+        erased = html.unescape(
+            get("/users/forget", {"csrf": csrf, "user": "ana", "confirm": "ana"})
+        )
+        assert "Erased" in erased
+        assert "poll (votes: 1)" in erased
+        assert "wins (wins: 1)" in erased
+        assert json.loads(get("/users/export.json?user=ana"))["plugins"] == {}
+        assert "poll" in json.loads(get("/users/export.json?user=bob"))["plugins"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_plugstore_web_without_entry_points_runs_none_of_their_hooks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The installed hooks (and a broken relational entry point) reach the console, and
+    --no-entry-points leaves them out, as it does for plugstore user."""
+    pytest.importorskip("alembic", reason="the relational extra is not installed")
+    from importlib.metadata import EntryPoint
+
+    import uvicorn
+    from click.testing import CliRunner
+
+    import plugstore.relational.plugin as relational_plugin
+    import plugstore.userdata as userdata
+    from plugstore.cli import cli
+
+    (tmp_path / "web_hooks.py").write_text(
+        "from plugstore.userdata import UserData\n"
+        "quotes = UserData('quotes', lambda store, user: store.namespace('quotes').get(user),"
+        " lambda store, user, dry_run: {})\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    installed = {
+        "plugstore.user_data": [EntryPoint("quotes", "web_hooks:quotes", "plugstore.user_data")],
+        "plugstore.relational": [
+            EntryPoint("gone", "no_such_module_web:plugin", "plugstore.relational")
+        ],
+    }
+
+    def entry_points(group: str) -> list[EntryPoint]:
+        return installed.get(group, [])
+
+    monkeypatch.setattr(userdata.importlib_metadata, "entry_points", entry_points)
+    monkeypatch.setattr(relational_plugin.importlib_metadata, "entry_points", entry_points)
+    url = f"sqlite:///{tmp_path / 'ep.db'}"
+    with plugstore.open(url) as store:
+        store.namespace("quotes")["ana"] = "hello"
+    pages: dict[str, Any] = {}
+
+    def serve(server: Any, sockets: Any = None) -> None:  # instead of listening
+        app = server.config.app
+        with TestClient(app) as client:
+            client.get(f"/?token={app.state.access.token}")
+            pages["plugins"] = client.get("/plugins").text
+            pages["export"] = client.get("/users/export.json?user=ana")
+
+    monkeypatch.setattr(uvicorn.Server, "run", serve)
+    runner = CliRunner()
+
+    def web(*options: str) -> str:
+        done = runner.invoke(cli, ["web", url, "--port", "0", *options], catch_exceptions=False)
+        assert done.exit_code == 0, done.output
+        return str(done.stderr)
+
+    warned = web()
+    assert "warning: relational plugin no_such_module_web:plugin not loaded" in warned
+    assert "Not loaded: relational plugin no_such_module_web:plugin" in pages["plugins"]
+    assert pages["export"].status_code == 503  # as plugstore user export fails
+    assert "plugin &#39;entry point gone&#39; failed" in pages["export"].text
+
+    assert "no_such_module_web" not in web("--no-entry-points") + pages["plugins"]
+    assert ">poll</td>" in pages["plugins"]  # the built-in chat plugin's tables still
+    assert pages["export"].json()["plugins"] == {}
+
+    del installed["plugstore.relational"]
+    web()
+    assert pages["export"].json()["plugins"] == {"quotes": "hello"}
 
 
 def test_a_failing_hook_is_a_503_page_naming_it(store: plugstore.Store) -> None:
