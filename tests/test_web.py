@@ -5,11 +5,13 @@ command itself serving on loopback."""
 from __future__ import annotations
 
 import datetime
+import json
 import re
 import subprocess
 import sys
 import textwrap
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -592,3 +594,391 @@ def test_the_scope_tree_lists_each_levels_scopes_with_their_key_counts(
     assert "Scopes beneath guild=2" in nested.text
     searched = client.get("/ns/levels?prefix=pl").text
     assert 'class="scopes"' not in searched  # a plain prefix has no scopes beneath it
+
+
+# -- relational plugins ---------------------------------------------------------------------
+
+NOTES_BY_USER = """
+from sqlalchemy import delete, select
+from plugstore.relational import RelationalUserData
+
+def _export(session, user):
+    rows = session.execute(select(notes.c.text).where(notes.c.text.like(user + ":%")))
+    return [text for (text,) in rows]
+
+def _forget(session, user):
+    done = session.execute(delete(notes).where(notes.c.text.like(user + ":%")))
+    return {"notes": done.rowcount} if done.rowcount else {}
+"""
+HOOKED = """
+hooked = RelationalPlugin(
+    plugin.name, metadata, plugin.migrations, RelationalUserData(_export, _forget)
+)
+"""
+
+
+@pytest.fixture
+def plugin_names(url: str) -> Iterator[list[str]]:
+    """The test's relational plugin names: their schemas are dropped after it (on a
+    server; on SQLite they are files in the test's directory)."""
+    pytest.importorskip("alembic", reason="the relational extra is not installed")
+    from relational_helpers import drop_schemas
+
+    names: list[str] = []
+    yield names
+    drop_schemas(url.split("?", 1)[0], names)
+
+
+def notes_plugin(root: Path, names: list[str], label: str) -> Any:
+    """A new relational plugin module (tables notes and runs, revisions r1 and r2; its
+    ``hooked`` plugin exports and forgets the notes whose text starts ``USER:``)."""
+    from relational_helpers import NOTES_TABLE, load, unique_name, write_plugin
+
+    name = unique_name(label)
+    names.append(name)
+    path = write_plugin(root, name, tables=NOTES_TABLE + NOTES_BY_USER)
+    path.write_text(path.read_text() + HOOKED)
+    return load(path)
+
+
+def console_of(store: plugstore.Store, **options: Any) -> tuple[TestClient, Access]:
+    """A logged-in client of ``create_app(store, access, **options)``."""
+    access = Access()
+    client = TestClient(create_app(store, access, **options), follow_redirects=False)
+    assert client.get(f"/?token={access.token}").status_code == 303
+    return client, access
+
+
+def tables_host(store: plugstore.Store, plugins: list[Any]) -> Any:
+    """A RelationalHost on ``store``'s tables database, as plugstore web makes one."""
+    from plugstore.bot.host import tables_database
+    from plugstore.relational import RelationalHost
+
+    return RelationalHost(tables_database(store), plugins)
+
+
+def rows_of(page: str) -> dict[str, list[str]]:
+    """The plugins table: each plugin's cells (schema, revision, head, pending, state)."""
+    import html
+
+    found = {}
+    for row in re.findall(r"<tr>\s*(<td>.*?)</tr>", page, re.S):
+        cells = [
+            html.unescape(re.sub(r"<[^>]+>|\s+", " ", cell)).strip()
+            for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        ]
+        found[cells[0]] = [" ".join(cell.split()) for cell in cells[1:]]
+    return found
+
+
+def test_the_plugins_page_shows_each_plugins_revision_head_and_pending_ones(
+    store: plugstore.Store, tmp_path: Path, plugin_names: list[str]
+) -> None:
+    current = notes_plugin(tmp_path, plugin_names, "current").plugin
+    behind = notes_plugin(tmp_path, plugin_names, "behind").plugin
+    with tables_host(store, [current, behind]) as host:
+        host.upgrade([current.name])
+        host.upgrade([behind.name], "r1")
+        client, _ = console_of(store, relational=host)
+        page = client.get("/plugins")
+        assert page.status_code == 200
+        rows = rows_of(page.text)
+        assert rows[current.name] == [f"pl_{current.name}", "r2", "r2", "0", "up to date"]
+        assert rows[behind.name] == [
+            f"pl_{behind.name}",
+            "r1",
+            "r2",
+            "1",
+            "1 pending r2 revision 2",
+        ]
+        shown = str(host.url)
+        assert f'<code class="database">{shown}</code>' in page.text
+        assert (
+            f"1 pending: run\n<code>plugstore db upgrade {shown} --plugin {behind.name}</code>"
+            in page.text
+        )
+        assert "web-s3cret" not in page.text  # the tables database's password is masked
+        if store.backend.name == "postgresql":
+            assert "postgres:***@" in page.text
+            assert "with the password where *** stands" in page.text
+        assert '<a href="/plugins">Plugins</a>' in client.get("/").text
+
+        host.upgrade([behind.name])  # as plugstore db upgrade would
+        page = client.get("/plugins")
+        assert rows_of(page.text)[behind.name][1:4] == ["r2", "r2", "0"]
+        assert "Every plugin is up to date." in page.text
+        assert "plugstore db upgrade" not in page.text
+
+
+def test_a_plugin_never_migrated_has_no_tables_and_every_revision_pending(
+    store: plugstore.Store, tmp_path: Path, plugin_names: list[str]
+) -> None:
+    fresh = notes_plugin(tmp_path, plugin_names, "fresh").plugin
+    with tables_host(store, [fresh]) as host:
+        client, _ = console_of(store, relational=host)
+        page = client.get("/plugins").text
+        assert rows_of(page)[fresh.name] == [
+            f"pl_{fresh.name}",
+            "-",
+            "r2",
+            "2",
+            "2 pending (no tables yet) r1 revision 1 r2 revision 2",
+        ]
+        assert "2 pending: run" in page
+        assert host.status()[0].current is None  # the page migrated nothing
+
+
+def test_the_plugins_page_without_relational_plugins_says_how_they_are_found(
+    store: plugstore.Store,
+) -> None:
+    client, _ = logged_in(store)  # create_app(store, access): no relational host
+    page = client.get("/plugins")
+    assert page.status_code == 200
+    assert "No relational plugins: this console was given no relational host." in page.text
+    assert "plugstore web --load MODULE:ATTR" in page.text
+    assert "<table" not in page.text
+    pytest.importorskip("alembic", reason="the relational extra is not installed")
+    with tables_host(store, []) as host:
+        client, _ = console_of(store, relational=host)
+        page = client.get("/plugins")
+        assert page.status_code == 200
+        assert "No relational plugins." in page.text
+        assert "entry points" in page.text
+
+
+def test_the_plugins_page_says_when_the_tables_database_cannot_be_reached(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver is not installed")
+    from plugstore.relational import RelationalHost
+    from relational_helpers import load, write_plugin
+
+    plugin = load(write_plugin(tmp_path, "unreached")).plugin
+    tables = "postgresql://bot:tables-s3cret@127.0.0.1:1/db?connect_timeout=1"
+    with plugstore.open("memory://") as store, RelationalHost(tables, [plugin]) as host:
+        client, _ = console_of(store, relational=host)
+        page = client.get("/plugins")
+        assert page.status_code == 503
+        assert "cannot reach the plugin database postgresql://bot:***@127.0.0.1:1/db" in page.text
+        assert "Traceback" not in page.text
+        assert "tables-s3cret" not in page.text
+        assert '<a href="/plugins">Plugins</a>' in page.text  # the console's own page
+
+
+def test_the_users_page_exports_and_erases_relational_plugins_rows(
+    store: plugstore.Store, tmp_path: Path, plugin_names: list[str]
+) -> None:
+    module = notes_plugin(tmp_path, plugin_names, "users")
+    name = module.plugin.name
+    store.namespace("levels").scope(user="ana")["xp"] = 5
+    with tables_host(store, [module.hooked]) as host:
+        host.start()
+        with host[name].session() as session:
+            session.execute(
+                module.notes.insert(), [{"text": "ana:1"}, {"text": "ana:2"}, {"text": "bob:1"}]
+            )
+        without, _ = logged_in(store)  # the default hooks: the relational rows are missed
+        assert without.get("/users/export.json", params={"user": "ana"}).json()["plugins"] == {}
+
+        client, access = console_of(store, hooks=[], relational=host)
+        assert f"Plugin hooks run: {name}" in client.get("/users").text
+        page = client.get("/users", params={"user": "ana"}).text
+        assert "ana:1" in page
+        assert "bob:1" not in page
+        exported = client.get("/users/export.json", params={"user": "ana"}).json()
+        assert exported["plugins"] == {name: ["ana:1", "ana:2"]}
+        assert [r["key"] for r in exported["namespaces"]["levels"]] == ["xp"]
+
+        erased = client.post(
+            "/users/forget", data={"csrf": access.csrf, "user": "ana", "confirm": "ana"}
+        )
+        assert erased.status_code == 200
+        assert f"Erased 1 entry (1 in levels) and plugin data: {name} (notes: 2)." in erased.text
+        with host[name].session(readonly=True) as session:
+            left = session.execute(module.notes.select()).all()
+        assert [row.text for row in left] == ["bob:1"]
+        assert client.get("/users/export.json", params={"user": "ana"}).json()["plugins"] == {}
+
+
+WINS_CHAT_PLUGIN = """
+from plugstore.bot import Plugin
+from plugstore.userdata import UserData
+
+def export(store, user):
+    return store.namespace("chat.wins").get("wins:" + user)
+
+def forget(store, user, dry_run):
+    ns = store.namespace("chat.wins")
+    found = ("wins:" + user) in ns
+    if found and not dry_run:
+        del ns["wins:" + user]
+    return {"wins": int(found)}
+
+class Wins(Plugin):
+    \"\"\"Wins under plain keys.\"\"\"
+    user_data = UserData("wins", export, forget)
+"""
+
+
+def test_plugstore_web_finds_the_plugins_plugstore_user_finds(tmp_path: Path) -> None:
+    """-p, --db and -l reach the served console: the poll plugin's votes (cast by the
+    chat host on the --db database), a -p chat plugin's key-value hook and a loaded
+    relational plugin behind its head."""
+    pytest.importorskip("alembic", reason="the relational extra is not installed")
+    import html
+    import http.cookiejar
+    import os
+
+    from plugstore.bot import ChatHost, builtin_plugins
+    from plugstore.relational import RelationalHost
+    from relational_helpers import load, unique_name, write_plugin
+
+    url = f"sqlite:///{tmp_path / 'cmd.db'}"
+    tables = f"sqlite:///{tmp_path / 'tables.db'}"
+    name = unique_name("loaded")
+    module = write_plugin(tmp_path, name)
+    with RelationalHost(tables, [load(module).plugin]) as host:
+        host.upgrade([name], "r1")
+    with plugstore.open(url) as store, ChatHost(store, builtin_plugins(), database=tables) as chat:
+        for user, line in [
+            ("bob", ".poll"),
+            ("bob", "Lunch where?"),
+            ("bob", "pizza"),
+            ("bob", "sushi"),
+            ("bob", "done"),
+            ("ana", ".vote 1 pizza"),
+        ]:
+            (reply,) = chat.handle(user, line)
+            assert not reply.error, reply.text
+        store.namespace("chat.wins")["wins:ana"] = 4
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "wins.py").write_text(WINS_CHAT_PLUGIN)
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    command = [sys.executable, "-m", "plugstore.cli", "web", url, "--port", "0"]
+    command += ["--db", tables, "-l", f"{module.stem}:plugin", "-p", str(plugins)]
+    proc = subprocess.Popen(
+        [*command, "--no-entry-points"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": path},
+    )
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        address = proc.stdout.readline().strip()
+        assert address.startswith("http://127.0.0.1:"), address
+        base = address.split("/?", 1)[0]
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
+
+        def get(path: str, data: dict[str, str] | None = None) -> str:
+            body = urllib.parse.urlencode(data).encode() if data else None
+            with opener.open(base + path, body, timeout=30) as page:
+                return str(page.read().decode())
+
+        opener.open(address, timeout=30).close()
+        page = get("/plugins")
+        rows = rows_of(page)
+        assert rows["poll"][1:4] == [rows["poll"][2], rows["poll"][2], "0"]  # at its head
+        assert rows[name][1:4] == ["r1", "r2", "1"]
+        assert f'<code class="database">{tables}</code>' in page
+        exported = json.loads(get("/users/export.json?user=ana"))
+        assert exported["plugins"]["wins"] == 4
+        assert "pizza" in json.dumps(exported["plugins"]["poll"])
+        csrf = csrf_of(get("/users?user=ana"))
+        erased = html.unescape(
+            get("/users/forget", {"csrf": csrf, "user": "ana", "confirm": "ana"})
+        )
+        assert "Erased" in erased
+        assert "poll (votes: 1)" in erased
+        assert "wins (wins: 1)" in erased
+        assert json.loads(get("/users/export.json?user=ana"))["plugins"] == {}
+        assert "poll" in json.loads(get("/users/export.json?user=bob"))["plugins"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_plugstore_web_without_entry_points_runs_none_of_their_hooks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The installed hooks (and a broken relational entry point) reach the console, and
+    --no-entry-points leaves them out, as it does for plugstore user."""
+    pytest.importorskip("alembic", reason="the relational extra is not installed")
+    from importlib.metadata import EntryPoint
+
+    import uvicorn
+    from click.testing import CliRunner
+
+    import plugstore.relational.plugin as relational_plugin
+    import plugstore.userdata as userdata
+    from plugstore.cli import cli
+
+    (tmp_path / "web_hooks.py").write_text(
+        "from plugstore.userdata import UserData\n"
+        "quotes = UserData('quotes', lambda store, user: store.namespace('quotes').get(user),"
+        " lambda store, user, dry_run: {})\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    installed = {
+        "plugstore.user_data": [EntryPoint("quotes", "web_hooks:quotes", "plugstore.user_data")],
+        "plugstore.relational": [
+            EntryPoint("gone", "no_such_module_web:plugin", "plugstore.relational")
+        ],
+    }
+
+    def entry_points(group: str) -> list[EntryPoint]:
+        return installed.get(group, [])
+
+    monkeypatch.setattr(userdata.importlib_metadata, "entry_points", entry_points)
+    monkeypatch.setattr(relational_plugin.importlib_metadata, "entry_points", entry_points)
+    url = f"sqlite:///{tmp_path / 'ep.db'}"
+    with plugstore.open(url) as store:
+        store.namespace("quotes")["ana"] = "hello"
+    pages: dict[str, Any] = {}
+
+    def serve(server: Any, sockets: Any = None) -> None:  # instead of listening
+        app = server.config.app
+        with TestClient(app) as client:
+            client.get(f"/?token={app.state.access.token}")
+            pages["plugins"] = client.get("/plugins").text
+            pages["export"] = client.get("/users/export.json?user=ana")
+
+    monkeypatch.setattr(uvicorn.Server, "run", serve)
+    runner = CliRunner()
+
+    def web(*options: str) -> str:
+        done = runner.invoke(cli, ["web", url, "--port", "0", *options], catch_exceptions=False)
+        assert done.exit_code == 0, done.output
+        return str(done.stderr)
+
+    warned = web()
+    assert "warning: relational plugin no_such_module_web:plugin not loaded" in warned
+    assert "Not loaded: relational plugin no_such_module_web:plugin" in pages["plugins"]
+    assert pages["export"].status_code == 503  # as plugstore user export fails
+    assert "plugin &#39;entry point gone&#39; failed" in pages["export"].text
+
+    assert "no_such_module_web" not in web("--no-entry-points") + pages["plugins"]
+    assert ">poll</td>" in pages["plugins"]  # the built-in chat plugin's tables still
+    assert pages["export"].json()["plugins"] == {}
+
+    del installed["plugstore.relational"]
+    web()
+    assert pages["export"].json()["plugins"] == {"quotes": "hello"}
+
+
+def test_a_failing_hook_is_a_503_page_naming_it(store: plugstore.Store) -> None:
+    from plugstore.userdata import failing_hook
+
+    for read_only in (False, True):
+        access = Access(read_only=read_only)
+        app = create_app(store, access, hooks=[failing_hook("quotes", "the service is down")])
+        client = TestClient(app, follow_redirects=False)
+        client.get(f"/?token={access.token}")
+        page = client.get("/users", params={"user": "ana"})
+        assert page.status_code == 503
+        assert "plugin &#39;quotes&#39; failed: the service is down" in page.text
+        assert ("read-only</span>" in page.text) is read_only

@@ -101,8 +101,13 @@ def current(connection: Connection, plugin: RelationalPlugin) -> tuple[str, ...]
 
 def pending(script: ScriptDirectory, at: Sequence[str]) -> list[str]:
     """The revisions between ``at`` and the heads, oldest first."""
+    return [revision for revision, _ in pending_revisions(script, at)]
+
+
+def pending_revisions(script: ScriptDirectory, at: Sequence[str]) -> list[tuple[str, str]]:
+    """The revisions between ``at`` and the heads, oldest first, with their messages."""
     revisions = script.iterate_revisions("heads", tuple(at) or "base")
-    return [r.revision for r in reversed(list(revisions))]
+    return [(r.revision, (r.doc or "").strip()) for r in reversed(list(revisions))]
 
 
 def upgrade(
@@ -175,12 +180,13 @@ class Status:
     current: str | None
     head: str | None
     pending: int
+    #: The pending revisions, oldest first: (revision id, message).
+    pending_revisions: tuple[tuple[str, str], ...] = ()
 
 
 def status(plugin: RelationalPlugin, script: ScriptDirectory, at: Sequence[str]) -> Status:
-    return Status(
-        plugin.name, plugin.schema, _one(at), _one(heads(script)), len(pending(script, at))
-    )
+    waiting = tuple(pending_revisions(script, at))
+    return Status(plugin.name, plugin.schema, _one(at), _one(heads(script)), len(waiting), waiting)
 
 
 def _failure(

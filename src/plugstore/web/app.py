@@ -8,6 +8,11 @@ values always render as text.
 
 The pages show the store as a tool sees it (as ``plugstore ls`` does): every stored key,
 scoped entries and the data version included, not only a plugin's plain keys.
+
+Relational plugins' tables live in their own database, reached through a
+:class:`~plugstore.relational.RelationalHost` given to :func:`create_app`: the plugins
+page reads their revisions, and the users page runs their user-data hooks.  Nothing is
+ever migrated from here.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import jinja2
@@ -40,6 +47,9 @@ from .access import CSRF_FIELD, Access, guard, write_form
 from .scopetree import subscopes
 from .values import ValueTextError, parse, show
 
+if TYPE_CHECKING:
+    from ..relational import RelationalHost
+
 HERE = Path(__file__).parent
 #: Keys per page of a namespace.
 PAGE = 100
@@ -61,11 +71,29 @@ def _quote(text: str) -> str:
 
 
 class Console:
-    """The pages of one console run over ``store``."""
+    """The pages of one console run over ``store``.
 
-    def __init__(self, store: Store, access: Access) -> None:
+    ``hooks`` are the key-value user-data hooks the users page runs (default: those
+    installed under ``plugstore.user_data``); ``relational`` is the host of the
+    relational plugins, whose hooks it also runs and whose revisions the plugins page
+    shows (``None``: no relational plugins).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        access: Access,
+        *,
+        hooks: Sequence[userdata.UserDataHook] | None = None,
+        relational: RelationalHost | None = None,
+    ) -> None:
         self.store = store
         self.access = access
+        self.hooks = list(userdata.entry_point_hooks(store) if hooks is None else hooks)
+        self.relational = relational
+        # The host makes its engines on first use and is not meant to be shared by
+        # threads; pages run on Starlette's thread pool, so its users take turns.
+        self._tables_lock = threading.Lock()
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
             autoescape=True,
@@ -305,8 +333,12 @@ class Console:
     def user(self, request: Request) -> Response:
         who = request.query_params.get("user", "").strip()
         if not who:
-            return self.page(request, "user.html", user="", export=None, text="", erased=None)
-        export = self._export(who)
+            with self._tables_lock:
+                names = [hook.name for hook in self._user_hooks()]
+            return self.page(
+                request, "user.html", user="", export=None, text="", erased=None, hooks=names
+            )
+        export, names = self._export(who)
         return self.page(
             request,
             "user.html",
@@ -314,13 +346,14 @@ class Console:
             export=export,
             text=json.dumps(export, indent=2, ensure_ascii=False),
             erased=None,
+            hooks=names,
         )
 
     def user_json(self, request: Request) -> Response:
         who = request.query_params.get("user", "").strip()
         if not who:
             raise HTTPException(400, "whose data? (?user=...)")
-        body = json.dumps(self._export(who), indent=2, ensure_ascii=False) + "\n"
+        body = json.dumps(self._export(who)[0], indent=2, ensure_ascii=False) + "\n"
         name = "".join(c if c.isalnum() or c in "-_." else "_" for c in who)[:64]
         return Response(
             body,
@@ -328,8 +361,20 @@ class Console:
             headers={"Content-Disposition": f'attachment; filename="user-{name}.json"'},
         )
 
-    def _export(self, who: str) -> dict[str, Any]:
-        return userdata.export_user(self.store, who, hooks=userdata.entry_point_hooks(self.store))
+    def _user_hooks(self) -> list[userdata.UserDataHook]:
+        """Every user-data hook, as ``plugstore user export`` runs them: the key-value
+        ones and the relational plugins' (found anew each time: a plugin whose tables
+        were made or upgraded since the console started is reached)."""
+        if self.relational is None:
+            return self.hooks
+        return self.hooks + self.relational.user_data_hooks()
+
+    def _export(self, who: str) -> tuple[dict[str, Any], list[str]]:
+        """``who``'s export, and the names of the plugin hooks that were run."""
+        with self._tables_lock:
+            hooks = self._user_hooks()
+            export = userdata.export_user(self.store, who, hooks=hooks)
+        return export, [hook.name for hook in hooks]
 
     async def user_forget(self, request: Request) -> Response:
         form = await write_form(self.access, request)
@@ -337,7 +382,7 @@ class Console:
         if not who:
             raise HTTPException(400, "whose data? (user=...)")
         if _field(form.get("confirm")).strip() != who:
-            export = await run_in_threadpool(self._export, who)
+            export, names = await run_in_threadpool(self._export, who)
             return self.page(
                 request,
                 "user.html",
@@ -346,19 +391,60 @@ class Console:
                 export=export,
                 text=json.dumps(export, indent=2, ensure_ascii=False),
                 erased=None,
+                hooks=names,
                 error="Not erased: type the user's id again to confirm.",
             )
-        summary = await run_in_threadpool(self._forget, who)
-        return self.page(request, "user.html", user=who, export=None, text="", erased=summary)
+        summary, names = await run_in_threadpool(self._forget, who)
+        return self.page(
+            request, "user.html", user=who, export=None, text="", erased=summary, hooks=names
+        )
 
-    def _forget(self, who: str) -> str:
+    def _forget(self, who: str) -> tuple[str, list[str]]:
+        """What erasing ``who`` did, and the names of the plugin hooks that were run."""
+        with self._tables_lock:
+            hooks = self._user_hooks()
+            try:
+                found = userdata.forget_user(self.store, who, hooks=hooks)
+            except userdata.UserDataError as exc:
+                return f"Partly erased: {exc}", [hook.name for hook in hooks]
+        done = f"Erased {found.describe()}." if found.total else "There was nothing to erase."
+        return done, [hook.name for hook in hooks]
+
+    # -- relational plugins -------------------------------------------------------------
+
+    def plugins(self, request: Request) -> Response:
+        host = self.relational
+        context: dict[str, Any] = {
+            "host": host is not None,
+            "database": str(host.url) if host else "",
+            "masked": bool(host and host.url.render(mask=False) != str(host.url)),
+            # on SQLite each plugin's schema is a file beside the database's
+            "sqlite_files": (
+                Path(host.database.file_for("pl_NAME")).name
+                if host and host.kind == "sqlite" and host.database.path
+                else ""
+            ),
+            "problems": host.problems if host else [],
+            "rows": [],
+            "behind": [],
+            "pending": 0,
+            "error": None,
+        }
+        if host is None or not host.plugins:
+            return self.page(request, "plugins.html", **context)
         try:
-            found = userdata.forget_user(
-                self.store, who, hooks=userdata.entry_point_hooks(self.store)
-            )
-        except userdata.UserDataError as exc:
-            return f"Partly erased: {exc}"
-        return f"Erased {found.describe()}." if found.total else "There was nothing to erase."
+            with self._tables_lock:
+                rows = host.status()
+        except StoreError as exc:  # the database cannot be reached: say so on this page
+            context["error"] = str(exc)
+            return self.page(request, "plugins.html", status=503, **context)
+        except Exception as exc:  # a plugin's migrations cannot be read (Alembic's errors)
+            context["error"] = f"cannot read the plugins' revisions: {_reason(exc)}"
+            return self.page(request, "plugins.html", status=500, **context)
+        context["rows"] = rows
+        context["behind"] = [row.plugin for row in rows if row.pending]
+        context["pending"] = sum(row.pending for row in rows)
+        return self.page(request, "plugins.html", **context)
 
 
 def _prefix_label(prefix: str) -> str:
@@ -409,10 +495,30 @@ def _field(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def create_app(store: Store, access: Access | None = None) -> Starlette:
-    """The console's ASGI app over the open ``store`` (closed by whoever opened it)."""
+def _reason(exc: BaseException) -> str:
+    """``exc`` in one line: its type and the first line of its message."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def create_app(
+    store: Store,
+    access: Access | None = None,
+    *,
+    hooks: Sequence[userdata.UserDataHook] | None = None,
+    relational: RelationalHost | None = None,
+) -> Starlette:
+    """The console's ASGI app over the open ``store`` (closed by whoever opened it).
+
+    ``hooks``: the key-value user-data hooks the users page runs on export and erase
+    (default: :func:`~plugstore.userdata.entry_point_hooks`; ``plugstore web`` passes
+    what ``plugstore user`` finds).  ``relational``: the (unstarted)
+    :class:`~plugstore.relational.RelationalHost` of the relational plugins, on their
+    tables database: the plugins page shows its plugins' revisions, and their
+    user-data hooks join the users page's.  Whoever made it closes it.
+    """
     access = access or Access()
-    console = Console(store, access)
+    console = Console(store, access, hooks=hooks, relational=relational)
 
     async def guarded(request: Request, call_next: Any) -> Response:
         return await guard(access, request, call_next)
@@ -420,7 +526,10 @@ def create_app(store: Store, access: Access | None = None) -> Starlette:
     async def store_error(request: Request, exc: Exception) -> Response:
         return HTMLResponse(
             console.templates.get_template("message.html").render(
-                title="The store refused", message=str(exc), store_url=store.url
+                title="The store refused",
+                message=str(exc),
+                store_url=store.url,
+                read_only=access.read_only,  # base.html's header shows it
             ),
             status_code=503,
         )
@@ -435,6 +544,7 @@ def create_app(store: Store, access: Access | None = None) -> Starlette:
             Route("/users", console.user),
             Route("/users/export.json", console.user_json),
             Route("/users/forget", console.user_forget, methods=["POST"]),
+            Route("/plugins", console.plugins),
             Route("/quarantine", console.quarantine_write, methods=["POST"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
