@@ -122,6 +122,7 @@ def test_the_native_driver_runs_every_operation_without_a_thread(table: str) -> 
                 assert await ns.get_many(["m000", "m599", "nope"]) == {"m000": 0, "m599": 599}
                 assert len([k async for k in ns.keys("m")]) == 600
                 assert await ns.count() == 603
+                assert await ns._bucket.stored_size("m") == 600 * 4 + 10 + 180 + 500 * 3
                 assert await ns.replace_if("a", await ns.get_raw("a"), 2)
                 assert await ns.pop("a") == 2
                 assert await ns.setdefault("s", 3) == 3

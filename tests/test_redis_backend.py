@@ -613,6 +613,7 @@ def test_async_driver_is_native_and_hops_to_no_thread(tmp_path: Path) -> None:
                 assert [k async for k in ns.keys("p00")] == [f"p{i:04d}" for i in range(100)]
                 assert await ns.count() == 703
                 assert sum([1 async for _ in ns.scan("p")]) == 700
+                assert await ns._bucket.stored_size("p") == 700 * 5 + 10 + 180 + 600 * 3
                 assert await ns.add("a", 1) is True
                 assert await ns.add("a", 2, ttl=60) is False
                 assert await ns.expire("a", 60) is True

@@ -27,6 +27,7 @@ from starlette.testclient import TestClient
 import plugstore
 from plugstore.cli.web import is_loopback
 from plugstore.web import Access, create_app
+from plugstore.web.app import human_size
 from servers import require_server
 
 XSS_KEY = "<script>alert('k')</script>"
@@ -200,7 +201,33 @@ def test_overview_lists_namespaces_largest_first_with_their_counts(store: plugst
     assert re.search(r">notes</a></td>\s*<td class=\"num\">1<", page)
     assert "width: 100.0%" in page
     assert store.backend.name in page
+    # the stored bytes of keys and values, read for a person, exact in the title
+    karma = store.namespace("karma")
+    xss = len(XSS_KEY.encode()) + len(karma.get_raw(XSS_KEY) or b"")
+    karma_size = 250 * 7 + (10 + 90 * 2 + 150 * 3) + xss  # user000-249, 0-249 as text
+    assert karma_size == sum(len(key.encode()) + len(karma.get_raw(key) or b"") for key in karma)
+    assert re.search(
+        rf'>karma</a></td>\s*<td class="num">251</td>\s*'
+        rf'<td class="num" title="{karma_size} bytes">{karma_size / 1000:.1f} kB<',
+        page,
+    )
+    # "a" and the JSON text "hello" (7 bytes)
+    assert re.search(r'>1</td>\s*<td class="num" title="8 bytes">8 B<', page)
+    total = karma_size + 8
+    assert f'252 keys, <span title="{total} bytes">{total / 1000:.1f} kB</span> stored' in page
     assert "2 namespaces, 252 keys" in page
+
+
+def test_sizes_read_in_decimal_units() -> None:
+    assert [human_size(n) for n in (0, 999, 1000, 1049, 1_234_567, 999_960, 3 * 10**12)] == [
+        "0 B",
+        "999 B",
+        "1.0 kB",
+        "1.0 kB",
+        "1.2 MB",
+        "1.0 MB",
+        "3.0 TB",
+    ]
 
 
 def test_a_namespace_pages_through_its_keys_and_searches_by_prefix(

@@ -172,6 +172,16 @@ class Bucket(ABC):
         """Number of keys starting with ``prefix``."""
         return sum(1 for _ in self.keys(prefix))
 
+    def stored_size(self, prefix: str = "") -> int:
+        """Bytes stored under keys starting with ``prefix``: each live key's UTF-8 length
+        plus its value's length, expired entries left out (as in :meth:`count`).
+
+        Approximate: bytes of keys and values as stored by plugstore, not the engine's
+        on-disk overhead (indexes, pages, deadlines, compression).  This version reads
+        every value through :meth:`items`; a backend whose engine can add up lengths
+        without sending the values overrides it."""
+        return sum(len(key.encode()) + len(value) for key, value in self.items(prefix))
+
     def contains(self, key: str) -> bool:
         """Whether ``key`` is present."""
         return self.get(key) is not None

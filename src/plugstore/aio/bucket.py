@@ -98,6 +98,9 @@ class AsyncBucket:
     async def count(self, prefix: str = "") -> int:
         return await self._do(self.sync.count, prefix)
 
+    async def stored_size(self, prefix: str = "") -> int:
+        return await self._do(self.sync.stored_size, prefix)
+
     async def contains(self, key: str) -> bool:
         return await self._do(self.sync.contains, key)
 

@@ -547,6 +547,10 @@ class PostgreSQLAsyncBucket(AsyncBucket):
         s = self.sync
         return s.count_of(await self.db.one(*s.sql_count(prefix)))
 
+    async def stored_size(self, prefix: str = "") -> int:
+        s = self.sync
+        return s.count_of(await self.db.one(*s.sql_stored_size(prefix)))
+
     async def keys_after(self, prefix: str, after: str, limit: int) -> list[str]:
         if limit <= 0:
             return []

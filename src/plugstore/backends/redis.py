@@ -172,6 +172,9 @@ class RedisBucket(Bucket):
     def count(self, prefix: str = "") -> int:
         return self._run(self.ops.count(prefix))
 
+    def stored_size(self, prefix: str = "") -> int:
+        return self.backend.drive(self.ops.stored_size(prefix))
+
     def purge(self) -> int:
         return self._run(self.ops.purge())
 

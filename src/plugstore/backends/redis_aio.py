@@ -284,6 +284,9 @@ class RedisAsyncBucket(AsyncBucket):
     async def count(self, prefix: str = "") -> int:
         return await self._run(self.ops.count(prefix))
 
+    async def stored_size(self, prefix: str = "") -> int:
+        return await self._driver.drive(self.ops.stored_size(prefix))
+
     async def purge(self) -> int:
         return await self._run(self.ops.purge())
 

@@ -38,6 +38,10 @@ T = TypeVar("T")
 
 #: Keys per MGET / MSET / ZADD command in the bulk paths.
 CHUNK = 1000
+#: Members per script of ``stored_size``: a short script each (the server serves no one
+#: else while one runs) with a two-number reply, so a big namespace costs round trips
+#: but never one long block or one giant reply.
+SIZE_PAGE = 1000
 #: What redis-py's blocking pools (sync and async) raise when no connection came back
 #: within their timeout.
 POOL_EMPTY = "No connection available."
@@ -211,6 +215,25 @@ return redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2], 'LIMIT', 0, ARGV[3])
 """
 )
 _PURGE = _SWEEP + "return sweep(KEYS[1], KEYS[2])\n"
+# The stored bytes of a page of members: each one's length plus its entry's STRLEN (an
+# entry the server expired since the sweep counts nothing; an empty value is 0 bytes
+# but present).  ARGV: the lex range, the page size, the entries' prefix.  Returns
+# {bytes, last member} for a full page (another may follow), {bytes} for the last.
+_SIZE_PAGE = (
+    _SWEEP
+    + """
+sweep(KEYS[1], KEYS[2])
+local page = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2], 'LIMIT', 0, ARGV[3])
+local total = 0
+for _, member in ipairs(page) do
+  local entry = ARGV[4] .. member
+  local n = redis.call('STRLEN', entry)
+  if n > 0 or redis.call('EXISTS', entry) == 1 then total = total + #member + n end
+end
+if #page == tonumber(ARGV[3]) then return {total, page[#page]} end
+return {total}
+"""
+)
 # As _PAGE, with each member's value (false: gone) after it, read in the same script:
 # a page of a listing never sees part of a write_batch.  ARGV[4]: the entries' prefix.
 _PAGE_ITEMS = (
@@ -324,6 +347,7 @@ SCRIPTS = {
     "count": _COUNT,
     "page": _PAGE,
     "purge": _PURGE,
+    "size_page": _SIZE_PAGE,
     "page_items": _PAGE_ITEMS,
     "write_batch": _WRITE_BATCH,
 }
@@ -438,6 +462,11 @@ def _found_with_deadlines(keys: Sequence[str], reply: Any) -> dict[str, tuple[by
         for key, value, at in zip(keys, values, deadlines, strict=True)
         if value is not None
     }
+
+
+def _size_page(reply: Any) -> tuple[int, bytes | None]:
+    """A ``size_page`` reply: the page's bytes, and its last member if it was full."""
+    return int(reply[0]), (reply[1] if len(reply) > 1 else None)
 
 
 def _incr_refused(key: str, exc: rx.ResponseError) -> Exception:
@@ -639,6 +668,20 @@ class NamespaceOps:
     def count(self, prefix: str = "") -> Request[int]:
         low, high = lex_range(prefix)
         return Request(evalsha("count", (self.idx, self.x), (low, high)), _number, retry=True)
+
+    def stored_size(self, prefix: str = "") -> Steps[int]:
+        """The bytes of the live keys starting with ``prefix`` and their values, added
+        up by the server a page of :data:`SIZE_PAGE` members per script."""
+        low, high = lex_range(prefix)
+        total = 0
+        while True:
+            command = evalsha("size_page", (self.idx, self.x), (low, high, SIZE_PAGE, self.kp))
+            page: tuple[int, bytes | None] = yield Request(command, _size_page, retry=True)
+            size, last = page
+            total += size
+            if last is None:
+                return total
+            low = b"(" + last
 
     def purge(self) -> Request[int]:
         # Redis has deleted the expired entries already: their index members go.
@@ -844,6 +887,7 @@ __all__ = [
     "POOL_EMPTY",
     "SCRIPTS",
     "SHAS",
+    "SIZE_PAGE",
     "TAKEN",
     "LockAttempt",
     "NamespaceOps",

@@ -61,6 +61,8 @@ class SQLiteBucket(TableBucket):
     """One namespace: the rows of ``plugstore_kv`` with this namespace."""
 
     placeholder = "?"
+    # octet_length() arrived in SQLite 3.43; a text cast to a blob is its UTF-8 bytes.
+    size_sql = "length(CAST({k} AS BLOB)) + length(value)"
     backend: SQLiteBackend
 
     def __init__(self, backend: SQLiteBackend, namespace: str) -> None:

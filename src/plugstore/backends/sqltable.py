@@ -131,6 +131,10 @@ class TableBucket(Bucket):
     kcol: ClassVar[str] = "key"
     #: Keys come back as UTF-8 bytes (a binary column) and are decoded on the way out.
     binary_keys: ClassVar[bool] = False
+    #: One row's stored bytes in SQL, ``{k}`` for the key column: the key's UTF-8 length
+    #: plus the value's (in bytes: ``length`` of text counts characters on PostgreSQL
+    #: and SQLite).  Summed by the engine, so no value travels to Python.
+    size_sql: ClassVar[str] = "octet_length({k}) + octet_length(value)"
     backend: Any  # a backend with queries/compose/one/all/run/run_batch (see module doc)
 
     def __init__(self, backend: Any, namespace: str) -> None:
@@ -270,7 +274,18 @@ class TableBucket(Bucket):
 
     @staticmethod
     def count_of(row: Any) -> int:
-        return int(row[0]) if row else 0
+        """The number in a one-row aggregate (:meth:`sql_count`, :meth:`sql_stored_size`)."""
+        return int(row[0]) if row else 0  # MySQL's SUM is a Decimal
+
+    def sql_stored_size(self, prefix: str) -> Stmt:
+        """The bytes of the live rows under ``prefix`` (:data:`size_sql` summed; see
+        :meth:`count_of`), with :meth:`sql_count`'s range and expiry filter."""
+        where, args = self._range(prefix)
+        query = self.backend.compose(
+            f"SELECT COALESCE(SUM({self.size_sql.format(k=self.kcol)}), 0) FROM {{t}} "
+            f"WHERE namespace = {self.placeholder}{where} AND {self._live}"
+        )
+        return query, (self.namespace, *args, self.backend.clock()), True
 
     def many_of(self, rows: Iterable[tuple[Any, Any, float | None]]) -> dict[str, bytes]:
         """``{key: value}`` of bulk-read rows ``(key, value, expires_at)``."""
@@ -392,6 +407,9 @@ class TableBucket(Bucket):
 
     def count(self, prefix: str = "") -> int:
         return self.count_of(self.backend.one(*self.sql_count(prefix)))
+
+    def stored_size(self, prefix: str = "") -> int:
+        return self.count_of(self.backend.one(*self.sql_stored_size(prefix)))
 
     def keys_after(self, prefix: str, after: str, limit: int) -> list[str]:
         if limit <= 0:

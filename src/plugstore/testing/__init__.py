@@ -57,7 +57,7 @@ from plugstore.quarantine import QUARANTINE_NAMESPACE
 from ._threads import race_threads
 from .add_behaviours import AddBehaviours
 from .async_behaviours import AsyncBehaviours
-from .expiry_behaviours import ExpiryBehaviours, FakeClock
+from .expiry_behaviours import HOUR, ExpiryBehaviours, FakeClock
 from .lock_behaviours import LockBehaviours
 from .scope_behaviours import ScopeBehaviours
 from .scope_ops_behaviours import ScopeOpsBehaviours
@@ -491,6 +491,53 @@ class StoreConformance(
         assert walked == sorted(["k", *many, "k\u00e9"])
         del ns["k0101"]
         assert bucket.keys_after("k", "k0100", 1) == ["k0102"]
+
+    def test_stored_size_adds_up_live_keys_and_values(
+        self, clock_store: Store, clock: FakeClock
+    ) -> None:
+        """``Bucket.stored_size(prefix)``: the UTF-8 bytes of each live key starting with
+        ``prefix`` plus its value's bytes; expired entries count nothing, as in ``count``."""
+        bucket = clock_store.backend.bucket(NS)
+        other = clock_store.backend.bucket(OTHER_NS)
+        assert bucket.stored_size() == 0  # an empty namespace
+        assert bucket.stored_size("a") == 0
+        bucket.set_many(
+            [
+                ("a", b""),  # 1 + 0
+                ("ab", b"xyz"),  # 2 + 3
+                ("k\u00e9", b"\x00" * 10),  # 3 + 10
+                ("\u00e9\u00e9", b"\xff\xfe"),  # 4 + 2
+                ("\U0001f600", b"v" * 1000),  # 4 + 1000
+            ]
+        )
+        assert bucket.incr("n", 12345) == 12345  # 1 + 5: a counter is its decimal text
+        other.set("a", b"four")
+        assert bucket.stored_size() == 1035
+        assert bucket.stored_size("a") == 6
+        assert bucket.stored_size("ab") == 5
+        assert bucket.stored_size("k") == 13
+        assert bucket.stored_size("\u00e9") == 6
+        assert bucket.stored_size("\U0001f600") == 1004
+        assert bucket.stored_size("z") == 0
+        assert other.stored_size() == 5
+        bucket.set("ab", b"x")
+        assert bucket.remove("a")
+        assert bucket.stored_size("a") == 3
+        # more than a page of every backend's listing, ending on a page boundary too
+        bucket.set_many([(f"p{i:04d}", b"12345") for i in range(2000)])
+        assert bucket.stored_size("p") == 20000
+        assert bucket.stored_size("p0") == 10000
+        assert bucket.stored_size("p15") == 1000
+        assert bucket.stored_size() == 1032 + 20000
+        if not clock_store.backend.expiry:
+            return
+        bucket.set_until("t", b"abc", clock.now + HOUR)  # live: 1 + 3
+        self._write_expired(clock, lambda: bucket.set_until("gone", b"x" * 50, clock.now + 10))
+        self._write_expired(clock, lambda: bucket.set_until("t2", b"x" * 50, clock.now + 10))
+        assert bucket.count("t") == 1
+        assert bucket.stored_size("t") == 4
+        assert bucket.stored_size("g") == 0
+        assert bucket.stored_size() == 1036 + 20000
 
     def test_listings_follow_every_change(self, ns: Namespace) -> None:
         """Listings stay ordered and exact through each kind of change, including those

@@ -144,6 +144,12 @@ class AsyncBehaviours:
             assert await bucket.keys_after("p", "p02995", 1) == ["p0300"]
             assert await bucket.keys_after("p", "p0599", 3) == []
             assert await bucket.keys_after("", "p0599", 2) == ["~", "é"]
+            # and adds up stored bytes as the sync one does: keys of 5 bytes, values the
+            # decimal text of 0-599 (10 of 1 digit, 90 of 2, 500 of 3)
+            assert await bucket.stored_size("p") == 600 * 5 + 10 + 180 + 1500
+            assert await bucket.stored_size("p00") == 100 * 5 + 10 + 180
+            assert await bucket.stored_size("q") == 0
+            assert await bucket.stored_size() == ns._b().stored_size()
             await ans.clear()
             assert await ans.count() == 0
             assert ns.scope(guild=1)["hidden"] == 1  # clear() keeps scoped data

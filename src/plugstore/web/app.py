@@ -70,6 +70,21 @@ def _quote(text: str) -> str:
     return quote(text, safe="")
 
 
+_UNITS = ("kB", "MB", "GB", "TB", "PB")
+
+
+def human_size(size: int) -> str:
+    """``size`` bytes for a reader, in decimal units: ``"812 B"``, ``"1.2 MB"``."""
+    if size < 1000:
+        return f"{size} B"
+    amount, unit = size / 1000, _UNITS[0]
+    for bigger in _UNITS[1:]:
+        if round(amount, 1) < 1000:  # 999,960 bytes read "1.0 MB", not "1000.0 kB"
+            break
+        amount, unit = amount / 1000, bigger
+    return f"{amount:.1f} {unit}"
+
+
 class Console:
     """The pages of one console run over ``store``.
 
@@ -100,6 +115,7 @@ class Console:
             undefined=jinja2.StrictUndefined,
         )
         env.filters["q"] = _quote
+        env.filters["size"] = human_size
         env.globals["key_url"] = _key_url
         self.templates = Jinja2Templates(env=env)
 
@@ -118,16 +134,23 @@ class Console:
         info = self.store.info()
         rows = []
         for name in self.store.namespaces():
-            rows.append((name, self.store.backend.bucket(name).count()))
+            bucket = self.store.backend.bucket(name)
+            rows.append((name, bucket.count(), bucket.stored_size()))
+        # The bars stay by key count (what a plugin's growth shows first); the stored
+        # size is a column beside it.
         rows.sort(key=lambda row: (-row[1], row[0]))
-        largest = max((count for _, count in rows), default=0)
-        bars = [(name, count, 100 * count / largest if largest else 0.0) for name, count in rows]
+        largest = max((count for _, count, _ in rows), default=0)
+        bars = [
+            (name, count, size, 100 * count / largest if largest else 0.0)
+            for name, count, size in rows
+        ]
         return self.page(
             request,
             "overview.html",
             info=sorted(info.items()),
             namespaces=bars,
-            total=sum(count for _, count in rows),
+            total=sum(count for _, count, _ in rows),
+            total_size=sum(size for _, _, size in rows),
         )
 
     def namespace(self, request: Request) -> Response:
