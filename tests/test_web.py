@@ -201,6 +201,11 @@ def test_overview_lists_namespaces_largest_first_with_their_counts(store: plugst
     assert re.search(r">notes</a></td>\s*<td class=\"num\">1<", page)
     assert "width: 100.0%" in page
     assert store.backend.name in page
+    assert f"<th>plugstore</th><td>{plugstore.__version__}, Python " in page
+    assert "<th>durable</th><td>yes: a write is kept once it returns" in page
+    with plugstore.open("memory://") as memory:
+        memory_page = logged_in(memory)[0].get("/").text
+        assert "<th>durable</th><td>no: the data lives in process memory" in memory_page
     # the stored bytes of keys and values, read for a person, exact in the title
     karma = store.namespace("karma")
     xss = len(XSS_KEY.encode()) + len(karma.get_raw(XSS_KEY) or b"")

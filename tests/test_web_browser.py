@@ -460,7 +460,8 @@ def test_the_chat_hosts_data_is_read_and_edited_in_the_browser(driver: Any, tmp_
         return done.stdout
 
     chat("alice", "python++", "plugstore++", ".remember standup is 10:00 in #general")
-    chat("bob", "python++", ".play rps rock", ".play dice", ".play dice")
+    chat("alice", ".poll", "Tabs or spaces?", "tabs", "spaces", "done")
+    chat("bob", "python++", ".play rps rock", ".play dice", ".play dice", ".vote 1 spaces")
     chat("carol", "plugstore++", ".play rps paper")
     driver.delete_all_cookies()
     with serving(url) as address:
@@ -469,7 +470,14 @@ def test_the_chat_hosts_data_is_read_and_edited_in_the_browser(driver: Any, tmp_
         assert {"chat.karma", "chat.games", "chat.remember"} <= set(
             console.texts("table.bars tbody td:first-child")
         )
+        stored = console.find("table.bars tbody tr").text
+        assert re.search(r"\d+ B", stored), stored  # the largest namespace's stored size
         console.shot("overview")
+        console.click("nav a", "Plugins")
+        rows = console.texts("table.plugins tbody tr")
+        assert any(row.startswith("poll pl_poll") and "up to date" in row for row in rows), rows
+        console.shot("plugins")
+        console.click("nav a", "Overview")
         console.click("table.bars a", "chat.karma")
         assert f"channel='general' {CRUMB} python" in console.texts(".keys li")
         console.shot("namespace")
@@ -482,7 +490,9 @@ def test_the_chat_hosts_data_is_read_and_edited_in_the_browser(driver: Any, tmp_
         console.click("nav a", "Users")
         console.type("input[name=user]", "bob")
         console.click("form.search button")
-        assert "chat.games" in json.loads(console.find("pre.value").text)["namespaces"]
+        export = json.loads(console.find("pre.value").text)
+        assert "chat.games" in export["namespaces"]
+        assert export["plugins"]["poll"]["votes"][0]["option"] == "spaces"  # a relational row
         console.shot("users")
     assert "python has karma 41" in chat("carol", ".karma python")
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import platform
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,7 +39,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from .. import quarantine, userdata
+from .. import __version__, quarantine, userdata
 from ..errors import InvalidKeyError, InvalidNamespaceError, StoreError
 from ..keys import check_key, check_namespace
 from ..scopekeys import META_LEAD, parse_path_prefix, parse_scoped_key, path_prefix
@@ -132,6 +133,16 @@ class Console:
 
     def overview(self, request: Request) -> Response:
         info = self.store.info()
+        durable = (
+            "yes: a write is kept once it returns, even if this process is killed"
+            if self.store.backend.durable
+            else "no: the data lives in process memory and goes with it"
+        )
+        facts = [
+            ("plugstore", f"{__version__}, Python {platform.python_version()}"),
+            ("durable", durable),
+            *sorted(info.items()),
+        ]
         rows = []
         for name in self.store.namespaces():
             bucket = self.store.backend.bucket(name)
@@ -147,7 +158,7 @@ class Console:
         return self.page(
             request,
             "overview.html",
-            info=sorted(info.items()),
+            info=facts,
             namespaces=bars,
             total=sum(count for _, count, _ in rows),
             total_size=sum(size for _, _, size in rows),
