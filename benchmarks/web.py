@@ -95,9 +95,21 @@ def raw_reads(backend: str, where: Any, keys: int) -> dict[str, Callable[[], Any
     after = f"{page} AND key > ? ORDER BY key LIMIT 101"
     ranged = " AND key >= ? AND key < ?"
     low, high = "user:00012", "user:00013"
+    size_of = (
+        "length(CAST(key AS BLOB)) + length(value)"
+        if backend == "sqlite"
+        else "octet_length(key) + octet_length(value)"
+    )
+    size = f"SELECT COALESCE(SUM({size_of}), 0) {base}"
+    # The first page also looks for scopes: one seek into the scoped keys' range.
+    scopes = f"{page} AND key > ? AND key < ? ORDER BY key LIMIT 1"
     return {
-        "overview": lambda: q(count, NS, now),
-        "namespace, first page": lambda: (q(first, NS, now), q(count, NS, now)),
+        "overview": lambda: (q(count, NS, now), q(size, NS, now)),
+        "namespace, first page": lambda: (
+            q(first, NS, now),
+            q(count, NS, now),
+            q(scopes, NS, now, "\x1f", "\x20"),
+        ),
         "namespace, page after the middle key": lambda: (
             q(after, NS, now, middle),
             q(count, NS, now),
