@@ -71,3 +71,19 @@ def test_kit_children_get_the_url_outside_their_argv(monkeypatch: Any) -> None:
     ((argv, env),) = seen
     assert "hunter2" not in " ".join(argv)
     assert "hunter2" in json.loads(env[testing.SPEC_ENV])["url"]
+
+
+class TestMemoryNearCache(StoreConformance):
+    """The whole kit through the near cache (plugstore.nearcache)."""
+
+    url = "memory://"
+    options = {"cache": 1000}  # noqa: RUF012 - read by the kit only
+
+
+class TestSQLiteNearCache(StoreConformance):
+    """The whole kit through the near cache, coherent by PRAGMA data_version."""
+
+    options = {"cache": 1000}  # noqa: RUF012 - read by the kit only
+
+    def make_url(self, tmp_path: Path) -> str:
+        return f"sqlite:///{tmp_path / 'conformance.db'}"

@@ -39,7 +39,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from itertools import dropwhile, islice
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .errors import (
     BatchNotAtomicError,
@@ -50,6 +50,9 @@ from .errors import (
 from .keys import check_counter, parse_counter
 from .locks import HeldLock, lease_lock
 from .url import StoreURL
+
+if TYPE_CHECKING:
+    from .nearcache import Coherence, NearCache
 
 #: Default limit on one encoded value, shared by the built-in backends so that data which
 #: fits one of them fits the others.  (MySQL lowers it to what the server's
@@ -421,6 +424,8 @@ class Backend(ABC):
         #: engines that expire by their own clock) checked with it; ``plugstore.open(...,
         #: clock=...)`` replaces it, for tests.
         self.clock: Callable[[], float] = time.time
+        #: The store's near cache (:mod:`plugstore.nearcache`) while it has one.
+        self.near_cache: NearCache | None = None
 
     @abstractmethod
     def open(self) -> None:
@@ -470,6 +475,12 @@ class Backend(ABC):
     def info(self) -> dict[str, str]:
         """Facts for ``plugstore doctor``: engine and library versions (never secrets)."""
         return {"backend": self.name, "url": str(self.url)}
+
+    def near_cache_coherence(self, cache: NearCache) -> Coherence | None:
+        """How this backend keeps ``cache`` (the store's near cache, see
+        :mod:`plugstore.nearcache`) coherent with other writers, started now; ``None``
+        (the default): it cannot, and ``cache=`` is refused."""
+        return None
 
 
 def retry_pauses(attempts: int = 2000, base: float = 0.0005, cap: float = 0.02) -> Iterator[float]:

@@ -71,6 +71,9 @@ def open_store(url_or_name: str | StoreURL | None = None, **options: Any) -> Sto
     if max_value_size is not None and max_value_size < 1:
         raise ConfigurationError("max_value_size must be a positive number of bytes")
     clock: Callable[[], float] | None = opts.take("clock", None, _clock)
+    cache: int = opts.take("cache", 0, int)
+    if cache < 0:
+        raise ConfigurationError("cache must be a number of entries (0: no near cache)")
     dirs = opts.take("plugin_dirs", None, lambda v: v)
     backend_cls = registry.resolve(url.backend_name, dirs)
     backend = backend_cls(url, opts)
@@ -79,7 +82,7 @@ def open_store(url_or_name: str | StoreURL | None = None, **options: Any) -> Sto
         raise ConfigurationError(
             f"unknown option(s) for the {backend_cls.name!r} backend: {', '.join(unknown)}"
         )
-    return Store(backend, codec, max_value_size=max_value_size, clock=clock).open()
+    return Store(backend, codec, max_value_size=max_value_size, clock=clock, cache=cache).open()
 
 
 def _clock(value: Any) -> Callable[[], float]:

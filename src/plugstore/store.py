@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import nearcache
 from .backend import Backend
 from .codecs import Codec
 from .errors import StoreAlreadyOpenError, StoreNotOpenError
@@ -36,8 +37,10 @@ class Store:
         *,
         max_value_size: int | None = None,
         clock: Callable[[], float] | None = None,
+        cache: int = 0,
     ):
         self._backend = backend
+        self._cache_size = cache
         backend.clock = clock or time.time
         self._codec = codec
         self._requested_max = max_value_size
@@ -89,6 +92,12 @@ class Store:
             if self._open:
                 raise StoreAlreadyOpenError(f"store {self.url} is already open")
             self._backend.open()
+            if self._cache_size:
+                try:
+                    nearcache.install(self._backend, self._cache_size)
+                except BaseException:
+                    self._backend.close()
+                    raise
             self._current_versions.clear()
             self._open = True
         return self
@@ -99,6 +108,7 @@ class Store:
             if not self._open:
                 raise StoreNotOpenError(f"store {self.url} is not open")
             self._open = False
+            nearcache.uninstall(self._backend)
             self._backend.close()
 
     def _check_open(self) -> None:
@@ -175,7 +185,13 @@ class Store:
     def info(self) -> dict[str, str]:
         """Backend facts for diagnostics (URL masked, never credentials)."""
         self._check_open()
-        return {**self._backend.info(), "codec": self._codec.name}
+        cache = self._backend.near_cache
+        cached = (
+            f"{cache.size} entries; coherent by {cache.coherence.description}"
+            if cache is not None
+            else "off"
+        )
+        return {**self._backend.info(), "codec": self._codec.name, "near cache": cached}
 
     def __enter__(self) -> Store:
         self._check_open()

@@ -21,11 +21,14 @@ from __future__ import annotations
 import threading
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 from ..backend import Backend, Bucket, Options
 from ..keys import check_counter, parse_counter
 from ..url import StoreURL
+
+if TYPE_CHECKING:
+    from ..nearcache import Coherence, NearCache
 
 #: A stored entry: the value, or the value and its deadline.
 _Entry = Union[bytes, tuple[bytes, float]]  # noqa: UP007 - a runtime alias on Python 3.10
@@ -341,6 +344,13 @@ class MemoryBackend(Backend):
 
     def bucket(self, namespace: str) -> MemoryBucket:
         return MemoryBucket(self, namespace)
+
+    def near_cache_coherence(self, cache: NearCache) -> Coherence | None:
+        # A private store has one writer, this process's store; a named one is shared
+        # with other stores whose writes this one's cache would not hear of.
+        from ..nearcache import LocalOnly
+
+        return None if self.shared_name else LocalOnly()
 
     def namespaces(self) -> list[str]:
         with self.lock:

@@ -41,13 +41,16 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import forks
 from ..backend import Backend, Options
 from ..errors import BackendUnavailableError, ConfigurationError, StoreDamagedError
 from ..url import StoreURL
 from .sqltable import LIVE, TableBucket, not_an_integer, prefix_range, purge_table
+
+if TYPE_CHECKING:
+    from ..nearcache import NearCache
 
 __all__ = ["SQLiteBackend", "SQLiteBucket", "advice", "is_damaged", "prefix_range"]
 
@@ -272,6 +275,17 @@ class SQLiteBackend(Backend):
         for reader in idle:  # those reading now are closed when they are given back
             reader.close()
 
+    def near_cache_coherence(self, cache: NearCache) -> DataVersion:
+        return DataVersion(self, cache)
+
+    def data_version(self) -> int:
+        """``PRAGMA data_version`` of the writer's connection: it changes when any other
+        connection (another process, another store, this store's readers never write)
+        commits to the file, and not for this connection's own commits."""
+        with self._locked():
+            row = self._connection().execute("PRAGMA data_version").fetchone()
+        return int(row[0])
+
     # -- read connections ------------------------------------------------------------------
 
     def _reader(self) -> sqlite3.Connection | None:
@@ -474,3 +488,32 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     """Whether ``exc`` is SQLITE_BUSY/SQLITE_LOCKED: another connection holds a lock."""
     text = str(exc)
     return "locked" in text or "busy" in text
+
+
+class DataVersion:
+    """A near cache's coherence on SQLite: before each cached read, ``PRAGMA
+    data_version`` (a few microseconds, no I/O); if any other connection committed
+    since the last look, the whole cache is dropped, since SQLite cannot say what
+    changed.  This store's own writes drop only what they touched (they are the
+    writer connection's own commits)."""
+
+    description = "PRAGMA data_version before every cached read (another commit drops it all)"
+    immediate = True
+
+    def __init__(self, backend: SQLiteBackend, cache: NearCache) -> None:
+        self._backend = backend
+        self._cache = cache
+        self._seen = backend.data_version()
+
+    def check(self) -> bool:
+        try:
+            version = self._backend.data_version()
+        except (sqlite3.Error, BackendUnavailableError):
+            return False  # the read that follows goes to the file and reports the error
+        if version != self._seen:
+            self._cache.clear()
+            self._seen = version
+        return True
+
+    def close(self) -> None:
+        pass

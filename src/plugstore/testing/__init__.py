@@ -57,6 +57,7 @@ from plugstore.quarantine import QUARANTINE_NAMESPACE
 from ._threads import race_threads
 from .add_behaviours import AddBehaviours
 from .async_behaviours import AsyncBehaviours
+from .cache_behaviours import CacheBehaviours
 from .expiry_behaviours import HOUR, ExpiryBehaviours, FakeClock
 from .lock_behaviours import LockBehaviours
 from .scope_behaviours import ScopeBehaviours
@@ -296,6 +297,7 @@ UNENCODABLE: list[Any] = [object(), lambda: 1, iter(()), threading.Lock(), print
 
 class StoreConformance(
     AsyncBehaviours,
+    CacheBehaviours,
     ScopeBehaviours,
     ScopeOpsBehaviours,
     LockBehaviours,

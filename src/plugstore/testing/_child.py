@@ -171,6 +171,28 @@ async def _async_race(spec: dict[str, Any], work: Any) -> None:
     print("done", flush=True)
 
 
+def apply(spec: dict[str, Any]) -> None:
+    """Once released, apply ``ops`` (``["set", key, value]``, ``["delete", key]``,
+    ``["expire", key, seconds]``, ``["scope_set", {level: id}, key, value]``) in order,
+    then print ``done``: another process's writes, for readers that cache."""
+    with _open(spec) as store:
+        ns = store.namespace(spec["namespace"])
+        print("ready", flush=True)
+        sys.stdin.readline()
+        for op, *args in spec["ops"]:
+            if op == "set":
+                ns[args[0]] = args[1]
+            elif op == "delete":
+                del ns[args[0]]
+            elif op == "expire":
+                ns.expire(args[0], args[1])
+            elif op == "scope_set":
+                ns.scope(**args[0])[args[1]] = args[2]
+            else:
+                raise ValueError(f"unknown op {op!r}")
+        print("done", flush=True)
+
+
 def main() -> None:
     mode, raw = sys.argv[1], os.environ["PLUGSTORE_CHILD_SPEC"]
     modes = {
@@ -183,6 +205,7 @@ def main() -> None:
         "replacer": replacer,
         "async_incr": async_incr,
         "async_locked": async_locked,
+        "apply": apply,
     }
     modes[mode](json.loads(raw))
 
