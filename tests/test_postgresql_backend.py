@@ -63,6 +63,12 @@ class TestPostgreSQL(StoreConformance):
         return f"{BASE}?schema={SCHEMA}&table={table_for(tmp_path)}"
 
 
+class TestPostgreSQLNearCache(TestPostgreSQL):
+    """The whole kit through the near cache, coherent by LISTEN/NOTIFY."""
+
+    options = {"cache": 1000}  # noqa: RUF012 - read by the kit only
+
+
 def test_layout_one_table_with_version_column(tmp_path: Path) -> None:
     import psycopg
 
@@ -408,3 +414,88 @@ def test_a_statement_refused_after_open_is_a_plugstore_error(
     with psycopg.connect(f"host={HOST} port={PORT} dbname={DB} user={USER}", autocommit=True) as c:
         c.execute(f'REVOKE CREATE ON DATABASE "{DB}" FROM "{limited_role}"')
         c.execute(f'REVOKE ALL ON SCHEMA "{SCHEMA}" FROM "{limited_role}"')
+
+
+# -- the near cache: LISTEN/NOTIFY ------------------------------------------------------------
+
+
+def _listener_pids(conn: Any, table: str) -> list[int]:
+    """The backends listening for ``table``'s changes (other tests' listeners aside)."""
+    from plugstore.backends.pgnotify import APPLICATION_NAME, channel_of
+
+    rows = conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND query = %s",
+        (APPLICATION_NAME, f'LISTEN "{channel_of(SCHEMA, table)}"'),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _until(check: Any, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.005)
+
+
+def test_near_cache_triggers_announce_keys_and_big_statements_their_namespace(
+    tmp_path: Path,
+) -> None:
+    import psycopg
+
+    url = f"{BASE}?schema={SCHEMA}&table={table_for(tmp_path)}"
+    with plugstore.open(url, cache=100) as cached, plugstore.open(url) as plain:
+        ns, other = cached.namespace("n"), plain.namespace("n")
+        other.update({"a": 1, "b": 1})
+        cache = cached.backend.near_cache
+        assert cache is not None
+
+        def both_cached() -> bool:
+            # (the notices of the update may still be arriving, and drop what they name)
+            assert (ns["a"], ns["b"]) == (1, 1)
+            return ("n", "a") in cache.entries and ("n", "b") in cache.entries
+
+        _until(both_cached)
+        other["a"] = 2  # one row: its key is announced
+        _until(lambda: ("n", "a") not in cache.entries)
+        assert ("n", "b") in cache.entries  # the other key stays cached
+        assert ns["a"] == 2
+        other.set_many({f"bulk{i}": i for i in range(150)})
+        assert ns["bulk7"] == 7
+        other.clear()  # one statement deleting 152 rows: the namespace is announced
+        _until(lambda: not any(k[0] == "n" for k in cache.entries))
+        assert ns.get("b") is None
+        assert "PostgreSQL LISTEN plugstore_" in cached.info()["near cache"]
+    with plugstore.open(url, cache=100) as again:  # the triggers are made once
+        again.namespace("n")["c"] = 1
+    with psycopg.connect(f"host={HOST} port={PORT} dbname={DB} user={USER}") as conn:
+        names = conn.execute(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass ORDER BY 1",
+            (f"{SCHEMA}.{table_for(tmp_path)}",),
+        ).fetchall()
+    assert [name for (name,) in names] == [
+        f"{table_for(tmp_path)[:40]}_plugstore_{event}" for event in ("delete", "insert", "update")
+    ]
+
+
+def test_near_cache_survives_its_listener_being_cut_off(tmp_path: Path) -> None:
+    import psycopg
+
+    table = table_for(tmp_path)
+    url = f"{BASE}?schema={SCHEMA}&table={table}"
+    with plugstore.open(url, cache=100) as cached, plugstore.open(url) as plain:
+        ns, other = cached.namespace("n"), plain.namespace("n")
+        other["k"] = 1
+        assert ns["k"] == 1
+        with psycopg.connect(
+            f"host={HOST} port={PORT} dbname={DB} user={USER}", autocommit=True
+        ) as admin:
+            (pid,) = _listener_pids(admin, table)
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            other["k"] = 2  # made while nobody listens for this store
+            _until(lambda: ns["k"] == 2)
+            _until(lambda: len(_listener_pids(admin, table)) == 1)  # listening again
+            assert _listener_pids(admin, table) != [pid]
+        other["k"] = 3
+        _until(lambda: ns["k"] == 3)  # heard by the new listener
+    with psycopg.connect(f"host={HOST} port={PORT} dbname={DB} user={USER}") as admin:
+        _until(lambda: _listener_pids(admin, table) == [])  # closing the store stops it

@@ -40,7 +40,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -55,6 +55,10 @@ from ..url import StoreURL
 from . import connpool
 from .liveness import closed_by_server
 from .sqltable import LIVE, Stmt, TableBucket, not_an_integer, purge_table
+
+if TYPE_CHECKING:
+    from ..nearcache import NearCache
+    from .pgnotify import NotifyListener
 
 T = TypeVar("T")
 
@@ -402,10 +406,20 @@ class PostgreSQLBackend(Backend):
             f"PostgreSQL at {self.where} did not accept connections within {self.connect_timeout}s"
         )
 
+    @property
+    def table_lock_id(self) -> int:
+        """The advisory lock taken while changing the table's definition.  A stable id
+        (str hashes differ between processes): every process takes the same one."""
+        return zlib.crc32(f"plugstore:{self.schema}.{self.table}".encode())
+
+    def near_cache_coherence(self, cache: NearCache) -> NotifyListener:
+        from .pgnotify import NotifyListener, install_triggers
+
+        install_triggers(self)
+        return NotifyListener(self, cache)
+
     def _create_table(self) -> None:
-        # A stable id (str hashes differ between processes): every process creating the
-        # same table takes the same advisory lock.
-        lock_id = zlib.crc32(f"plugstore:{self.schema}.{self.table}".encode())
+        lock_id = self.table_lock_id
         statements = [
             sql.SQL("SELECT pg_advisory_xact_lock(%s)"),
             sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)),

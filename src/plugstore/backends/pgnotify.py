@@ -1,0 +1,227 @@
+"""A near cache kept coherent by PostgreSQL ``LISTEN``/``NOTIFY``.
+
+Three statement triggers on the store's table (insert, update, delete) announce every
+change on a channel of the table's own, in the writer's transaction -- so only committed
+changes are heard, the moment they commit, and whichever plugstore process (caching or
+not, or any other client) wrote them.  A statement that changes at most
+:data:`PER_KEY_LIMIT` rows announces each ``namespace``/``key``; a bigger one (a bulk
+load, ``clear``) announces each namespace it touched once, and caches drop that whole
+namespace.  The triggers are made when a store first opens the table with a cache; they
+stay, and cost a writer a few microseconds per statement.
+
+A caching process listens on a connection of its own, in a thread that drops the
+announced entries as they arrive.  While that connection is down the cache serves
+nothing (every read goes to the table); once it is back the cache starts empty.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+
+from .. import forks
+from ..errors import BackendUnavailableError
+
+if TYPE_CHECKING:
+    from ..nearcache import NearCache
+    from .postgresql import PostgreSQLBackend
+
+#: A statement changing more rows than this announces their namespaces, not each key.
+PER_KEY_LIMIT = 100
+#: How often the listener looks up from waiting (to notice it should stop).
+POLL = 0.25
+#: The listening connection's ``application_name`` (``pg_stat_activity`` shows it).
+APPLICATION_NAME = "plugstore near cache"
+
+_FUNCTION = """
+CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $body$
+BEGIN
+  IF (SELECT count(*) FROM changed) <= {limit} THEN
+    PERFORM pg_notify(TG_ARGV[0], length(namespace) || ':' || namespace || key) FROM changed;
+  ELSE
+    PERFORM pg_notify(TG_ARGV[0], '*' || namespace) FROM (SELECT DISTINCT namespace FROM changed) n;
+  END IF;
+  RETURN NULL;
+END
+$body$
+"""
+_EVENTS = (("insert", "INSERT", "NEW"), ("update", "UPDATE", "NEW"), ("delete", "DELETE", "OLD"))
+
+
+def channel_of(schema: str, table: str) -> str:
+    """The channel a table's changes are announced on (an identifier of 26 characters:
+    PostgreSQL cuts channel names at 63 bytes, so it is a digest of the names)."""
+    return "plugstore_" + hashlib.sha256(f"{schema}.{table}".encode()).hexdigest()[:16]
+
+
+def parse(payload: str) -> tuple[str, str | None]:
+    """``(namespace, key)`` of an announcement; ``key`` is ``None`` for a whole namespace."""
+    if payload.startswith("*"):
+        return payload[1:], None
+    length, _, rest = payload.partition(":")
+    n = int(length)
+    return rest[:n], rest[n:]
+
+
+def install_triggers(backend: PostgreSQLBackend) -> None:
+    """Make the table's announcing triggers unless they exist (catalog read first: a
+    ``CREATE TRIGGER`` takes a lock that would wait for every writer of the table)."""
+    names = [f"{backend.table[:40]}_plugstore_{event}" for event, _, _ in _EVENTS]
+    function = sql.Identifier(backend.schema, "plugstore_announce")
+    channel = channel_of(backend.schema, backend.table)
+    try:
+        with backend._connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (backend.table_lock_id,))
+            present = conn.execute(
+                "SELECT count(*) FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = ANY(%s)",
+                (backend.compose("{t}"), names),
+            ).fetchone()
+            if present and present[0] == len(names):
+                return
+            conn.execute(
+                sql.SQL(_FUNCTION).format(
+                    function=function, limit=sql.Literal(PER_KEY_LIMIT)
+                )
+            )
+            for name, (_, event, side) in zip(names, _EVENTS, strict=True):
+                conn.execute(
+                    sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
+                        sql.Identifier(name), backend._qualified
+                    )
+                )
+                conn.execute(
+                    sql.SQL(
+                        "CREATE TRIGGER {name} AFTER {event} ON {table} "
+                        "REFERENCING {side} TABLE AS changed FOR EACH STATEMENT "
+                        "EXECUTE FUNCTION {function}({channel})"
+                    ).format(
+                        name=sql.Identifier(name),
+                        event=sql.SQL(event),
+                        table=backend._qualified,
+                        side=sql.SQL(side),
+                        function=function,
+                        channel=sql.Literal(channel),
+                    )
+                )
+    except psycopg.OperationalError as exc:
+        raise backend._unavailable(exc) from exc
+    except psycopg.Error as exc:
+        raise BackendUnavailableError(
+            f"PostgreSQL at {backend.where}: the near cache needs triggers on "
+            f"{backend.schema}.{backend.table} that announce changes, and making them "
+            f"failed ({str(exc).strip().splitlines()[0]}): let this user own the table "
+            "(or have the TRIGGER privilege and CREATE on the schema), or open the store "
+            "without cache="
+        ) from exc
+
+
+class NotifyListener:
+    """A near cache's coherence on PostgreSQL: a thread listening to the table's channel
+    drops each announced entry (see the module docs)."""
+
+    immediate = False
+
+    def __init__(self, backend: PostgreSQLBackend, cache: NearCache) -> None:
+        self._backend = backend
+        self._cache = cache
+        self.channel = channel_of(backend.schema, backend.table)
+        self.description = f"PostgreSQL LISTEN {self.channel} (triggers announce every change)"
+        self._healthy = False
+        self._stop = threading.Event()
+        self._listening = threading.Event()
+        self._conn: Any = None
+        self._thread: threading.Thread | None = None
+        self._fork_gen = forks.generation
+        self._start()
+        if not self._listening.wait(backend.connect_timeout + 1):
+            self.close()
+            raise BackendUnavailableError(
+                f"PostgreSQL at {backend.where}: the near cache could not start listening "
+                f"for changes within {backend.connect_timeout}s; open the store without "
+                "cache= or check the server"
+            )
+
+    def _start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._listen, name=f"plugstore near cache {self.channel}", daemon=True
+        )
+        self._thread.start()
+
+    def check(self) -> bool:
+        if self._fork_gen != forks.generation:
+            self._after_fork()
+        return self._healthy
+
+    def _after_fork(self) -> None:
+        # A forked child has no listener thread and must not touch the parent's socket.
+        with forks.child_lock:
+            if self._fork_gen == forks.generation:
+                return
+            if self._conn is not None:
+                forks.keep_inherited(self._conn)
+            self._conn = None
+            self._healthy = False
+            self._cache.clear()
+            self._listening = threading.Event()
+            self._fork_gen = forks.generation
+            self._start()
+
+    def _listen(self) -> None:
+        pause = 0.05
+        while not self._stop.is_set():
+            try:
+                conn = psycopg.connect(
+                    self._backend._conninfo(),
+                    autocommit=True,
+                    connect_timeout=max(1, int(self._backend.connect_timeout)),
+                    application_name=APPLICATION_NAME,
+                )
+            except psycopg.Error:
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+                continue
+            self._conn = conn
+            try:
+                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                # Anything cached before now may have changed unheard: start empty.
+                self._cache.clear()
+                self._healthy = True
+                self._listening.set()
+                pause = 0.05
+                while not self._stop.is_set():
+                    for notice in conn.notifies(timeout=POLL):
+                        self._heard(notice.payload)
+            except psycopg.Error:
+                pass
+            finally:
+                self._healthy = False
+                self._cache.clear()
+                self._conn = None
+                conn.close()
+
+    def _heard(self, payload: str) -> None:
+        try:
+            namespace, key = parse(payload)
+        except ValueError:
+            self._cache.clear()  # not ours to read: drop everything, to be safe
+            return
+        if key is None:
+            self._cache.invalidate_namespace(namespace)
+        else:
+            self._cache.invalidate(namespace, key)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._healthy = False
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(POLL * 4 + 1)
+
+
+__all__ = ["PER_KEY_LIMIT", "NotifyListener", "channel_of", "install_triggers", "parse"]
