@@ -77,6 +77,12 @@ class TestRedis(StoreConformance):
         return f"{BASE}?prefix={prefix_for(tmp_path)}"
 
 
+class TestRedisNearCache(TestRedis):
+    """The whole kit through the near cache, coherent by RESP3 client tracking."""
+
+    options = {"cache": 1000}  # noqa: RUF012 - read by the kit only
+
+
 # -- a private server, for the tests that stop, crash or lock one ----------------------
 
 

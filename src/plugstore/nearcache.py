@@ -32,11 +32,14 @@ before a change can never be stored after the change was announced.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from . import forks
 from .backend import Bucket
+from .errors import BackendUnavailableError
 from .locks import LOCKS_NAMESPACE, HeldLock
 from .quarantine import QUARANTINE_NAMESPACE
 
@@ -79,6 +82,111 @@ class LocalOnly:
 
     def close(self) -> None:
         pass
+
+
+class Listener:
+    """Coherence told by the engine: a thread holds a connection of its own on which
+    the engine announces changes, and drops the announced entries as they arrive.
+    While that connection is down the cache serves nothing (every read goes to the
+    engine); whenever it is (re)established the cache starts empty, since changes
+    made meanwhile went unheard.  A forked child starts a listener of its own.
+
+    Subclasses say how to connect and listen (:meth:`_open`), how to wait for and apply
+    announcements (:meth:`_drain`) and how to hang up (:meth:`_hang_up`); their errors
+    (``retry_on``) make the thread reconnect, with a growing pause.
+    """
+
+    immediate = False
+    description = "the engine's announcements"
+    #: How often the thread looks up from waiting (to notice it should stop).
+    POLL = 0.25
+    #: Errors of a lost or refused connection: the thread reconnects after them.
+    retry_on: tuple[type[BaseException], ...] = (OSError,)
+
+    def __init__(self, cache: NearCache, name: str, start_within: float, where: str) -> None:
+        self.cache = cache
+        self._name = name
+        self._healthy = False
+        self._stop = threading.Event()
+        self._listening = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._handle: Any = None
+        self._fork_gen = forks.generation
+        self._start()
+        if not self._listening.wait(start_within):
+            self.close()
+            raise BackendUnavailableError(
+                f"{where}: the near cache could not start listening for changes within "
+                f"{start_within:g}s; check the server, or open the store without cache="
+            )
+
+    def _open(self) -> Any:
+        """Connect and start listening; return what :meth:`_drain` reads from."""
+        raise NotImplementedError
+
+    def _drain(self, handle: Any, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for announcements; apply those that came."""
+        raise NotImplementedError
+
+    def _hang_up(self, handle: Any) -> None:
+        raise NotImplementedError
+
+    def _start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._listen, name=self._name, daemon=True)
+        self._thread.start()
+
+    def check(self) -> bool:
+        if self._fork_gen != forks.generation:
+            self._after_fork()
+        return self._healthy
+
+    def _after_fork(self) -> None:
+        # A forked child has no listener thread and must not touch the parent's socket.
+        with forks.child_lock:
+            if self._fork_gen == forks.generation:
+                return
+            if self._handle is not None:
+                forks.keep_inherited(self._handle)
+            self._handle = None
+            self._healthy = False
+            self.cache.clear()
+            self._listening = threading.Event()
+            self._fork_gen = forks.generation
+            self._start()
+
+    def _listen(self) -> None:
+        pause = 0.05
+        while not self._stop.is_set():
+            try:
+                handle = self._open()
+            except self.retry_on:
+                self._stop.wait(pause)
+                pause = min(pause * 2, 2.0)
+                continue
+            self._handle = handle
+            try:
+                self.cache.clear()  # anything cached before may have changed unheard
+                self._healthy = True
+                self._listening.set()
+                pause = 0.05
+                while not self._stop.is_set():
+                    self._drain(handle, self.POLL)
+            except self.retry_on:
+                pass
+            finally:
+                self._healthy = False
+                self.cache.clear()
+                self._handle = None
+                with contextlib.suppress(*self.retry_on):
+                    self._hang_up(handle)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._healthy = False
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(self.POLL * 4 + 1)
 
 
 class NearCache:
@@ -379,4 +487,13 @@ def uninstall(backend: Backend) -> None:
         cache.close()
 
 
-__all__ = ["UNCACHED", "CachedBucket", "Coherence", "LocalOnly", "NearCache", "install"]
+__all__ = [
+    "UNCACHED",
+    "CachedBucket",
+    "Coherence",
+    "Listener",
+    "LocalOnly",
+    "NearCache",
+    "install",
+    "uninstall",
+]

@@ -10,10 +10,12 @@ from ..backend import Backend
 from ..codecs import Codec
 from ..errors import ConfigurationError, StoreNotOpenError
 from ..keys import check_namespace
+from ..nearcache import CachedBucket
 from ..scopes import DefaultsRegistry
 from ..store import Store
 from ..versioning import check_migrations
 from .bucket import AsyncBucket, AsyncDriver, load_driver
+from .cached import AsyncCachedBucket
 from .locks import Gates
 from .namespace import AsyncNamespace
 from .runtime import DEFAULT_THREADS, Runtime, default_threads
@@ -80,7 +82,11 @@ class AsyncStore:
     def _bucket(self, namespace: str) -> AsyncBucket:
         bucket = self._buckets.get(namespace)
         if bucket is None:
-            bucket = self._driver.bucket(self._store.backend.bucket(namespace))
+            sync = self._store.backend.bucket(namespace)
+            if isinstance(sync, CachedBucket):  # the store has a near cache
+                bucket = AsyncCachedBucket(sync, self._driver.bucket(sync.inner), self._runtime)
+            else:
+                bucket = self._driver.bucket(sync)
             self._buckets[namespace] = bucket
         return bucket
 

@@ -17,15 +17,13 @@ nothing (every read goes to the table); once it is back the cache starts empty.
 from __future__ import annotations
 
 import hashlib
-import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 
-from .. import forks
 from ..errors import BackendUnavailableError
+from ..nearcache import Listener
 
 if TYPE_CHECKING:
     from ..nearcache import NearCache
@@ -33,8 +31,6 @@ if TYPE_CHECKING:
 
 #: A statement changing more rows than this announces their namespaces, not each key.
 PER_KEY_LIMIT = 100
-#: How often the listener looks up from waiting (to notice it should stop).
-POLL = 0.25
 #: The listening connection's ``application_name`` (``pg_stat_activity`` shows it).
 APPLICATION_NAME = "plugstore near cache"
 
@@ -84,9 +80,7 @@ def install_triggers(backend: PostgreSQLBackend) -> None:
             if present and present[0] == len(names):
                 return
             conn.execute(
-                sql.SQL(_FUNCTION).format(
-                    function=function, limit=sql.Literal(PER_KEY_LIMIT)
-                )
+                sql.SQL(_FUNCTION).format(function=function, limit=sql.Literal(PER_KEY_LIMIT))
             )
             for name, (_, event, side) in zip(names, _EVENTS, strict=True):
                 conn.execute(
@@ -120,108 +114,54 @@ def install_triggers(backend: PostgreSQLBackend) -> None:
         ) from exc
 
 
-class NotifyListener:
+class NotifyListener(Listener):
     """A near cache's coherence on PostgreSQL: a thread listening to the table's channel
     drops each announced entry (see the module docs)."""
 
-    immediate = False
+    retry_on = (psycopg.Error, OSError)
 
     def __init__(self, backend: PostgreSQLBackend, cache: NearCache) -> None:
         self._backend = backend
-        self._cache = cache
         self.channel = channel_of(backend.schema, backend.table)
         self.description = f"PostgreSQL LISTEN {self.channel} (triggers announce every change)"
-        self._healthy = False
-        self._stop = threading.Event()
-        self._listening = threading.Event()
-        self._conn: Any = None
-        self._thread: threading.Thread | None = None
-        self._fork_gen = forks.generation
-        self._start()
-        if not self._listening.wait(backend.connect_timeout + 1):
-            self.close()
-            raise BackendUnavailableError(
-                f"PostgreSQL at {backend.where}: the near cache could not start listening "
-                f"for changes within {backend.connect_timeout}s; open the store without "
-                "cache= or check the server"
-            )
-
-    def _start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._listen, name=f"plugstore near cache {self.channel}", daemon=True
+        super().__init__(
+            cache,
+            f"plugstore near cache {self.channel}",
+            backend.connect_timeout + 1,
+            f"PostgreSQL at {backend.where}",
         )
-        self._thread.start()
 
-    def check(self) -> bool:
-        if self._fork_gen != forks.generation:
-            self._after_fork()
-        return self._healthy
+    def _open(self) -> Any:
+        conn = psycopg.connect(
+            self._backend._conninfo(),
+            autocommit=True,
+            connect_timeout=max(1, int(self._backend.connect_timeout)),
+            application_name=APPLICATION_NAME,
+        )
+        try:
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
-    def _after_fork(self) -> None:
-        # A forked child has no listener thread and must not touch the parent's socket.
-        with forks.child_lock:
-            if self._fork_gen == forks.generation:
-                return
-            if self._conn is not None:
-                forks.keep_inherited(self._conn)
-            self._conn = None
-            self._healthy = False
-            self._cache.clear()
-            self._listening = threading.Event()
-            self._fork_gen = forks.generation
-            self._start()
+    def _drain(self, handle: Any, timeout: float) -> None:
+        for notice in handle.notifies(timeout=timeout):
+            self._heard(notice.payload)
 
-    def _listen(self) -> None:
-        pause = 0.05
-        while not self._stop.is_set():
-            try:
-                conn = psycopg.connect(
-                    self._backend._conninfo(),
-                    autocommit=True,
-                    connect_timeout=max(1, int(self._backend.connect_timeout)),
-                    application_name=APPLICATION_NAME,
-                )
-            except psycopg.Error:
-                time.sleep(pause)
-                pause = min(pause * 2, 2.0)
-                continue
-            self._conn = conn
-            try:
-                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
-                # Anything cached before now may have changed unheard: start empty.
-                self._cache.clear()
-                self._healthy = True
-                self._listening.set()
-                pause = 0.05
-                while not self._stop.is_set():
-                    for notice in conn.notifies(timeout=POLL):
-                        self._heard(notice.payload)
-            except psycopg.Error:
-                pass
-            finally:
-                self._healthy = False
-                self._cache.clear()
-                self._conn = None
-                conn.close()
+    def _hang_up(self, handle: Any) -> None:
+        handle.close()
 
     def _heard(self, payload: str) -> None:
         try:
             namespace, key = parse(payload)
         except ValueError:
-            self._cache.clear()  # not ours to read: drop everything, to be safe
+            self.cache.clear()  # not ours to read: drop everything, to be safe
             return
         if key is None:
-            self._cache.invalidate_namespace(namespace)
+            self.cache.invalidate_namespace(namespace)
         else:
-            self._cache.invalidate(namespace, key)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._healthy = False
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(POLL * 4 + 1)
+            self.cache.invalidate(namespace, key)
 
 
 __all__ = ["PER_KEY_LIMIT", "NotifyListener", "channel_of", "install_triggers", "parse"]

@@ -55,7 +55,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 from redis import exceptions as rx
@@ -68,6 +68,10 @@ from ..locks import HeldLock
 from ..steps import Sleep
 from ..url import StoreURL
 from .rediscore import LOAD_SCRIPTS, LockAttempt, NamespaceOps, Page, Request, Steps, recovery
+
+if TYPE_CHECKING:
+    from ..nearcache import NearCache
+    from .redistrack import TrackingListener
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -301,6 +305,11 @@ class RedisBackend(Backend):
         except BaseException:
             self.close()
             raise
+
+    def near_cache_coherence(self, cache: NearCache) -> TrackingListener:
+        from .redistrack import TrackingListener
+
+        return TrackingListener(self, cache)
 
     def close(self) -> None:
         if self._pool is not None:
