@@ -4,6 +4,7 @@ it on every backend that supports it (see the ``...NearCache`` kit classes)."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 import plugstore
 from plugstore.errors import ConfigurationError
 from plugstore.locks import LOCKS_NAMESPACE
-from plugstore.nearcache import CachedBucket, NearCache
+from plugstore.nearcache import CachedBucket, Listener, NearCache
 
 
 def test_the_option_is_read_from_the_url_and_shown_by_info(tmp_path: Path) -> None:
@@ -126,3 +127,44 @@ def test_threads_reading_and_writing_one_key_never_read_a_value_back_in_time() -
         for thread in readers:
             thread.join()
         assert errors == []
+
+
+class _Stallable(Listener):
+    """A listener on no engine at all, whose thread can be held up at will."""
+
+    def __init__(self, cache: NearCache) -> None:
+        self.go = threading.Event()
+        self.go.set()
+        self.opened = 0
+        super().__init__(cache, "test listener", 5, "nowhere")
+
+    def _open(self) -> object:
+        self.opened += 1
+        return object()
+
+    def _drain(self, handle: object, timeout: float) -> None:
+        time.sleep(timeout)
+        self.go.wait()  # held up here: a busy GIL, a stalled socket
+
+    def _hang_up(self, handle: object) -> None:
+        pass
+
+
+def test_a_listener_that_falls_behind_stops_the_cache_serving_until_it_catches_up() -> None:
+    cache = NearCache(10, clock=time.time)
+    listener = _Stallable(cache)
+    try:
+        assert listener.check()
+        listener.go.clear()
+        time.sleep(Listener.BOUND + Listener.POLL * 2)
+        assert not listener.check()  # reads go to the engine meanwhile
+        listener.go.set()
+        deadline = time.monotonic() + 5
+        while not listener.check():
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        assert listener.opened == 1  # the same connection: nothing was missed
+    finally:
+        listener.go.set()
+        listener.close()
+    assert not listener.check()

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from time import monotonic
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import forks
@@ -98,8 +99,13 @@ class Listener:
 
     immediate = False
     description = "the engine's announcements"
-    #: How often the thread looks up from waiting (to notice it should stop).
-    POLL = 0.25
+    #: The thread reads what has arrived at least this often (seconds), and notes when.
+    POLL = 0.005
+    #: The cache serves only while the thread has read within this long (seconds):
+    #: an announcement that reached this process's socket is applied before any read
+    #: that starts this long after it; if the thread cannot keep up (a busy GIL, a
+    #: stalled connection), reads go to the engine until it does.
+    BOUND = 0.025
     #: Errors of a lost or refused connection: the thread reconnects after them.
     retry_on: tuple[type[BaseException], ...] = (OSError,)
 
@@ -107,6 +113,7 @@ class Listener:
         self.cache = cache
         self._name = name
         self._healthy = False
+        self._read_at = 0.0  # time.monotonic() after the thread last read all that came
         self._stop = threading.Event()
         self._listening = threading.Event()
         self._thread: threading.Thread | None = None
@@ -139,7 +146,7 @@ class Listener:
     def check(self) -> bool:
         if self._fork_gen != forks.generation:
             self._after_fork()
-        return self._healthy
+        return self._healthy and monotonic() - self._read_at <= self.BOUND
 
     def _after_fork(self) -> None:
         # A forked child has no listener thread and must not touch the parent's socket.
@@ -167,11 +174,13 @@ class Listener:
             self._handle = handle
             try:
                 self.cache.clear()  # anything cached before may have changed unheard
+                self._read_at = monotonic()
                 self._healthy = True
                 self._listening.set()
                 pause = 0.05
                 while not self._stop.is_set():
                     self._drain(handle, self.POLL)
+                    self._read_at = monotonic()
             except self.retry_on:
                 pass
             finally:
