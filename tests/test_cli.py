@@ -746,9 +746,13 @@ def test_doctor_on_sqlite(run: Any, db: str) -> None:
     assert "backend        sqlite" in out
     assert f"plugstore {plugstore.__version__}" in out
     assert "journal_mode   wal" in out
+    assert "near cache     off" in out
     assert out.strip().endswith("doctor: all checks passed")
     # only its own keys were touched and removed
     assert contents(db) == {"_plugstore_doctor": {"someone-elses": 1}}
+    cached = run("-u", f"{db}?cache=500", "doctor")
+    assert cached.exit_code == 0, cached.stdout + cached.stderr
+    assert "near cache     500 entries; coherent by PRAGMA data_version" in cached.stdout
 
 
 def test_doctor_reports_failure(run: Any, tmp_path: Path) -> None:
