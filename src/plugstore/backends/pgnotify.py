@@ -1,13 +1,14 @@
 """A near cache kept coherent by PostgreSQL ``LISTEN``/``NOTIFY``.
 
-Three statement triggers on the store's table (insert, update, delete) announce every
-change on a channel of the table's own, in the writer's transaction -- so only committed
-changes are heard, the moment they commit, and whichever plugstore process (caching or
-not, or any other client) wrote them.  A statement that changes at most
-:data:`PER_KEY_LIMIT` rows announces each ``namespace``/``key``; a bigger one (a bulk
-load, ``clear``) announces each namespace it touched once, and caches drop that whole
-namespace.  The triggers are made when a store first opens the table with a cache; they
-stay, and cost a writer a few microseconds per statement.
+Three triggers on the store's table announce every change on a channel of the table's
+own, in the writer's transaction -- so only committed changes are heard, the moment
+they commit, and whichever plugstore process (caching or not, or any other client)
+wrote them.  Each row inserted or updated announces its ``namespace``/``key`` (a row
+trigger); a delete statement announces each deleted key, or, when it deleted more than
+:data:`PER_KEY_LIMIT` rows (``clear``, dropping a namespace), each namespace it touched
+once, and caches drop that whole namespace.  The triggers are made when a store first
+opens the table with a cache; they stay, and cost a writer about 5% on a single write
+and 10-15% on ``set_many`` (measured on loopback).
 
 A caching process listens on a connection of its own, in a thread that drops the
 announced entries as they arrive.  While that connection is down the cache serves
@@ -34,7 +35,18 @@ PER_KEY_LIMIT = 100
 #: The listening connection's ``application_name`` (``pg_stat_activity`` shows it).
 APPLICATION_NAME = "plugstore near cache"
 
-_FUNCTION = """
+# Rows written (upserts, one row a statement, and updates of a deadline) are announced by
+# a row trigger: the cheapest way per statement.  Deletions by a statement trigger over
+# the deleted rows, which can announce a namespace once when a statement deletes many.
+_ROW_FUNCTION = """
+CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $body$
+BEGIN
+  PERFORM pg_notify(TG_ARGV[0], length(NEW.namespace) || ':' || NEW.namespace || NEW.key);
+  RETURN NULL;
+END
+$body$
+"""
+_DELETED_FUNCTION = """
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $body$
 BEGIN
   IF (SELECT count(*) FROM changed) <= {limit} THEN
@@ -46,7 +58,17 @@ BEGIN
 END
 $body$
 """
-_EVENTS = (("insert", "INSERT", "NEW"), ("update", "UPDATE", "NEW"), ("delete", "DELETE", "OLD"))
+#: (trigger name suffix, when, how, function): what each of the table's triggers does.
+_TRIGGERS = (
+    ("insert", "INSERT", "FOR EACH ROW", "plugstore_announce_row"),
+    ("update", "UPDATE", "FOR EACH ROW", "plugstore_announce_row"),
+    (
+        "delete",
+        "DELETE",
+        "REFERENCING OLD TABLE AS changed FOR EACH STATEMENT",
+        "plugstore_announce_deleted",
+    ),
+)
 
 
 def channel_of(schema: str, table: str) -> str:
@@ -67,8 +89,7 @@ def parse(payload: str) -> tuple[str, str | None]:
 def install_triggers(backend: PostgreSQLBackend) -> None:
     """Make the table's announcing triggers unless they exist (catalog read first: a
     ``CREATE TRIGGER`` takes a lock that would wait for every writer of the table)."""
-    names = [f"{backend.table[:40]}_plugstore_{event}" for event, _, _ in _EVENTS]
-    function = sql.Identifier(backend.schema, "plugstore_announce")
+    names = [f"{backend.table[:40]}_plugstore_{suffix}" for suffix, _, _, _ in _TRIGGERS]
     channel = channel_of(backend.schema, backend.table)
     try:
         with backend._connection() as conn, conn.transaction():
@@ -79,10 +100,17 @@ def install_triggers(backend: PostgreSQLBackend) -> None:
             ).fetchone()
             if present and present[0] == len(names):
                 return
-            conn.execute(
-                sql.SQL(_FUNCTION).format(function=function, limit=sql.Literal(PER_KEY_LIMIT))
-            )
-            for name, (_, event, side) in zip(names, _EVENTS, strict=True):
+            for name, body in (
+                ("plugstore_announce_row", _ROW_FUNCTION),
+                ("plugstore_announce_deleted", _DELETED_FUNCTION),
+            ):
+                conn.execute(
+                    sql.SQL(body).format(
+                        function=sql.Identifier(backend.schema, name),
+                        limit=sql.Literal(PER_KEY_LIMIT),
+                    )
+                )
+            for name, (_, event, how, function) in zip(names, _TRIGGERS, strict=True):
                 conn.execute(
                     sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
                         sql.Identifier(name), backend._qualified
@@ -90,15 +118,14 @@ def install_triggers(backend: PostgreSQLBackend) -> None:
                 )
                 conn.execute(
                     sql.SQL(
-                        "CREATE TRIGGER {name} AFTER {event} ON {table} "
-                        "REFERENCING {side} TABLE AS changed FOR EACH STATEMENT "
+                        "CREATE TRIGGER {name} AFTER {event} ON {table} {how} "
                         "EXECUTE FUNCTION {function}({channel})"
                     ).format(
                         name=sql.Identifier(name),
                         event=sql.SQL(event),
                         table=backend._qualified,
-                        side=sql.SQL(side),
-                        function=function,
+                        how=sql.SQL(how),
+                        function=sql.Identifier(backend.schema, function),
                         channel=sql.Literal(channel),
                     )
                 )
