@@ -72,7 +72,7 @@ def open_store(url_or_name: str | StoreURL | None = None, **options: Any) -> Sto
         raise ConfigurationError("max_value_size must be a positive number of bytes")
     clock: Callable[[], float] | None = opts.take("clock", None, _clock)
     dirs = opts.take("plugin_dirs", None, lambda v: v)
-    backend_cls = registry.resolve(url.backend_name, dirs)
+    backend_cls = registry.resolve(url.scheme, dirs)
     backend = backend_cls(url, opts)
     unknown = opts.leftover()
     if unknown:

@@ -114,9 +114,17 @@ def plugin_dirs(configured: Iterable[str | os.PathLike[str]] | str | None = None
 
 
 def resolve(name: str, dirs: Iterable[str | os.PathLike[str]] | str | None = None) -> type[Backend]:
-    """Return the backend class for ``name`` (a backend name or URL scheme)."""
-    key = name.lower().split("+", 1)[0]
+    """Return the backend class for ``name`` (a backend name or URL scheme).
+
+    A scheme ``base+variant`` names the backend registered under the whole scheme
+    (``redis+cluster``) if there is one, else ``base`` (``postgresql+psycopg``)."""
+    key = name.lower()
     key = ALIASES.get(key, key)
+    with _lock:
+        whole = key in _registered
+    if not whole and key not in BUILTINS:
+        key = key.split("+", 1)[0]
+        key = ALIASES.get(key, key)
     with _lock:
         found = _registered.get(key)
     if isinstance(found, type):
