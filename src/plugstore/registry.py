@@ -66,6 +66,7 @@ BUILTINS: dict[str, BackendSpec] = {
         ),
         _builtin("mysql", "mysql", "MySQLBackend", "mysql", "pymysql"),
         _builtin("redis", "redis", "RedisBackend", "redis", "redis"),
+        _builtin("redis+cluster", "redis_cluster", "RedisClusterBackend", "redis", "redis"),
         _builtin("dynamodb", "dynamodb", "DynamoDBBackend", "dynamodb", "boto3"),
     )
 }
@@ -77,6 +78,7 @@ ALIASES = {
     "pgsql": "postgresql",
     "mariadb": "mysql",
     "rediss": "redis",
+    "rediss+cluster": "redis+cluster",
 }
 
 _registered: dict[str, type[Backend] | BackendSpec] = {}

@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from redis import exceptions as rx
 
 from ..backend import Backoff
-from ..errors import BackendUnavailableError, PoolExhaustedError
+from ..errors import BackendUnavailableError, NotReplicatedError, PoolExhaustedError
 from ..locks import TURN_GRACE, Waiter
 from ..steps import Sleep
 from .sqltable import PAGE, not_an_integer, prefix_range
 
 if TYPE_CHECKING:
     from .redis import RedisBackend
+    from .redis_cluster import RedisClusterBackend
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -863,6 +864,57 @@ class LockAttempt:
         return Request(None, _nothing, retry=True, multi=multi, write=True)
 
 
+# -- writes confirmed by replicas (Redis Cluster, wait=N) -------------------------------------
+
+
+def waited_commands(
+    request: Request[Any], replicas: int, timeout: float, asking: bool
+) -> list[Command]:
+    """What carries ``request`` to its master when ``replicas`` must confirm it: the
+    command (or ``MULTI``, the commands, ``EXEC``), then ``WAIT replicas timeout_ms`` --
+    on one connection, as WAIT counts the replicas that have this connection's last
+    write.  ``ASKING`` first when an ``ASK`` redirection sent it to this node."""
+    if request.command is not None:
+        commands: list[Command] = [request.command]
+    else:
+        commands = [("MULTI",), *(request.multi or ()), ("EXEC",)]
+    if asking:  # it lets the next command only (MULTI) in: an ASK'd slot's node
+        commands.insert(0, ("ASKING",))
+    commands.append(("WAIT", replicas, max(1, round(timeout * 1000))))
+    return commands
+
+
+def check_waited(
+    backend: RedisClusterBackend, request: Request[Any], replies: list[Any], asking: bool
+) -> Any:
+    """The reply of ``request`` among ``replies`` (those of :func:`waited_commands`,
+    errors as values): the first error raised (a redirection first: then nothing ran);
+    :class:`~plugstore.errors.NotReplicatedError` if WAIT counted fewer replicas than
+    ``backend.wait``."""
+    if asking:
+        replies = replies[1:]
+    *answers, confirmed = replies
+    errors = [reply for reply in answers if isinstance(reply, Exception)]
+    redirects = [error for error in errors if isinstance(error, NOT_RUN)]
+    if redirects or errors:
+        raise (redirects or errors)[0]
+    reply = answers[0] if request.command is not None else answers[-1]
+    if request.command is None:
+        failed = [item for item in reply if isinstance(item, Exception)]
+        if failed:
+            raise failed[0]
+    if int(confirmed) < backend.wait:
+        raise NotReplicatedError(
+            f"a write was applied on its {backend.engine} master but {confirmed} of the "
+            f"{backend.wait} replicas asked for (wait={backend.wait}) confirmed it within "
+            f"wait_timeout={backend.wait_timeout}s: it may be lost if that master fails "
+            f"before its replicas catch up. Check the master's replicas (INFO replication "
+            f"on it, or `redis-cli --cluster check HOST:PORT`), raise wait_timeout, or "
+            f"lower wait"
+        )
+    return reply
+
+
 # -- failures ----------------------------------------------------------------------------------
 
 #: What the shells catch: redis-py's errors, and those of its cluster client that are not
@@ -961,10 +1013,12 @@ __all__ = [
     "Page",
     "Request",
     "Steps",
+    "check_waited",
     "evalsha",
     "lex_range",
     "ms",
     "never_sent",
     "recovery",
     "unavailable",
+    "waited_commands",
 ]
