@@ -55,10 +55,13 @@ def free_ports(count: int) -> list[int]:
 class Node:
     """One redis-server of the cluster."""
 
-    def __init__(self, directory: Path, port: int, bus_port: int) -> None:
+    def __init__(
+        self, directory: Path, port: int, bus_port: int, password: str | None = None
+    ) -> None:
         self.dir = directory
         self.port = port
         self.bus_port = bus_port
+        self.password = password
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -74,6 +77,8 @@ class Node:
         argv += ["--dir", str(self.dir), "--save", "", "--appendonly", "yes"]
         argv += ["--appendfsync", "always", "--protected-mode", "no"]
         argv += ["--logfile", str(self.dir / "redis.log")]
+        if self.password:
+            argv += ["--requirepass", self.password, "--masterauth", self.password]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
     def wait_listening(self, deadline: float) -> None:
@@ -92,7 +97,7 @@ class Node:
         """A plain redis-py client of this one node (the caller closes it)."""
         import redis
 
-        return redis.Redis(host=HOST, port=self.port, socket_timeout=10)
+        return redis.Redis(host=HOST, port=self.port, socket_timeout=10, password=self.password)
 
     @property
     def id(self) -> str:
@@ -100,9 +105,14 @@ class Node:
 
     def cli(self, *args: str, timeout: float = 10) -> str:
         """``redis-cli -p <port> args...`` against this node; its output."""
-        argv = ["redis-cli", "-h", HOST, "-p", str(self.port), *args]
+        argv = ["redis-cli", "-h", HOST, "-p", str(self.port), *self.auth, *args]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=True)
         return done.stdout
+
+    @property
+    def auth(self) -> list[str]:
+        """redis-cli's password arguments (none without a password)."""
+        return ["-a", self.password, "--no-auth-warning"] if self.password else []
 
     @property
     def alive(self) -> bool:
@@ -121,10 +131,12 @@ class Node:
 class LocalCluster:
     """Six nodes, three masters with a replica each, all slots covered."""
 
-    def __init__(self, directory: Path, masters: int = 3, replicas: int = 1) -> None:
+    def __init__(
+        self, directory: Path, masters: int = 3, replicas: int = 1, password: str | None = None
+    ) -> None:
         ports = free_ports(2 * masters * (1 + replicas))
         self.nodes = [
-            Node(directory / f"node{i}", ports[2 * i], ports[2 * i + 1])
+            Node(directory / f"node{i}", ports[2 * i], ports[2 * i + 1], password)
             for i in range(masters * (1 + replicas))
         ]
         self.replicas = replicas
@@ -145,7 +157,7 @@ class LocalCluster:
         for node in self.nodes:
             node.wait_listening(deadline)
         argv = ["redis-cli", "--cluster", "create", *(n.address for n in self.nodes)]
-        argv += ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
+        argv += ["--cluster-replicas", str(self.replicas), "--cluster-yes", *self.nodes[0].auth]
         subprocess.run(argv, capture_output=True, check=True, timeout=60)
         self.wait_ok()
 
@@ -238,10 +250,10 @@ class LocalCluster:
 
 
 @contextlib.contextmanager
-def local_cluster(directory: Path) -> Iterator[LocalCluster]:
+def local_cluster(directory: Path, password: str | None = None) -> Iterator[LocalCluster]:
     """A started :class:`LocalCluster`, stopped (by pid) at the end."""
     require_cluster_tools()
-    cluster = LocalCluster(directory)
+    cluster = LocalCluster(directory, password=password)
     try:
         cluster.start()
         yield cluster

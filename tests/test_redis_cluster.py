@@ -26,6 +26,7 @@ from plugstore import registry
 from plugstore.backends.redis import RedisBackend
 from plugstore.backends.redis_cluster import RedisClusterBackend
 from plugstore.backends.redis_cluster_aio import RedisClusterAsyncDriver
+from plugstore.backends.rediscore import NamespaceOps, waited_commands
 from plugstore.errors import (
     BackendUnavailableError,
     ConfigurationError,
@@ -117,6 +118,42 @@ def test_seeds_down_at_start_fail_fast_and_clearly() -> None:
         "redis+cluster://bob:s3cr3t-pw@127.0.0.1:1,127.0.0.1:2/?connect_timeout=2",
         where="127.0.0.1:1,127.0.0.1:2",
     )
+
+
+def test_password_login_and_masking(tmp_path: Path) -> None:
+    """A cluster with ``requirepass``: the URL's password logs in on every node (the
+    ones found from the seeds too); a wrong one fails at open, saying to check the
+    credentials; the password appears in no message, repr or info."""
+    with local_cluster(tmp_path / "cluster", password="s3cr3t-pw") as secured:
+        url = f"redis+cluster://bob:s3cr3t-pw@{secured.nodes[0].address}/?prefix=p:"
+        url = url.replace("bob:", "default:")
+        with plugstore.open(url) as store:
+            for i in range(12):  # namespaces on every master
+                store.namespace(f"n{i}")["k"] = i
+            assert len(store.namespaces()) == 12
+            shown = f"{store!r} {store.backend.url} {store.backend.info()}"
+            assert "s3cr3t" not in shown
+
+        async def main() -> None:
+            async with aio.open(url) as astore:
+                assert await astore.namespace("n3").get("k") == 3
+
+        asyncio.run(main())
+        wrong = url.replace("s3cr3t-pw", "s3cr3t-wrong")
+        with pytest.raises(BackendUnavailableError) as err:
+            plugstore.open(wrong)
+        assert "check the username and password" in str(err.value)
+        assert "s3cr3t" not in str(err.value)
+        assert "s3cr3t" not in repr(err.value)
+
+        async def refused() -> None:
+            async with aio.open(wrong):
+                pass
+
+        with pytest.raises(BackendUnavailableError) as aerr:
+            asyncio.run(refused())
+        assert "check the username and password" in str(aerr.value)
+        assert "s3cr3t" not in str(aerr.value)
 
 
 def test_identity_ignores_seed_order_and_names_the_prefix(cluster: LocalCluster) -> None:
@@ -324,8 +361,8 @@ def test_writes_while_a_slot_migrates(own_cluster: LocalCluster, tmp_path: Path,
 def test_wait_counts_the_replicas_of_this_connections_write(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
-    """WAIT runs on the write's own connection: with the master's replica frozen, a
-    write with wait=1 raises NotReplicatedError (the write is on the master), though
+    """WAIT counts the replicas that have this write: with the master's replica frozen,
+    a write with wait=1 raises NotReplicatedError (the write is on the master), though
     the replica was in sync before; thawed, writes are confirmed again.  wait=2 with
     one replica per master can never be confirmed, and says so."""
     prefix = prefix_for(tmp_path)
@@ -396,6 +433,26 @@ def test_a_busy_node_pool_says_so(cluster: LocalCluster, tmp_path: Path) -> None
         store.namespace("n")["k"] = 1
         asyncio.run(main())
         assert store.namespace("n")["k"] == 2
+
+
+def test_wait_rides_in_the_writes_pipeline() -> None:
+    """WAIT follows the write in the same pipeline (so on its connection: WAIT counts
+    the replicas that have that connection's last write), after MULTI/EXEC for a
+    transaction, after ASKING and the write for an ASK redirection; reads carry none."""
+    ops = NamespaceOps("p:", "n")
+    single, many = ops.set("k", b"1"), ops.set_many([("a", b"1"), ("b", b"2")])
+    assert single.write
+    assert many.write
+    assert not ops.get("k").write
+    assert single.key == b"p:{n}:k:k"
+    assert waited_commands(single, 1, 0.25, False) == [single.command, ("WAIT", 1, 250)]
+    assert waited_commands(many, 2, 1, True) == [
+        ("ASKING",),
+        ("MULTI",),
+        *(many.multi or ()),
+        ("EXEC",),
+        ("WAIT", 2, 1000),
+    ]
 
 
 # -- a cluster that is not whole --------------------------------------------------------------

@@ -228,9 +228,8 @@ class RedisBackend(Backend):
     isolated_batches = True
     expires_on_engine_clock = True  # SET ... PXAT: the server's clock decides
     async_driver = "plugstore.backends.redis_aio:RedisAsyncDriver"
-    #: What the error messages call the server, and what they add to say what to do.
+    #: What the error messages call the server.
     engine = "Redis"
-    advice = ""
     #: What ``pool_max`` counts, in the pool-exhausted message ("": the one pool).
     pool_scope = ""
 
@@ -319,6 +318,10 @@ class RedisBackend(Backend):
     def close(self) -> None:
         if self._pool is not None:
             self._pool.disconnect()  # every socket closed; reconnects lazily on reopen
+
+    def advice(self, exc: BaseException) -> str:
+        """What an unavailable-server message adds after ``exc`` to say what to do."""
+        return ""
 
     def unsent(self, exc: Exception) -> bool:
         """Whether ``exc`` says for sure that the failed request never left this process

@@ -71,11 +71,6 @@ class RedisClusterBackend(RedisBackend):
     name = "redis+cluster"
     async_driver = "plugstore.backends.redis_cluster_aio:RedisClusterAsyncDriver"
     engine = "Redis Cluster"
-    advice = (
-        " (while a master is down the cluster is not whole: its replica takes over after "
-        "the cluster's cluster-node-timeout; check the cluster with `redis-cli --cluster "
-        "check HOST:PORT`, and raise retry_timeout to wait longer)"
-    )
     pool_scope = " to one node"
 
     def __init__(self, url: StoreURL, options: Options) -> None:
@@ -151,6 +146,18 @@ class RedisClusterBackend(RedisBackend):
     def close(self) -> None:
         if self.client is not None:
             self.client.disconnect_connection_pools()  # reconnects lazily on reopen
+
+    def advice(self, exc: BaseException) -> str:
+        text = str(exc)
+        if isinstance(exc, rx.AuthenticationError) or "password" in text or "NOAUTH" in text:
+            return " (check the username and password the URL gives)"
+        if "cannot be connected" in text:  # no seed node answered the first map
+            return " (no seed node answered: check the host:port list of the URL)"
+        return (
+            " (while a master is down the cluster is not whole: its replica takes over "
+            "after the cluster's cluster-node-timeout; check the cluster with `redis-cli "
+            "--cluster check HOST:PORT`, and raise retry_timeout to wait longer)"
+        )
 
     def unsent(self, exc: Exception) -> bool:
         # A node that refuses connections (a master killed, its replica not yet

@@ -944,7 +944,7 @@ def unavailable(backend: RedisBackend, exc: BaseException) -> BackendUnavailable
     text = str(exc).strip()
     detail = text.splitlines()[0] if text else type(exc).__name__
     return BackendUnavailableError(
-        f"{backend.engine} at {backend.where} is unavailable: {detail}{backend.advice}"
+        f"{backend.engine} at {backend.where} is unavailable: {detail}{backend.advice(exc)}"
     )
 
 
