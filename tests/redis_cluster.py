@@ -56,12 +56,18 @@ class Node:
     """One redis-server of the cluster."""
 
     def __init__(
-        self, directory: Path, port: int, bus_port: int, password: str | None = None
+        self,
+        directory: Path,
+        port: int,
+        bus_port: int,
+        password: str | None = None,
+        tls: tuple[Path, Path, Path] | None = None,
     ) -> None:
         self.dir = directory
         self.port = port
         self.bus_port = bus_port
         self.password = password
+        self.tls = tls  # (CA, certificate, key): TLS for clients, the bus and replication
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -70,7 +76,15 @@ class Node:
 
     def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        argv = ["redis-server", "--port", str(self.port), "--bind", HOST]
+        argv = ["redis-server", "--bind", HOST]
+        if self.tls:
+            ca, cert, key = self.tls
+            argv += ["--port", "0", "--tls-port", str(self.port), "--tls-cluster", "yes"]
+            argv += ["--tls-replication", "yes", "--tls-auth-clients", "no"]
+            argv += ["--tls-cert-file", str(cert), "--tls-key-file", str(key)]
+            argv += ["--tls-ca-cert-file", str(ca)]
+        else:
+            argv += ["--port", str(self.port)]
         argv += ["--cluster-enabled", "yes", "--cluster-port", str(self.bus_port)]
         argv += ["--cluster-config-file", "nodes.conf"]
         argv += ["--cluster-node-timeout", str(NODE_TIMEOUT_MS)]
@@ -97,7 +111,10 @@ class Node:
         """A plain redis-py client of this one node (the caller closes it)."""
         import redis
 
-        return redis.Redis(host=HOST, port=self.port, socket_timeout=10, password=self.password)
+        tls = {"ssl": True, "ssl_ca_certs": str(self.tls[0])} if self.tls else {}
+        return redis.Redis(
+            host=HOST, port=self.port, socket_timeout=10, password=self.password, **tls
+        )
 
     @property
     def id(self) -> str:
@@ -111,8 +128,9 @@ class Node:
 
     @property
     def auth(self) -> list[str]:
-        """redis-cli's password arguments (none without a password)."""
-        return ["-a", self.password, "--no-auth-warning"] if self.password else []
+        """redis-cli's password and TLS arguments."""
+        args = ["-a", self.password, "--no-auth-warning"] if self.password else []
+        return args + (["--tls", "--cacert", str(self.tls[0])] if self.tls else [])
 
     @property
     def alive(self) -> bool:
@@ -132,11 +150,16 @@ class LocalCluster:
     """Six nodes, three masters with a replica each, all slots covered."""
 
     def __init__(
-        self, directory: Path, masters: int = 3, replicas: int = 1, password: str | None = None
+        self,
+        directory: Path,
+        masters: int = 3,
+        replicas: int = 1,
+        password: str | None = None,
+        tls: tuple[Path, Path, Path] | None = None,
     ) -> None:
         ports = free_ports(2 * masters * (1 + replicas))
         self.nodes = [
-            Node(directory / f"node{i}", ports[2 * i], ports[2 * i + 1], password)
+            Node(directory / f"node{i}", ports[2 * i], ports[2 * i + 1], password, tls)
             for i in range(masters * (1 + replicas))
         ]
         self.replicas = replicas
@@ -250,10 +273,12 @@ class LocalCluster:
 
 
 @contextlib.contextmanager
-def local_cluster(directory: Path, password: str | None = None) -> Iterator[LocalCluster]:
+def local_cluster(
+    directory: Path, password: str | None = None, tls: tuple[Path, Path, Path] | None = None
+) -> Iterator[LocalCluster]:
     """A started :class:`LocalCluster`, stopped (by pid) at the end."""
     require_cluster_tools()
-    cluster = LocalCluster(directory, password=password)
+    cluster = LocalCluster(directory, password=password, tls=tls)
     try:
         cluster.start()
         yield cluster

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import signal
 import threading
 import time
@@ -36,7 +37,7 @@ from plugstore.errors import (
 from plugstore.testing import StoreConformance
 from plugstore.url import StoreURL
 from redis_cluster import LocalCluster, local_cluster
-from servers import assert_down_server_fails_fast
+from servers import IN_CI, assert_down_server_fails_fast, make_certs
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +155,36 @@ def test_password_login_and_masking(tmp_path: Path) -> None:
             asyncio.run(refused())
         assert "check the username and password" in str(aerr.value)
         assert "s3cr3t" not in str(aerr.value)
+
+
+def test_tls_rediss_cluster_verifies_every_node(tmp_path: Path) -> None:
+    """A cluster speaking TLS only (clients, bus, replication): ``rediss+cluster://``
+    with the right CA reaches every master, sync and async; another CA fails the
+    verification at open; plain text to a TLS port fails, as plugstore errors."""
+    if shutil.which("openssl") is None:
+        if IN_CI:
+            pytest.fail("CI must have openssl")
+        pytest.skip("needs openssl")
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    ca, cert, key, other_ca = make_certs(certs)
+    with local_cluster(tmp_path / "cluster", tls=(ca, cert, key)) as secured:
+        url = f"rediss+cluster://{secured.seeds}/?prefix=p:&ssl_ca_certs={ca}"
+        with plugstore.open(url) as store:
+            for i in range(12):  # namespaces on every master
+                store.namespace(f"n{i}")["k"] = i
+            assert len(store.namespaces()) == 12
+
+        async def main() -> None:
+            async with aio.open(url) as astore:
+                assert await astore.namespace("n3").get("k") == 3
+
+        asyncio.run(main())
+        with pytest.raises(BackendUnavailableError, match="certificate verify failed"):
+            plugstore.open(url.replace(str(ca), str(other_ca)))
+        plain = f"redis+cluster://{secured.nodes[0].address}/?connect_timeout=2&socket_timeout=2"
+        with pytest.raises(BackendUnavailableError):
+            plugstore.open(plain)
 
 
 def test_identity_ignores_seed_order_and_names_the_prefix(cluster: LocalCluster) -> None:
