@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -87,6 +89,25 @@ def assert_an_exhausted_lock_pool_says_so(url: str) -> None:
             ns["k"] = 1  # statements have connections of their own
         with ns.lock("c", timeout=5):
             pass  # sessions are given back on release
+
+
+def make_certs(d: Path) -> tuple[Path, Path, Path, Path]:
+    """A CA, a server certificate for 127.0.0.1 signed by it, and an unrelated CA."""
+
+    def openssl(command: str, subject: str = "") -> None:
+        argv = ["openssl", *command.split(), *(["-subj", subject] if subject else [])]
+        subprocess.run(argv, cwd=d, check=True, capture_output=True, timeout=60)
+
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for ca in ("ca", "other-ca"):
+        new_ca = f"req -x509 -newkey rsa:2048 -nodes -days 1 -keyout {ca}.key -out {ca}.pem"
+        openssl(new_ca, f"/CN=plugstore {ca}")
+    openssl("req -newkey rsa:2048 -nodes -keyout server.key -out server.csr", "/CN=127.0.0.1")
+    openssl(
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+        "-out server.pem -days 1 -extfile san.ext"
+    )
+    return d / "ca.pem", d / "server.pem", d / "server.key", d / "other-ca.pem"
 
 
 CHROMIUM = "/usr/bin/chromium"

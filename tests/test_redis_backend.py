@@ -44,7 +44,7 @@ from plugstore.errors import (
 )
 from plugstore.testing import StoreConformance, release_together, spawn_child
 from plugstore.url import StoreURL
-from servers import IN_CI, assert_down_server_fails_fast, require_server
+from servers import IN_CI, assert_down_server_fails_fast, make_certs, require_server
 
 HOST, PORT = "127.0.0.1", 6379
 RUN_PREFIX = f"pstest:{uuid.uuid4().hex[:12]}:"
@@ -290,31 +290,12 @@ def test_unix_socket(tmp_path: Path) -> None:
         server.kill()
 
 
-def _make_certs(d: Path) -> tuple[Path, Path, Path, Path]:
-    """A CA, a server certificate for 127.0.0.1 signed by it, and an unrelated CA."""
-
-    def openssl(command: str, subject: str = "") -> None:
-        argv = ["openssl", *command.split(), *(["-subj", subject] if subject else [])]
-        subprocess.run(argv, cwd=d, check=True, capture_output=True, timeout=60)
-
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    for ca in ("ca", "other-ca"):
-        new_ca = f"req -x509 -newkey rsa:2048 -nodes -days 1 -keyout {ca}.key -out {ca}.pem"
-        openssl(new_ca, f"/CN=plugstore {ca}")
-    openssl("req -newkey rsa:2048 -nodes -keyout server.key -out server.csr", "/CN=127.0.0.1")
-    openssl(
-        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-        "-out server.pem -days 1 -extfile san.ext"
-    )
-    return d / "ca.pem", d / "server.pem", d / "server.key", d / "other-ca.pem"
-
-
 def test_tls_rediss_verifies_the_server(tmp_path: Path) -> None:
     if shutil.which("redis-server") is None or shutil.which("openssl") is None:
         if IN_CI:
             pytest.fail("CI must have redis-server and openssl")
         pytest.skip("needs redis-server and openssl")
-    ca, cert, key, other_ca = _make_certs(tmp_path)
+    ca, cert, key, other_ca = make_certs(tmp_path)
     server = PrivateRedis(tmp_path, "--port", "0", "--tls-port", "PORT",
                           "--tls-cert-file", str(cert), "--tls-key-file", str(key),
                           "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no")  # fmt: skip
@@ -928,7 +909,7 @@ def test_async_driver_connects_as_the_sync_one(tmp_path: Path) -> None:
         pytest.skip("needs redis-server and openssl")
     sock = tmp_path / "redis.sock"
     locked = PrivateRedis(tmp_path, "--requirepass", "hunter2-pw", "--unixsocket", str(sock))
-    ca, cert, key, _ = _make_certs(tmp_path)
+    ca, cert, key, _ = make_certs(tmp_path)
     tls = PrivateRedis(tmp_path, "--port", "0", "--tls-port", "PORT",
                        "--tls-cert-file", str(cert), "--tls-key-file", str(key),
                        "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no")  # fmt: skip

@@ -75,7 +75,7 @@ def open_store(url_or_name: str | StoreURL | None = None, **options: Any) -> Sto
     if cache < 0:
         raise ConfigurationError("cache must be a number of entries (0: no near cache)")
     dirs = opts.take("plugin_dirs", None, lambda v: v)
-    backend_cls = registry.resolve(url.backend_name, dirs)
+    backend_cls = registry.resolve(url.scheme, dirs)
     backend = backend_cls(url, opts)
     unknown = opts.leftover()
     if unknown:

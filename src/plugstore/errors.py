@@ -114,6 +114,16 @@ class PoolExhaustedError(BackendUnavailableError):
     """
 
 
+class NotReplicatedError(BackendUnavailableError):
+    """A write was applied, but fewer replicas than asked for confirmed it in time.
+
+    Raised by a Redis Cluster store opened with ``wait=N`` when ``WAIT`` counts fewer
+    than N replicas within ``wait_timeout``: the master holds the write (readers see
+    it), but it may be lost if that master fails before a replica has it.  Running an
+    idempotent write again is safe; an ``incr`` may have been counted.
+    """
+
+
 class ExpiryNotSupportedError(StoreError, NotImplementedError):
     """A ``ttl`` was given, but the store's backend cannot expire keys.
 
@@ -147,6 +157,7 @@ __all__ = [
     "LockTimeoutError",
     "MissingDependencyError",
     "NotAnIntegerError",
+    "NotReplicatedError",
     "PoolExhaustedError",
     "StoreAlreadyOpenError",
     "StoreDamagedError",

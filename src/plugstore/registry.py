@@ -66,6 +66,7 @@ BUILTINS: dict[str, BackendSpec] = {
         ),
         _builtin("mysql", "mysql", "MySQLBackend", "mysql", "pymysql"),
         _builtin("redis", "redis", "RedisBackend", "redis", "redis"),
+        _builtin("redis+cluster", "redis_cluster", "RedisClusterBackend", "redis", "redis"),
         _builtin("dynamodb", "dynamodb", "DynamoDBBackend", "dynamodb", "boto3"),
     )
 }
@@ -77,6 +78,7 @@ ALIASES = {
     "pgsql": "postgresql",
     "mariadb": "mysql",
     "rediss": "redis",
+    "rediss+cluster": "redis+cluster",
 }
 
 _registered: dict[str, type[Backend] | BackendSpec] = {}
@@ -114,9 +116,17 @@ def plugin_dirs(configured: Iterable[str | os.PathLike[str]] | str | None = None
 
 
 def resolve(name: str, dirs: Iterable[str | os.PathLike[str]] | str | None = None) -> type[Backend]:
-    """Return the backend class for ``name`` (a backend name or URL scheme)."""
-    key = name.lower().split("+", 1)[0]
+    """Return the backend class for ``name`` (a backend name or URL scheme).
+
+    A scheme ``base+variant`` names the backend registered under the whole scheme
+    (``redis+cluster``) if there is one, else ``base`` (``postgresql+psycopg``)."""
+    key = name.lower()
     key = ALIASES.get(key, key)
+    with _lock:
+        whole = key in _registered
+    if not whole and key not in BUILTINS:
+        key = key.split("+", 1)[0]
+        key = ALIASES.get(key, key)
     with _lock:
         found = _registered.get(key)
     if isinstance(found, type):

@@ -1,8 +1,10 @@
 """Store URLs: one string configures a store; the password never leaves it unmasked.
 
-``scheme://[user[:password]@]host[:port][/path][?option=value&...]``.  File-based
-backends follow SQLAlchemy's convention: ``sqlite:///relative.db`` (three slashes, a path
-relative to the working directory) and ``sqlite:////abs/path.db`` (four slashes).
+``scheme://[user[:password]@]host[:port][/path][?option=value&...]``, with several
+``host[:port]`` separated by commas for a server that is several machines
+(``redis+cluster://h1:7000,h2:7001/``).  File-based backends follow SQLAlchemy's
+convention: ``sqlite:///relative.db`` (three slashes, a path relative to the working
+directory) and ``sqlite:////abs/path.db`` (four slashes).
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class StoreURL:
     port: int | None = None
     path: str = ""
     query: dict[str, str] = field(default_factory=dict)
+    #: Every ``(host, port)`` of a comma-separated host list, the first one also in
+    #: ``host`` and ``port``; empty for a URL naming one host (see :attr:`addresses`).
+    hosts: tuple[tuple[str, int | None], ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> StoreURL:
@@ -48,10 +53,18 @@ class StoreURL:
         scheme = parts.scheme.lower()
         if not scheme:
             raise ConfigurationError(f"store URL has no scheme: {mask_text(text)!r}")
-        try:
-            port = parts.port
-        except ValueError:
-            raise ConfigurationError(f"invalid port in store URL {mask_text(text)!r}") from None
+        hosts: tuple[tuple[str, int | None], ...] = ()
+        host: str | None
+        hostinfo = parts.netloc.rpartition("@")[2]
+        if "," in hostinfo:
+            hosts = tuple(_address(item, text) for item in hostinfo.split(","))
+            host, port = hosts[0]
+        else:
+            try:
+                port = parts.port
+            except ValueError:
+                raise ConfigurationError(f"invalid port in store URL {mask_text(text)!r}") from None
+            host = _host(parts.netloc)
         # a path after the authority always starts with "/"; strip exactly that one
         path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
@@ -59,11 +72,20 @@ class StoreURL:
             scheme=scheme,
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password is not None else None,
-            host=_host(parts.netloc),
+            host=host,
             port=port,
             path=path,
             query=query,
+            hosts=hosts,
         )
+
+    @property
+    def addresses(self) -> tuple[tuple[str, int | None], ...]:
+        """Every ``(host, port)`` the URL names: its host list, or its one host (none
+        for a URL without a host)."""
+        if self.hosts:
+            return self.hosts
+        return ((self.host, self.port),) if self.host else ()
 
     @property
     def backend_name(self) -> str:
@@ -83,10 +105,7 @@ class StoreURL:
             if self.password is not None:
                 netloc += ":" + (MASK if mask else quote(self.password, safe=""))
             netloc += "@"
-        if self.host:
-            netloc += f"[{self.host}]" if ":" in self.host else self.host
-        if self.port is not None:
-            netloc += f":{self.port}"
+        netloc += ",".join(_render_address(host, port) for host, port in self.addresses)
         text = f"{self.scheme}://{netloc}"
         if self.path:
             text += "/" + quote(self.path, safe="/~:")
@@ -117,6 +136,32 @@ def _host(netloc: str) -> str | None:
     if hostinfo.startswith("["):  # [IPv6]:port
         return unquote(hostinfo[1:].partition("]")[0]) or None
     return unquote(hostinfo.partition(":")[0]) or None
+
+
+def _address(item: str, text: str) -> tuple[str, int | None]:
+    """One ``host[:port]`` (``[IPv6]:port``) of a comma-separated host list."""
+    if item.startswith("["):
+        host, _, rest = item[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else None
+        if rest and port_text is None:
+            host = ""
+    else:
+        host, colon, port_text = item.partition(":")
+        if not colon:
+            port_text = None
+    port = None
+    if port_text is not None:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ConfigurationError(f"invalid port in store URL {mask_text(text)!r}")
+        port = int(port_text)
+    if not host:
+        raise ConfigurationError(f"empty host in the host list of {mask_text(text)!r}")
+    return unquote(host), port
+
+
+def _render_address(host: str | None, port: int | None) -> str:
+    text = (f"[{host}]" if ":" in host else host) if host else ""
+    return text + (f":{port}" if port is not None else "")
 
 
 def mask_text(text: str) -> str:

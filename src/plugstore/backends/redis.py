@@ -67,11 +67,19 @@ from ..errors import ConfigurationError
 from ..locks import HeldLock
 from ..steps import Sleep
 from ..url import StoreURL
-from .rediscore import LOAD_SCRIPTS, LockAttempt, NamespaceOps, Page, Request, Steps, recovery
+from .rediscore import (
+    ERRORS,
+    LOAD_SCRIPTS,
+    LockAttempt,
+    NamespaceOps,
+    Page,
+    Request,
+    Steps,
+    recovery,
+)
 
 if TYPE_CHECKING:
-    from ..nearcache import NearCache
-    from .redistrack import TrackingListener
+    from ..nearcache import Coherence, NearCache
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -223,6 +231,10 @@ class RedisBackend(Backend):
     isolated_batches = True
     expires_on_engine_clock = True  # SET ... PXAT: the server's clock decides
     async_driver = "plugstore.backends.redis_aio:RedisAsyncDriver"
+    #: What the error messages call the server.
+    engine = "Redis"
+    #: What ``pool_max`` counts, in the pool-exhausted message ("": the one pool).
+    pool_scope = ""
 
     def __init__(self, url: StoreURL, options: Options) -> None:
         super().__init__(url, options)
@@ -244,7 +256,7 @@ class RedisBackend(Backend):
         self._username = options.take("username", url.username, str)
         self._password = options.take("password", url.password, str)
         self.unix_socket = options.take("unix_socket", None, str)
-        self.tls = url.scheme == "rediss"
+        self.tls = url.scheme.split("+", 1)[0] == "rediss"
         self._ssl: dict[str, Any] = {}
         for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs"):
             value = options.take(name, None, str)
@@ -306,7 +318,7 @@ class RedisBackend(Backend):
             self.close()
             raise
 
-    def near_cache_coherence(self, cache: NearCache) -> TrackingListener:
+    def near_cache_coherence(self, cache: NearCache) -> Coherence | None:
         from .redistrack import TrackingListener
 
         return TrackingListener(self, cache)
@@ -315,26 +327,45 @@ class RedisBackend(Backend):
         if self._pool is not None:
             self._pool.disconnect()  # every socket closed; reconnects lazily on reopen
 
+    def advice(self, exc: BaseException) -> str:
+        """What an unavailable-server message adds after ``exc`` to say what to do."""
+        return ""
+
+    def unsent(self, exc: Exception) -> bool:
+        """Whether ``exc`` says for sure that the failed request never left this process
+        (so it may be sent again, whatever it does).  A single server: never known."""
+        return False
+
+    def load_scripts(self, failed: Request[Any] | None) -> None:
+        """Load the scripts where ``failed`` (a request answered NOSCRIPT) runs."""
+        self.send(LOAD_SCRIPTS)
+
     def call(self, work: Callable[[], T], *, retry: bool) -> T:
         """Run ``work()``; on failure, recover as :meth:`recover` says."""
         try:
             return work()
-        except rx.RedisError as exc:
+        except ERRORS as exc:
             return self.recover(exc, work, retry)
 
-    def recover(self, exc: rx.RedisError, work: Callable[[], T], retry: bool) -> T:
-        """``work()`` raised ``exc``: run it again if that is safe, or raise (see
-        :func:`~.rediscore.recovery`)."""
+    def recover(
+        self,
+        exc: Exception,
+        work: Callable[[], T],
+        retry: bool,
+        request: Request[Any] | None = None,
+    ) -> T:
+        """``work()`` (sending ``request``, if one) raised ``exc``: run it again if that
+        is safe, or raise (see :func:`~.rediscore.recovery`)."""
         backoff = Backoff(self.retry_timeout)
         while True:
             pause = recovery(self, exc, retry, backoff, "threads")
             try:
                 if pause is None:
-                    self.send(LOAD_SCRIPTS)
+                    self.load_scripts(request)
                 else:
                     time.sleep(pause)
                 return work()
-            except rx.RedisError as again:
+            except ERRORS as again:
                 exc = again
 
     # -- requests (see plugstore.backends.rediscore) -------------------------------------
@@ -354,8 +385,8 @@ class RedisBackend(Backend):
         try:
             try:
                 reply = self.send(request)
-            except rx.RedisError as exc:
-                reply = self.recover(exc, lambda: self.send(request), request.retry)
+            except ERRORS as exc:
+                reply = self.recover(exc, lambda: self.send(request), request.retry, request)
         except rx.ResponseError as exc:
             if request.refuse is None:
                 raise

@@ -40,7 +40,7 @@ from ..aio.runtime import Runtime
 from ..backend import Backend, Backoff, Bucket
 from ..steps import Sleep
 from .redis import RedisBackend, RedisBucket
-from .rediscore import LOAD_SCRIPTS, LockAttempt, Page, Request, Steps, recovery
+from .rediscore import ERRORS, LOAD_SCRIPTS, LockAttempt, Page, Request, Steps, recovery
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -106,7 +106,7 @@ class RedisAsyncDriver(AsyncDriver):
         try:
             try:
                 reply = await self._send(request)
-            except rx.RedisError as exc:
+            except ERRORS as exc:
                 reply = await self._recover(exc, request)
         except rx.ResponseError as exc:
             if request.refuse is None:
@@ -114,17 +114,21 @@ class RedisAsyncDriver(AsyncDriver):
             raise request.refuse(exc) from None
         return request.parse(reply)
 
-    async def _recover(self, exc: rx.RedisError, request: Request[Any]) -> Any:
+    async def load_scripts(self, failed: Request[Any] | None) -> None:
+        """Load the scripts where ``failed`` (a request answered NOSCRIPT) runs."""
+        await self._send(LOAD_SCRIPTS)
+
+    async def _recover(self, exc: Exception, request: Request[Any]) -> Any:
         backoff = Backoff(self.backend.retry_timeout)
         while True:
             pause = recovery(self.backend, exc, request.retry, backoff, "tasks")
             try:
                 if pause is None:
-                    await self._send(LOAD_SCRIPTS)
+                    await self.load_scripts(request)
                 else:
                     await asyncio.sleep(pause)
                 return await self._send(request)
-            except rx.RedisError as again:
+            except ERRORS as again:
                 exc = again
 
     async def drive(self, steps: Steps[R]) -> R:

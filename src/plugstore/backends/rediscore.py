@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from redis import exceptions as rx
 
 from ..backend import Backoff
-from ..errors import BackendUnavailableError, PoolExhaustedError
+from ..errors import BackendUnavailableError, NotReplicatedError, PoolExhaustedError
 from ..locks import TURN_GRACE, Waiter
 from ..steps import Sleep
 from .sqltable import PAGE, not_an_integer, prefix_range
 
 if TYPE_CHECKING:
     from .redis import RedisBackend
+    from .redis_cluster import RedisClusterBackend
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -388,12 +389,13 @@ class Request(Generic[R]):
     connection lost before ``EXEC`` -- none).
 
     ``retry``: whether the request may be sent again after a lost connection (running it
-    twice is harmless).  ``parse`` turns the reply into the operation's result;
-    ``refuse``, if set, turns a ``ResponseError`` reply into the plugstore error the
-    caller gets.
+    twice is harmless).  ``write``: whether it changes stored data or a lock (a Redis
+    Cluster store with ``wait=N`` has each of those confirmed by N replicas).
+    ``parse`` turns the reply into the operation's result; ``refuse``, if set, turns a
+    ``ResponseError`` reply into the plugstore error the caller gets.
     """
 
-    __slots__ = ("command", "multi", "parse", "refuse", "retry")
+    __slots__ = ("command", "multi", "parse", "refuse", "retry", "write")
 
     def __init__(
         self,
@@ -403,12 +405,31 @@ class Request(Generic[R]):
         retry: bool,
         multi: tuple[Command, ...] | None = None,
         refuse: Callable[[rx.ResponseError], Exception] | None = None,
+        write: bool = False,
     ) -> None:
         self.command = command
         self.multi = multi
         self.parse = parse
         self.retry = retry
         self.refuse = refuse
+        self.write = write
+
+    @property
+    def commands(self) -> tuple[Command, ...]:
+        """The commands sent: the one command, or those of the transaction."""
+        return (self.command,) if self.command is not None else self.multi or ()
+
+    @property
+    def key(self) -> bytes | None:
+        """The first key the request names (every key of a request shares its hash
+        slot: a namespace's); ``None`` for a request without keys."""
+        for command in self.commands:
+            if command[0] == "EVALSHA":
+                if command[2]:
+                    return command[3]  # type: ignore[no-any-return]
+            elif len(command) > 1 and not command[0].startswith("SCRIPT"):
+                return command[1]  # type: ignore[no-any-return]
+        return None
 
     def __repr__(self) -> str:
         what = self.command[0] if self.command is not None else "MULTI"
@@ -525,13 +546,13 @@ class NamespaceOps:
         member = key.encode()
         # Setting a given value twice is harmless: retried after a lost connection.
         command = evalsha("set", (self.kp + member, self.idx, self.x), (value, member))
-        return Request(command, _nothing, retry=True)
+        return Request(command, _nothing, retry=True, write=True)
 
     def set_until(self, key: str, value: bytes, deadline: float) -> Request[None]:
         member = key.encode()
         args = (value, member, ms(deadline))
         command = evalsha("set_until", (self.kp + member, self.idx, self.x), args)
-        return Request(command, _nothing, retry=True)
+        return Request(command, _nothing, retry=True, write=True)
 
     def get_with_deadline(self, key: str) -> Request[tuple[bytes, float | None] | None]:
         member = key.encode()
@@ -541,7 +562,7 @@ class NamespaceOps:
     def remove(self, key: str) -> Request[bool]:
         member = key.encode()
         command = evalsha("remove", (self.kp + member, self.idx, self.x), (member,))
-        return Request(command, _flag, retry=False)
+        return Request(command, _flag, retry=False, write=True)
 
     def cas(self, key: str, expected: bytes | None, new: bytes | None) -> Request[bool]:
         member = key.encode()
@@ -553,31 +574,31 @@ class NamespaceOps:
             member,
         )
         command = evalsha("cas", (self.kp + member, self.idx, self.x), args)
-        return Request(command, _flag, retry=False)
+        return Request(command, _flag, retry=False, write=True)
 
     def add(self, key: str, value: bytes, deadline: float | None) -> Request[bool]:
         member = key.encode()
         args = (value, member, b"" if deadline is None else ms(deadline))
         command = evalsha("add", (self.kp + member, self.idx, self.x), args)
         # Not retried after a lost connection: a lost success would read as False.
-        return Request(command, _flag, retry=False)
+        return Request(command, _flag, retry=False, write=True)
 
     def expire(self, key: str, deadline: float) -> Request[bool]:
         member = key.encode()
         command = evalsha("expire", (self.kp + member, self.x), (ms(deadline), member))
         # Retried: the same absolute deadline set twice is the same.
-        return Request(command, _flag, retry=True)
+        return Request(command, _flag, retry=True, write=True)
 
     def persist(self, key: str) -> Request[bool]:
         member = key.encode()
         command = evalsha("persist", (self.kp + member, self.x), (member,))
-        return Request(command, _flag, retry=True)
+        return Request(command, _flag, retry=True, write=True)
 
     def incr(self, key: str, delta: int) -> Request[int]:
         member = key.encode()
         command = evalsha("incr", (self.kp + member, self.idx, self.x), (delta, member))
         refuse = partial(_incr_refused, key)
-        return Request(command, _number, retry=False, refuse=refuse)
+        return Request(command, _number, retry=False, refuse=refuse, write=True)
 
     def lock(self, key: str, timeout: float | None, lease: float) -> LockAttempt:
         """An attempt to take the lock on ``key`` (see :class:`LockAttempt`)."""
@@ -685,7 +706,7 @@ class NamespaceOps:
 
     def purge(self) -> Request[int]:
         # Redis has deleted the expired entries already: their index members go.
-        return Request(evalsha("purge", (self.idx, self.x), ()), _number, retry=False)
+        return Request(evalsha("purge", (self.idx, self.x), ()), _number, retry=False, write=True)
 
     # -- many keys -----------------------------------------------------------------------
 
@@ -741,7 +762,7 @@ class NamespaceOps:
             chunk = items[start : start + CHUNK]
             keys = (*(self.kp + item[0].encode() for item in chunk), self.idx, self.x)
             multi.append(evalsha(script, keys, [*arguments(chunk), len(self.kp)]))
-        return Request(None, _nothing, retry=True, multi=tuple(multi))
+        return Request(None, _nothing, retry=True, multi=tuple(multi), write=True)
 
     def write_batch(
         self,
@@ -758,7 +779,9 @@ class NamespaceOps:
         for key, value, deadline in sets:
             args += (key.encode(), value, b"" if deadline is None else ms(deadline))
         # Retried: the same deletes and upserts applied again give the same result.
-        return Request(evalsha("write_batch", (self.idx, self.x), args), _nothing, retry=True)
+        return Request(
+            evalsha("write_batch", (self.idx, self.x), args), _nothing, retry=True, write=True
+        )
 
     def clear(self, prefix: str = "") -> Steps[int]:
         removed = 0
@@ -768,7 +791,7 @@ class NamespaceOps:
             if page.items:  # each page deleted atomically
                 keys = [*(self.kp + m for m in page.items), self.idx, self.x]
                 command = evalsha("remove_many", keys, page.items)
-                removed += yield Request(command, _number, retry=False)
+                removed += yield Request(command, _number, retry=False, write=True)
             page_request = page.next
         return removed
 
@@ -802,7 +825,9 @@ class LockAttempt:
         queue = 0 if timeout == 0 else 1  # a single try never claims a turn
         args = (self.token, max(1, round(lease * 1000)), round(TURN_GRACE * 1000), queue)
         # Retried after a lost reply: the script first asks whether the token holds it.
-        self.attempt = Request(evalsha("lock", (self.name, self.turn), args), _number, retry=True)
+        self.attempt = Request(
+            evalsha("lock", (self.name, self.turn), args), _number, retry=True, write=True
+        )
 
     def steps(self) -> Steps[bool]:
         """Try until the lock is ours (``True``) or ``timeout`` has passed (``False``,
@@ -818,7 +843,7 @@ class LockAttempt:
 
     def _unlock(self, name: bytes) -> Request[bool]:
         # Retried: deleting our own token twice is harmless.
-        return Request(evalsha("unlock", (name,), (self.token,)), _flag, retry=True)
+        return Request(evalsha("unlock", (name,), (self.token,)), _flag, retry=True, write=True)
 
     def release(self) -> Request[bool]:
         """Release the lock; the reply says whether it was still ours."""
@@ -827,7 +852,7 @@ class LockAttempt:
     def renew(self, lease: float) -> Request[bool]:
         """Extend our lease to ``lease`` seconds from now; whether it was still ours."""
         args = (self.token, max(1, round(lease * 1000)))  # retried: extending twice is harmless
-        return Request(evalsha("renew", (self.name,), args), _flag, retry=True)
+        return Request(evalsha("renew", (self.name,), args), _flag, retry=True, write=True)
 
     def abandon(self) -> Request[None]:
         """Undo an attempt given up midway (its task cancelled): the lock, if a try took
@@ -836,10 +861,81 @@ class LockAttempt:
             evalsha("unlock", (self.name,), (self.token,)),
             evalsha("unlock", (self.turn,), (self.token,)),
         )
-        return Request(None, _nothing, retry=True, multi=multi)
+        return Request(None, _nothing, retry=True, multi=multi, write=True)
+
+
+# -- writes confirmed by replicas (Redis Cluster, wait=N) -------------------------------------
+
+
+def waited_commands(
+    request: Request[Any], replicas: int, timeout: float, asking: bool
+) -> list[Command]:
+    """What carries ``request`` to its master when ``replicas`` must confirm it: the
+    command (or ``MULTI``, the commands, ``EXEC``), then ``WAIT replicas timeout_ms`` --
+    on one connection, as WAIT counts the replicas that have this connection's last
+    write.  ``ASKING`` first when an ``ASK`` redirection sent it to this node."""
+    if request.command is not None:
+        commands: list[Command] = [request.command]
+    else:
+        commands = [("MULTI",), *(request.multi or ()), ("EXEC",)]
+    if asking:  # it lets the next command only (MULTI) in: an ASK'd slot's node
+        commands.insert(0, ("ASKING",))
+    commands.append(("WAIT", replicas, max(1, round(timeout * 1000))))
+    return commands
+
+
+def check_waited(
+    backend: RedisClusterBackend, request: Request[Any], replies: list[Any], asking: bool
+) -> Any:
+    """The reply of ``request`` among ``replies`` (those of :func:`waited_commands`,
+    errors as values): the first error raised (a redirection first: then nothing ran);
+    :class:`~plugstore.errors.NotReplicatedError` if WAIT counted fewer replicas than
+    ``backend.wait``."""
+    if asking:
+        replies = replies[1:]
+    *answers, confirmed = replies
+    errors = [reply for reply in answers if isinstance(reply, Exception)]
+    redirects = [error for error in errors if isinstance(error, NOT_RUN)]
+    if redirects or errors:
+        raise (redirects or errors)[0]
+    reply = answers[0] if request.command is not None else answers[-1]
+    if request.command is None:
+        failed = [item for item in reply if isinstance(item, Exception)]
+        if failed:
+            raise failed[0]
+    if int(confirmed) < backend.wait:
+        raise NotReplicatedError(
+            f"a write was applied on its {backend.engine} master but {confirmed} of the "
+            f"{backend.wait} replicas asked for (wait={backend.wait}) confirmed it within "
+            f"wait_timeout={backend.wait_timeout}s: it may be lost if that master fails "
+            f"before its replicas catch up. Check the master's replicas (INFO replication "
+            f"on it, or `redis-cli --cluster check HOST:PORT`), raise wait_timeout, or "
+            f"lower wait"
+        )
+    return reply
 
 
 # -- failures ----------------------------------------------------------------------------------
+
+#: What the shells catch: redis-py's errors, and those of its cluster client that are not
+#: ``RedisError``s (an uncovered slot, a cluster no node of which answers).
+ERRORS = (rx.RedisError, rx.RedisClusterException)
+#: Redis Cluster replies that mean the request did not run: the slot moved (``MOVED``,
+#: ``ASK``: a transaction's redirection comes back to plugstore), is being migrated
+#: (``TRYAGAIN``), or the cluster is down (``CLUSTERDOWN``, ``MASTERDOWN``); redis-py
+#: giving up after 16 of those in a row ("TTL exhausted", a bare ``ClusterError``); and
+#: a slot no node serves in the client's map.  Safe to send again, whatever it does.
+NOT_RUN = (rx.AskError, rx.TryAgainError, rx.ClusterError, rx.SlotNotCoveredError)
+
+
+def never_sent(exc: Exception) -> bool:
+    """Whether ``exc`` is redis-py failing to make a connection ("Error 111 connecting
+    to ...", "Timeout connecting to server"): the request never left this process.
+    (redis-py's own retries are off, so no connection made again carries a resend.)"""
+    text = str(exc)
+    return isinstance(exc, rx.ConnectionError | rx.TimeoutError) and (
+        " connecting to " in text or "Timeout connecting" in text
+    )
 
 
 def unavailable(backend: RedisBackend, exc: BaseException) -> BackendUnavailableError:
@@ -847,43 +943,66 @@ def unavailable(backend: RedisBackend, exc: BaseException) -> BackendUnavailable
     # redis-py's messages name host and port, never the password; keep the first line.
     text = str(exc).strip()
     detail = text.splitlines()[0] if text else type(exc).__name__
-    return BackendUnavailableError(f"Redis at {backend.where} is unavailable: {detail}")
+    return BackendUnavailableError(
+        f"{backend.engine} at {backend.where} is unavailable: {detail}{backend.advice(exc)}"
+    )
 
 
 def recovery(
-    backend: RedisBackend, exc: rx.RedisError, retry: bool, backoff: Backoff, holders: str
+    backend: RedisBackend, exc: Exception, retry: bool, backoff: Backoff, holders: str
 ) -> float | None:
     """A request failed with ``exc``: raise the error the caller gets, or say how to go
     on -- ``None``: load the scripts, then send it again; a number: wait that long, then
     send it again.
 
-    NOSCRIPT (a restarted server forgot the scripts) and "loading the dataset" mean
-    nothing ran: load the scripts / wait, then run again, whatever the operation.  After
-    a lost connection or a timeout, only ``retry`` requests run again, until
-    ``backoff`` expires (``retry_timeout``); the rest raise ``BackendUnavailableError``
-    at once, since whether the lost attempt applied is unknown.  A pool whose
-    connections all stayed in use raises ``PoolExhaustedError``: ``holders`` (threads,
-    tasks) of this process hold them, and waiting more is no cure.
+    NOSCRIPT (a restarted server, or a replica promoted, does not have the scripts),
+    "loading the dataset", a cluster's redirections and outages (:data:`NOT_RUN`) and a
+    connection that could not be made (``backend.unsent``) mean nothing ran: load the
+    scripts / wait, then run again, whatever the operation, until ``backoff`` expires
+    (``retry_timeout``).  After a lost connection or a timeout, only ``retry`` requests
+    run again; the rest raise ``BackendUnavailableError`` at once, since whether the
+    lost attempt applied is unknown.  A pool whose connections all stayed in use raises
+    ``PoolExhaustedError``: ``holders`` (threads, tasks) of this process hold them,
+    and waiting more is no cure.
     """
-    if isinstance(exc, rx.ConnectionError) and str(exc) == POOL_EMPTY:
+    if isinstance(exc, rx.MaxConnectionsError) or (
+        isinstance(exc, rx.ConnectionError) and str(exc) == POOL_EMPTY
+    ):
+        # redis.asyncio's cluster nodes do not queue for a connection (MaxConnectionsError)
+        held = (
+            "were in use"
+            if isinstance(exc, rx.MaxConnectionsError)
+            else f"stayed in use for {backend.connect_timeout}s"
+        )
         raise PoolExhaustedError(
             f"the Redis connection pool for {backend.where} is exhausted: all "
-            f"{backend.pool_max} connections stayed in use for {backend.connect_timeout}s "
-            f"by other {holders} of this process (raise the pool_max option)"
+            f"{backend.pool_max} connections{backend.pool_scope} {held} by other {holders} "
+            f"of this process (raise the pool_max option)"
         ) from None
     if isinstance(exc, rx.NoScriptError):
         return None
-    if isinstance(exc, rx.BusyLoadingError | rx.ConnectionError | rx.TimeoutError):
-        if not (retry or isinstance(exc, rx.BusyLoadingError)) or backoff.expired():
+    if isinstance(exc, (*NOT_RUN, rx.BusyLoadingError)) or backend.unsent(exc):
+        if backoff.expired():
+            raise unavailable(backend, exc) from None
+        if isinstance(exc, rx.MovedError):  # the slot map was just corrected: go again now
+            return 0.0
+        return backoff.pause()
+    lost = rx.ConnectionError | rx.TimeoutError | rx.RedisClusterUnreachableError
+    if isinstance(exc, lost):
+        if not retry or backoff.expired():
             raise unavailable(backend, exc) from None
         return backoff.pause()
+    if isinstance(exc, rx.RedisClusterException):  # the client found no way to route it
+        raise unavailable(backend, exc) from None
     raise exc
 
 
 __all__ = [
     "CHUNK",
+    "ERRORS",
     "LOAD_SCRIPTS",
     "NEXT_IN_LINE",
+    "NOT_RUN",
     "POOL_EMPTY",
     "SCRIPTS",
     "SHAS",
@@ -894,9 +1013,12 @@ __all__ = [
     "Page",
     "Request",
     "Steps",
+    "check_waited",
     "evalsha",
     "lex_range",
     "ms",
+    "never_sent",
     "recovery",
     "unavailable",
+    "waited_commands",
 ]
