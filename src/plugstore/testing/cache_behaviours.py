@@ -117,6 +117,6 @@ class CacheBehaviours:
         guild = ns.scope(guild=2)
         guild["k"] = "before"
         assert guild["k"] == "before"
-        with ns.batch() as batch:
+        with ns.batch(atomic=store.backend.atomic_batches) as batch:
             batch.set(guild, "k", "batched")
         assert guild["k"] == "batched"
