@@ -499,3 +499,50 @@ def test_near_cache_survives_its_listener_being_cut_off(tmp_path: Path) -> None:
         _until(lambda: ns["k"] == 3)  # heard by the new listener
     with psycopg.connect(f"host={HOST} port={PORT} dbname={DB} user={USER}") as admin:
         _until(lambda: _listener_pids(admin, table) == [])  # closing the store stops it
+
+
+def test_near_caches_on_several_tables_of_one_schema_start_together(tmp_path: Path) -> None:
+    """Stores opening tables of a new schema at once all open: none fails on the schema
+    being created twice, nor on the triggers' shared functions being replaced together."""
+    import psycopg
+
+    schema = f"{SCHEMA}_{uuid.uuid4().hex[:8]}"
+    tables = [f"{table_for(tmp_path)[:40]}_{i}" for i in range(6)]
+    opened: list[plugstore.Store] = []
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+
+    def start(table: str) -> None:
+        try:
+            store = plugstore.open(f"{BASE}?schema={schema}&table={table}", cache=10)
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+            return
+        with lock:
+            opened.append(store)
+
+    barrier = threading.Barrier(len(tables))
+
+    def together(table: str) -> None:
+        barrier.wait()
+        start(table)
+
+    threads = [threading.Thread(target=together, args=(table,)) for table in tables]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        assert len(opened) == len(tables)
+    finally:
+        for store in opened:
+            store.close()
+        with psycopg.connect(
+            f"host={HOST} port={PORT} dbname={DB} user={USER}", autocommit=True
+        ) as admin:
+            admin.execute(
+                psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                    psycopg.sql.Identifier(schema)
+                )
+            )

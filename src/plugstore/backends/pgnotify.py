@@ -18,6 +18,7 @@ nothing (every read goes to the table); once it is back the cache starts empty.
 from __future__ import annotations
 
 import hashlib
+import zlib
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -100,6 +101,13 @@ def install_triggers(backend: PostgreSQLBackend) -> None:
             ).fetchone()
             if present and present[0] == len(names):
                 return
+            # The functions are the schema's, shared by its tables: stores making triggers
+            # on two tables at once would otherwise replace them together and fail
+            # ("tuple concurrently updated").
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(%s)",
+                (zlib.crc32(f"plugstore-announce:{backend.schema}".encode()),),
+            )
             for name, body in (
                 ("plugstore_announce_row", _ROW_FUNCTION),
                 ("plugstore_announce_deleted", _DELETED_FUNCTION),

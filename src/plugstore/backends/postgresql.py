@@ -419,21 +419,17 @@ class PostgreSQLBackend(Backend):
         return NotifyListener(self, cache)
 
     def _create_table(self) -> None:
-        lock_id = self.table_lock_id
-        statements = [
-            sql.SQL("SELECT pg_advisory_xact_lock(%s)"),
-            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)),
-            self.compose(
-                "CREATE TABLE IF NOT EXISTS {t} ("
-                'namespace text NOT NULL, key text COLLATE "C" NOT NULL, '
-                "value bytea NOT NULL, version bigint NOT NULL DEFAULT 1, "
-                "expires_at double precision, PRIMARY KEY (namespace, key))"
-            ),
-        ]
+        create_table = self.compose(
+            "CREATE TABLE IF NOT EXISTS {t} ("
+            'namespace text NOT NULL, key text COLLATE "C" NOT NULL, '
+            "value bytea NOT NULL, version bigint NOT NULL DEFAULT 1, "
+            "expires_at double precision, PRIMARY KEY (namespace, key))"
+        )
         try:
             with self._connection() as conn, conn.transaction():
-                for i, stmt in enumerate(statements):
-                    conn.execute(stmt, (lock_id,) if i == 0 else None)
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.table_lock_id,))
+                self._create_schema(conn)
+                conn.execute(create_table)
                 self._add_expiry(conn)
         except PoolTimeout as exc:
             raise self._probe_error() from exc
@@ -441,6 +437,21 @@ class PostgreSQLBackend(Backend):
             raise self._unavailable(exc) from exc
         except psycopg.Error as exc:
             raise self._refused(exc) from exc
+
+    def _create_schema(self, conn: Any) -> None:
+        """Create the schema unless it exists.  Stores opening two tables of a new schema
+        at once hold different table locks, and two ``CREATE SCHEMA IF NOT EXISTS`` at
+        once fail on the catalog's unique index: the schema has a lock of its own."""
+        found = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)", (self.schema,)
+        ).fetchone()
+        if found and found[0]:
+            return
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(%s)",
+            (zlib.crc32(f"plugstore-schema:{self.schema}".encode()),),
+        )
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
 
     def _add_expiry(self, conn: Any) -> None:
         """Give a table made before expiry existed its ``expires_at`` column and the
