@@ -1,22 +1,25 @@
 """plugstore near cache benchmark: hot-key reads, and how soon other processes' writes show.
 
-    python benchmarks/nearcache.py                 # Redis, PostgreSQL and SQLite
+    python benchmarks/nearcache.py                 # Redis, Redis Cluster, PostgreSQL, SQLite
     python benchmarks/nearcache.py --quick         # fewer reads and writes
     python benchmarks/nearcache.py --backends sqlite --check
 
 **Hot-key get.**  One key read over and over, as a bot reads its prefix or allow list on
 every message: plugstore with ``cache=10000``, the same store without a cache, and the
 memory backend (no I/O at all), timed in turns in the same run.  Bars (issue 21): on
-Redis and PostgreSQL the cached get is at least 20x the uncached one and at least 0.5x
-the memory backend's; on SQLite the ratios are reported.
+Redis, Redis Cluster and PostgreSQL the cached get is at least 20x the uncached one and
+at least 0.5x the memory backend's; on SQLite the ratios are reported.
 
 **Invalidation.**  Another process (no cache) writes one key ``--writes`` times, a few
 milliseconds apart, noting when each write returned; this process reads it through the
 cache every 0.2 ms, noting what it read when.  The delay of a write is the time from its
 return to the first read showing it (or a later value).  Bars: p99 delay within 5 ms on
-Redis and PostgreSQL; 0 reads (begun) older than a write that returned more than the
-cache's bound before (``Listener.BOUND``, 25 ms there; on SQLite 0 ms: the next read
-sees it).
+Redis, Redis Cluster and PostgreSQL; 0 reads (begun) older than a write that returned
+more than the cache's bound before (``Listener.BOUND``, 25 ms there; on SQLite 0 ms: the
+next read sees it).
+
+Redis Cluster runs on the tests' local cluster (3 masters with a replica each, started
+for the run and stopped after; see tests/redis_cluster.py), or on ``--seeds``.
 """
 
 from __future__ import annotations
@@ -31,11 +34,12 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import plugstore
+from cluster import cluster_seeds
 from harness import (
     Bar,
     Result,
@@ -49,23 +53,25 @@ from harness import (
 from plugstore.nearcache import Listener
 from servers import PG_URL, REDIS_URL, unavailable
 
-BACKENDS = ("redis", "postgresql", "sqlite")
+BACKENDS = ("redis", "redis+cluster", "postgresql", "sqlite")
 #: Coherence by the engine's notices: the p99 bar (ms) of the delay until a read sees
 #: a write; the bound no read may exceed is the cache's own (Listener.BOUND).
-TOLD = {"redis": 5.0, "postgresql": 5.0}
+TOLD = {"redis": 5.0, "redis+cluster": 5.0, "postgresql": 5.0}
 SPEEDUP, VS_MEMORY = 20.0, 0.5
 POLL = 0.0002
 GAP = 0.004
 
 
 @contextmanager
-def place(backend: str, tmp: Path) -> Iterator[str]:
-    """A store URL of its own for one workload (a PostgreSQL table dropped after)."""
+def place(backend: str, tmp: Path, seeds: str | None = None) -> Iterator[str]:
+    """A store URL of its own for one workload (a PostgreSQL table dropped after);
+    ``seeds``: the Redis Cluster's."""
     if backend == "sqlite":
         yield f"sqlite:///{tmp / f'near-{uuid.uuid4().hex[:8]}.db'}"
         return
-    if backend == "redis":
-        url = f"{REDIS_URL}?prefix=bench_near_{uuid.uuid4().hex[:8]}:"
+    if backend.startswith("redis"):
+        base = f"redis+cluster://{seeds}/" if backend == "redis+cluster" else REDIS_URL
+        url = f"{base}?prefix=bench_near_{uuid.uuid4().hex[:8]}:"
         try:
             yield url
         finally:
@@ -217,6 +223,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--writes", type=int, default=1000)
     p.add_argument("--quick", action="store_true", help="20,000 reads, 3 repeats, 200 writes")
+    p.add_argument("--seeds", help="host:port,... of a running Redis Cluster (default: start one)")
     p.add_argument("--check", action="store_true", help="exit 1 if a bar fails")
     args = p.parse_args(argv)
     if args.quick:
@@ -233,21 +240,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     results: list[Result] = []
     tmp = Path(tempfile.mkdtemp(prefix="plugstore-near-bench-"))
+    stack = ExitStack()
     try:
         for backend in args.backends:
             server = {"postgresql": (5432, "psycopg"), "redis": (6379, "redis")}.get(backend)
             if server and (problem := unavailable("127.0.0.1", *server)):
                 print(f"\n== {backend} skipped: {problem}")
                 continue
-            with place(backend, tmp) as url:
+            seeds = None
+            if backend == "redis+cluster":
+                seeds = stack.enter_context(cluster_seeds(args.seeds))
+            with place(backend, tmp, seeds) as url:
                 res = hot_get(backend, url, args.reads, args.repeat)
             results.append(res)
             print("\n" + report(res), flush=True)
-            with place(backend, tmp) as url:
+            with place(backend, tmp, seeds) as url:
                 res = invalidation(backend, url, args.writes)
             results.append(res)
             print("\n" + report(res), flush=True)
     finally:
+        stack.close()
         shutil.rmtree(tmp, ignore_errors=True)
     lines, failed = bar_summary(results, time.perf_counter() - started)
     print("\n" + "\n".join(lines))

@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from servers import IN_CI
 
 HOST = "127.0.0.1"
 #: How long a master may be unreachable before its replica takes over (ms): small, so a
@@ -33,6 +33,9 @@ NODE_TIMEOUT_MS = 1500
 
 def require_cluster_tools() -> None:
     """Skip (laptop) or fail (CI) without redis-server and a redis-cli with --cluster."""
+    # Imported here: benchmarks import this module beside a servers module of their own.
+    from servers import IN_CI
+
     missing = [tool for tool in ("redis-server", "redis-cli") if shutil.which(tool) is None]
     if missing:
         message = f"the Redis Cluster tests need {' and '.join(missing)}"
@@ -163,6 +166,9 @@ class LocalCluster:
             for i in range(masters * (1 + replicas))
         ]
         self.replicas = replicas
+        self.master_count = masters
+        self.directory = directory
+        self.password, self.tls = password, tls
 
     @property
     def seeds(self) -> str:
@@ -199,7 +205,7 @@ class LocalCluster:
                 masters += 1
             elif "master_link_status:up" not in replication:
                 return False
-        return masters == len(self.nodes) // (1 + self.replicas)
+        return masters == self.master_count
 
     def wait_ok(self, timeout: float = 60) -> float:
         """Wait until the cluster is :meth:`whole`; the seconds it took."""
@@ -209,6 +215,31 @@ class LocalCluster:
                 raise RuntimeError("the cluster did not become whole (cluster_state:ok)")
             time.sleep(0.05)
         return time.monotonic() - started
+
+    def add_master(self) -> Node:
+        """Start one more node and have it join the cluster as a master without slots
+        (``CLUSTER MEET``, as ``redis-cli --cluster add-node`` does); wait until every
+        node knows it and the cluster is whole."""
+        port, bus_port = free_ports(2)
+        node = Node(
+            self.directory / f"node{len(self.nodes)}", port, bus_port, self.password, self.tls
+        )
+        node.start()
+        node.wait_listening(time.monotonic() + 30)
+        self.nodes[0].cli("cluster", "meet", HOST, str(port), str(bus_port))
+        self.nodes.append(node)
+        self.master_count += 1
+        deadline = time.monotonic() + 30
+        while any(
+            f"cluster_known_nodes:{len(self.nodes)}" not in n.cli("cluster", "info")
+            for n in self.nodes
+            if n.alive
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{node.address} did not join the cluster")
+            time.sleep(0.05)
+        self.wait_ok()  # a new master says cluster_state:ok only a moment later
+        return node
 
     def node(self, port: int) -> Node:
         return next(node for node in self.nodes if node.port == port)
@@ -270,6 +301,19 @@ class LocalCluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.kill()
+
+
+def prefix_for(tmp_path: Path) -> str:
+    """A key prefix of one test's own (its temporary directory's name)."""
+    name = re.sub(r"\W", "_", tmp_path.name).lower()[:40]
+    return f"t:{name}_{zlib.crc32(str(tmp_path).encode()):08x}:"
+
+
+def slot_of(prefix: str, namespace: str) -> int:
+    """The hash slot of ``namespace``'s keys under ``prefix``."""
+    from redis.cluster import key_slot
+
+    return int(key_slot(f"{prefix}{{{namespace}}}:i".encode()))
 
 
 @contextlib.contextmanager

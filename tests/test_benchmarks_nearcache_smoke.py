@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from redis_cluster import require_cluster_tools
 from servers import require_server
 
 NEAR = Path(__file__).resolve().parent.parent / "benchmarks" / "nearcache.py"
@@ -30,14 +31,15 @@ def run_bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_every_backend_reports_its_ratios_and_delays(tmp_path: Path) -> None:
     require_server("PostgreSQL", "127.0.0.1", 5432)
     require_server("Redis", "127.0.0.1", 6379)
+    require_cluster_tools()
     proc = run_bench(tmp_path, "--reads", "2000", "--repeat", "2", "--writes", "30")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    for backend in ("redis", "postgresql", "sqlite"):
+    for backend in ("redis", "redis+cluster", "postgresql", "sqlite"):
         assert f"== {backend}: hot-key get" in out
         assert f"== {backend}: invalidation" in out
         assert f"0 stale reads beyond {0 if backend == 'sqlite' else 25} ms ({backend})" in out
-    for backend in ("redis", "postgresql"):
+    for backend in ("redis", "redis+cluster", "postgresql"):
         assert f"bar: cached get >= 20x uncached ({backend})" in out
         assert f"bar: p99 delay <= 5 ms ({backend})" in out
     assert "30 writes by another process" in out

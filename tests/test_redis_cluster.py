@@ -9,12 +9,10 @@ start a cluster of their own, so the shared one stays whole.
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
 import signal
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ from plugstore import registry
 from plugstore.backends.redis import RedisBackend
 from plugstore.backends.redis_cluster import RedisClusterBackend
 from plugstore.backends.redis_cluster_aio import RedisClusterAsyncDriver
-from plugstore.backends.rediscore import NamespaceOps, waited_commands
+from plugstore.backends.rediscore import NamespaceOps, check_waited, waited_commands
 from plugstore.errors import (
     BackendUnavailableError,
     ConfigurationError,
@@ -36,7 +34,7 @@ from plugstore.errors import (
 )
 from plugstore.testing import StoreConformance
 from plugstore.url import StoreURL
-from redis_cluster import LocalCluster, local_cluster
+from redis_cluster import LocalCluster, local_cluster, prefix_for, slot_of
 from servers import IN_CI, assert_down_server_fails_fast, make_certs
 
 
@@ -53,17 +51,6 @@ def own_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
         yield started
 
 
-def prefix_for(tmp_path: Path) -> str:
-    name = re.sub(r"\W", "_", tmp_path.name).lower()[:40]
-    return f"t:{name}_{zlib.crc32(str(tmp_path).encode()):08x}:"
-
-
-def slot_of(prefix: str, namespace: str) -> int:
-    from redis.cluster import key_slot
-
-    return int(key_slot(f"{prefix}{{{namespace}}}:i".encode()))
-
-
 class TestRedisCluster(StoreConformance):
     """The whole kit (sync and async behaviours) on the module's cluster."""
 
@@ -73,6 +60,12 @@ class TestRedisCluster(StoreConformance):
 
     def make_url(self, tmp_path: Path) -> str:
         return self.cluster.url(prefix_for(tmp_path))
+
+
+class TestRedisClusterNearCache(TestRedisCluster):
+    """The whole kit through the near cache, coherent by tracking on every node."""
+
+    options = {"cache": 1000}  # noqa: RUF012 - read by the kit only
 
 
 # -- URL, registry, options -------------------------------------------------------------
@@ -109,7 +102,6 @@ def test_options_are_validated(cluster: LocalCluster) -> None:
         (cluster.url("p:", wait_timeout="10"), "wait_timeout"),
         (cluster.url("p:", ssl_ca_certs="/x"), "rediss://"),
         (cluster.url("p:", nonsense="1"), "nonsense"),
-        (cluster.url("p:", cache="10"), "cannot keep a near cache coherent"),
     ):
         with pytest.raises(ConfigurationError, match=words):
             plugstore.open(url)
@@ -485,6 +477,25 @@ def test_wait_rides_in_the_writes_pipeline() -> None:
         ("EXEC",),
         ("WAIT", 2, 1000),
     ]
+
+
+def test_a_wait_that_fails_after_its_write_ran_is_not_replicated() -> None:
+    """WAIT answered by an error after the write succeeded (a master turned replica
+    while WAIT waited, which Redis unblocks with ``UNBLOCKED``): the write ran and may be
+    lost, which is what NotReplicatedError says; a failed write is raised as it is."""
+    from redis import exceptions as rx
+
+    backend = RedisClusterBackend.__new__(RedisClusterBackend)
+    backend.wait, backend.wait_timeout = 1, 1.0
+    request = NamespaceOps("p:", "n").set("k", b"1")
+    unblocked = rx.ResponseError("UNBLOCKED force unblock from blocking operation")
+    with pytest.raises(NotReplicatedError, match="may have been replaced by a failover"):
+        check_waited(backend, request, [1, unblocked], asking=False)
+    with pytest.raises(rx.ResponseError, match="WRONGTYPE"):
+        check_waited(backend, request, [rx.ResponseError("WRONGTYPE x"), unblocked], False)
+    with pytest.raises(NotReplicatedError, match="0 of the 1 replicas"):
+        check_waited(backend, request, [1, 0], asking=False)
+    assert check_waited(backend, request, [1, 1], asking=False) == 1
 
 
 # -- a cluster that is not whole --------------------------------------------------------------

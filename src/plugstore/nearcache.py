@@ -114,6 +114,7 @@ class Listener:
         self._name = name
         self._healthy = False
         self._read_at = 0.0  # time.monotonic() after the thread last read all that came
+        self.used_at = 0.0  # time.monotonic() of the last read that asked the cache
         self._stop = threading.Event()
         self._listening = threading.Event()
         self._thread: threading.Thread | None = None
@@ -131,8 +132,10 @@ class Listener:
         """Connect and start listening; return what :meth:`_drain` reads from."""
         raise NotImplementedError
 
-    def _drain(self, handle: Any, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds for announcements; apply those that came."""
+    def _drain(self, handle: Any, timeout: float) -> float | None:
+        """Wait up to ``timeout`` seconds for announcements; apply those that came.
+        Return the :func:`time.monotonic` time since which every change is known to
+        have been applied, or ``None`` for "now" (whatever reached the socket by now)."""
         raise NotImplementedError
 
     def _hang_up(self, handle: Any) -> None:
@@ -146,7 +149,8 @@ class Listener:
     def check(self) -> bool:
         if self._fork_gen != forks.generation:
             self._after_fork()
-        return self._healthy and monotonic() - self._read_at <= self.BOUND
+        now = self.used_at = monotonic()
+        return self._healthy and now - self._read_at <= self.BOUND
 
     def _after_fork(self) -> None:
         # A forked child has no listener thread and must not touch the parent's socket.
@@ -179,8 +183,8 @@ class Listener:
                 self._listening.set()
                 pause = 0.05
                 while not self._stop.is_set():
-                    self._drain(handle, self.POLL)
-                    self._read_at = monotonic()
+                    known_since = self._drain(handle, self.POLL)
+                    self._read_at = monotonic() if known_since is None else known_since
             except Exception:  # noqa: S110 - whatever broke the connection: connect anew
                 pass
             finally:

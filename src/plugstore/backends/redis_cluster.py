@@ -46,7 +46,7 @@ from ..url import StoreURL
 from .redis import RedisBackend
 
 if TYPE_CHECKING:
-    from ..nearcache import NearCache
+    from ..nearcache import Coherence, NearCache
 from .rediscore import (
     ERRORS,
     SCRIPTS,
@@ -104,10 +104,10 @@ class RedisClusterBackend(RedisBackend):
             self.seeds = [("localhost", 6379)]
         self.where = ",".join(address_text(host, port) for host, port in self.seeds)
 
-    def near_cache_coherence(self, cache: NearCache) -> None:
-        # Tracking is per node: a cache would have to listen to every master (and follow
-        # failovers and resharding to new nodes).  Until it does, cache= is refused.
-        return None
+    def near_cache_coherence(self, cache: NearCache) -> Coherence:
+        from .redis_cluster_track import ClusterTrackingListener
+
+        return ClusterTrackingListener(self, cache)
 
     # -- connections --------------------------------------------------------------------
 
@@ -126,6 +126,20 @@ class RedisClusterBackend(RedisBackend):
             kwargs["ssl"] = True
             kwargs.update(self._ssl)
         return kwargs
+
+    def node_connection(self) -> tuple[type[redis.Connection], dict[str, Any]]:
+        """The class and arguments (but host and port) of a connection of one's own to
+        one node, as the cluster client makes them (the near cache's listener)."""
+        kwargs: dict[str, Any] = {
+            "username": self._username,
+            "password": self._password,
+            "socket_connect_timeout": self.connect_timeout,
+            "socket_timeout": self.socket_timeout,
+        }
+        if self.tls:
+            kwargs.update(self._ssl)
+            return redis.SSLConnection, kwargs
+        return redis.Connection, kwargs
 
     def open(self) -> None:
         # One client for the backend's life, as the Redis backend keeps one pool.

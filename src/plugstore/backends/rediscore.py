@@ -903,6 +903,15 @@ def check_waited(
         failed = [item for item in reply if isinstance(item, Exception)]
         if failed:
             raise failed[0]
+    if isinstance(confirmed, Exception):
+        # The write ran, then WAIT failed: the master turned replica while WAIT waited
+        # (a failover: Redis unblocks it with an error), so the write may be lost.
+        raise NotReplicatedError(
+            f"a write was applied on its {backend.engine} master but WAIT failed "
+            f"({confirmed}): that master may have been replaced by a failover, and the "
+            f"write may be lost. Read it back once the cluster is whole (`redis-cli "
+            f"--cluster check HOST:PORT`), or repeat it if repeating is safe"
+        )
     if int(confirmed) < backend.wait:
         raise NotReplicatedError(
             f"a write was applied on its {backend.engine} master but {confirmed} of the "

@@ -71,30 +71,36 @@ class TrackingListener(Listener):
 
     def _drain(self, handle: Any, timeout: float) -> None:
         if not handle.can_read(timeout=timeout):
-            return
+            return None
         message = handle.read_response(push_request=True)
         while True:
             self._heard(message)
             if not handle.can_read(timeout=0):
-                return
+                return None
             message = handle.read_response(push_request=True)
 
     def _hang_up(self, handle: Any) -> None:
         handle.disconnect()
 
     def _heard(self, message: Any) -> None:
-        if not isinstance(message, list) or len(message) != 2:
-            return
-        kind, keys = message
-        if kind not in (b"invalidate", "invalidate"):
-            return
-        if keys is None:  # FLUSHDB, FLUSHALL: every key went
-            self.cache.clear()
-            return
-        for raw in keys:
-            found = parse(raw if isinstance(raw, bytes) else str(raw).encode(), self._prefix)
-            if found is not None:
-                self.cache.invalidate(*found)
+        apply(self.cache, self._prefix, message)
+
+
+def apply(cache: NearCache, prefix: bytes, message: Any) -> None:
+    """Drop from ``cache`` what an ``invalidate`` push message names (every key of
+    ``prefix`` it names; everything for a flush, which names none)."""
+    if not isinstance(message, list) or len(message) != 2:
+        return
+    kind, keys = message
+    if kind not in (b"invalidate", "invalidate"):
+        return
+    if keys is None:  # FLUSHDB, FLUSHALL: every key went
+        cache.clear()
+        return
+    for raw in keys:
+        found = parse(raw if isinstance(raw, bytes) else str(raw).encode(), prefix)
+        if found is not None:
+            cache.invalidate(*found)
 
 
 def parse(raw: bytes, prefix: bytes) -> tuple[str, str] | None:
@@ -112,4 +118,4 @@ def parse(raw: bytes, prefix: bytes) -> tuple[str, str] | None:
         return None
 
 
-__all__ = ["CLIENT_NAME", "TrackingListener", "parse"]
+__all__ = ["CLIENT_NAME", "TrackingListener", "apply", "parse"]
