@@ -263,6 +263,29 @@ def test_password_login_and_masking(private_redis: PrivateRedis, tmp_path: Path)
         locked.kill()
 
 
+def test_a_user_not_allowed_to_track_cannot_open_a_cache(tmp_path: Path) -> None:
+    """An ACL user without ``CLIENT TRACKING``: the store opens without a cache, and
+    with one fails within its start time, naming the refused command (and never the
+    password)."""
+    limited = PrivateRedis(
+        tmp_path, "--user", "bot", "on", ">bot-pw-x", "~*", "&*", "+@all", "-client|tracking"
+    )
+    limited.start()
+    try:
+        url = f"redis://bot:bot-pw-x@{HOST}:{limited.port}/0?connect_timeout=1"
+        with plugstore.open(url) as store:
+            store.namespace("n")["k"] = 1
+        with pytest.raises(BackendUnavailableError) as err:
+            plugstore.open(url, cache=10)
+        message = str(err.value)
+        assert "could not start listening" in message
+        assert "tracking" in message.lower()
+        assert "NoPermissionError" in message
+        assert "bot-pw-x" not in message
+    finally:
+        limited.kill()
+
+
 def test_options_are_validated() -> None:
     for bad in ("a*b", "x{y}", "sp ace", "a" * 101):
         with pytest.raises(ConfigurationError):

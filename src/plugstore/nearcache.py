@@ -119,13 +119,17 @@ class Listener:
         self._listening = threading.Event()
         self._thread: threading.Thread | None = None
         self._handle: Any = None
+        self._failure: BaseException | None = None  # why the last connection failed
         self._fork_gen = forks.generation
         self._start()
         if not self._listening.wait(start_within):
             self.close()
+            why = f" ({type(self._failure).__name__}: {self._failure})" if self._failure else ""
             raise BackendUnavailableError(
                 f"{where}: the near cache could not start listening for changes within "
-                f"{start_within:g}s; check the server, or open the store without cache="
+                f"{start_within:g}s{why}; check the server and that the store's user may "
+                "run what the near cache needs (docs/backends.md), or open the store "
+                "without cache="
             )
 
     def _open(self) -> Any:
@@ -171,7 +175,8 @@ class Listener:
         while not self._stop.is_set():
             try:
                 handle = self._open()
-            except self.retry_on:
+            except self.retry_on as exc:
+                self._failure = exc
                 self._stop.wait(pause)
                 pause = min(pause * 2, 2.0)
                 continue
