@@ -41,6 +41,7 @@ from plugstore.errors import (
     LockTimeoutError,
     NotAnIntegerError,
     PoolExhaustedError,
+    StoreDamagedError,
 )
 from plugstore.testing import StoreConformance, release_together, spawn_child
 from plugstore.url import StoreURL
@@ -284,6 +285,57 @@ def test_a_user_not_allowed_to_track_cannot_open_a_cache(tmp_path: Path) -> None
         assert "bot-pw-x" not in message
     finally:
         limited.kill()
+
+
+def test_a_foreign_key_under_the_prefix_is_a_plugstore_error(tmp_path: Path) -> None:
+    """Another program wrote a hash where plugstore keeps a value: reads and incr (sync
+    and async) raise StoreDamagedError naming the prefix, never redis-py's WRONGTYPE;
+    a set replaces it, as SET does."""
+    prefix = prefix_for(tmp_path)
+    url = f"{BASE}?prefix={prefix}"
+    client = _client()
+    with plugstore.open(url) as store:
+        ns = store.namespace("n")
+        ns["ok"] = 1
+        client.hset(f"{prefix}{{n}}:k:bad", "field", "1")
+        client.zadd(f"{prefix}{{n}}:i", {"bad": 0})
+        for read in (lambda: ns["bad"], lambda: ns.get("bad"), lambda: ns.incr("bad")):
+            with pytest.raises(StoreDamagedError, match=re.escape(repr(prefix))) as err:
+                read()
+            assert "prefix of its own" in str(err.value)
+        assert ns["ok"] == 1
+
+        async def via_aio() -> None:
+            async with aio.open(url) as astore:
+                with pytest.raises(StoreDamagedError, match="WRONGTYPE"):
+                    await astore.namespace("n").get("bad")
+                with pytest.raises(StoreDamagedError):
+                    await astore.namespace("n").incr("bad")
+
+        asyncio.run(via_aio())
+        ns["bad"] = 2
+        assert ns["bad"] == 2
+
+
+def test_a_server_out_of_memory_is_a_plugstore_error(tmp_path: Path) -> None:
+    """A server at maxmemory (noeviction) refuses writes: BackendUnavailableError saying
+    so, and reads go on."""
+    full = PrivateRedis(tmp_path, "--maxmemory", "3mb", "--maxmemory-policy", "noeviction")
+    full.start()
+    try:
+        with plugstore.open(full.url) as store:
+            ns = store.namespace("n")
+
+            def fill() -> None:
+                for i in range(200):
+                    ns[f"k{i}"] = "x" * 100_000
+
+            with pytest.raises(BackendUnavailableError, match="maxmemory") as err:
+                fill()
+            assert "OOM" in str(err.value)
+            assert ns["k0"] == "x" * 100_000
+    finally:
+        full.kill()
 
 
 def test_options_are_validated() -> None:

@@ -76,6 +76,7 @@ from .rediscore import (
     Request,
     Steps,
     recovery,
+    refused,
 )
 
 if TYPE_CHECKING:
@@ -343,9 +344,12 @@ class RedisBackend(Backend):
     def call(self, work: Callable[[], T], *, retry: bool) -> T:
         """Run ``work()``; on failure, recover as :meth:`recover` says."""
         try:
-            return work()
-        except ERRORS as exc:
-            return self.recover(exc, work, retry)
+            try:
+                return work()
+            except ERRORS as exc:
+                return self.recover(exc, work, retry)
+        except rx.ResponseError as exc:
+            raise refused(self, exc) from None
 
     def recover(
         self,
@@ -388,9 +392,8 @@ class RedisBackend(Backend):
             except ERRORS as exc:
                 reply = self.recover(exc, lambda: self.send(request), request.retry, request)
         except rx.ResponseError as exc:
-            if request.refuse is None:
-                raise
-            raise request.refuse(exc) from None
+            known = None if request.refuse is None else request.refuse(exc)
+            raise (known or refused(self, exc)) from None
         return request.parse(reply)
 
     def drive(self, steps: Steps[R]) -> R:

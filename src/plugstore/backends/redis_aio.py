@@ -40,7 +40,7 @@ from ..aio.runtime import Runtime
 from ..backend import Backend, Backoff, Bucket
 from ..steps import Sleep
 from .redis import RedisBackend, RedisBucket
-from .rediscore import ERRORS, LOAD_SCRIPTS, LockAttempt, Page, Request, Steps, recovery
+from .rediscore import ERRORS, LOAD_SCRIPTS, LockAttempt, Page, Request, Steps, recovery, refused
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -109,9 +109,8 @@ class RedisAsyncDriver(AsyncDriver):
             except ERRORS as exc:
                 reply = await self._recover(exc, request)
         except rx.ResponseError as exc:
-            if request.refuse is None:
-                raise
-            raise request.refuse(exc) from None
+            known = None if request.refuse is None else request.refuse(exc)
+            raise (known or refused(self.backend, exc)) from None
         return request.parse(reply)
 
     async def load_scripts(self, failed: Request[Any] | None) -> None:

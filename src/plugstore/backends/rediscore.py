@@ -25,7 +25,13 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from redis import exceptions as rx
 
 from ..backend import Backoff
-from ..errors import BackendUnavailableError, NotReplicatedError, PoolExhaustedError
+from ..errors import (
+    BackendUnavailableError,
+    NotReplicatedError,
+    PoolExhaustedError,
+    StoreDamagedError,
+    StoreError,
+)
 from ..locks import TURN_GRACE, Waiter
 from ..steps import Sleep
 from .sqltable import PAGE, not_an_integer, prefix_range
@@ -392,7 +398,8 @@ class Request(Generic[R]):
     twice is harmless).  ``write``: whether it changes stored data or a lock (a Redis
     Cluster store with ``wait=N`` has each of those confirmed by N replicas).
     ``parse`` turns the reply into the operation's result; ``refuse``, if set, turns a
-    ``ResponseError`` reply into the plugstore error the caller gets.
+    ``ResponseError`` reply it recognises into the plugstore error the caller gets
+    (``None``: not one of its own, :func:`refused` says what it is).
     """
 
     __slots__ = ("command", "multi", "parse", "refuse", "retry", "write")
@@ -404,7 +411,7 @@ class Request(Generic[R]):
         *,
         retry: bool,
         multi: tuple[Command, ...] | None = None,
-        refuse: Callable[[rx.ResponseError], Exception] | None = None,
+        refuse: Callable[[rx.ResponseError], Exception | None] | None = None,
         write: bool = False,
     ) -> None:
         self.command = command
@@ -490,10 +497,10 @@ def _size_page(reply: Any) -> tuple[int, bytes | None]:
     return int(reply[0]), (reply[1] if len(reply) > 1 else None)
 
 
-def _incr_refused(key: str, exc: rx.ResponseError) -> Exception:
+def _incr_refused(key: str, exc: rx.ResponseError) -> Exception | None:
     if "integer" in str(exc) or "overflow" in str(exc):  # not an integer, or would overflow
         return not_an_integer(key)
-    return exc
+    return None
 
 
 #: Loads every script: one transaction, one round trip.  Sent when a store opens (not
@@ -957,6 +964,49 @@ def unavailable(backend: RedisBackend, exc: BaseException) -> BackendUnavailable
     )
 
 
+#: What to do about a Redis error reply, by its first word.
+_REFUSAL_ADVICE = {
+    "OOM": "the server reached maxmemory and refuses writes: raise maxmemory, set an "
+    "eviction policy, or free space",
+    "READONLY": "the server is a read-only replica: point the URL at the master",
+    "MISCONF": "the server cannot save its snapshot and refuses writes: check its disk "
+    "and logs (stop-writes-on-bgsave-error)",
+    "NOPERM": "the store's user lacks a permission: grant it the commands plugstore runs "
+    "(docs/backends.md)",
+    "BUSY": "a script runs too long on the server: wait, or stop it (SCRIPT KILL)",
+}
+
+
+#: Error codes redis-py drops from the message of the replies it has a class for.
+_CODES = (
+    (rx.OutOfMemoryError, "OOM"),
+    (rx.ReadOnlyError, "READONLY"),
+    (rx.NoPermissionError, "NOPERM"),
+)
+
+
+def refused(backend: RedisBackend, exc: rx.RedisError) -> StoreError:
+    """The plugstore error for an error reply no operation handles itself: a key of the
+    store's holding something plugstore did not write (``WRONGTYPE``), or the server
+    refusing work (out of memory, a read-only replica, a missing permission...)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    code = next((code for cls, code in _CODES if isinstance(exc, cls)), "")
+    if code:
+        text = f"{code} {text}"
+    word = text.split(" ", 1)[0]
+    if word == "WRONGTYPE":
+        return StoreDamagedError(
+            f"{backend.engine} at {backend.where}: a key under the prefix "
+            f"{backend.prefix!r} holds a value plugstore did not write ({text}): another "
+            "program writes under this prefix. Give the store a prefix of its own, or "
+            "delete the foreign keys (`plugstore doctor` names the prefix)"
+        )
+    advice = _REFUSAL_ADVICE.get(word, "see the server's log")
+    return BackendUnavailableError(
+        f"{backend.engine} at {backend.where} refused the request: {text} ({advice})"
+    )
+
+
 def recovery(
     backend: RedisBackend, exc: Exception, retry: bool, backoff: Backoff, holders: str
 ) -> float | None:
@@ -1003,7 +1053,9 @@ def recovery(
         return backoff.pause()
     if isinstance(exc, rx.RedisClusterException):  # the client found no way to route it
         raise unavailable(backend, exc) from None
-    raise exc
+    if isinstance(exc, rx.ResponseError):
+        raise exc  # an error reply: the operation may say what it means (Request.refuse)
+    raise unavailable(backend, exc) from None  # a reply redis-py could not read
 
 
 __all__ = [
@@ -1028,6 +1080,7 @@ __all__ = [
     "ms",
     "never_sent",
     "recovery",
+    "refused",
     "unavailable",
     "waited_commands",
 ]
