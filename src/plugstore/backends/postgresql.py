@@ -34,6 +34,7 @@ any other libpq parameter such as ``sslmode``, ``sslrootcert`` or
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import threading
@@ -97,6 +98,10 @@ LIBPQ_PASSTHROUGH = frozenset(
         "channel_binding",
     }
 )
+
+
+#: Rows written in bulk into a table without statistics before ANALYZE (bulk_written).
+ANALYZE_AFTER = 10_000
 
 
 def _index_name(table: str) -> str:
@@ -231,6 +236,9 @@ class PostgreSQLBackend(Backend):
         self._lock_pool: connpool.ConnectionPool | None = None  # advisory-lock sessions
         self._fork_gen = forks.generation
         self._lock = threading.Lock()
+        # Rows still to write in bulk before ANALYZE, while the table has no statistics
+        # (None: it has, or this process already ran it); see bulk_written.
+        self._unanalyzed: int | None = None
 
     # -- SQL --------------------------------------------------------------------------
 
@@ -431,6 +439,7 @@ class PostgreSQLBackend(Backend):
                 self._create_schema(conn)
                 conn.execute(create_table)
                 self._add_expiry(conn)
+                self._unanalyzed = ANALYZE_AFTER if self._no_statistics(conn) else None
         except PoolTimeout as exc:
             raise self._probe_error() from exc
         except psycopg.OperationalError as exc:
@@ -452,6 +461,34 @@ class PostgreSQLBackend(Backend):
             (zlib.crc32(f"plugstore-schema:{self.schema}".encode()),),
         )
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+
+    def bulk_written(self, rows: int) -> None:
+        """Count ``rows`` written in bulk (batches, loads, copies); once
+        :data:`ANALYZE_AFTER` of them went into a table the server has no statistics of
+        (PostgreSQL 14 and later mark it ``reltuples = -1``), ``ANALYZE`` it.  Until
+        autovacuum does (a minute or more after a bulk load), the planner guesses a few
+        rows a namespace and pages a listing by a bitmap scan and a sort of every key
+        after the mark: O(n) a page, 400 s to dump a million keys just loaded.  With
+        statistics of the first rows it walks the primary key, however much is added."""
+        left = self._unanalyzed
+        if left is None:
+            return
+        left -= rows
+        if left > 0:
+            self._unanalyzed = left
+            return
+        self._unanalyzed = None
+        # Best effort: should it fail, autovacuum analyzes the table later.
+        with contextlib.suppress(psycopg.Error, PoolTimeout), self._connection() as conn:
+            if self._no_statistics(conn):  # still: no other process nor autovacuum did
+                conn.execute(self.compose("ANALYZE {t}"))
+
+    def _no_statistics(self, conn: Any) -> bool:
+        """Whether the server never analyzed (nor vacuumed) the table."""
+        row = conn.execute(
+            "SELECT reltuples < 0 FROM pg_class WHERE oid = %s::regclass", (self.compose("{t}"),)
+        ).fetchone()
+        return bool(row and row[0])
 
     def _add_expiry(self, conn: Any) -> None:
         """Give a table made before expiry existed its ``expires_at`` column and the
@@ -664,6 +701,7 @@ class PostgreSQLBackend(Backend):
             self._call(work, True, exc)
         except psycopg.Error as exc:
             raise self._refused(exc) from exc
+        self.bulk_written(sum(len(rows) for _, rows in steps))
 
     def advisory_lock(self, namespace: str, key: str, timeout: float | None) -> HeldLock | None:
         """Hold ``pg_advisory_lock`` on a connection of the lock pool until release.

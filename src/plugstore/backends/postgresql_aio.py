@@ -354,6 +354,9 @@ class PostgreSQLAsyncDriver(AsyncDriver):
         """Each ``(query, rows)`` step for its rows, all in one transaction; retried
         after a lost connection (deletes and upserts of given values)."""
         await self._do(_transaction, steps, None, True)
+        if self.backend._unanalyzed is not None:  # rarely: a new table, the first loads
+            rows = sum(len(batch) for _, batch in steps)
+            await self.runtime.call(self.backend.bulk_written, rows)
 
     # -- locks -----------------------------------------------------------------------------
 
