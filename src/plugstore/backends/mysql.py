@@ -183,12 +183,21 @@ class MySQLBucket(TableBucket):
 
 
 class _NamedLock(HeldLock):
-    """A ``GET_LOCK`` held by a session of the lock pool until release."""
+    """A ``GET_LOCK`` held by a session of the lock pool until release (or until the
+    store closes: :meth:`end_session`)."""
 
-    def __init__(self, pool: ConnectionPool, conn: Any, name: str) -> None:
-        self._pool, self._conn, self._name = pool, conn, name
+    def __init__(self, held: set[_NamedLock], pool: ConnectionPool, conn: Any, name: str) -> None:
+        self._held, self._pool, self._conn, self._name = held, pool, conn, name
+        held.add(self)
+
+    def end_session(self) -> None:
+        """Close the session (the store is closing): the server frees the lock, and
+        :meth:`release` then reports it lost."""
+        with contextlib.suppress(Exception):  # already broken: closed all the same
+            self._conn.close()
 
     def release(self) -> bool:
+        self._held.discard(self)
         try:
             with self._conn.cursor() as cur:
                 cur.execute("SELECT RELEASE_LOCK(%s)", (self._name,))
@@ -252,6 +261,7 @@ class MySQLBackend(Backend):
         self.queries = self._statements()
         self._pool: ConnectionPool | None = None
         self._lock_pool: ConnectionPool | None = None  # GET_LOCK sessions only
+        self._held: set[_NamedLock] = set()  # GET_LOCKs held now (close frees them)
         self._fork_gen = forks.generation
         self._lock = threading.Lock()
 
@@ -469,10 +479,13 @@ class MySQLBackend(Backend):
         with self._lock:
             pool, self._pool = self._pool, None
             lock_pool, self._lock_pool = self._lock_pool, None
+            held, self._held = self._held, set()
             if self._fork_gen == forks.generation:
+                for lock in list(held):
+                    lock.end_session()  # the server frees the locks this store holds
                 for each in (pool, lock_pool):
                     if each is not None:
-                        each.close()  # a held lock's session closes when it is released
+                        each.close()
 
     def _current_pool(self) -> ConnectionPool:
         if self._fork_gen != forks.generation:
@@ -486,6 +499,10 @@ class MySQLBackend(Backend):
                     if self._lock_pool is not None:
                         forks.keep_inherited(self._lock_pool)
                         self._lock_pool = self._make_lock_pool()
+                    # The parent's locks: never this child's to end (closing one of
+                    # their connections here would end the parent's session).
+                    forks.keep_inherited(self._held)
+                    self._held = set()
                     # Last: another thread of the child that sees the new generation
                     # must also see the new pool.
                     self._fork_gen = forks.generation
@@ -538,7 +555,7 @@ class MySQLBackend(Backend):
         if not (row and row[0] == 1):
             pool.release(conn)
             return None
-        return _NamedLock(pool, conn, name)
+        return _NamedLock(self._held, pool, conn, name)
 
     # -- statement helpers -----------------------------------------------------------------
 

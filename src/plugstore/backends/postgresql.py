@@ -151,12 +151,23 @@ class PostgreSQLBucket(TableBucket):
 
 
 class _AdvisoryLock(HeldLock):
-    """A session advisory lock held by a connection of the lock pool until release."""
+    """A session advisory lock held by a connection of the lock pool until release (or
+    until the store closes: :meth:`end_session`)."""
 
-    def __init__(self, pool: connpool.ConnectionPool, conn: Any, ident: int) -> None:
-        self._pool, self._conn, self._ident = pool, conn, ident
+    def __init__(
+        self, held: set[_AdvisoryLock], pool: connpool.ConnectionPool, conn: Any, ident: int
+    ) -> None:
+        self._held, self._pool, self._conn, self._ident = held, pool, conn, ident
+        held.add(self)
+
+    def end_session(self) -> None:
+        """Close the session (the store is closing): the server frees the lock, and
+        :meth:`release` then reports it lost."""
+        with contextlib.suppress(Exception):  # already broken: closed all the same
+            self._conn.close()
 
     def release(self) -> bool:
+        self._held.discard(self)
         try:
             row = self._conn.execute(UNLOCK, (self._ident,)).fetchone()
         except BaseException as exc:
@@ -236,6 +247,7 @@ class PostgreSQLBackend(Backend):
         self._lock_pool: connpool.ConnectionPool | None = None  # advisory-lock sessions
         self._fork_gen = forks.generation
         self._lock = threading.Lock()
+        self._held: set[_AdvisoryLock] = set()  # advisory locks held now (close frees them)
         # Rows still to write in bulk before ANALYZE, while the table has no statistics
         # (None: it has, or this process already ran it); see bulk_written.
         self._unanalyzed: int | None = None
@@ -514,11 +526,14 @@ class PostgreSQLBackend(Backend):
         with self._lock:
             pool, self._pool = self._pool, None
             lock_pool, self._lock_pool = self._lock_pool, None
+            held, self._held = self._held, set()
             if self._fork_gen == forks.generation:
                 if pool is not None:
                     pool.close()
+                for lock in list(held):
+                    lock.end_session()  # the server frees the locks this store holds
                 if lock_pool is not None:
-                    lock_pool.close()  # a held lock's session closes when it is released
+                    lock_pool.close()
 
     def _current_pool(self) -> ConnectionPool[Any]:
         if self._fork_gen != forks.generation:
@@ -532,6 +547,10 @@ class PostgreSQLBackend(Backend):
                     if self._lock_pool is not None:
                         forks.keep_inherited(self._lock_pool)
                         self._lock_pool = self._make_lock_pool()
+                    # The parent's locks: never this child's to end (closing one of
+                    # their connections here would end the parent's session).
+                    forks.keep_inherited(self._held)
+                    self._held = set()
                     # Last: another thread of the child that sees the new generation
                     # must also see the new pool.
                     self._fork_gen = forks.generation
@@ -744,7 +763,7 @@ class PostgreSQLBackend(Backend):
         if not got:
             pool.release(conn)
             return None
-        return _AdvisoryLock(pool, conn, ident)
+        return _AdvisoryLock(self._held, pool, conn, ident)
 
     def lock_ident(self, namespace: str, key: str) -> int:
         """The advisory lock id of ``key`` in ``namespace``: 64 bits of a hash of the

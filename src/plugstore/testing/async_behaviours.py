@@ -28,6 +28,7 @@ from plugstore import (
     EncodeError,
     ExpiryNotSupportedError,
     InvalidKeyError,
+    LockLostError,
     LockTimeoutError,
     Namespace,
     Store,
@@ -263,6 +264,29 @@ class AsyncBehaviours:
                 pass
 
         run_async(store, body)
+
+    def test_async_closing_a_store_frees_the_session_locks_it_holds(
+        self, store: Store, ns: Namespace, store_url: str
+    ) -> None:
+        """The async twin of the lock kit's close test: where locks are sessions,
+        ``aclose()`` ends those of the locks the store still holds."""
+        if store.backend.lease_locks:
+            pytest.skip(f"{store.backend.name} locks are leases: they run out, closed or not")
+
+        async def main() -> None:
+            astore = await aio.open(store_url, **self.options)
+            lock = await astore.namespace(NS).lock("k", timeout=0).acquire()
+            with pytest.raises(LockTimeoutError):
+                ns.lock("k", timeout=0).acquire()
+            await astore.aclose()
+            with ns.lock("k", timeout=5) as taken:
+                assert taken.held
+            # Lost with its session; or, where the lock's calls run on the store's
+            # threads, refused: they stopped with aclose().
+            with pytest.raises((LockLostError, StoreNotOpenError)):
+                await lock.release()
+
+        asyncio.run(main())
 
     def test_async_locked_increments_from_tasks_and_threads(
         self, store: Store, ns: Namespace

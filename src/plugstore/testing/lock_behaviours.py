@@ -104,6 +104,24 @@ class LockBehaviours:
         with pytest.raises(LockLostError):
             first.release()
 
+    def test_closing_a_store_frees_the_session_locks_it_holds(
+        self, store: Store, ns: Namespace, store_url: str
+    ) -> None:
+        """Where locks are sessions, not leases, closing a store ends the sessions of
+        the locks it still holds: another store takes them at once (not when the
+        process exits), and the late release reports the loss."""
+        if store.backend.lease_locks:
+            pytest.skip(f"{store.backend.name} locks are leases: they run out, closed or not")
+        holder = self.open_store(store_url)
+        lock = holder.namespace(NS).lock("k", timeout=0).acquire()
+        with pytest.raises(LockTimeoutError):
+            ns.lock("k", timeout=0).acquire()
+        holder.close()
+        with ns.lock("k", timeout=5) as taken:
+            assert taken.held
+        with pytest.raises(LockLostError):
+            lock.release()
+
     def test_a_lapsed_holder_releasing_late_frees_nothing(
         self, store: Store, ns: Namespace
     ) -> None:
