@@ -247,8 +247,8 @@ class LockBehaviours:
         self, store: Store, ns: Namespace, store_url: str
     ) -> None:
         """A child forked inside a ``with ns.lock(...)`` block that leaves the block (or
-        releases its copy) frees nothing: the lock stays the parent's, other holders
-        keep waiting, and the parent's own release works."""
+        releases its copy), uses the store and closes it frees nothing: the lock stays
+        the parent's, other holders keep waiting, and the parent's own release works."""
         self._need_multiprocess(store)
         if not hasattr(os, "fork"):
             pytest.skip("no fork on this platform")
@@ -258,6 +258,8 @@ class LockBehaviours:
             code = 1
             try:
                 lock.release()  # the child's copy: must not reach the engine
+                ns.get("other")  # the child's own connections now
+                store.close()  # ends the child's sessions, never the parent's
                 code = 0
             finally:
                 os._exit(code)
