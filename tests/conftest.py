@@ -1,4 +1,5 @@
-"""Shared test configuration: the user's real default store is never touched."""
+"""Shared test configuration: the user's real default store is never touched; the
+local Redis Clusters the cluster tests ask for."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +23,24 @@ def _isolated_default_store(tmp_path_factory: pytest.TempPathFactory) -> Iterato
         os.environ.pop("PLUGSTORE_URL", None)
     else:
         os.environ["PLUGSTORE_URL"] = old
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A local Redis Cluster shared by one module's tests (see redis_cluster.py)."""
+    from redis_cluster import local_cluster
+
+    with local_cluster(tmp_path_factory.mktemp("cluster")) as started:
+        yield started
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[Any]:
+    """A local Redis Cluster for one test that moves slots, kills or freezes nodes."""
+    from redis_cluster import local_cluster
+
+    with local_cluster(tmp_path / "cluster") as started:
+        yield started
 
 
 # The tests against real Errbot run in their own venv (`make test-errbot`): Errbot pins

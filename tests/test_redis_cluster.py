@@ -13,7 +13,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,19 +36,6 @@ from plugstore.testing import StoreConformance
 from plugstore.url import StoreURL
 from redis_cluster import LocalCluster, local_cluster, prefix_for, slot_of
 from servers import IN_CI, assert_down_server_fails_fast, make_certs
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with local_cluster(tmp_path_factory.mktemp("cluster")) as started:
-        yield started
-
-
-@pytest.fixture
-def own_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    """A cluster for one test that moves slots or kills nodes."""
-    with local_cluster(tmp_path / "cluster") as started:
-        yield started
 
 
 class TestRedisCluster(StoreConformance):

@@ -13,7 +13,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +23,9 @@ import plugstore
 from plugstore.backends.redis_cluster_track import ClusterTrackingListener, cluster_info, members
 from plugstore.errors import BackendUnavailableError
 from plugstore.nearcache import Listener
-from redis_cluster import LocalCluster, local_cluster, prefix_for, slot_of
+from redis_cluster import LocalCluster, prefix_for, slot_of
 
 BOUND = Listener.BOUND
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with local_cluster(tmp_path_factory.mktemp("cluster")) as started:
-        yield started
-
-
-@pytest.fixture
-def own_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    with local_cluster(tmp_path / "cluster") as started:
-        yield started
 
 
 def listener(store: plugstore.Store) -> ClusterTrackingListener:

@@ -63,6 +63,7 @@ from ..url import StoreURL
 from . import mysqlconn
 from .connpool import ConnectionPool, PoolExhausted
 from .liveness import has_news, watch
+from .sessionlock import SessionLock, end_sessions
 from .sqltable import LIVE, TableBucket, not_an_integer, purge_table
 
 T = TypeVar("T")
@@ -182,22 +183,15 @@ class MySQLBucket(TableBucket):
         return rows
 
 
-class _NamedLock(HeldLock):
+class _NamedLock(SessionLock):
     """A ``GET_LOCK`` held by a session of the lock pool until release (or until the
-    store closes: :meth:`end_session`)."""
+    store closes)."""
 
-    def __init__(self, held: set[_NamedLock], pool: ConnectionPool, conn: Any, name: str) -> None:
-        self._held, self._pool, self._conn, self._name = held, pool, conn, name
-        held.add(self)
+    def __init__(self, held: set[SessionLock], pool: ConnectionPool, conn: Any, name: str) -> None:
+        super().__init__(held, pool, conn)
+        self._name = name
 
-    def end_session(self) -> None:
-        """Close the session (the store is closing): the server frees the lock, and
-        :meth:`release` then reports it lost."""
-        with contextlib.suppress(Exception):  # already broken: closed all the same
-            self._conn.close()
-
-    def release(self) -> bool:
-        self._held.discard(self)
+    def _release(self) -> bool:
         try:
             with self._conn.cursor() as cur:
                 cur.execute("SELECT RELEASE_LOCK(%s)", (self._name,))
@@ -261,7 +255,7 @@ class MySQLBackend(Backend):
         self.queries = self._statements()
         self._pool: ConnectionPool | None = None
         self._lock_pool: ConnectionPool | None = None  # GET_LOCK sessions only
-        self._held: set[_NamedLock] = set()  # GET_LOCKs held now (close frees them)
+        self._held: set[SessionLock] = set()  # GET_LOCKs held now (close frees them)
         self._fork_gen = forks.generation
         self._lock = threading.Lock()
 
@@ -481,8 +475,7 @@ class MySQLBackend(Backend):
             lock_pool, self._lock_pool = self._lock_pool, None
             held, self._held = self._held, set()
             if self._fork_gen == forks.generation:
-                for lock in list(held):
-                    lock.end_session()  # the server frees the locks this store holds
+                end_sessions(held)  # the server frees the locks this store holds
                 for each in (pool, lock_pool):
                     if each is not None:
                         each.close()

@@ -55,6 +55,7 @@ from ..locks import HeldLock, lock_digest
 from ..url import StoreURL
 from . import connpool
 from .liveness import closed_by_server
+from .sessionlock import SessionLock, end_sessions
 from .sqltable import LIVE, Stmt, TableBucket, not_an_integer, purge_table
 
 if TYPE_CHECKING:
@@ -150,24 +151,17 @@ class PostgreSQLBucket(TableBucket):
         return self.backend.advisory_lock(self.namespace, key, timeout)
 
 
-class _AdvisoryLock(HeldLock):
+class _AdvisoryLock(SessionLock):
     """A session advisory lock held by a connection of the lock pool until release (or
-    until the store closes: :meth:`end_session`)."""
+    until the store closes)."""
 
     def __init__(
-        self, held: set[_AdvisoryLock], pool: connpool.ConnectionPool, conn: Any, ident: int
+        self, held: set[SessionLock], pool: connpool.ConnectionPool, conn: Any, ident: int
     ) -> None:
-        self._held, self._pool, self._conn, self._ident = held, pool, conn, ident
-        held.add(self)
+        super().__init__(held, pool, conn)
+        self._ident = ident
 
-    def end_session(self) -> None:
-        """Close the session (the store is closing): the server frees the lock, and
-        :meth:`release` then reports it lost."""
-        with contextlib.suppress(Exception):  # already broken: closed all the same
-            self._conn.close()
-
-    def release(self) -> bool:
-        self._held.discard(self)
+    def _release(self) -> bool:
         try:
             row = self._conn.execute(UNLOCK, (self._ident,)).fetchone()
         except BaseException as exc:
@@ -247,7 +241,7 @@ class PostgreSQLBackend(Backend):
         self._lock_pool: connpool.ConnectionPool | None = None  # advisory-lock sessions
         self._fork_gen = forks.generation
         self._lock = threading.Lock()
-        self._held: set[_AdvisoryLock] = set()  # advisory locks held now (close frees them)
+        self._held: set[SessionLock] = set()  # advisory locks held now (close frees them)
         # Rows still to write in bulk before ANALYZE, while the table has no statistics
         # (None: it has, or this process already ran it); see bulk_written.
         self._unanalyzed: int | None = None
@@ -530,8 +524,7 @@ class PostgreSQLBackend(Backend):
             if self._fork_gen == forks.generation:
                 if pool is not None:
                     pool.close()
-                for lock in list(held):
-                    lock.end_session()  # the server frees the locks this store holds
+                end_sessions(held)  # the server frees the locks this store holds
                 if lock_pool is not None:
                     lock_pool.close()
 
