@@ -21,7 +21,7 @@ import pytest
 
 import plugstore
 from plugstore.backends.redis_cluster_track import ClusterTrackingListener, cluster_info, members
-from plugstore.errors import BackendUnavailableError
+from plugstore.errors import BackendUnavailableError, NotReplicatedError
 from plugstore.nearcache import Listener
 from redis_cluster import LocalCluster, prefix_for, slot_of
 
@@ -160,7 +160,8 @@ def test_a_manual_failover_serves_no_stale_read(
             time.sleep(0.5)
         assert reads.stale == []
         assert reads.served > after, "reads were answered by the cache after it"
-        assert all(isinstance(e, BackendUnavailableError) for e in reads.errors)
+        # No node died: the only errors are writes the switch left unconfirmed.
+        assert [e for e in reads.errors if not isinstance(e, NotReplicatedError)] == []
         assert tracked(reader) == 6
 
 
@@ -187,7 +188,10 @@ def test_a_killed_master_serves_no_stale_read(own_cluster: LocalCluster, tmp_pat
             time.sleep(0.5)
         assert reads.stale == []
         assert reads.served > served
-        assert len(reads.errors) <= 3, reads.errors  # in flight at the kill, or unconfirmed
+        # Besides the writes the promoted master could not have confirmed (no replica
+        # until the killed node is back), only those in flight at the kill failed.
+        in_flight = [e for e in reads.errors if not isinstance(e, NotReplicatedError)]
+        assert len(in_flight) <= 2, in_flight
 
 
 def test_a_node_that_stops_answering_stops_the_cache(
