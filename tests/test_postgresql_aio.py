@@ -137,6 +137,9 @@ def test_the_native_driver_runs_every_operation_without_a_thread(table: str) -> 
                 await ns.clear()
                 assert await ns.count() == 0
                 await ns.delete("c") if await ns.contains("c") else None
+                # A load into the new table: the ANALYZE it is due runs natively too.
+                await ns.set_many({f"b{i:05d}": i for i in range(10_000)})
+                assert astore.sync.backend._unanalyzed is None  # type: ignore[attr-defined]
             finally:
                 runtime.executor = threads
             assert refusing.refused == []

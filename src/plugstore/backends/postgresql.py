@@ -101,8 +101,10 @@ LIBPQ_PASSTHROUGH = frozenset(
 )
 
 
-#: Rows written in bulk into a table without statistics before ANALYZE (bulk_written).
+#: Rows written in bulk into a table without statistics before ANALYZE (analyze_due).
 ANALYZE_AFTER = 10_000
+#: Whether the server never analyzed (nor vacuumed) the table (its name, the parameter).
+NO_STATISTICS = "SELECT reltuples < 0 FROM pg_class WHERE oid = %s::regclass"
 
 
 def _index_name(table: str) -> str:
@@ -468,32 +470,36 @@ class PostgreSQLBackend(Backend):
         )
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
 
-    def bulk_written(self, rows: int) -> None:
-        """Count ``rows`` written in bulk (batches, loads, copies); once
+    def analyze_due(self, rows: int) -> bool:
+        """Count ``rows`` written in bulk (batches, loads, copies); ``True`` once, when
         :data:`ANALYZE_AFTER` of them went into a table the server has no statistics of
-        (PostgreSQL 14 and later mark it ``reltuples = -1``), ``ANALYZE`` it.  Until
-        autovacuum does (a minute or more after a bulk load), the planner guesses a few
-        rows a namespace and pages a listing by a bitmap scan and a sort of every key
-        after the mark: O(n) a page, 400 s to dump a million keys just loaded.  With
-        statistics of the first rows it walks the primary key, however much is added."""
+        (PostgreSQL 14 and later mark it ``reltuples = -1``): time to ``ANALYZE`` it,
+        if nobody did meanwhile (:data:`NO_STATISTICS`).  Until autovacuum does (a
+        minute or more after a bulk load), the planner guesses a few rows a namespace
+        and pages a listing by a bitmap scan and a sort of every key after the mark:
+        O(n) a page, 400 s to dump a million keys just loaded.  With statistics of the
+        first rows it walks the primary key, however much is added."""
         left = self._unanalyzed
         if left is None:
-            return
+            return False
         left -= rows
         if left > 0:
             self._unanalyzed = left
-            return
+            return False
         self._unanalyzed = None
+        return True
+
+    def bulk_written(self, rows: int) -> None:
+        """Count ``rows`` written in bulk; ``ANALYZE`` when :meth:`analyze_due`."""
+        if not self.analyze_due(rows):
+            return
         # Best effort: should it fail, autovacuum analyzes the table later.
         with contextlib.suppress(psycopg.Error, PoolTimeout), self._connection() as conn:
             if self._no_statistics(conn):  # still: no other process nor autovacuum did
                 conn.execute(self.compose("ANALYZE {t}"))
 
     def _no_statistics(self, conn: Any) -> bool:
-        """Whether the server never analyzed (nor vacuumed) the table."""
-        row = conn.execute(
-            "SELECT reltuples < 0 FROM pg_class WHERE oid = %s::regclass", (self.compose("{t}"),)
-        ).fetchone()
+        row = conn.execute(NO_STATISTICS, (self.compose("{t}"),)).fetchone()
         return bool(row and row[0])
 
     def _add_expiry(self, conn: Any) -> None:

@@ -42,6 +42,7 @@ thread: it lands whole or not at all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -54,9 +55,16 @@ from ..aio.finish import finish
 from ..aio.locks import AsyncHeld
 from ..aio.runtime import Runtime
 from ..backend import Backoff, Bucket
-from ..errors import BackendUnavailableError, StoreNotOpenError
+from ..errors import BackendUnavailableError, StoreError, StoreNotOpenError
 from ..locks import Waiter
-from .postgresql import TRY_LOCK, UNLOCK, PostgreSQLBackend, PostgreSQLBucket, _alive
+from .postgresql import (
+    NO_STATISTICS,
+    TRY_LOCK,
+    UNLOCK,
+    PostgreSQLBackend,
+    PostgreSQLBucket,
+    _alive,
+)
 from .sqltable import Batch
 
 T = TypeVar("T")
@@ -88,6 +96,13 @@ async def _transaction(conn: Any, steps: Sequence[Batch], _: Any) -> None:
     async with conn.transaction(), conn.cursor() as cursor:
         for query, rows in steps:
             await cursor.executemany(query, rows)
+
+
+async def _analyze(conn: Any, analyze: Any, table: Any) -> None:
+    """``ANALYZE`` the table unless the server has statistics of it by now."""
+    row = await _fetchone(conn, NO_STATISTICS, (table,))
+    if row and row[0]:
+        await conn.execute(analyze)
 
 
 #: ``Task.cancelling`` (Python 3.11+): how many cancellations of a task are pending.
@@ -354,9 +369,11 @@ class PostgreSQLAsyncDriver(AsyncDriver):
         """Each ``(query, rows)`` step for its rows, all in one transaction; retried
         after a lost connection (deletes and upserts of given values)."""
         await self._do(_transaction, steps, None, True)
-        if self.backend._unanalyzed is not None:  # rarely: a new table, the first loads
-            rows = sum(len(batch) for _, batch in steps)
-            await self.runtime.call(self.backend.bulk_written, rows)
+        b = self.backend
+        if b.analyze_due(sum(len(batch) for _, batch in steps)):
+            # Best effort (see PostgreSQLBackend.analyze_due): autovacuum will, else.
+            with contextlib.suppress(StoreError):
+                await self._do(_analyze, b.compose("ANALYZE {t}"), b.compose("{t}"), False)
 
     # -- locks -----------------------------------------------------------------------------
 
