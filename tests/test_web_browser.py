@@ -498,10 +498,25 @@ def test_the_chat_hosts_data_is_read_and_edited_in_the_browser(driver: Any, tmp_
 
 
 def _click_and_wait(console: Console, click: Callable[[], None]) -> None:
-    from selenium.webdriver.support import expected_conditions
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
     old = console.driver.find_element("tag name", "html")
     click()
-    WebDriverWait(console.driver, 20).until(expected_conditions.staleness_of(old))
+
+    def gone(_: Any) -> bool:
+        """Whether the old page's root left the document.  Asked mid-navigation,
+        chromedriver may answer "Node with given id does not belong to the document"
+        (a plain WebDriverException) instead of a stale reference: gone all the same."""
+        try:
+            old.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
+    WebDriverWait(console.driver, 20).until(gone)
     console.check()
