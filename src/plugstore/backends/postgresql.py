@@ -245,7 +245,7 @@ class PostgreSQLBackend(Backend):
         self._lock = threading.Lock()
         self._held: set[SessionLock] = set()  # advisory locks held now (close frees them)
         # Rows still to write in bulk before ANALYZE, while the table has no statistics
-        # (None: it has, or this process already ran it); see bulk_written.
+        # (None: it has, or this process already ran it); see analyze_due.
         self._unanalyzed: int | None = None
 
     # -- SQL --------------------------------------------------------------------------

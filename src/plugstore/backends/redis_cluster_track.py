@@ -39,7 +39,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..nearcache import Listener
-from .redistrack import CLIENT_NAME, apply
+from .redistrack import CLIENT_NAME, apply, track
 
 if TYPE_CHECKING:
     from ..nearcache import NearCache
@@ -196,20 +196,15 @@ class ClusterTrackingListener(Listener):
                     continue
                 conn = self._connect(host, port)
                 nodes.append(_Node(host, port, conn))
-                conn._parser.set_invalidation_push_handler(self._heard)
-                conn.send_command("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", self._prefix)
-                reply = conn.read_response()
-                if reply not in (b"OK", "OK"):
-                    raise rx.ResponseError(f"CLIENT TRACKING answered {reply!r}")
+                track(conn, self._prefix, self._heard)
             watch = _Watch(found, nodes)
             # The first round sets each node's signature; a node that knows another
             # number of nodes than the list read says the list is already out of date.
             started = monotonic()
             self._send_round(watch, started)
-            for node in nodes:
+            for node in nodes:  # the last answer sets watch.known_since to started
                 while node.owed:
                     self._read(watch, node)
-            watch.known_since = started
         except BaseException:
             for node in nodes:
                 node.conn.disconnect()

@@ -21,6 +21,8 @@ from redis.retry import Retry
 from ..nearcache import Listener
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..nearcache import NearCache
     from .redis import RedisBackend
 
@@ -59,11 +61,7 @@ class TrackingListener(Listener):
             conn.connect()
             # redis-py hands RESP3 "invalidate" pushes to this handler (else it drops
             # them); returning the message makes read_response(push_request=True) give it.
-            conn._parser.set_invalidation_push_handler(lambda message: message)
-            conn.send_command("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", self._prefix)
-            reply = conn.read_response()
-            if reply not in (b"OK", "OK"):
-                raise rx.ResponseError(f"CLIENT TRACKING answered {reply!r}")
+            track(conn, self._prefix, lambda message: message)
         except BaseException:
             conn.disconnect()
             raise
@@ -84,6 +82,18 @@ class TrackingListener(Listener):
 
     def _heard(self, message: Any) -> None:
         apply(self.cache, self._prefix, message)
+
+
+def track(conn: Any, prefix: bytes, on_push: Callable[[Any], Any]) -> None:
+    """Have the server announce on ``conn`` (connected, RESP3) every change of a key under
+    ``prefix`` (``CLIENT TRACKING ON BCAST``); redis-py hands each announcement to
+    ``on_push`` (else it drops them), and ``read_response(push_request=True)`` returns
+    what ``on_push`` returns."""
+    conn._parser.set_invalidation_push_handler(on_push)
+    conn.send_command("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", prefix)
+    reply = conn.read_response()
+    if reply not in (b"OK", "OK"):
+        raise rx.ResponseError(f"CLIENT TRACKING answered {reply!r}")
 
 
 def apply(cache: NearCache, prefix: bytes, message: Any) -> None:
@@ -118,4 +128,4 @@ def parse(raw: bytes, prefix: bytes) -> tuple[str, str] | None:
         return None
 
 
-__all__ = ["CLIENT_NAME", "TrackingListener", "apply", "parse"]
+__all__ = ["CLIENT_NAME", "TrackingListener", "apply", "parse", "track"]
